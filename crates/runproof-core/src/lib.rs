@@ -1,0 +1,38 @@
+//! Pure verification core of runproof.
+//!
+//! This crate turns untrusted input into verified values: a GitHub Actions OIDC token
+//! becomes a [`RunIdentity`] once its signature, issuer, audience, lifetime, required
+//! claims and policy all check out. It also parses the request-level inputs that carry
+//! security meaning (`Content-Digest`, upload names).
+//!
+//! What it does not do: it opens no socket, reads no file and never looks at a clock.
+//! Keys ([`KeySet`]) and the current time ([`UnixTime`]) are passed in by the caller,
+//! so every rule can be tested at any instant with any key.
+//!
+//! Threat model in brief: every byte of a token is attacker-controlled until the
+//! signature is checked against a key of a configured issuer. Nothing is trusted from
+//! the token header beyond choosing among already-configured keys; only `RS256` is
+//! accepted; multi-valued audiences are refused; ids, never names, feed decisions.
+#![forbid(unsafe_code)]
+
+pub mod claims;
+pub mod digest;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod name;
+pub mod policy;
+pub mod secret;
+pub mod time;
+pub mod token;
+pub mod verifier;
+
+pub use claims::RunIdentity;
+pub use error::{ErrorCode, PolicyRule, VerifyError};
+pub use ids::{InstallationId, OwnerId, RepositoryId, RunId};
+pub use keys::{KeySet, KeySetError};
+pub use policy::Policy;
+pub use secret::Secret;
+pub use time::UnixTime;
+pub use token::UnverifiedToken;
+pub use verifier::{Verifier, VerifierConfig};
