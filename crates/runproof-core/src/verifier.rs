@@ -96,7 +96,7 @@ impl Verifier {
             })?;
         let claims = claims.require()?;
 
-        if !self.config.issuers.iter().any(|i| *i == claims.iss) {
+        if !self.config.issuers.contains(&claims.iss) {
             return Err(VerifyError::UntrustedIssuer);
         }
         match &claims.aud {
