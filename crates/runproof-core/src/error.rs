@@ -52,7 +52,7 @@ pub enum ErrorCode {
     /// The database or blob storage is unavailable.
     StorageUnavailable,
     /// The read API was called without a valid API key.
-    Unauthorized,
+    InvalidApiKey,
     /// The requested resource does not exist.
     NotFound,
 }
@@ -83,7 +83,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::StorageUnavailable => "storage_unavailable",
-            Self::Unauthorized => "unauthorized",
+            Self::InvalidApiKey => "invalid_api_key",
             Self::NotFound => "not_found",
         }
     }
@@ -111,7 +111,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::UpstreamUnavailable,
         Self::StorageUnavailable,
-        Self::Unauthorized,
+        Self::InvalidApiKey,
         Self::NotFound,
     ];
 }

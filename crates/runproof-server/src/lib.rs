@@ -1,0 +1,191 @@
+//! The runproof HTTP service.
+//!
+//! It receives uploads, checks their credentials before reading a byte of the body,
+//! streams the body to blob storage while hashing it, and commits the upload with the
+//! verified run identity. It serves the App's read API and the operations endpoints.
+//!
+//! What it does not do: parse configuration files or flags (the binary does), or make
+//! verification decisions (the core does). It takes plain values ([`ServerConfig`],
+//! stores, a key cache) and a listener.
+//!
+//! Threat model in brief: every request is hostile until its credentials verify. Errors
+//! carry a stable code and a detail the client can act on, never secret material; the
+//! `Authorization` header is marked sensitive and never logged.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod ops;
+mod read_api;
+mod upload;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use runproof_core::{Secret, UnixTime, Verifier};
+use runproof_github::KeyCache;
+use runproof_store::{BlobStore, Store};
+use tokio::net::TcpListener;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, status_of};
+
+/// A source of the current time, so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in whole seconds since the Unix epoch.
+    fn now(&self) -> UnixTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        UnixTime(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+}
+
+/// Settings of the service that are not the verifier's.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The largest upload body accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Keys that may use the read API. Empty: the read API refuses everyone.
+    pub api_keys: Vec<Secret>,
+    /// Whether each `jti` is accepted only once.
+    pub replay_protection: bool,
+    /// Whether uploads must come from repositories where the App is installed.
+    pub installation_binding: bool,
+    /// The longest a client may take to send an upload body.
+    pub body_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            api_keys: Vec::new(),
+            replay_protection: true,
+            installation_binding: false,
+            body_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// Verifies OIDC tokens.
+    pub verifier: Verifier,
+    /// Keys of the configured issuers.
+    pub keys: Arc<KeyCache>,
+    /// Upload records and the replay guard.
+    pub store: Arc<dyn Store>,
+    /// Upload bodies.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Service settings.
+    pub config: ServerConfig,
+    /// The current time.
+    pub clock: Arc<dyn Clock>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// A process has one global `metrics` recorder; several servers in one process (tests)
+/// share it.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = builder
+                .set_buckets_for_metric(
+                    Matcher::Full("runproof_verification_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The service's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/v1/uploads",
+            post(upload::create_upload).get(read_api::list_uploads),
+        )
+        .route("/v1/uploads/{id}", get(read_api::get_upload))
+        .route("/v1/uploads/{id}/content", get(read_api::get_content))
+        .route("/.well-known/runproof", get(ops::well_known))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
+        ]))
+        .with_state(state)
+}
+
+/// Spawns the housekeeping tasks: the replay-guard purge.
+pub fn spawn_housekeeping(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            match state.store.purge_expired_jtis(state.clock.now()).await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired jtis"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "jti purge failed"),
+            }
+        }
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+/// (uploads included) finish.
+///
+/// # Errors
+/// An I/O error from the listener.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let housekeeping = spawn_housekeeping(&state);
+    let app = router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    housekeeping.abort();
+    result
+}

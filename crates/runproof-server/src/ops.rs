@@ -1,0 +1,57 @@
+//! Operations endpoints: discovery for clients, health, readiness, metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use runproof_core::ErrorCode;
+use serde_json::json;
+
+use crate::{ApiError, AppState};
+
+/// `GET /.well-known/runproof`: what a client needs to know to upload.
+pub(crate) async fn well_known(State(state): State<Arc<AppState>>) -> Response {
+    let config = state.verifier.config();
+    Json(json!({
+        "audience": config.audience,
+        "modes": ["oidc"],
+        "installation_binding": state.config.installation_binding,
+        "issuers": config.issuers,
+        "max_upload_bytes": state.config.max_upload_bytes,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database and blob storage answer.
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if let Err(e) = state.store.ping().await {
+        return ApiError::storage(&e).into_response();
+    }
+    if let Err(e) = state.blobs.ping().await {
+        return ApiError::storage(&e).into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Any other route.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}

@@ -1,0 +1,283 @@
+//! The App's read API: list, fetch, and stream verified uploads. API key required.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use runproof_core::{ErrorCode, RepositoryId};
+use runproof_store::{BlobError, Cursor, ListFilter, UploadId, UploadRecord, UploadStatus};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Credentials, credentials};
+use crate::{ApiError, AppState};
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Checks `Authorization: Bearer <api key>` against every configured key in constant time.
+pub(crate) fn require_api_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = match credentials(headers)? {
+        Credentials::Bearer(key) => key,
+        Credentials::None => {
+            return Err(ApiError::new(
+                ErrorCode::MissingCredentials,
+                "send an API key as `Authorization: Bearer <key>`",
+            ));
+        }
+        Credentials::GithubToken => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "the read API takes an API key",
+            ));
+        }
+    };
+    // Compare against every key, without stopping early, so timing reveals nothing.
+    let matched = state
+        .config
+        .api_keys
+        .iter()
+        .fold(false, |acc, key| key.ct_eq(presented.as_bytes()) | acc);
+    if matched {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidApiKey,
+            "the API key is not valid",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    repository_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/uploads`.
+pub(crate) async fn list_uploads(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_api_key(&state, &headers)?;
+    let Query(params): Query<ListParams> = Query::try_from_uri(&uri)
+        .map_err(|_| ApiError::invalid("the query string is malformed"))?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            UploadStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid("status is one of verified, pending, rejected, expired")
+            })
+        })
+        .transpose()?;
+    let repository_id = params
+        .repository_id
+        .as_deref()
+        .map(|s| {
+            s.parse::<RepositoryId>()
+                .map_err(|_| ApiError::invalid("repository_id is a decimal integer"))
+        })
+        .transpose()?;
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::invalid(format!("limit is 1 to {MAX_LIMIT}")))?,
+    };
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(|c| Cursor::decode(c).ok_or_else(|| ApiError::invalid("the cursor is not valid")))
+        .transpose()?;
+    let filter = ListFilter {
+        status,
+        repository_id,
+    };
+    let (uploads, next) = state
+        .store
+        .list_uploads(&filter, limit, cursor.as_ref())
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(json!({
+        "uploads": uploads,
+        "next_cursor": next.map(|c| c.encode()),
+    }))
+    .into_response())
+}
+
+async fn find(state: &AppState, id: &str) -> Result<UploadRecord, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, "no upload with this id");
+    let id = UploadId::parse(id).ok_or_else(not_found)?;
+    state
+        .store
+        .get_upload(&id)
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+        .ok_or_else(not_found)
+}
+
+/// `GET /v1/uploads/{id}`.
+pub(crate) async fn get_upload(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_api_key(&state, &headers)?;
+    Ok(Json(find(&state, &id).await?).into_response())
+}
+
+/// A parsed single `Range: bytes=…` request, resolved against the size.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// No usable `Range` header: send everything.
+    Full,
+    /// Bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// The range lies outside the content.
+    Unsatisfiable,
+}
+
+fn parse_range(value: Option<&HeaderValue>, size: u64) -> RangeRequest {
+    let Some(spec) = value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return RangeRequest::Full;
+    };
+    // Multiple ranges would need multipart/byteranges; serving the whole body is allowed.
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (start, end) = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
+        (Some(start), Some(end)) if start <= end => (start, end.min(size.saturating_sub(1))),
+        (Some(start), None) if b.is_empty() => (start, size.saturating_sub(1)),
+        (None, Some(suffix)) if a.is_empty() && suffix > 0 => {
+            (size.saturating_sub(suffix), size.saturating_sub(1))
+        }
+        _ => return RangeRequest::Full,
+    };
+    if size == 0 || start >= size {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Part { start, end }
+}
+
+/// `GET /v1/uploads/{id}/content`: the bytes, streamed, with single-range support.
+pub(crate) async fn get_content(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_api_key(&state, &headers)?;
+    let record = find(&state, &id).await?;
+    let size = record.size;
+    let range = parse_range(headers.get(header::RANGE), size);
+    let (status, offset, len) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, size),
+        RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeRequest::Unsatisfiable => {
+            let mut resp = ApiError::invalid("the range lies outside the content")
+                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(resp);
+        }
+    };
+    let stream = state
+        .blobs
+        .read(&record.id, offset, Some(len))
+        .await
+        .map_err(|e| match e {
+            BlobError::NotFound => {
+                tracing::error!(id = %record.id, "record has no blob");
+                ApiError::storage(&e)
+            }
+            other => ApiError::storage(&other),
+        })?;
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    let content_type = record
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.sha256)) {
+        h.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {offset}-{}/{size}", offset + len - 1))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    } else if let Some(digest) = hex_digest(&record.sha256)
+        && let Ok(v) = HeaderValue::from_str(&runproof_core::digest::format_content_digest(&digest))
+    {
+        h.insert("content-digest", v);
+    }
+    Ok(resp)
+}
+
+fn hex_digest(hex_str: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex_str).ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_against_size() {
+        let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(parse_range(None, 10), RangeRequest::Full);
+        assert_eq!(
+            parse_range(Some(&h("bytes=0-4")), 10),
+            RangeRequest::Part { start: 0, end: 4 }
+        );
+        assert_eq!(
+            parse_range(Some(&h("bytes=5-")), 10),
+            RangeRequest::Part { start: 5, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some(&h("bytes=-3")), 10),
+            RangeRequest::Part { start: 7, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some(&h("bytes=8-100")), 10),
+            RangeRequest::Part { start: 8, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some(&h("bytes=10-")), 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some(&h("bytes=5-2")), 10), RangeRequest::Full);
+        assert_eq!(
+            parse_range(Some(&h("bytes=0-1,3-4")), 10),
+            RangeRequest::Full
+        );
+        assert_eq!(parse_range(Some(&h("items=0-1")), 10), RangeRequest::Full);
+        assert_eq!(parse_range(Some(&h("bytes=-0")), 10), RangeRequest::Full);
+    }
+}

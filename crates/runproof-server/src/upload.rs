@@ -1,0 +1,244 @@
+//! `POST /v1/uploads`: credentials first, then the body, streamed and hashed, then commit.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use runproof_core::digest::parse_content_digest;
+use runproof_core::name::UploadName;
+use runproof_core::{ErrorCode, RunIdentity};
+use runproof_store::{BlobError, BlobWriter, Mode, NewUpload, StoreError, UploadId, UploadStatus};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Credentials, credentials, verify_oidc};
+use crate::{ApiError, AppState};
+
+/// The longest `Content-Type` or `Idempotency-Key` kept, in bytes.
+const MAX_HEADER_VALUE: usize = 255;
+
+#[derive(Deserialize)]
+struct UploadParams {
+    name: Option<String>,
+}
+
+/// What a verified request is allowed to upload, decided before the body is read.
+struct Admitted {
+    mode: Mode,
+    identity: RunIdentity,
+}
+
+/// The body's facts once it is fully received and its blob committed.
+struct Received {
+    id: UploadId,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+pub(crate) async fn create_upload(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params: Query<UploadParams> = Query::try_from_uri(&uri)
+        .map_err(|_| ApiError::invalid("the query string is malformed"))?;
+    let name = params
+        .name
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("the `name` query parameter is required"))?;
+    let name = UploadName::parse(name).map_err(|e| ApiError::invalid(e.to_string()))?;
+
+    let admitted = admit(&state, &headers).await?;
+
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|len| len > state.config.max_upload_bytes) {
+        return Err(too_large(state.config.max_upload_bytes));
+    }
+    let expected_digest = match headers.get("content-digest") {
+        Some(v) => {
+            parse_content_digest(v.as_bytes()).map_err(|e| ApiError::invalid(e.to_string()))?
+        }
+        None => None,
+    };
+    let content_type = optional_header(&headers, header::CONTENT_TYPE.as_str())?;
+    let idempotency_key = optional_header(&headers, "idempotency-key")?;
+
+    if let Some(key) = &idempotency_key {
+        let existing = state
+            .store
+            .find_by_idempotency_key(admitted.identity.repository_id, key)
+            .await
+            .map_err(|e| ApiError::storage(&e))?;
+        if let Some(existing) = existing {
+            return Ok(replayed(existing));
+        }
+    }
+
+    let received = receive_body(&state, body, expected_digest).await?;
+
+    let now = state.clock.now();
+    let status = UploadStatus::Verified;
+    let new = NewUpload {
+        id: received.id.clone(),
+        status,
+        mode: admitted.mode,
+        name: name.as_str().to_owned(),
+        size: received.size,
+        sha256: received.sha256,
+        content_type,
+        created_at: now,
+        verified_at: Some(now),
+        identity: admitted.identity,
+        reason: None,
+        idempotency_key,
+    };
+    match state.store.insert_upload(&new).await {
+        Ok(record) => {
+            metrics::counter!("runproof_uploads_total", "mode" => new.mode.as_str(), "status" => status.as_str())
+                .increment(1);
+            metrics::counter!("runproof_upload_bytes_total").increment(received.size);
+            tracing::info!(
+                id = %record.id,
+                repository_id = %record.identity.repository_id,
+                run_id = %record.identity.run_id,
+                size = record.size,
+                "upload verified"
+            );
+            let location = HeaderValue::from_str(&format!("/v1/uploads/{}", record.id)).ok();
+            let mut resp = (StatusCode::CREATED, Json(record)).into_response();
+            if let Some(location) = location {
+                resp.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(resp)
+        }
+        Err(err) => {
+            if let Err(e) = state.blobs.delete(&received.id).await {
+                tracing::warn!(error = %e, id = %received.id, "could not delete blob of a failed insert");
+            }
+            match err {
+                StoreError::Conflict(existing) => Ok(replayed(*existing)),
+                other => Err(ApiError::storage(&other)),
+            }
+        }
+    }
+}
+
+/// Checks credentials and decides the mode, before any byte of the body is read.
+async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiError> {
+    match credentials(headers)? {
+        Credentials::Bearer(token) => {
+            let verified = verify_oidc(state, token).await?;
+            Ok(Admitted {
+                mode: Mode::Oidc,
+                identity: verified.identity,
+            })
+        }
+        Credentials::GithubToken => Err(ApiError::new(
+            ErrorCode::ModeDisabled,
+            "the github_token mode is not enabled on this server",
+        )),
+        Credentials::None => Err(ApiError::new(
+            ErrorCode::MissingCredentials,
+            "send an OIDC token as `Authorization: Bearer <token>`",
+        )),
+    }
+}
+
+/// Streams the body into a new blob, hashing and counting as it goes, and commits it.
+async fn receive_body(
+    state: &AppState,
+    body: Body,
+    expected: Option<[u8; 32]>,
+) -> Result<Received, ApiError> {
+    let mut writer = state.blobs.begin().await.map_err(|e| blob_error(&e))?;
+    let streamed = tokio::time::timeout(
+        state.config.body_timeout,
+        stream_into(&mut *writer, body, state.config.max_upload_bytes),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::invalid("the body was not received in time")
+            .with_status(StatusCode::REQUEST_TIMEOUT))
+    });
+    let (size, sha256) = match streamed {
+        Ok(v) => v,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    if expected.is_some_and(|expected| expected != sha256) {
+        writer.abort().await;
+        return Err(ApiError::new(
+            ErrorCode::DigestMismatch,
+            "the body does not match its Content-Digest",
+        ));
+    }
+    let id = UploadId::generate();
+    writer.commit(&id).await.map_err(|e| blob_error(&e))?;
+    Ok(Received { id, size, sha256 })
+}
+
+async fn stream_into(
+    writer: &mut dyn BlobWriter,
+    body: Body,
+    max: u64,
+) -> Result<(u64, [u8; 32]), ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::invalid("the body could not be read to its end"))?;
+        size = size.saturating_add(chunk.len() as u64);
+        if size > max {
+            return Err(too_large(max));
+        }
+        hasher.update(&chunk);
+        writer.write(&chunk).await.map_err(|e| blob_error(&e))?;
+    }
+    Ok((size, hasher.finalize().into()))
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body exceeds the limit of {max} bytes"),
+    )
+}
+
+fn blob_error(e: &BlobError) -> ApiError {
+    match e {
+        BlobError::Full => ApiError::storage(e).with_status(StatusCode::INSUFFICIENT_STORAGE),
+        _ => ApiError::storage(e),
+    }
+}
+
+fn optional_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .ok()
+        .filter(|v| {
+            !v.is_empty() && v.len() <= MAX_HEADER_VALUE && !v.chars().any(char::is_control)
+        })
+        .ok_or_else(|| ApiError::invalid(format!("the {name} header is malformed")))?;
+    Ok(Some(value.to_owned()))
+}
+
+fn replayed(record: runproof_store::UploadRecord) -> Response {
+    let mut resp = (StatusCode::OK, Json(record)).into_response();
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp
+}

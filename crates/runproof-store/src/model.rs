@@ -1,0 +1,221 @@
+//! The values the store keeps.
+
+use runproof_core::{RepositoryId, RunIdentity, UnixTime};
+use serde::{Deserialize, Serialize};
+
+/// An upload's id: a UUIDv7 in its hyphenated form, so ids sort by creation time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UploadId(pub String);
+
+impl UploadId {
+    /// A fresh, time-ordered id.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().hyphenated().to_string())
+    }
+
+    /// Parses an id given by a client; only canonical UUIDs are accepted.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        let u = uuid::Uuid::try_parse(s).ok()?;
+        let canonical = u.hyphenated().to_string();
+        (canonical == s).then_some(Self(canonical))
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadStatus {
+    /// Verified: its identity is proven.
+    Verified,
+    /// Held until GitHub vouches for its run (webhook mode).
+    Pending,
+    /// Refused after it was held.
+    Rejected,
+    /// Held too long without approval.
+    Expired,
+}
+
+impl UploadStatus {
+    /// The status as stored and sent.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Pending => "pending",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses a stored or requested status.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "verified" => Some(Self::Verified),
+            "pending" => Some(Self::Pending),
+            "rejected" => Some(Self::Rejected),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// How an upload was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// An OIDC token sent with the upload.
+    Oidc,
+    /// A session token obtained by exchanging an OIDC token.
+    Session,
+    /// The run's `GITHUB_TOKEN`, checked against GitHub's API.
+    GithubToken,
+    /// A signed `workflow_run` webhook.
+    Webhook,
+}
+
+impl Mode {
+    /// The mode as stored and sent.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Oidc => "oidc",
+            Self::Session => "session",
+            Self::GithubToken => "github_token",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    /// Parses a stored mode.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "oidc" => Some(Self::Oidc),
+            "session" => Some(Self::Session),
+            "github_token" => Some(Self::GithubToken),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// An upload to insert: its blob is already committed under `id`.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// The id, also the blob's key.
+    pub id: UploadId,
+    /// Its status at insertion.
+    pub status: UploadStatus,
+    /// How it was verified.
+    pub mode: Mode,
+    /// The client's name for it (validated).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes.
+    pub sha256: [u8; 32],
+    /// The client's `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// When it was received.
+    pub created_at: UnixTime,
+    /// When it was verified, if it is.
+    pub verified_at: Option<UnixTime>,
+    /// The verified run identity.
+    pub identity: RunIdentity,
+    /// Why it was rejected, if it was.
+    pub reason: Option<String>,
+    /// The client's `Idempotency-Key`, if any; unique per repository id.
+    pub idempotency_key: Option<String>,
+}
+
+/// A stored upload, as the read API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The id.
+    pub id: UploadId,
+    /// Where it stands.
+    pub status: UploadStatus,
+    /// How it was verified.
+    pub mode: Mode,
+    /// The client's name for it.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes, lowercase hex.
+    pub sha256: String,
+    /// The client's `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// When it was received, RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    /// When it was verified, RFC 3339.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub verified_at: Option<time::OffsetDateTime>,
+    /// The verified run identity.
+    pub identity: RunIdentity,
+    /// Why it was rejected, if it was.
+    pub reason: Option<String>,
+}
+
+/// Filters of [`crate::Store::list_uploads`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only records with this status.
+    pub status: Option<UploadStatus>,
+    /// Only records of this repository.
+    pub repository_id: Option<RepositoryId>,
+}
+
+/// An opaque position in a listing: the id of the last record of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub UploadId);
+
+impl Cursor {
+    /// The cursor as sent to clients.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        self.0.0.clone()
+    }
+
+    /// Parses a cursor sent by a client.
+    #[must_use]
+    pub fn decode(s: &str) -> Option<Self> {
+        UploadId::parse(s).map(Self)
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record with the same repository id and idempotency key exists.
+    #[error("an upload with this idempotency key exists")]
+    Conflict(Box<UploadRecord>),
+    /// The database could not be reached or failed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row could not be decoded (a bug or a corrupted database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A value cannot be stored (such as an integer beyond the database's range).
+    #[error("invalid value: {0}")]
+    Invalid(String),
+}

@@ -1,0 +1,421 @@
+//! `runproof upload`: the Action side. Gets an OIDC token the way the Actions toolkit
+//! does, then streams each file with its `Content-Digest`, retrying with a fresh token
+//! and a fresh stream.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use backon::BackoffBuilder as _;
+use futures_util::StreamExt as _;
+use runproof_core::digest::format_content_digest;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt as _;
+
+/// Where OIDC tokens come from.
+#[derive(Clone)]
+pub enum TokenSource {
+    /// The runner's token-request endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL`/`_TOKEN`).
+    Actions {
+        /// `ACTIONS_ID_TOKEN_REQUEST_URL`, which already carries a query string.
+        request_url: String,
+        /// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.
+        request_token: String,
+    },
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSource::Actions(<redacted>)")
+    }
+}
+
+impl TokenSource {
+    /// Reads the runner's variables.
+    ///
+    /// # Errors
+    /// When they are absent, with the fix: `permissions: id-token: write`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let url = std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let token = std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+            .ok()
+            .filter(|v| !v.is_empty());
+        match (url, token) {
+            (Some(request_url), Some(request_token)) => Ok(Self::Actions {
+                request_url,
+                request_token,
+            }),
+            _ => bail!(
+                "ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set, so no OIDC token can be requested.\n\
+                 Give the job `permissions: id-token: write` (and `contents: read`) in the workflow.\n\
+                 Pull requests from forks never get these variables; use another mode there."
+            ),
+        }
+    }
+
+    /// Requests a fresh token for `audience`.
+    ///
+    /// # Errors
+    /// When the endpoint cannot be reached or answers without a token.
+    pub async fn token(&self, http: &reqwest::Client, audience: &str) -> anyhow::Result<String> {
+        let Self::Actions {
+            request_url,
+            request_token,
+        } = self;
+        let sep = if request_url.contains('?') { '&' } else { '?' };
+        let encoded: String = url::form_urlencoded::byte_serialize(audience.as_bytes()).collect();
+        let resp = http
+            .get(format!("{request_url}{sep}audience={encoded}"))
+            .header("authorization", format!("bearer {request_token}"))
+            .header("accept", "application/json; api-version=2.0")
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("token request failed: {}", e.without_url()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("the runner refused the token request with status {status}");
+        }
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            value: String,
+        }
+        let body: TokenResponse = resp
+            .json()
+            .await
+            .context("the token response has no `value`")?;
+        Ok(body.value)
+    }
+}
+
+/// What to upload and where.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// The runproof server's base URL.
+    pub url: String,
+    /// The audience to request; discovered from `/.well-known/runproof` when `None`.
+    pub audience: Option<String>,
+    /// Files to upload.
+    pub files: Vec<PathBuf>,
+    /// Attempts per file, the first included.
+    pub attempts: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Show a progress bar (only on a TTY).
+    pub progress: bool,
+}
+
+/// The server's answer for one file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Uploaded {
+    /// The upload's id.
+    pub id: String,
+    /// `verified` or `pending`.
+    pub status: String,
+    /// The size the server counted.
+    pub size: u64,
+    /// The SHA-256 the server computed.
+    pub sha256: String,
+    /// The file's name.
+    pub name: String,
+}
+
+/// A refusal by the server: its status and stable code.
+#[derive(Debug, thiserror::Error)]
+#[error("{status} {code}: {detail}")]
+pub struct Refused {
+    /// The HTTP status.
+    pub status: u16,
+    /// The stable `code`.
+    pub code: String,
+    /// The server's explanation.
+    pub detail: String,
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    code: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WellKnown {
+    audience: String,
+}
+
+/// Builds the HTTP client used by uploads.
+///
+/// # Errors
+/// When the TLS backend cannot be set up.
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(timeout)
+        .user_agent(concat!("runproof/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// Asks the server which audience to request.
+///
+/// # Errors
+/// When the server cannot be reached or answers oddly.
+pub async fn discover_audience(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let url = format!("{}/.well-known/runproof", base.trim_end_matches('/'));
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !resp.status().is_success() {
+        bail!("{url} answered {}", resp.status());
+    }
+    Ok(resp
+        .json::<WellKnown>()
+        .await
+        .context("unexpected /.well-known/runproof")?
+        .audience)
+}
+
+async fn hash_file(path: &Path) -> anyhow::Result<(u64, [u8; 32])> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok((size, hasher.finalize().into()))
+}
+
+enum Attempt {
+    Done(Uploaded),
+    Retry(anyhow::Error, Option<Duration>),
+    Fatal(anyhow::Error),
+}
+
+/// Uploads every file, one after another.
+///
+/// # Errors
+/// On the first file that cannot be uploaded after all attempts, or that the server
+/// refuses for good (a 4xx other than 429).
+pub async fn upload_all(
+    opts: &UploadOptions,
+    tokens: &TokenSource,
+) -> anyhow::Result<Vec<Uploaded>> {
+    let http = http_client(opts.timeout)?;
+    let base = opts.url.trim_end_matches('/').to_owned();
+    let audience = match &opts.audience {
+        Some(a) => a.clone(),
+        None => discover_audience(&http, &base).await?,
+    };
+    let mut done = Vec::new();
+    for path in &opts.files {
+        let uploaded = upload_one(&http, &base, &audience, tokens, path, opts).await?;
+        eprintln!(
+            "uploaded {} ({} bytes) as {} [{}]",
+            path.display(),
+            uploaded.size,
+            uploaded.id,
+            uploaded.status
+        );
+        done.push(uploaded);
+    }
+    Ok(done)
+}
+
+async fn upload_one(
+    http: &reqwest::Client,
+    base: &str,
+    audience: &str,
+    tokens: &TokenSource,
+    path: &Path,
+    opts: &UploadOptions,
+) -> anyhow::Result<Uploaded> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no usable file name", path.display()))?
+        .to_owned();
+    let (size, sha256) = hash_file(path).await?;
+    let idempotency_key = uuid::Uuid::new_v4().to_string();
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .with_max_times(opts.attempts.saturating_sub(1))
+        .build();
+    loop {
+        let attempt = attempt_upload(
+            http,
+            base,
+            audience,
+            tokens,
+            path,
+            &name,
+            size,
+            &sha256,
+            &idempotency_key,
+            opts,
+        )
+        .await;
+        match attempt {
+            Attempt::Done(u) => {
+                if u.sha256 != hex::encode(sha256) || u.size != size {
+                    bail!("the server recorded different bytes for {}", path.display());
+                }
+                return Ok(u);
+            }
+            Attempt::Fatal(e) => return Err(e),
+            Attempt::Retry(e, retry_after) => match delays.next() {
+                Some(delay) => {
+                    let delay = retry_after.map_or(delay, |r| r.max(delay));
+                    eprintln!(
+                        "upload of {} failed ({e:#}); retrying in {delay:?}",
+                        path.display()
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(e.context(format!("giving up on {}", path.display()))),
+            },
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempt_upload(
+    http: &reqwest::Client,
+    base: &str,
+    audience: &str,
+    tokens: &TokenSource,
+    path: &Path,
+    name: &str,
+    size: u64,
+    sha256: &[u8; 32],
+    idempotency_key: &str,
+    opts: &UploadOptions,
+) -> Attempt {
+    let token = match tokens.token(http, audience).await {
+        Ok(t) => t,
+        Err(e) => return Attempt::Retry(e, None),
+    };
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            return Attempt::Fatal(
+                anyhow::Error::new(e).context(format!("cannot open {}", path.display())),
+            );
+        }
+    };
+    let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(name.to_owned());
+        bar
+    });
+    let progress = bar.clone();
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+            if let (Some(bar), Ok(chunk)) = (&progress, chunk) {
+                bar.inc(chunk.len() as u64);
+            }
+        });
+    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    let result = http
+        .post(format!("{base}/v1/uploads?name={encoded}"))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", size)
+        .header("content-digest", format_content_digest(sha256))
+        .header("idempotency-key", idempotency_key)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => return Attempt::Retry(anyhow::anyhow!("{}", e.without_url()), None),
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return match resp.json::<Uploaded>().await {
+            Ok(u) => Attempt::Done(u),
+            Err(e) => Attempt::Retry(
+                anyhow::anyhow!("unreadable answer: {}", e.without_url()),
+                None,
+            ),
+        };
+    }
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(60)));
+    let problem = resp.json::<Problem>().await.ok();
+    let refused = Refused {
+        status: status.as_u16(),
+        code: problem
+            .as_ref()
+            .and_then(|p| p.code.clone())
+            .unwrap_or_default(),
+        detail: problem.and_then(|p| p.detail).unwrap_or_default(),
+    };
+    if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+        Attempt::Retry(refused.into(), retry_after)
+    } else {
+        Attempt::Fatal(refused.into())
+    }
+}
+
+/// Writes `upload-ids` to `$GITHUB_OUTPUT` and a table to `$GITHUB_STEP_SUMMARY`, when set.
+///
+/// # Errors
+/// When either file cannot be appended to.
+pub fn write_github_files(uploads: &[Uploaded]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let append = |var: &str, text: &str| -> anyhow::Result<()> {
+        if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open ${var}"))?;
+            f.write_all(text.as_bytes())?;
+        }
+        Ok(())
+    };
+    let ids: Vec<&str> = uploads.iter().map(|u| u.id.as_str()).collect();
+    append("GITHUB_OUTPUT", &format!("upload-ids={}\n", ids.join(",")))?;
+    let mut summary = String::from(
+        "### runproof uploads\n\n| file | size | sha256 | id | status |\n|---|---:|---|---|---|\n",
+    );
+    for u in uploads {
+        summary.push_str(&format!(
+            "| {} | {} | `{}` | `{}` | {} |\n",
+            u.name.replace('|', "\\|"),
+            u.size,
+            u.sha256.get(..12).unwrap_or(&u.sha256),
+            u.id,
+            u.status
+        ));
+    }
+    append("GITHUB_STEP_SUMMARY", &summary)
+}

@@ -1,0 +1,383 @@
+//! The configuration file (`runproof.toml`) and its `RUNPROOF_…` environment overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use runproof_core::policy::Policy;
+use runproof_core::{Secret, verifier::DEFAULT_LEEWAY_SECONDS};
+use serde::Deserialize;
+
+/// GitHub's OIDC issuer for github.com.
+pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+/// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
+pub const ENV_KEYS: [&str; 11] = [
+    "listen",
+    "data_dir",
+    "database_url",
+    "blob_store",
+    "max_upload_bytes",
+    "api_keys_file",
+    "log_format",
+    "oidc.audience",
+    "oidc.leeway_seconds",
+    "oidc.replay_protection",
+    "body_timeout_seconds",
+];
+
+/// The whole configuration. Every key has a safe default except `oidc.audience`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the SQLite database and blobs live by default.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…`; defaults to `<data_dir>/runproof.db`.
+    pub database_url: Option<String>,
+    /// `file://…`; defaults to `<data_dir>`.
+    pub blob_store: Option<String>,
+    /// The largest upload accepted, in bytes.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    /// API keys of the App's read API.
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
+    /// A file with one API key per line, added to `api_keys`.
+    pub api_keys_file: Option<PathBuf>,
+    /// The longest a client may take to send a body, in seconds.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_seconds: u64,
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// OIDC verification.
+    pub oidc: Option<OidcConfig>,
+    /// Policy applied to every verified run.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Key fetching and caching.
+    #[serde(default)]
+    pub jwks: JwksConfig,
+    /// The App's own credentials.
+    pub github: Option<GithubConfig>,
+    /// The `GITHUB_TOKEN` mode.
+    #[serde(default)]
+    pub github_token: Toggle,
+    /// The webhook mode.
+    #[serde(default)]
+    pub webhook_mode: Toggle,
+    /// Signed pushes to the App.
+    pub delivery: Option<DeliveryConfig>,
+}
+
+/// `[oidc]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The audience clients must request. Required, and never GitHub's default.
+    pub audience: Option<String>,
+    /// Clock leeway in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: i64,
+    /// Accept each `jti` once.
+    #[serde(default = "default_true")]
+    pub replay_protection: bool,
+    /// Issuers accepted; github.com's when absent.
+    #[serde(default = "default_issuers")]
+    pub issuers: Vec<IssuerEntry>,
+}
+
+/// `[[oidc.issuers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerEntry {
+    /// The issuer, exactly as in `iss`.
+    pub issuer: String,
+    /// The JWKS URL; discovered when absent.
+    pub jwks_url: Option<String>,
+}
+
+/// `[jwks]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksConfig {
+    /// Background refresh interval, in seconds.
+    pub refresh_interval_seconds: u64,
+    /// Least time between refreshes triggered by unknown `kid`s, in seconds.
+    pub unknown_kid_cooldown_seconds: u64,
+    /// Timeout of each request to an issuer, in seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for JwksConfig {
+    fn default() -> Self {
+        Self {
+            refresh_interval_seconds: 600,
+            unknown_kid_cooldown_seconds: 10,
+            timeout_seconds: 5,
+        }
+    }
+}
+
+/// `[github]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// GitHub's REST API.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// The App's id.
+    #[serde(default)]
+    pub app_id: u64,
+    /// The App's private key (PEM).
+    pub private_key_file: Option<PathBuf>,
+    /// Webhook secrets, several for rotation.
+    #[serde(default)]
+    pub webhook_secrets: Vec<Secret>,
+}
+
+/// A section with just `enabled`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    /// Whether the mode is on.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Where verified uploads are pushed.
+    pub url: Option<String>,
+    /// Signing secrets.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./runproof-data")
+}
+fn default_max_upload_bytes() -> u64 {
+    104_857_600
+}
+fn default_body_timeout() -> u64 {
+    600
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_leeway() -> i64 {
+    DEFAULT_LEEWAY_SECONDS
+}
+fn default_true() -> bool {
+    true
+}
+fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_issuers() -> Vec<IssuerEntry> {
+    vec![IssuerEntry {
+        issuer: GITHUB_ISSUER.into(),
+        jwks_url: None,
+    }]
+}
+
+/// A configuration that passed every check, with defaults resolved.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The parsed file.
+    pub config: Config,
+    /// The audience.
+    pub audience: String,
+    /// The OIDC section.
+    pub oidc: OidcConfig,
+    /// All API keys (inline and from the file).
+    pub api_keys: Vec<Secret>,
+    /// The database URL.
+    pub database_url: String,
+    /// The blob root directory.
+    pub blob_root: PathBuf,
+}
+
+/// Reads the file (if any) and the environment overrides.
+///
+/// # Errors
+/// When the file cannot be read, a key is unknown or has the wrong type.
+pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        if !path.exists() {
+            bail!("config file {} does not exist", path.display());
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(
+        Env::prefixed("RUNPROOF_")
+            .split("__")
+            .filter(|k| ENV_KEYS.contains(&k.as_str())),
+    );
+    let mut config: Config = figment.extract().map_err(|e| {
+        let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
+    })?;
+    if let Ok(keys) = std::env::var("RUNPROOF_API_KEYS") {
+        config.api_keys.extend(
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| Secret::new(k.to_owned())),
+        );
+    }
+    Ok(config)
+}
+
+/// Checks a loaded configuration and resolves its defaults.
+///
+/// # Errors
+/// A message naming the key at fault.
+pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
+    let oidc = config
+        .oidc
+        .take()
+        .context("`oidc.audience` is required: set it to this server's own URL, e.g. \"https://runproof.example.com\"")?;
+    let audience = oidc
+        .audience
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+        .context("`oidc.audience` is required: set it to this server's own URL")?;
+    if audience.starts_with("https://github.com/") {
+        bail!(
+            "`oidc.audience` must be this server's own audience, not GitHub's default `{audience}`, which every service shares"
+        );
+    }
+    if oidc.issuers.is_empty() {
+        bail!("`oidc.issuers` is empty: name at least one issuer");
+    }
+    if !(0..=600).contains(&oidc.leeway_seconds) {
+        bail!("`oidc.leeway_seconds` must be 0 to 600");
+    }
+    if config.max_upload_bytes == 0 {
+        bail!("`max_upload_bytes` must be positive");
+    }
+    if !matches!(config.log_format.as_str(), "text" | "json") {
+        bail!("`log_format` is `text` or `json`");
+    }
+    if config.github_token.enabled {
+        bail!(
+            "`github_token.enabled`: the github_token mode needs `[github]` App credentials, which this version does not support yet"
+        );
+    }
+    if config.webhook_mode.enabled {
+        bail!("`webhook_mode.enabled`: the webhook mode is not supported by this version yet");
+    }
+    if config.github.is_some() {
+        bail!(
+            "`[github]`: installation binding is not supported by this version yet; remove the section"
+        );
+    }
+    if config.delivery.is_some() {
+        bail!(
+            "`[delivery]`: signed delivery is not supported by this version yet; remove the section"
+        );
+    }
+    let mut api_keys = std::mem::take(&mut config.api_keys);
+    if let Some(file) = &config.api_keys_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("`api_keys_file`: cannot read {}", file.display()))?;
+        api_keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| Secret::new(l.to_owned())),
+        );
+    }
+    if api_keys.iter().any(|k| k.expose().len() < 16) {
+        bail!("`api_keys`: every API key must be at least 16 characters");
+    }
+    let database_url = match &config.database_url {
+        Some(url) if url.starts_with("sqlite:") => url.clone(),
+        Some(other) => bail!(
+            "`database_url`: only sqlite:// URLs are supported by this version (got scheme `{}`)",
+            other.split(':').next().unwrap_or_default()
+        ),
+        None => format!("sqlite://{}", config.data_dir.join("runproof.db").display()),
+    };
+    let blob_root = match &config.blob_store {
+        Some(url) => match url.strip_prefix("file://") {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => bail!("`blob_store`: only file:// URLs are supported by this version"),
+        },
+        None => config.data_dir.clone(),
+    };
+    Ok(Resolved {
+        audience,
+        oidc,
+        api_keys,
+        database_url,
+        blob_root,
+        config,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> anyhow::Result<Resolved> {
+        let config: Config = Figment::new()
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        resolve(config)
+    }
+
+    #[test]
+    fn minimal_config_resolves_with_defaults() {
+        let r = parse("[oidc]\naudience = \"https://runproof.example.com\"\n").unwrap();
+        assert_eq!(r.audience, "https://runproof.example.com");
+        assert_eq!(r.oidc.issuers[0].issuer, GITHUB_ISSUER);
+        assert_eq!(r.oidc.leeway_seconds, 60);
+        assert!(r.oidc.replay_protection);
+        assert_eq!(r.config.policy, Policy::default());
+        assert!(r.database_url.ends_with("runproof-data/runproof.db"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[oidc]\naudience = \"x\"\naudiences = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("audiences"), "{err}");
+        let err = parse("lisen = \"1.2.3.4:5\"\n[oidc]\naudience = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn rule_custom_audience_required() {
+        assert!(parse("").unwrap_err().to_string().contains("oidc.audience"));
+        assert!(parse("[oidc]\naudience = \"\"\n").is_err());
+        let err = parse("[oidc]\naudience = \"https://github.com/octo-org\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GitHub's default"), "{err}");
+    }
+
+    #[test]
+    fn short_api_keys_are_refused() {
+        let err = parse("api_keys = [\"short\"]\n[oidc]\naudience = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("16"));
+    }
+}

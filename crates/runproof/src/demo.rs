@@ -1,0 +1,394 @@
+//! `runproof demo`: the whole story once, on embedded defaults, against the fake GitHub.
+//!
+//! A genuine upload goes through the real client code path; hostile requests follow.
+//! Every outcome is checked against what it must be, and the table says so.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use runproof_server::AppState;
+use runproof_testkit::{FakeGithub, TestKey};
+use serde_json::{Value, json};
+
+use crate::client::{TokenSource, UploadOptions, upload_all};
+use crate::config::{self, Resolved};
+use crate::serve::{RunningServer, build_state};
+
+/// The audience the demo server asks for.
+pub const DEMO_AUDIENCE: &str = "https://runproof.demo.invalid";
+
+/// The fake GitHub and a server trusting it, both on loopback.
+pub struct DevEnvironment {
+    /// The fake GitHub.
+    pub github: FakeGithub,
+    /// The server.
+    pub server: RunningServer,
+    /// The server's state (for inspection).
+    pub state: Arc<AppState>,
+    /// The read API key.
+    pub api_key: String,
+}
+
+/// Starts a fake GitHub and a server that trusts it, with data under `data_dir`.
+///
+/// # Errors
+/// When either cannot start.
+pub async fn start_dev(
+    data_dir: PathBuf,
+    listen: std::net::SocketAddr,
+    base: Option<config::Config>,
+) -> anyhow::Result<DevEnvironment> {
+    let github = FakeGithub::start()
+        .await
+        .context("cannot start the fake GitHub")?;
+    let api_key = format!("rpk_{}", uuid::Uuid::new_v4().simple());
+    let mut cfg: config::Config = match base {
+        Some(c) => c,
+        None => config::load(None)?,
+    };
+    cfg.listen = listen;
+    if cfg.database_url.is_none() && cfg.blob_store.is_none() {
+        cfg.data_dir = data_dir;
+    }
+    let audience = cfg
+        .oidc
+        .as_ref()
+        .and_then(|o| o.audience.clone())
+        .unwrap_or_else(|| DEMO_AUDIENCE.to_owned());
+    cfg.oidc = Some(config::OidcConfig {
+        audience: Some(audience),
+        leeway_seconds: 60,
+        replay_protection: true,
+        issuers: vec![config::IssuerEntry {
+            issuer: github.issuer(),
+            jwks_url: None,
+        }],
+    });
+    cfg.api_keys
+        .push(runproof_core::Secret::new(api_key.clone()));
+    let resolved: Resolved = config::resolve(cfg)?;
+    let state = build_state(&resolved).await?;
+    let server = RunningServer::start(state.clone(), listen).await?;
+    Ok(DevEnvironment {
+        github,
+        server,
+        state,
+        api_key,
+    })
+}
+
+struct Row {
+    request: String,
+    expected: String,
+    got: String,
+}
+
+impl Row {
+    fn ok(&self) -> bool {
+        self.expected == self.got
+    }
+}
+
+async fn post_upload(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    auth: Option<&str>,
+    body: &'static [u8],
+    digest: Option<&str>,
+) -> anyhow::Result<(u16, String, Value)> {
+    let mut req = http
+        .post(format!("{base}/v1/uploads?name={name}"))
+        .body(body);
+    if let Some(token) = auth {
+        req = req.bearer_auth(token);
+    }
+    if let Some(d) = digest {
+        req = req.header("content-digest", d);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let code = body.get("code").and_then(Value::as_str).map_or_else(
+        || {
+            body.get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        },
+        str::to_owned,
+    );
+    Ok((status, code, body))
+}
+
+fn outcome(status: u16, code: &str) -> String {
+    format!("{status} {code}")
+}
+
+/// Runs the demo and prints its table. Returns whether every outcome was as expected.
+///
+/// # Errors
+/// When the environment cannot start (not when an outcome is wrong).
+pub async fn run() -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let env = start_dev(
+        dir.path().to_path_buf(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        None,
+    )
+    .await?;
+    let base = env.server.url();
+    let gh = &env.github;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let mut rows = Vec::new();
+
+    println!(
+        "runproof demo: server {base}, fake GitHub issuer {}",
+        gh.issuer()
+    );
+    println!(
+        "audience {DEMO_AUDIENCE}; repository {} (id {})\n",
+        gh.run().repository,
+        gh.run().repository_id
+    );
+
+    // 1. The genuine path, through the real client.
+    let file = dir.path().join("results.json");
+    std::fs::write(&file, br#"{"tests": 42, "failures": 0}"#)?;
+    let tokens = TokenSource::Actions {
+        request_url: gh.token_request_url(),
+        request_token: gh.token_request_token(),
+    };
+    let opts = UploadOptions {
+        url: base.clone(),
+        audience: None,
+        files: vec![file.clone()],
+        attempts: 3,
+        timeout: std::time::Duration::from_secs(30),
+        progress: false,
+    };
+    let genuine = upload_all(&opts, &tokens).await;
+    let got = match &genuine {
+        Ok(u) => u
+            .first()
+            .map_or("none".into(), |u| format!("201 {}", u.status)),
+        Err(e) => format!("error: {e:#}"),
+    };
+    rows.push(Row {
+        request: "genuine upload via `runproof upload` (OIDC token from the runner)".into(),
+        expected: "201 verified".into(),
+        got,
+    });
+
+    // 2. The App reads it back.
+    if let Some(id) = genuine
+        .as_ref()
+        .ok()
+        .and_then(|u| u.first())
+        .map(|u| u.id.clone())
+    {
+        let resp = http
+            .get(format!("{base}/v1/uploads/{id}/content"))
+            .bearer_auth(&env.api_key)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let same = resp.bytes().await? == std::fs::read(&file)?;
+        rows.push(Row {
+            request: "App reads the content back with its API key".into(),
+            expected: "200 same bytes".into(),
+            got: format!(
+                "{status} {}",
+                if same {
+                    "same bytes"
+                } else {
+                    "different bytes"
+                }
+            ),
+        });
+    }
+
+    // 3. Hostile requests.
+    let token = gh.token(DEMO_AUDIENCE)?;
+    let (s, c, _) = post_upload(&http, &base, "a.txt", Some(&token), b"first", None).await?;
+    rows.push(Row {
+        request: "fresh token, first use".into(),
+        expected: "201 verified".into(),
+        got: outcome(s, &c),
+    });
+    let (s, c, _) = post_upload(&http, &base, "a.txt", Some(&token), b"again", None).await?;
+    rows.push(Row {
+        request: "the same token again (replay)".into(),
+        expected: "401 token_replayed".into(),
+        got: outcome(s, &c),
+    });
+
+    let default_aud = format!("https://github.com/{}", gh.run().repository_owner);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "token for GitHub's default audience",
+            gh.token(&default_aud)?,
+            "401 wrong_audience",
+        ),
+        (
+            "token for another service's audience",
+            gh.token("https://other.example.com")?,
+            "401 wrong_audience",
+        ),
+        (
+            "token signed by a forged key with GitHub's kid",
+            {
+                let forged = TestKey::generate(gh.current_key().kid())?;
+                forged.sign_claims(&Value::Object(gh.claims(DEMO_AUDIENCE)))?
+            },
+            "401 bad_signature",
+        ),
+        (
+            "token signed by a key the issuer never published",
+            {
+                let stranger = TestKey::generate("attacker-key")?;
+                stranger.sign_claims(&Value::Object(gh.claims(DEMO_AUDIENCE)))?
+            },
+            "401 unknown_key",
+        ),
+        (
+            "token with alg none",
+            {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                format!(
+                    "{}.{}.",
+                    b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+                    b64.encode(serde_json::to_vec(&gh.claims(DEMO_AUDIENCE))?)
+                )
+            },
+            "401 unsupported_algorithm",
+        ),
+        (
+            "run triggered by pull_request_target",
+            {
+                let mut claims = gh.claims(DEMO_AUDIENCE);
+                claims.insert("event_name".into(), json!("pull_request_target"));
+                gh.mint(&claims)?
+            },
+            "403 policy_denied",
+        ),
+        (
+            "expired token",
+            {
+                let mut claims = gh.claims(DEMO_AUDIENCE);
+                let now = claims
+                    .get("iat")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default();
+                claims.insert("iat".into(), json!(now - 900));
+                claims.insert("nbf".into(), json!(now - 900));
+                claims.insert("exp".into(), json!(now - 600));
+                gh.mint(&claims)?
+            },
+            "401 token_expired",
+        ),
+        (
+            "token from an issuer not configured",
+            {
+                let mut claims = gh.claims(DEMO_AUDIENCE);
+                claims.insert("iss".into(), json!(config::GITHUB_ISSUER));
+                gh.mint(&claims)?
+            },
+            "401 untrusted_issuer",
+        ),
+    ];
+    for (request, token, expected) in cases {
+        let (s, c, _) = post_upload(&http, &base, "x.txt", Some(&token), b"hostile", None).await?;
+        rows.push(Row {
+            request: request.into(),
+            expected: expected.into(),
+            got: outcome(s, &c),
+        });
+    }
+    let (s, c, _) = post_upload(&http, &base, "x.txt", None, b"hostile", None).await?;
+    rows.push(Row {
+        request: "no credentials".into(),
+        expected: "401 missing_credentials".into(),
+        got: outcome(s, &c),
+    });
+    let token = gh.token(DEMO_AUDIENCE)?;
+    let wrong = runproof_core::digest::format_content_digest(&[0u8; 32]);
+    let (s, c, _) = post_upload(
+        &http,
+        &base,
+        "x.txt",
+        Some(&token),
+        b"hostile",
+        Some(&wrong),
+    )
+    .await?;
+    rows.push(Row {
+        request: "body that does not match its Content-Digest".into(),
+        expected: "400 digest_mismatch".into(),
+        got: outcome(s, &c),
+    });
+    let token = gh.token(DEMO_AUDIENCE)?;
+    let (s, c, _) = post_upload(
+        &http,
+        &base,
+        "..%2Fetc%2Fpasswd",
+        Some(&token),
+        b"hostile",
+        None,
+    )
+    .await?;
+    rows.push(Row {
+        request: "name with a path (../etc/passwd)".into(),
+        expected: "400 invalid_request".into(),
+        got: outcome(s, &c),
+    });
+
+    // 4. What was stored: exactly the two genuine uploads.
+    let resp = http
+        .get(format!("{base}/v1/uploads"))
+        .bearer_auth(&env.api_key)
+        .send()
+        .await?;
+    let listed = resp.json::<Value>().await?;
+    let count = listed
+        .get("uploads")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    rows.push(Row {
+        request: "uploads stored after all of the above".into(),
+        expected: "2 stored".into(),
+        got: format!("{count} stored"),
+    });
+
+    let width = rows.iter().map(|r| r.request.len()).max().unwrap_or(10);
+    println!(
+        "{:<width$}  {:<26}  {:<26}  result",
+        "request", "expected", "got"
+    );
+    println!("{}", "-".repeat(width + 64));
+    for r in &rows {
+        println!(
+            "{:<width$}  {:<26}  {:<26}  {}",
+            r.request,
+            r.expected,
+            r.got,
+            if r.ok() { "ok" } else { "UNEXPECTED" }
+        );
+    }
+    let all_ok = rows.iter().all(Row::ok);
+    println!(
+        "\n{}",
+        if all_ok {
+            "every outcome was as expected"
+        } else {
+            "SOME OUTCOMES WERE NOT AS EXPECTED"
+        }
+    );
+    env.server.stop().await?;
+    env.github.shutdown();
+    Ok(all_ok)
+}

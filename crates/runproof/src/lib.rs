@@ -1,0 +1,12 @@
+//! The `runproof` command: `serve`, `upload`, `demo` and `verify-token`.
+//!
+//! This crate wires the library crates together and owns everything a person types:
+//! flags, the configuration file, environment overrides, and messages. It also holds
+//! the client that the GitHub Action runs (`runproof upload`).
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod serve;
+pub mod verify_token;

@@ -1,0 +1,209 @@
+//! The `runproof` binary.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use runproof::client::{TokenSource, UploadOptions, upload_all, write_github_files};
+use runproof::verify_token::{Outcome, VerifyTokenArgs};
+use runproof::{config, demo, serve, verify_token};
+
+/// Prove that an upload comes from a real GitHub Actions run.
+#[derive(Debug, Parser)]
+#[command(name = "runproof", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long, env = "RUNPROOF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Run with a built-in fake GitHub on loopback and print what a client needs.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Upload files from a GitHub Actions job, authenticated by the job's OIDC token.
+    Upload {
+        /// The runproof server's URL.
+        #[arg(long, env = "RUNPROOF_URL")]
+        url: String,
+        /// The audience to request; asked from the server when absent.
+        #[arg(long, env = "RUNPROOF_AUDIENCE")]
+        audience: Option<String>,
+        /// Attempts per file, the first included.
+        #[arg(long, default_value_t = 5)]
+        attempts: usize,
+        /// Per-request read timeout, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Never show a progress bar.
+        #[arg(long)]
+        no_progress: bool,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the whole story once on embedded defaults, with hostile requests, and exit.
+    Demo,
+    /// Verify one token and print its run identity or the code that refuses it.
+    VerifyToken(VerifyTokenArgs),
+}
+
+fn init_logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, dev } => {
+            let cfg = config::load(config.as_deref())?;
+            init_logging(cfg.log_format == "json", "info");
+            if dev {
+                run_dev(cfg).await
+            } else {
+                let resolved = config::resolve(cfg)?;
+                let state = serve::build_state(&resolved).await?;
+                let listen = resolved.config.listen;
+                tracing::info!(
+                    %listen,
+                    audience = %resolved.audience,
+                    issuers = ?resolved.oidc.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(),
+                    "runproof listening"
+                );
+                tracing::warn!(
+                    "installation binding is OFF: no [github] App credentials are configured, so any repository on GitHub that requests a token for this audience is accepted (narrow it with [policy] allowed_repository_owner_ids)"
+                );
+                let server = serve::RunningServer::start(state, listen).await?;
+                serve::shutdown_signal().await;
+                server.stop().await?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Upload {
+            url,
+            audience,
+            attempts,
+            timeout,
+            no_progress,
+            files,
+        } => {
+            init_logging(false, "warn");
+            let tokens = TokenSource::from_env()?;
+            let opts = UploadOptions {
+                url,
+                audience,
+                files,
+                attempts: attempts.max(1),
+                timeout: Duration::from_secs(timeout.max(1)),
+                progress: !no_progress,
+            };
+            let uploaded = upload_all(&opts, &tokens).await?;
+            write_github_files(&uploaded)?;
+            for u in &uploaded {
+                println!("{}", u.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            init_logging(false, "warn");
+            Ok(if demo::run().await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::VerifyToken(args) => match verify_token::run(&args).await? {
+            Outcome::Verified(identity) => {
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&identity)?);
+                } else {
+                    print_identity(&identity);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Outcome::Refused { code, detail } => {
+                if args.json {
+                    println!("{}", serde_json::json!({ "code": code, "detail": detail }));
+                } else {
+                    println!("{code}: {detail}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+fn print_identity(identity: &serde_json::Value) {
+    if let Some(map) = identity.as_object() {
+        for (k, v) in map {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            println!("{k:<20} {v}");
+        }
+    }
+}
+
+async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
+    let listen: SocketAddr = cfg.listen;
+    let data_dir = cfg.data_dir.clone();
+    let env = demo::start_dev(data_dir.clone(), listen, Some(cfg))
+        .await
+        .context("cannot start the dev environment")?;
+    let url = env.server.url();
+    let audience = env.state.verifier.config().audience.clone();
+    println!(
+        "runproof dev server on {url} (data in {})",
+        data_dir.display()
+    );
+    println!("fake GitHub issuer:   {}", env.github.issuer());
+    println!("audience:             {audience}");
+    println!("read API key:         {}", env.api_key);
+    println!();
+    println!("A client in this shell uploads like an Actions job:");
+    println!(
+        "  export ACTIONS_ID_TOKEN_REQUEST_URL='{}'",
+        env.github.token_request_url()
+    );
+    println!(
+        "  export ACTIONS_ID_TOKEN_REQUEST_TOKEN='{}'",
+        env.github.token_request_token()
+    );
+    println!("  runproof upload --url {url} FILE");
+    println!(
+        "  curl -H 'Authorization: Bearer {}' {url}/v1/uploads",
+        env.api_key
+    );
+    serve::shutdown_signal().await;
+    env.server.stop().await?;
+    env.github.shutdown();
+    Ok(ExitCode::SUCCESS)
+}

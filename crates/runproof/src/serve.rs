@@ -1,0 +1,164 @@
+//! `runproof serve`: builds the service from a resolved configuration and runs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use runproof_core::{Verifier, VerifierConfig};
+use runproof_github::{IssuerConfig, KeyCache, KeyCacheConfig};
+use runproof_server::{AppState, ServerConfig, SystemClock, metrics_handle};
+use runproof_store::{LocalBlobStore, SqliteStore};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::config::Resolved;
+
+/// Builds the shared state: stores opened and migrated, key cache ready.
+///
+/// # Errors
+/// When the database or blob directory cannot be opened, or an issuer URL is refused.
+pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
+    let config = &resolved.config;
+    if let Some(dir) = resolved.database_url.strip_prefix("sqlite://")
+        && let Some(parent) = std::path::Path::new(dir).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let store = SqliteStore::open(&resolved.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", resolved.database_url))?;
+    let blobs = LocalBlobStore::open(&resolved.blob_root)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open blob storage at {}",
+                resolved.blob_root.display()
+            )
+        })?;
+    let issuers: Vec<IssuerConfig> = resolved
+        .oidc
+        .issuers
+        .iter()
+        .map(|i| IssuerConfig {
+            issuer: i.issuer.clone(),
+            jwks_url: i.jwks_url.clone(),
+        })
+        .collect();
+    let keys = KeyCache::new(
+        &issuers,
+        KeyCacheConfig {
+            refresh_interval: Duration::from_secs(config.jwks.refresh_interval_seconds.max(10)),
+            unknown_kid_cooldown: Duration::from_secs(config.jwks.unknown_kid_cooldown_seconds),
+            timeout: Duration::from_secs(config.jwks.timeout_seconds.max(1)),
+        },
+    )
+    .context("`oidc.issuers`")?;
+    let verifier = Verifier::new(VerifierConfig {
+        issuers: issuers.iter().map(|i| i.issuer.clone()).collect(),
+        audience: resolved.audience.clone(),
+        leeway_seconds: resolved.oidc.leeway_seconds,
+        policy: config.policy.clone(),
+    });
+    Ok(Arc::new(AppState {
+        verifier,
+        keys: Arc::new(keys),
+        store: Arc::new(store),
+        blobs: Arc::new(blobs),
+        config: ServerConfig {
+            max_upload_bytes: config.max_upload_bytes,
+            api_keys: resolved.api_keys.clone(),
+            replay_protection: resolved.oidc.replay_protection,
+            installation_binding: false,
+            body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
+        },
+        clock: Arc::new(SystemClock),
+        metrics: metrics_handle(),
+    }))
+}
+
+/// A server running in this process, stopped on drop or by [`RunningServer::stop`].
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Binds `listen` and serves `state` in the background.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start(state: Arc<AppState>, listen: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let refresher = state.keys.spawn_refresher();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(runproof_server::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            addr,
+            stop: Some(tx),
+            task,
+            refresher,
+        })
+    }
+
+    /// The base URL, `http://ADDR`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    ///
+    /// # Errors
+    /// When the server task failed.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.refresher.abort();
+        (&mut self.task).await.context("server task")??;
+        Ok(())
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.refresher.abort();
+    }
+}
+
+/// Resolves when the process gets SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
