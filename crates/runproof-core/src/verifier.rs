@@ -49,7 +49,8 @@ impl Verifier {
     /// issuer whose keys the token must be verified with.
     ///
     /// # Errors
-    /// [`VerifyError::UnsupportedAlgorithm`] or [`VerifyError::UntrustedIssuer`].
+    /// [`VerifyError::UnsupportedAlgorithm`], [`VerifyError::MissingClaim`] for a token
+    /// without `iss`, or [`VerifyError::UntrustedIssuer`].
     pub fn precheck<'a>(&'a self, token: &UnverifiedToken) -> Result<&'a str, VerifyError> {
         if token.alg() != ALGORITHM {
             return Err(VerifyError::UnsupportedAlgorithm {
@@ -58,7 +59,7 @@ impl Verifier {
         }
         let iss = token
             .unverified_issuer()
-            .ok_or(VerifyError::UntrustedIssuer)?;
+            .ok_or(VerifyError::MissingClaim { claim: "iss" })?;
         self.config
             .issuers
             .iter()

@@ -1,0 +1,249 @@
+//! A real server on 127.0.0.1:0 against the fake GitHub, for integration tests.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runproof_core::{Policy, Secret, Verifier, VerifierConfig};
+use runproof_github::{IssuerConfig, KeyCache, KeyCacheConfig};
+use runproof_server::{AppState, ServerConfig, SystemClock, metrics_handle};
+use runproof_store::{ListFilter, LocalBlobStore, SqliteStore};
+use runproof_testkit::FakeGithub;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const AUDIENCE: &str = "https://runproof.test";
+pub const API_KEY: &str = "test-api-key-0123456789";
+
+pub struct Options {
+    pub policy: Policy,
+    pub max_upload_bytes: u64,
+    pub replay_protection: bool,
+    pub cooldown: Duration,
+    pub prefetch_keys: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            max_upload_bytes: 1024 * 1024,
+            replay_protection: true,
+            cooldown: Duration::ZERO,
+            prefetch_keys: true,
+        }
+    }
+}
+
+pub struct Harness {
+    pub gh: FakeGithub,
+    pub url: String,
+    pub state: Arc<AppState>,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let gh = FakeGithub::start().await.unwrap();
+        Self::start_against(gh, opts).await
+    }
+
+    pub async fn start_against(gh: FakeGithub, opts: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        let blobs = LocalBlobStore::open(dir.path()).await.unwrap();
+        let keys = KeyCache::new(
+            &[IssuerConfig {
+                issuer: gh.issuer(),
+                jwks_url: None,
+            }],
+            KeyCacheConfig {
+                refresh_interval: Duration::from_secs(600),
+                unknown_kid_cooldown: opts.cooldown,
+                timeout: Duration::from_secs(2),
+            },
+        )
+        .unwrap();
+        if opts.prefetch_keys {
+            keys.refresh_all().await;
+        }
+        let state = Arc::new(AppState {
+            verifier: Verifier::new(VerifierConfig {
+                issuers: vec![gh.issuer()],
+                audience: AUDIENCE.into(),
+                leeway_seconds: 60,
+                policy: opts.policy,
+            }),
+            keys: Arc::new(keys),
+            store: Arc::new(store),
+            blobs: Arc::new(blobs),
+            config: ServerConfig {
+                max_upload_bytes: opts.max_upload_bytes,
+                api_keys: vec![Secret::new(API_KEY.into())],
+                replay_protection: opts.replay_protection,
+                installation_binding: false,
+                body_timeout: Duration::from_secs(30),
+            },
+            clock: Arc::new(SystemClock),
+            metrics: metrics_handle(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(runproof_server::serve(
+            listener,
+            state.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self {
+            gh,
+            url,
+            state,
+            dir,
+            http,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn token(&self) -> String {
+        self.gh.token(AUDIENCE).unwrap()
+    }
+
+    pub fn claims(&self) -> serde_json::Map<String, Value> {
+        self.gh.claims(AUDIENCE)
+    }
+
+    /// POSTs an upload; returns status, the JSON body, and the headers.
+    pub async fn upload(
+        &self,
+        auth: Option<&str>,
+        name: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        self.upload_with(auth, &format!("name={name}"), body, &[])
+            .await
+    }
+
+    pub async fn upload_with(
+        &self,
+        auth: Option<&str>,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/uploads?{query}", self.url))
+            .body(body);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let json: Value = resp.json().await.unwrap_or(Value::Null);
+        if status >= 400 {
+            assert_eq!(ct.as_deref(), Some("application/problem+json"), "{json}");
+        }
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn record_count(&self) -> usize {
+        self.state
+            .store
+            .list_uploads(&ListFilter::default(), 1000, None)
+            .await
+            .unwrap()
+            .0
+            .len()
+    }
+
+    /// Files under blobs/ and tmp/.
+    pub fn blob_files(&self) -> (usize, usize) {
+        (
+            count_files(&self.dir.path().join("blobs")),
+            count_files(&self.dir.path().join("tmp")),
+        )
+    }
+
+    /// Asserts that nothing was stored: no record, no blob, no temporary file.
+    pub async fn assert_nothing_stored(&self, why: &str) {
+        assert_eq!(self.record_count().await, 0, "{why}: a record was stored");
+        assert_eq!(
+            self.blob_files(),
+            (0, 0),
+            "{why}: a blob or temp file remains"
+        );
+    }
+}
+
+pub fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
