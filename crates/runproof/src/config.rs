@@ -222,11 +222,11 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(
-        Env::prefixed("RUNPROOF_")
-            .split("__")
-            .filter(|k| ENV_KEYS.contains(&k.as_str())),
-    );
+    figment = figment.merge(Env::prefixed("RUNPROOF_").split("__").filter(|k| {
+        ENV_KEYS
+            .iter()
+            .any(|known| k.as_str().eq_ignore_ascii_case(known))
+    }));
     let mut config: Config = figment.extract().map_err(|e| {
         let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
