@@ -71,7 +71,7 @@ pub enum KeyError {
 
 #[derive(Deserialize)]
 struct Discovery {
-    issuer: Option<String>,
+    issuer: String,
     jwks_uri: String,
 }
 
@@ -274,7 +274,7 @@ impl KeyCache {
             .map_err(|e| format!("discovery: {e}"))?;
         let doc: Discovery = serde_json::from_slice(&body)
             .map_err(|_| "discovery: not a valid document".to_owned())?;
-        if doc.issuer.as_deref().is_some_and(|i| i != entry.name) {
+        if doc.issuer != entry.name {
             return Err("discovery: the document names another issuer".into());
         }
         let jwks = check_issuer_url(&doc.jwks_uri).map_err(|e| format!("discovery: {e}"))?;

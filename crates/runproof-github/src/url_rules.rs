@@ -47,6 +47,7 @@ pub fn check_issuer_url(raw: &str) -> Result<Url, UrlError> {
     if url.host().is_none()
         || !url.username().is_empty()
         || url.password().is_some()
+        || url.query().is_some()
         || url.fragment().is_some()
     {
         return Err(UrlError::Extras(raw.to_owned()));
@@ -86,6 +87,8 @@ mod tests {
             "ftp://127.0.0.1",
             "https://user:pw@issuer.example",
             "https://issuer.example/#frag",
+            "https://issuer.example/?q=1",
+            "https://issuer.example/?",
             "not a url",
         ] {
             assert!(check_issuer_url(bad).is_err(), "{bad}");
