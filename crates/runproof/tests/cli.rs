@@ -224,6 +224,18 @@ async fn upload_as_an_actions_job_writes_outputs_and_summary() {
     env.server.stop().await.unwrap();
 }
 
+/// Kills the server if the test fails before stopping it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
     let p = dir.join("runproof.toml");
     std::fs::write(&p, body).unwrap();
@@ -281,7 +293,7 @@ async fn serve_runs_from_config_with_env_overrides_and_stops_on_sigterm() {
         dir.path(),
         "listen = \"127.0.0.1:1\"\n[oidc]\naudience = \"https://from-file.example\"\n",
     );
-    let mut child = bin()
+    let child = bin()
         .args(["serve", "--config"])
         .arg(&cfg)
         .env("RUNPROOF_LISTEN", format!("127.0.0.1:{port}"))
@@ -295,6 +307,7 @@ async fn serve_runs_from_config_with_env_overrides_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(Some(child));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -323,6 +336,7 @@ async fn serve_runs_from_config_with_env_overrides_and_stops_on_sigterm() {
     assert_eq!(resp.status(), 200, "RUNPROOF_API_KEYS adds keys");
     assert!(dir.path().join("data/runproof.db").exists());
 
+    let mut child = child.0.take().unwrap();
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
