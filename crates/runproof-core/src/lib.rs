@@ -26,6 +26,7 @@ pub mod secret;
 pub mod time;
 pub mod token;
 pub mod verifier;
+pub mod webhook;
 
 pub use claims::RunIdentity;
 pub use error::{ErrorCode, PolicyRule, VerifyError};
