@@ -31,7 +31,7 @@ fn realworld_vectors_verify_and_reject_tampering() {
         let secret = Secret::new(v.secret.clone());
         let header = v.x_hub_signature_256.as_bytes();
         assert_eq!(
-            verify_signature(&body, Some(header), &[secret.clone()]),
+            verify_signature(&body, Some(header), std::slice::from_ref(&secret)),
             Ok(()),
             "{}",
             v.name
