@@ -14,6 +14,13 @@ use crate::error::VerifyError;
 /// The longest token accepted, in bytes. GitHub's are about 1.5 KiB.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// Reads only `iss` from the claims, borrowing, so the unverified pass stays cheap.
+#[derive(Deserialize)]
+struct IssuerPeek<'a> {
+    #[serde(borrow)]
+    iss: Option<std::borrow::Cow<'a, str>>,
+}
+
 #[derive(Deserialize)]
 struct RawHeader {
     alg: Option<String>,
@@ -26,8 +33,10 @@ struct RawHeader {
 pub struct UnverifiedToken {
     alg: String,
     kid: Option<String>,
-    /// The claims object, still unverified.
-    claims: serde_json::Map<String, serde_json::Value>,
+    /// The claims object's JSON bytes, still unverified.
+    claims: Vec<u8>,
+    /// The unverified `iss`, read once.
+    iss: Option<String>,
     /// `base64(header) "." base64(claims)`: the bytes the signature covers.
     signing_input_len: usize,
     raw: String,
@@ -66,14 +75,19 @@ impl UnverifiedToken {
         if header.crit.is_some() {
             return Err(malformed("critical header extensions are not supported"));
         }
-        let claims: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&b64(c)?)
-                .map_err(|_| malformed("the claims are not a JSON object"))?;
+        let claims = b64(c)?;
+        let not_object = || malformed("the claims are not a JSON object");
+        if claims.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(not_object());
+        }
+        let peek: IssuerPeek<'_> = serde_json::from_slice(&claims).map_err(|_| not_object())?;
+        let iss = peek.iss.map(std::borrow::Cow::into_owned);
         let signature = b64(s)?;
         Ok(Self {
             alg: header.alg.unwrap_or_default(),
             kid: header.kid,
             claims,
+            iss,
             signing_input_len: h.len() + 1 + c.len(),
             raw: token.to_owned(),
             signature,
@@ -95,13 +109,7 @@ impl UnverifiedToken {
     /// The unverified `iss` claim, used only to pick a configured issuer.
     #[must_use]
     pub fn unverified_issuer(&self) -> Option<&str> {
-        self.claims.get("iss").and_then(serde_json::Value::as_str)
-    }
-
-    /// The unverified claims. Never enforce anything on them.
-    #[must_use]
-    pub fn unverified_claims(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.claims
+        self.iss.as_deref()
     }
 
     pub(crate) fn signing_input(&self) -> &[u8] {
@@ -115,8 +123,8 @@ impl UnverifiedToken {
         &self.signature
     }
 
-    pub(crate) fn into_claims(self) -> serde_json::Map<String, serde_json::Value> {
-        self.claims
+    pub(crate) fn claims_json(&self) -> &[u8] {
+        &self.claims
     }
 }
 

@@ -90,9 +90,8 @@ impl Verifier {
             return Err(VerifyError::BadSignature);
         }
 
-        let raw = serde_json::Value::Object(token.into_claims());
         let claims: GithubClaims =
-            serde_json::from_value(raw).map_err(|_| VerifyError::Malformed {
+            serde_json::from_slice(token.claims_json()).map_err(|_| VerifyError::Malformed {
                 reason: "a claim has the wrong type",
             })?;
         let claims = claims.require()?;
