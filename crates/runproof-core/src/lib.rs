@@ -22,6 +22,7 @@ pub mod ids;
 pub mod keys;
 pub mod name;
 pub mod policy;
+pub mod run_header;
 pub mod secret;
 pub mod time;
 pub mod token;

@@ -13,10 +13,13 @@
 //! is down. Plain `http://` is accepted only for loopback hosts (tests and `--dev`).
 #![forbid(unsafe_code)]
 
+mod app;
 mod fetch;
 mod jwks;
+pub mod types;
 mod url_rules;
 
+pub use app::{GithubApp, GithubError, RestClient, installation_repositories};
 pub use fetch::{FetchError, HttpFetcher};
 pub use jwks::{IssuerConfig, KeyCache, KeyCacheConfig, KeyError};
 pub use url_rules::{UrlError, check_issuer_url, same_origin};

@@ -15,7 +15,7 @@ pub(crate) enum Credentials<'a> {
     /// `Bearer <token>`: an OIDC token (or, later, a session token).
     Bearer(&'a str),
     /// `token <GITHUB_TOKEN>`.
-    GithubToken,
+    GithubToken(&'a str),
     /// No `Authorization` header.
     None,
 }
@@ -39,7 +39,7 @@ pub(crate) fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, ApiErr
     if scheme.eq_ignore_ascii_case("bearer") {
         Ok(Credentials::Bearer(rest))
     } else if scheme.eq_ignore_ascii_case("token") {
-        Ok(Credentials::GithubToken)
+        Ok(Credentials::GithubToken(rest))
     } else {
         Err(ApiError::new(
             ErrorCode::MissingCredentials,

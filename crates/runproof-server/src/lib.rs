@@ -14,10 +14,13 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod binding;
 mod error;
+mod github_token;
 mod ops;
 mod read_api;
 mod upload;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -27,12 +30,13 @@ use axum::Router;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use runproof_core::{Secret, UnixTime, Verifier};
-use runproof_github::KeyCache;
+use runproof_github::{KeyCache, RestClient};
 use runproof_store::{BlobStore, Store};
 use tokio::net::TcpListener;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+pub use binding::Binding;
 pub use error::{ApiError, status_of};
 
 /// A source of the current time, so tests can move it.
@@ -63,8 +67,9 @@ pub struct ServerConfig {
     pub api_keys: Vec<Secret>,
     /// Whether each `jti` is accepted only once.
     pub replay_protection: bool,
-    /// Whether uploads must come from repositories where the App is installed.
-    pub installation_binding: bool,
+    /// Secrets that sign GitHub's webhook deliveries (several, for rotation). Empty: the
+    /// webhook receiver refuses everything.
+    pub webhook_secrets: Vec<Secret>,
     /// The longest a client may take to send an upload body.
     pub body_timeout: Duration,
 }
@@ -75,7 +80,7 @@ impl Default for ServerConfig {
             max_upload_bytes: 100 * 1024 * 1024,
             api_keys: Vec::new(),
             replay_protection: true,
-            installation_binding: false,
+            webhook_secrets: Vec::new(),
             body_timeout: Duration::from_secs(600),
         }
     }
@@ -97,6 +102,22 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Installation binding through the App's credentials; `None` when they are not set.
+    pub binding: Option<Binding>,
+    /// GitHub's REST API for the `github_token` mode; `None` while the mode is off.
+    pub github_token: Option<RestClient>,
+}
+
+impl AppState {
+    /// The modes this server accepts, for `/.well-known/runproof`.
+    #[must_use]
+    pub fn modes(&self) -> Vec<&'static str> {
+        let mut modes = vec!["oidc"];
+        if self.github_token.is_some() {
+            modes.push("github_token");
+        }
+        modes
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -142,6 +163,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/uploads/{id}", get(read_api::get_upload))
         .route("/v1/uploads/{id}/content", get(read_api::get_content))
+        .route("/v1/github/webhooks", post(webhooks::receive))
         .route("/.well-known/runproof", get(ops::well_known))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -162,10 +184,15 @@ pub fn spawn_housekeeping(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> 
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
-            match state.store.purge_expired_jtis(state.clock.now()).await {
+            let now = state.clock.now();
+            match state.store.purge_expired_jtis(now).await {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired jtis"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "jti purge failed"),
+            }
+            // GitHub redelivers within days; a week of delivery ids covers it.
+            if let Err(e) = state.store.purge_deliveries(now.minus(7 * 24 * 3600)).await {
+                tracing::warn!(error = %e, "delivery purge failed");
             }
         }
     })

@@ -16,8 +16,8 @@ pub(crate) async fn well_known(State(state): State<Arc<AppState>>) -> Response {
     let config = state.verifier.config();
     Json(json!({
         "audience": config.audience,
-        "modes": ["oidc"],
-        "installation_binding": state.config.installation_binding,
+        "modes": state.modes(),
+        "installation_binding": state.binding.is_some(),
         "issuers": config.issuers,
         "max_upload_bytes": state.config.max_upload_bytes,
         "version": env!("CARGO_PKG_VERSION"),

@@ -28,7 +28,7 @@ pub(crate) fn require_api_key(state: &AppState, headers: &HeaderMap) -> Result<(
                 "send an API key as `Authorization: Bearer <key>`",
             ));
         }
-        Credentials::GithubToken => {
+        Credentials::GithubToken(_) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidApiKey,
                 "the read API takes an API key",

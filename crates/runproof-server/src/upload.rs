@@ -16,6 +16,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Credentials, credentials, verify_oidc};
+use crate::binding::bind;
+use crate::github_token;
 use crate::{ApiError, AppState};
 
 /// The longest `Content-Type` or `Idempotency-Key` kept, in bytes.
@@ -135,16 +137,21 @@ pub(crate) async fn create_upload(
 async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiError> {
     match credentials(headers)? {
         Credentials::Bearer(token) => {
-            let verified = verify_oidc(state, token).await?;
+            let mut identity = verify_oidc(state, token).await?.identity;
+            bind(state, &mut identity).await?;
             Ok(Admitted {
                 mode: Mode::Oidc,
-                identity: verified.identity,
+                identity,
             })
         }
-        Credentials::GithubToken => Err(ApiError::new(
-            ErrorCode::ModeDisabled,
-            "the github_token mode is not enabled on this server",
-        )),
+        Credentials::GithubToken(token) => {
+            let mut identity = github_token::verify(state, token, headers).await?;
+            bind(state, &mut identity).await?;
+            Ok(Admitted {
+                mode: Mode::GithubToken,
+                identity,
+            })
+        }
         Credentials::None => Err(ApiError::new(
             ErrorCode::MissingCredentials,
             "send an OIDC token as `Authorization: Bearer <token>`",

@@ -5,14 +5,23 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use runproof_core::{RepositoryId, UnixTime};
+use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, UnixTime};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use crate::Store;
+use crate::github::{
+    Delivery, Installation, InstalledRepository, RepositoryBinding, WebhookEffect,
+    WorkflowRunRecord,
+};
 use crate::model::{Cursor, ListFilter, NewUpload, StoreError, UploadId, UploadRecord};
-use crate::row::{UploadParams, UploadRow, clamp_limit, sql_id, upload_columns};
+use crate::row::{
+    BindingRow, InstallationRow, UploadParams, UploadRow, WorkflowRunParams, WorkflowRunRow,
+    clamp_limit, installation_columns, sql_bool, sql_id, upload_columns, workflow_run_columns,
+    workflow_run_replaces,
+};
 
 /// Tuning of [`SqliteStore::open_with`].
 #[derive(Debug, Clone)]
@@ -179,6 +188,169 @@ fn list_sql(filter: &ListFilter, with_cursor: bool) -> String {
     sql
 }
 
+/// Applies one webhook effect inside the delivery's transaction; `now` is the delivery's
+/// receipt time.
+async fn apply_effect(
+    conn: &mut SqliteConnection,
+    effect: &WebhookEffect,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    match effect {
+        WebhookEffect::UpsertInstallation(installation) => {
+            upsert_installation(conn, installation, now).await
+        }
+        WebhookEffect::SetSuspended {
+            installation_id,
+            suspended,
+        } => {
+            sqlx::query("UPDATE installations SET suspended = ?, updated_at = ? WHERE id = ?")
+                .bind(sql_bool(*suspended))
+                .bind(now.0)
+                .bind(sql_id(installation_id.get())?)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            Ok(())
+        }
+        WebhookEffect::DeleteInstallation(installation_id) => {
+            sqlx::query("UPDATE installations SET deleted = 1, updated_at = ? WHERE id = ?")
+                .bind(now.0)
+                .bind(sql_id(installation_id.get())?)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            Ok(())
+        }
+        WebhookEffect::AddRepositories {
+            installation_id,
+            repositories,
+        } => add_repositories(conn, *installation_id, repositories, now).await,
+        WebhookEffect::RemoveRepositories {
+            installation_id,
+            repository_ids,
+        } => remove_repositories(conn, *installation_id, repository_ids, now).await,
+        WebhookEffect::UpsertWorkflowRun(run) => upsert_workflow_run(conn, run).await,
+    }
+}
+
+async fn upsert_installation(
+    conn: &mut SqliteConnection,
+    installation: &Installation,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO installations (id, account_id, account_login, repository_selection, \
+         suspended, deleted, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?) \
+         ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
+         account_login = excluded.account_login, \
+         repository_selection = excluded.repository_selection, \
+         suspended = excluded.suspended, deleted = 0, updated_at = excluded.updated_at",
+    )
+    .bind(sql_id(installation.id.get())?)
+    .bind(sql_id(installation.account_id.get())?)
+    .bind(&installation.account_login)
+    .bind(installation.repository_selection.as_str())
+    .bind(sql_bool(installation.suspended))
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn add_repositories(
+    conn: &mut SqliteConnection,
+    installation_id: InstallationId,
+    repositories: &[InstalledRepository],
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    let installation_id = sql_id(installation_id.get())?;
+    for repository in repositories {
+        sqlx::query(
+            "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
+             removed, updated_at) VALUES (?, ?, ?, 0, ?) \
+             ON CONFLICT (installation_id, repository_id) DO UPDATE SET \
+             full_name = excluded.full_name, removed = 0, updated_at = excluded.updated_at",
+        )
+        .bind(installation_id)
+        .bind(sql_id(repository.id.get())?)
+        .bind(&repository.full_name)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn remove_repositories(
+    conn: &mut SqliteConnection,
+    installation_id: InstallationId,
+    repository_ids: &[RepositoryId],
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    let installation_id = sql_id(installation_id.get())?;
+    for repository_id in repository_ids {
+        // A tombstone even for a repository never listed: "removed" must not read as
+        // "unknown", which a caller might resolve through the account's installation.
+        sqlx::query(
+            "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
+             removed, updated_at) VALUES (?, ?, '', 1, ?) \
+             ON CONFLICT (installation_id, repository_id) DO UPDATE SET \
+             removed = 1, updated_at = excluded.updated_at",
+        )
+        .bind(installation_id)
+        .bind(sql_id(repository_id.get())?)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn upsert_workflow_run(
+    conn: &mut SqliteConnection,
+    run: &WorkflowRunRecord,
+) -> Result<(), StoreError> {
+    let params = WorkflowRunParams::new(run)?;
+    sqlx::query(concat!(
+        "INSERT INTO workflow_runs (",
+        workflow_run_columns!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (repository_id, run_id, run_attempt) DO UPDATE SET \
+         head_sha = excluded.head_sha, head_repository_id = excluded.head_repository_id, \
+         event = excluded.event, status = excluded.status, \
+         conclusion = excluded.conclusion, path = excluded.path, \
+         installation_id = excluded.installation_id, \
+         repository_full_name = excluded.repository_full_name, \
+         owner_id = excluded.owner_id, run_started_at = excluded.run_started_at, \
+         updated_at = excluded.updated_at, completed_at = excluded.completed_at, \
+         received_at = excluded.received_at WHERE ",
+        workflow_run_replaces!()
+    ))
+    .bind(params.repository_id)
+    .bind(params.run_id)
+    .bind(params.run_attempt)
+    .bind(&run.head_sha)
+    .bind(params.head_repository_id)
+    .bind(&run.event)
+    .bind(&run.status)
+    .bind(run.conclusion.as_deref())
+    .bind(&run.path)
+    .bind(params.installation_id)
+    .bind(&run.repository_full_name)
+    .bind(params.owner_id)
+    .bind(run.run_started_at.map(|t| t.0))
+    .bind(run.updated_at.0)
+    .bind(run.completed_at.map(|t| t.0))
+    .bind(run.received_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn consume_jti(
@@ -322,6 +494,128 @@ impl Store for SqliteStore {
         Ok((records, next))
     }
 
+    async fn apply_webhook(
+        &self,
+        delivery: &Delivery,
+        effects: &[WebhookEffect],
+    ) -> Result<bool, StoreError> {
+        delivery.validate()?;
+        // IMMEDIATE takes the write lock at BEGIN, waiting up to the busy timeout for
+        // other writers. A deferred transaction would take it at its first write (the
+        // INSERT below, so it would wait too), but should a read ever come first, the
+        // upgrade from reader to writer fails at once with SQLITE_BUSY instead of waiting.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let recorded = sqlx::query(
+            "INSERT INTO webhook_deliveries (id, event, received_at) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.event)
+        .bind(delivery.received_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if recorded.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        for effect in effects {
+            // On error the transaction is dropped, which rolls it back: the delivery id
+            // is not recorded and a retry applies everything.
+            apply_effect(&mut tx, effect, delivery.received_at).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn repository_binding(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<Option<RepositoryBinding>, StoreError> {
+        sqlx::query_as::<_, BindingRow>(
+            "SELECT i.id AS installation_id, i.account_id, i.suspended, i.deleted, r.removed \
+             FROM installation_repositories r JOIN installations i ON i.id = r.installation_id \
+             WHERE r.repository_id = ? \
+             ORDER BY CASE WHEN r.removed = 0 AND i.deleted = 0 THEN 0 ELSE 1 END, \
+             i.suspended, r.updated_at DESC, i.updated_at DESC, i.id DESC LIMIT 1",
+        )
+        .bind(sql_id(repository_id.get())?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(BindingRow::into_binding)
+        .transpose()
+    }
+
+    async fn get_installation(
+        &self,
+        id: InstallationId,
+    ) -> Result<Option<(Installation, bool)>, StoreError> {
+        sqlx::query_as::<_, InstallationRow>(concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE id = ?"
+        ))
+        .bind(sql_id(id.get())?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(InstallationRow::into_installation)
+        .transpose()
+    }
+
+    async fn installation_for_account(
+        &self,
+        account_id: OwnerId,
+    ) -> Result<Option<(Installation, bool)>, StoreError> {
+        sqlx::query_as::<_, InstallationRow>(concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE account_id = ? \
+             ORDER BY updated_at DESC, deleted, id DESC LIMIT 1"
+        ))
+        .bind(sql_id(account_id.get())?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(InstallationRow::into_installation)
+        .transpose()
+    }
+
+    async fn get_workflow_run(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+        run_attempt: u32,
+    ) -> Result<Option<WorkflowRunRecord>, StoreError> {
+        sqlx::query_as::<_, WorkflowRunRow>(concat!(
+            "SELECT ",
+            workflow_run_columns!(),
+            " FROM workflow_runs WHERE repository_id = ? AND run_id = ? AND run_attempt = ?"
+        ))
+        .bind(sql_id(repository_id.get())?)
+        .bind(sql_id(run_id.get())?)
+        .bind(i64::from(run_attempt))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(WorkflowRunRow::into_record)
+        .transpose()
+    }
+
+    async fn purge_deliveries(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < ?")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -391,6 +685,61 @@ mod tests {
             .unwrap();
         assert_eq!(sync, 2);
         c.close().await;
+    }
+
+    /// Writers on two pools of one file (as two processes would be) neither fail with
+    /// `SQLITE_BUSY` nor apply a delivery twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn concurrent_deliveries_across_pools_all_succeed() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let a = SqliteStore::open_file(&path, SqliteOptions::default())
+            .await
+            .unwrap();
+        let b = SqliteStore::open_file(&path, SqliteOptions::default())
+            .await
+            .unwrap();
+        let shared = testsuite::delivery("installation", 1_700_000_000);
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            // Half share one delivery id; the others are distinct.
+            let d = if i % 4 == 0 {
+                shared.clone()
+            } else {
+                testsuite::delivery("installation", 1_700_000_000)
+            };
+            let inst = testsuite::installation(testsuite::unique_installation_id());
+            let repo = testsuite::unique_repository_id();
+            tasks.push(tokio::spawn(async move {
+                let effects = [
+                    WebhookEffect::UpsertInstallation(inst.clone()),
+                    WebhookEffect::AddRepositories {
+                        installation_id: inst.id,
+                        repositories: vec![InstalledRepository {
+                            id: repo,
+                            full_name: "octo-org/repo".into(),
+                        }],
+                    },
+                ];
+                let won = store.apply_webhook(&d, &effects).await;
+                (i, won, repo)
+            }));
+        }
+        let mut shared_winners = 0;
+        for task in tasks {
+            let (i, won, repo) = task.await.unwrap();
+            let won = won.unwrap();
+            if i % 4 == 0 {
+                shared_winners += usize::from(won);
+            } else {
+                assert!(won, "a distinct delivery is applied");
+            }
+            assert_eq!(a.repository_binding(repo).await.unwrap().is_some(), won);
+        }
+        assert_eq!(shared_winners, 1);
+        a.close().await;
+        b.close().await;
     }
 
     #[tokio::test]

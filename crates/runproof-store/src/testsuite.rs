@@ -12,18 +12,85 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use runproof_core::{RepositoryId, RunIdentity, UnixTime};
+use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BlobError, BlobStore, Cursor, ListFilter, Mode, NewUpload, Store, StoreError, UploadId,
-    UploadStatus,
+    BlobError, BlobStore, Cursor, Delivery, Installation, InstalledRepository, ListFilter, Mode,
+    NewUpload, RepositoryBinding, RepositorySelection, Store, StoreError, UploadId, UploadStatus,
+    WebhookEffect, WorkflowRunRecord,
 };
 
 /// A repository id no other run of the suite uses (random, below 2^52).
 #[must_use]
 pub fn unique_repository_id() -> RepositoryId {
     RepositoryId((uuid::Uuid::new_v4().as_u64_pair().0 >> 12) | 1)
+}
+
+/// A random id below 2^52, so that it fits every backend's integers.
+fn unique_u64() -> u64 {
+    (uuid::Uuid::new_v4().as_u64_pair().0 >> 12) | 1
+}
+
+/// An installation id no other run of the suite uses.
+#[must_use]
+pub fn unique_installation_id() -> InstallationId {
+    InstallationId(unique_u64())
+}
+
+/// An account (owner) id no other run of the suite uses.
+#[must_use]
+pub fn unique_owner_id() -> OwnerId {
+    OwnerId(unique_u64())
+}
+
+/// A delivery of `event` with a fresh id, received at `received_at`.
+#[must_use]
+pub fn delivery(event: &str, received_at: i64) -> Delivery {
+    Delivery {
+        id: uuid::Uuid::new_v4().hyphenated().to_string(),
+        event: event.into(),
+        received_at: UnixTime(received_at),
+    }
+}
+
+/// An installation with selected repositories on a fresh account.
+#[must_use]
+pub fn installation(id: InstallationId) -> Installation {
+    Installation {
+        id,
+        account_id: unique_owner_id(),
+        account_login: "octo-org".into(),
+        repository_selection: RepositorySelection::Selected,
+        suspended: false,
+    }
+}
+
+/// A `requested` workflow run attempt of `repository_id` updated at `updated_at`.
+#[must_use]
+pub fn workflow_run(
+    repository_id: RepositoryId,
+    run_id: RunId,
+    updated_at: i64,
+) -> WorkflowRunRecord {
+    WorkflowRunRecord {
+        repository_id,
+        run_id,
+        run_attempt: 1,
+        head_sha: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4".into(),
+        head_repository_id: Some(repository_id),
+        event: "push".into(),
+        status: "requested".into(),
+        conclusion: None,
+        path: ".github/workflows/ci.yml".into(),
+        installation_id: Some(unique_installation_id()),
+        repository_full_name: "octo-org/octo-repo".into(),
+        owner_id: OwnerId(9_919),
+        run_started_at: Some(UnixTime(updated_at)),
+        updated_at: UnixTime(updated_at),
+        completed_at: None,
+        received_at: UnixTime(updated_at + 1),
+    }
 }
 
 /// A plausible verified identity for `repository_id`.
@@ -83,6 +150,14 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     duplicate_id_is_refused(&*store).await;
     list_filters_by_status_and_repository(&*store).await;
     list_paginates_newest_first(&*store).await;
+    redelivery_has_no_second_effect(&*store).await;
+    concurrent_deliveries_have_one_winner(Arc::clone(&store)).await;
+    failed_delivery_applies_nothing(&*store).await;
+    installation_binding_lifecycle(&*store).await;
+    binding_prefers_an_active_installation(&*store).await;
+    installation_for_account_is_the_latest(&*store).await;
+    workflow_run_keeps_the_latest_and_never_regresses(&*store).await;
+    purge_forgets_old_deliveries(&*store).await;
 }
 
 /// A `jti` is accepted once per issuer; the same `jti` of another issuer is distinct.
@@ -338,6 +413,451 @@ pub async fn list_paginates_newest_first(store: &dyn Store) {
     let (all, next) = store.list_uploads(&filter, u32::MAX, None).await.unwrap();
     assert_eq!(all.len(), 25);
     assert!(next.is_none());
+}
+
+/// Applies `effects` as a fresh delivery received at `received_at`, which must be new.
+async fn apply(store: &dyn Store, received_at: i64, effects: Vec<WebhookEffect>) {
+    let applied = store
+        .apply_webhook(&delivery("installation", received_at), &effects)
+        .await
+        .unwrap();
+    assert!(applied, "a fresh delivery is applied");
+}
+
+/// A redelivery (same delivery id) returns `false` and changes nothing, whatever its
+/// effects.
+pub async fn redelivery_has_no_second_effect(store: &dyn Store) {
+    let inst = installation(unique_installation_id());
+    let first = delivery("installation", 1_700_000_000);
+    let effects = [WebhookEffect::UpsertInstallation(inst.clone())];
+    assert!(store.apply_webhook(&first, &effects).await.unwrap());
+    assert!(!store.apply_webhook(&first, &effects).await.unwrap());
+
+    let mut again = first.clone();
+    again.received_at = UnixTime(1_700_000_100);
+    let other = [
+        WebhookEffect::SetSuspended {
+            installation_id: inst.id,
+            suspended: true,
+        },
+        WebhookEffect::DeleteInstallation(inst.id),
+    ];
+    assert!(!store.apply_webhook(&again, &other).await.unwrap());
+    assert_eq!(
+        store.get_installation(inst.id).await.unwrap(),
+        Some((inst.clone(), false))
+    );
+
+    // An empty or oversized id is refused rather than deduplicated with others.
+    let mut empty = delivery("installation", 1_700_000_000);
+    empty.id = String::new();
+    let err = store.apply_webhook(&empty, &other).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    empty.id = "x".repeat(crate::MAX_DELIVERY_ID_LEN + 1);
+    let err = store.apply_webhook(&empty, &other).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        store.get_installation(inst.id).await.unwrap(),
+        Some((inst, false))
+    );
+}
+
+/// Of 16 concurrent applications of one delivery, exactly one returns `true`, and only
+/// its effects are applied.
+pub async fn concurrent_deliveries_have_one_winner(store: Arc<dyn Store>) {
+    let base = installation(unique_installation_id());
+    let shared = delivery("installation", 1_700_000_000);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, shared) = (Arc::clone(&store), shared.clone());
+            let mut inst = base.clone();
+            inst.account_login = format!("login-{i}");
+            tokio::spawn(async move {
+                let effects = [WebhookEffect::UpsertInstallation(inst)];
+                store
+                    .apply_webhook(&shared, &effects)
+                    .await
+                    .map(|won| (i, won))
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, won) = task.await.expect("task").expect("apply_webhook");
+        if won {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent delivery must win");
+    let (stored, deleted) = store.get_installation(base.id).await.unwrap().unwrap();
+    assert!(!deleted);
+    assert_eq!(stored.account_login, format!("login-{}", winners[0]));
+}
+
+/// When an effect fails, nothing of the delivery is kept, its id included: a retry
+/// applies it.
+pub async fn failed_delivery_applies_nothing(store: &dyn Store) {
+    let inst = installation(unique_installation_id());
+    let d = delivery("installation", 1_700_000_000);
+    let bad = [
+        WebhookEffect::UpsertInstallation(inst.clone()),
+        WebhookEffect::AddRepositories {
+            installation_id: inst.id,
+            // Beyond any SQL integer.
+            repositories: vec![InstalledRepository {
+                id: RepositoryId(u64::MAX),
+                full_name: "octo-org/too-big".into(),
+            }],
+        },
+    ];
+    let err = store.apply_webhook(&d, &bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(store.get_installation(inst.id).await.unwrap(), None);
+
+    let good = [WebhookEffect::UpsertInstallation(inst.clone())];
+    assert!(store.apply_webhook(&d, &good).await.unwrap());
+    assert_eq!(
+        store.get_installation(inst.id).await.unwrap(),
+        Some((inst, false))
+    );
+}
+
+/// A repository's binding follows its installation through creation, suspension,
+/// removal, re-adding and deletion; an unknown repository has none.
+pub async fn installation_binding_lifecycle(store: &dyn Store) {
+    let inst = installation(unique_installation_id());
+    let (repo, sibling) = (unique_repository_id(), unique_repository_id());
+    let listed = |id| InstalledRepository {
+        id,
+        full_name: format!("octo-org/repo-{id}"),
+    };
+    let binding = |suspended, deleted, removed| {
+        Some(RepositoryBinding {
+            installation_id: inst.id,
+            account_id: inst.account_id,
+            suspended,
+            deleted,
+            removed,
+        })
+    };
+    assert_eq!(store.repository_binding(repo).await.unwrap(), None);
+    assert_eq!(store.get_installation(inst.id).await.unwrap(), None);
+
+    // installation.created
+    apply(
+        store,
+        1_700_000_000,
+        vec![
+            WebhookEffect::UpsertInstallation(inst.clone()),
+            WebhookEffect::AddRepositories {
+                installation_id: inst.id,
+                repositories: vec![listed(repo), listed(sibling)],
+            },
+        ],
+    )
+    .await;
+    let got = store.repository_binding(repo).await.unwrap();
+    assert_eq!(got, binding(false, false, false));
+    assert!(got.unwrap().is_active());
+    assert_eq!(
+        store.get_installation(inst.id).await.unwrap(),
+        Some((inst.clone(), false))
+    );
+
+    // installation.suspend, then installation.unsuspend
+    let suspend = |suspended| WebhookEffect::SetSuspended {
+        installation_id: inst.id,
+        suspended,
+    };
+    apply(store, 1_700_000_010, vec![suspend(true)]).await;
+    let got = store.repository_binding(repo).await.unwrap();
+    assert_eq!(got, binding(true, false, false));
+    assert!(!got.unwrap().is_active());
+    let (stored, _) = store.get_installation(inst.id).await.unwrap().unwrap();
+    assert!(stored.suspended);
+    apply(store, 1_700_000_020, vec![suspend(false)]).await;
+    assert_eq!(
+        store.repository_binding(repo).await.unwrap(),
+        binding(false, false, false)
+    );
+
+    // installation_repositories.removed, then .added
+    let remove = WebhookEffect::RemoveRepositories {
+        installation_id: inst.id,
+        repository_ids: vec![repo],
+    };
+    apply(store, 1_700_000_030, vec![remove]).await;
+    let got = store.repository_binding(repo).await.unwrap();
+    assert_eq!(got, binding(false, false, true));
+    assert!(!got.unwrap().is_active());
+    assert_eq!(
+        store.repository_binding(sibling).await.unwrap(),
+        binding(false, false, false)
+    );
+    let add = WebhookEffect::AddRepositories {
+        installation_id: inst.id,
+        repositories: vec![listed(repo)],
+    };
+    apply(store, 1_700_000_040, vec![add]).await;
+    assert_eq!(
+        store.repository_binding(repo).await.unwrap(),
+        binding(false, false, false)
+    );
+
+    // A repository removed without ever being listed is known as removed.
+    let stranger = unique_repository_id();
+    let remove = WebhookEffect::RemoveRepositories {
+        installation_id: inst.id,
+        repository_ids: vec![stranger],
+    };
+    apply(store, 1_700_000_045, vec![remove]).await;
+    assert_eq!(
+        store.repository_binding(stranger).await.unwrap(),
+        binding(false, false, true)
+    );
+
+    // installation.deleted: the row stays as a tombstone.
+    apply(
+        store,
+        1_700_000_050,
+        vec![WebhookEffect::DeleteInstallation(inst.id)],
+    )
+    .await;
+    let got = store.repository_binding(repo).await.unwrap();
+    assert_eq!(got, binding(false, true, false));
+    assert!(!got.unwrap().is_active());
+    assert_eq!(
+        store.get_installation(inst.id).await.unwrap(),
+        Some((inst.clone(), true))
+    );
+
+    // An upsert clears the mark and updates the fields.
+    let mut updated = inst.clone();
+    updated.account_login = "renamed-org".into();
+    updated.repository_selection = RepositorySelection::All;
+    apply(
+        store,
+        1_700_000_060,
+        vec![WebhookEffect::UpsertInstallation(updated.clone())],
+    )
+    .await;
+    assert_eq!(
+        store.get_installation(inst.id).await.unwrap(),
+        Some((updated, false))
+    );
+    assert_eq!(
+        store.repository_binding(repo).await.unwrap(),
+        binding(false, false, false)
+    );
+}
+
+/// When two installations list a repository, the binding is the active one, whichever
+/// was updated last.
+pub async fn binding_prefers_an_active_installation(store: &dyn Store) {
+    let (old, new) = (
+        installation(unique_installation_id()),
+        installation(unique_installation_id()),
+    );
+    let repo = unique_repository_id();
+    let listed = || {
+        vec![InstalledRepository {
+            id: repo,
+            full_name: "octo-org/moved".into(),
+        }]
+    };
+    for (inst, at) in [(&old, 1_700_000_000), (&new, 1_700_000_010)] {
+        apply(
+            store,
+            at,
+            vec![
+                WebhookEffect::UpsertInstallation(inst.clone()),
+                WebhookEffect::AddRepositories {
+                    installation_id: inst.id,
+                    repositories: listed(),
+                },
+            ],
+        )
+        .await;
+    }
+    // The old installation is deleted last: still the new one is preferred.
+    apply(
+        store,
+        1_700_000_020,
+        vec![WebhookEffect::DeleteInstallation(old.id)],
+    )
+    .await;
+    let got = store.repository_binding(repo).await.unwrap().unwrap();
+    assert_eq!(got.installation_id, new.id);
+    assert!(got.is_active());
+
+    // The new one loses the repository, the old one comes back with it.
+    apply(
+        store,
+        1_700_000_030,
+        vec![WebhookEffect::RemoveRepositories {
+            installation_id: new.id,
+            repository_ids: vec![repo],
+        }],
+    )
+    .await;
+    let got = store.repository_binding(repo).await.unwrap().unwrap();
+    assert!(!got.is_active());
+    apply(
+        store,
+        1_700_000_040,
+        vec![WebhookEffect::UpsertInstallation(old.clone())],
+    )
+    .await;
+    let got = store.repository_binding(repo).await.unwrap().unwrap();
+    assert_eq!(got.installation_id, old.id);
+    assert!(got.is_active());
+}
+
+/// An account's installation is its most recently updated one; other accounts' are
+/// never returned.
+pub async fn installation_for_account_is_the_latest(store: &dyn Store) {
+    let account = unique_owner_id();
+    assert_eq!(store.installation_for_account(account).await.unwrap(), None);
+    let mut first = installation(unique_installation_id());
+    first.account_id = account;
+    first.repository_selection = RepositorySelection::All;
+    apply(
+        store,
+        1_700_000_000,
+        vec![WebhookEffect::UpsertInstallation(first.clone())],
+    )
+    .await;
+    assert_eq!(
+        store.installation_for_account(account).await.unwrap(),
+        Some((first.clone(), false))
+    );
+    apply(
+        store,
+        1_700_000_010,
+        vec![WebhookEffect::DeleteInstallation(first.id)],
+    )
+    .await;
+    assert_eq!(
+        store.installation_for_account(account).await.unwrap(),
+        Some((first.clone(), true))
+    );
+
+    let mut second = installation(unique_installation_id());
+    second.account_id = account;
+    apply(
+        store,
+        1_700_000_020,
+        vec![WebhookEffect::UpsertInstallation(second.clone())],
+    )
+    .await;
+    assert_eq!(
+        store.installation_for_account(account).await.unwrap(),
+        Some((second, false))
+    );
+    let elsewhere = installation(unique_installation_id());
+    apply(
+        store,
+        1_700_000_030,
+        vec![WebhookEffect::UpsertInstallation(elsewhere.clone())],
+    )
+    .await;
+    let (got, _) = store
+        .installation_for_account(account)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(got.id, elsewhere.id);
+}
+
+/// A workflow run is replaced by a later `updated_at` (or, at the same one, by a later
+/// status), never by an earlier one, and never from `completed` back to running;
+/// attempts are kept apart.
+pub async fn workflow_run_keeps_the_latest_and_never_regresses(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let run_id = RunId(unique_u64());
+    let get = |attempt| store.get_workflow_run(repo, run_id, attempt);
+    let upsert = |run: &WorkflowRunRecord| {
+        apply(
+            store,
+            run.received_at.0,
+            vec![WebhookEffect::UpsertWorkflowRun(run.clone())],
+        )
+    };
+    assert_eq!(get(1).await.unwrap(), None);
+
+    let requested = workflow_run(repo, run_id, 1_700_000_100);
+    upsert(&requested).await;
+    assert_eq!(get(1).await.unwrap(), Some(requested.clone()));
+
+    let mut in_progress = workflow_run(repo, run_id, 1_700_000_110);
+    in_progress.status = "in_progress".into();
+    in_progress.head_repository_id = None;
+    in_progress.installation_id = None;
+    in_progress.run_started_at = None;
+    upsert(&in_progress).await;
+    assert_eq!(get(1).await.unwrap(), Some(in_progress.clone()));
+
+    // A stale event (earlier updated_at) is ignored.
+    let mut stale = workflow_run(repo, run_id, 1_700_000_105);
+    stale.status = "queued".into();
+    upsert(&stale).await;
+    assert_eq!(get(1).await.unwrap(), Some(in_progress.clone()));
+
+    let mut completed = workflow_run(repo, run_id, 1_700_000_120);
+    completed.status = "completed".into();
+    completed.conclusion = Some("success".into());
+    completed.completed_at = Some(UnixTime(1_700_000_120));
+    upsert(&completed).await;
+    assert_eq!(get(1).await.unwrap(), Some(completed.clone()));
+
+    // Never back from completed, even with a later updated_at.
+    let mut late = workflow_run(repo, run_id, 1_700_000_130);
+    late.status = "in_progress".into();
+    upsert(&late).await;
+    assert_eq!(get(1).await.unwrap(), Some(completed.clone()));
+
+    // Another attempt is another record; at equal updated_at the later status wins and
+    // the earlier one does not come back.
+    let mut second = workflow_run(repo, run_id, 1_700_000_200);
+    second.run_attempt = 2;
+    second.status = "in_progress".into();
+    upsert(&second).await;
+    let mut second_done = second.clone();
+    second_done.status = "completed".into();
+    second_done.conclusion = Some("failure".into());
+    second_done.received_at = UnixTime(1_700_000_202);
+    upsert(&second_done).await;
+    upsert(&second).await;
+    assert_eq!(get(2).await.unwrap(), Some(second_done));
+    assert_eq!(get(1).await.unwrap(), Some(completed));
+    assert_eq!(get(3).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_workflow_run(unique_repository_id(), run_id, 1)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Purging forgets deliveries received before the cutoff (they may then be applied
+/// again) and keeps the rest, including one received exactly at the cutoff.
+pub async fn purge_forgets_old_deliveries(store: &dyn Store) {
+    // Far in the past, so that other tests' deliveries are never purged.
+    let cutoff = 2_000;
+    let (old, edge, live) = (
+        delivery("ping", cutoff - 1),
+        delivery("ping", cutoff),
+        delivery("ping", cutoff + 1),
+    );
+    for d in [&old, &edge, &live] {
+        assert!(store.apply_webhook(d, &[]).await.unwrap());
+    }
+    let purged = store.purge_deliveries(UnixTime(cutoff)).await.unwrap();
+    assert!(purged >= 1, "purged {purged}");
+    assert!(store.apply_webhook(&old, &[]).await.unwrap());
+    assert!(!store.apply_webhook(&edge, &[]).await.unwrap());
+    assert!(!store.apply_webhook(&live, &[]).await.unwrap());
 }
 
 /// Reads a whole range of a blob into memory (test sizes only).

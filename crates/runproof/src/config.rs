@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 11] = [
+pub const ENV_KEYS: [&str; 16] = [
     "listen",
     "data_dir",
     "database_url",
@@ -26,6 +26,11 @@ pub const ENV_KEYS: [&str; 11] = [
     "oidc.leeway_seconds",
     "oidc.replay_protection",
     "body_timeout_seconds",
+    "github.api_url",
+    "github.app_id",
+    "github.private_key_file",
+    "github.timeout_seconds",
+    "github_token.enabled",
 ];
 
 /// The whole configuration. Every key has a safe default except `oidc.audience`.
@@ -140,6 +145,11 @@ pub struct GithubConfig {
     /// Webhook secrets, several for rotation.
     #[serde(default)]
     pub webhook_secrets: Vec<Secret>,
+    /// A file with one webhook secret per line, added to `webhook_secrets`.
+    pub webhook_secrets_file: Option<PathBuf>,
+    /// Timeout of each request to GitHub's API, in seconds.
+    #[serde(default = "default_github_timeout")]
+    pub timeout_seconds: u64,
 }
 
 /// A section with just `enabled`.
@@ -183,6 +193,9 @@ fn default_leeway() -> i64 {
 fn default_true() -> bool {
     true
 }
+fn default_github_timeout() -> u64 {
+    10
+}
 fn default_api_url() -> String {
     "https://api.github.com".into()
 }
@@ -208,6 +221,14 @@ pub struct Resolved {
     pub database_url: String,
     /// The blob root directory.
     pub blob_root: PathBuf,
+    /// GitHub's REST API.
+    pub api_url: String,
+    /// The App's id and private key, when installation binding is on.
+    pub app: Option<(u64, Secret)>,
+    /// Webhook secrets (inline and from the file).
+    pub webhook_secrets: Vec<Secret>,
+    /// Timeout of each request to GitHub's API.
+    pub github_timeout: std::time::Duration,
 }
 
 /// Reads the file (if any) and the environment overrides.
@@ -232,14 +253,38 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
     })?;
     if let Ok(keys) = std::env::var("RUNPROOF_API_KEYS") {
-        config.api_keys.extend(
-            keys.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(|k| Secret::new(k.to_owned())),
-        );
+        config.api_keys.extend(split_secrets(&keys));
+    }
+    if let Ok(secrets) = std::env::var("RUNPROOF_GITHUB_WEBHOOK_SECRETS") {
+        let github = config.github.get_or_insert_with(|| GithubConfig {
+            api_url: default_api_url(),
+            app_id: 0,
+            private_key_file: None,
+            webhook_secrets: Vec::new(),
+            webhook_secrets_file: None,
+            timeout_seconds: default_github_timeout(),
+        });
+        github.webhook_secrets.extend(split_secrets(&secrets));
     }
     Ok(config)
+}
+
+fn split_secrets(list: &str) -> impl Iterator<Item = Secret> + '_ {
+    list.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| Secret::new(k.to_owned()))
+}
+
+fn read_lines(path: &Path, key: &str) -> anyhow::Result<Vec<Secret>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("`{key}`: cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| Secret::new(l.to_owned()))
+        .collect())
 }
 
 /// Checks a loaded configuration and resolves its defaults.
@@ -293,15 +338,9 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     }
     let mut api_keys = std::mem::take(&mut config.api_keys);
     if let Some(file) = &config.api_keys_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("`api_keys_file`: cannot read {}", file.display()))?;
-        api_keys.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| Secret::new(l.to_owned())),
-        );
+        api_keys.extend(read_lines(file, "api_keys_file")?);
     }
+    let (api_url, app, webhook_secrets, github_timeout) = resolve_github(config.github.as_mut())?;
     if api_keys.iter().any(|k| k.expose().len() < 16) {
         bail!("`api_keys`: every API key must be at least 16 characters");
     }
@@ -321,6 +360,10 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         None => config.data_dir.clone(),
     };
     Ok(Resolved {
+        api_url,
+        app,
+        webhook_secrets,
+        github_timeout,
         audience,
         oidc,
         api_keys,
@@ -328,6 +371,50 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         blob_root,
         config,
     })
+}
+
+type GithubParts = (
+    String,
+    Option<(u64, Secret)>,
+    Vec<Secret>,
+    std::time::Duration,
+);
+
+fn resolve_github(github: Option<&mut GithubConfig>) -> anyhow::Result<GithubParts> {
+    let Some(github) = github else {
+        return Ok((
+            default_api_url(),
+            None,
+            Vec::new(),
+            std::time::Duration::from_secs(default_github_timeout()),
+        ));
+    };
+    runproof_github::check_issuer_url(&github.api_url)
+        .map_err(|e| anyhow::anyhow!("`github.api_url`: {e}"))?;
+    let app = match (github.app_id, &github.private_key_file) {
+        (0, None) => None,
+        (0, Some(_)) => bail!("`github.private_key_file` is set but `github.app_id` is not"),
+        (_, None) => bail!("`github.app_id` is set but `github.private_key_file` is not"),
+        (id, Some(path)) => {
+            let pem = std::fs::read_to_string(path).with_context(|| {
+                format!("`github.private_key_file`: cannot read {}", path.display())
+            })?;
+            Some((id, Secret::new(pem)))
+        }
+    };
+    let mut secrets = std::mem::take(&mut github.webhook_secrets);
+    if let Some(file) = &github.webhook_secrets_file {
+        secrets.extend(read_lines(file, "github.webhook_secrets_file")?);
+    }
+    if secrets.iter().any(|s| s.expose().len() < 16) {
+        bail!("`github.webhook_secrets`: every secret must be at least 16 characters");
+    }
+    Ok((
+        github.api_url.clone(),
+        app,
+        secrets,
+        std::time::Duration::from_secs(github.timeout_seconds.max(1)),
+    ))
 }
 
 #[cfg(test)]

@@ -100,9 +100,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     issuers = ?resolved.oidc.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(),
                     "runproof listening"
                 );
-                tracing::warn!(
-                    "installation binding is OFF: no [github] App credentials are configured, so any repository on GitHub that requests a token for this audience is accepted (narrow it with [policy] allowed_repository_owner_ids)"
-                );
+                if state.binding.is_some() {
+                    tracing::info!(
+                        "installation binding is on: only repositories where the App is installed are accepted"
+                    );
+                } else {
+                    tracing::warn!(
+                        "installation binding is OFF: no [github] App credentials are configured, so any repository on GitHub that requests a token for this audience is accepted (narrow it with [policy] allowed_repository_owner_ids)"
+                    );
+                }
+                if state.config.webhook_secrets.is_empty() {
+                    tracing::info!(
+                        "no webhook secret is configured: POST /v1/github/webhooks refuses every delivery"
+                    );
+                }
+                if state.github_token.is_some() {
+                    tracing::warn!(
+                        "the github_token mode is on: it is weaker than OIDC (see docs/threat-model.md)"
+                    );
+                }
                 let server = serve::RunningServer::start(state, listen).await?;
                 serve::shutdown_signal().await;
                 server.stop().await?;

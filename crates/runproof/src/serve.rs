@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use runproof_core::{Verifier, VerifierConfig};
-use runproof_github::{IssuerConfig, KeyCache, KeyCacheConfig};
-use runproof_server::{AppState, ServerConfig, SystemClock, metrics_handle};
+use runproof_github::{GithubApp, IssuerConfig, KeyCache, KeyCacheConfig, RestClient};
+use runproof_server::{AppState, Binding, ServerConfig, SystemClock, metrics_handle};
 use runproof_store::{LocalBlobStore, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -56,6 +56,21 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         },
     )
     .context("`oidc.issuers`")?;
+    let binding = match &resolved.app {
+        Some((app_id, pem)) => Some(Binding::new(
+            GithubApp::new(&resolved.api_url, *app_id, pem, resolved.github_timeout)
+                .context("`[github]`")?,
+        )),
+        None => None,
+    };
+    let github_token = if config.github_token.enabled {
+        Some(
+            RestClient::new(&resolved.api_url, resolved.github_timeout)
+                .context("`github.api_url`")?,
+        )
+    } else {
+        None
+    };
     let verifier = Verifier::new(VerifierConfig {
         issuers: issuers.iter().map(|i| i.issuer.clone()).collect(),
         audience: resolved.audience.clone(),
@@ -71,11 +86,13 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             max_upload_bytes: config.max_upload_bytes,
             api_keys: resolved.api_keys.clone(),
             replay_protection: resolved.oidc.replay_protection,
-            installation_binding: false,
+            webhook_secrets: resolved.webhook_secrets.clone(),
             body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
         },
         clock: Arc::new(SystemClock),
         metrics: metrics_handle(),
+        binding,
+        github_token,
     }))
 }
 

@@ -28,6 +28,10 @@ pub struct Options {
     pub replay_protection: bool,
     pub cooldown: Duration,
     pub prefetch_keys: bool,
+    pub webhook_secrets: Vec<Secret>,
+    /// App id and private key PEM: installation binding on.
+    pub app: Option<(u64, Secret)>,
+    pub github_token: bool,
 }
 
 impl Default for Options {
@@ -38,6 +42,9 @@ impl Default for Options {
             replay_protection: true,
             cooldown: Duration::ZERO,
             prefetch_keys: true,
+            webhook_secrets: Vec::new(),
+            app: None,
+            github_token: false,
         }
     }
 }
@@ -100,11 +107,25 @@ impl Harness {
                 max_upload_bytes: opts.max_upload_bytes,
                 api_keys: vec![Secret::new(API_KEY.into())],
                 replay_protection: opts.replay_protection,
-                installation_binding: false,
+                webhook_secrets: opts.webhook_secrets.clone(),
                 body_timeout: Duration::from_secs(30),
             },
             clock: Arc::new(SystemClock),
             metrics: metrics_handle(),
+            binding: opts.app.as_ref().map(|(id, pem)| {
+                runproof_server::Binding::new(
+                    runproof_github::GithubApp::new(
+                        &gh.base_url(),
+                        *id,
+                        pem,
+                        Duration::from_secs(3),
+                    )
+                    .unwrap(),
+                )
+            }),
+            github_token: opts.github_token.then(|| {
+                runproof_github::RestClient::new(&gh.base_url(), Duration::from_secs(3)).unwrap()
+            }),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -1,0 +1,526 @@
+//! The GitHub App's own credentials: App JWT, installation tokens, and the few REST calls
+//! runproof makes with them. Also the `GITHUB_TOKEN` check.
+//!
+//! Every call has a timeout; rate-limit answers (`Retry-After`, `X-RateLimit-Remaining: 0`
+//! with `X-RateLimit-Reset`) become [`GithubError::RateLimited`] and make later calls wait
+//! out the limit instead of hammering GitHub. Server errors and transport failures are
+//! retried twice with a short backoff. Nothing here decides; callers map errors so that an
+//! outage is never a wrong accept or a wrong reject.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use runproof_core::{InstallationId, Secret};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::types::{
+    AccessToken, Installation, InstallationRepositories, Repository, parse_timestamp,
+};
+
+/// How long an App JWT lives (GitHub allows at most 10 minutes).
+const APP_JWT_LIFETIME: i64 = 540;
+/// How far `iat` is backdated, against clock drift.
+const APP_JWT_BACKDATE: i64 = 60;
+/// A cached App JWT or installation token is replaced this long before it expires.
+const REFRESH_MARGIN_JWT: i64 = 60;
+const REFRESH_MARGIN_TOKEN: i64 = 300;
+/// The largest response body read from the API.
+const MAX_API_BYTES: usize = 1024 * 1024;
+
+/// Why a call to GitHub's API did not give an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GithubError {
+    /// 401: the credential was refused.
+    #[error("GitHub refused the credentials")]
+    Unauthorized,
+    /// 404.
+    #[error("not found")]
+    NotFound,
+    /// 403 that is not a rate limit.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A primary or secondary rate limit; retry after this many seconds.
+    #[error("rate limited for {retry_after} s")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// GitHub could not be reached, timed out, or answered 5xx.
+    #[error("GitHub is unavailable: {0}")]
+    Unavailable(String),
+    /// An answer runproof cannot read.
+    #[error("unexpected answer from GitHub: {0}")]
+    Unexpected(String),
+    /// The App's credentials are unusable.
+    #[error("App credentials: {0}")]
+    Config(String),
+}
+
+impl GithubError {
+    /// Seconds a client should wait before retrying, for errors that are temporary.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some((*retry_after).max(1)),
+            Self::Unavailable(_) => Some(5),
+            _ => None,
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A thin REST client for `api_url` with timeouts, size caps, retries and rate-limit memory.
+#[derive(Debug)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base: Url,
+    /// Unix time before which no call is made, after a rate-limit answer.
+    blocked_until: Mutex<i64>,
+}
+
+impl RestClient {
+    /// A client for `api_url` (`https://api.github.com`, or a loopback fake in tests).
+    ///
+    /// # Errors
+    /// [`GithubError::Config`] when the URL is not acceptable.
+    pub fn new(api_url: &str, timeout: Duration) -> Result<Self, GithubError> {
+        let base =
+            crate::check_issuer_url(api_url).map_err(|e| GithubError::Config(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("runproof/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| GithubError::Config(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            blocked_until: Mutex::new(0),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, GithubError> {
+        let base = self.base.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{path}")).map_err(|e| GithubError::Config(e.to_string()))
+    }
+
+    fn check_blocked(&self) -> Result<(), GithubError> {
+        let until = *self
+            .blocked_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = now();
+        if until > now {
+            return Err(GithubError::RateLimited {
+                retry_after: u64::try_from(until - now).unwrap_or(1),
+            });
+        }
+        Ok(())
+    }
+
+    fn block_for(&self, secs: u64) {
+        let mut until = self
+            .blocked_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *until = (*until).max(now().saturating_add(i64::try_from(secs).unwrap_or(3600)));
+    }
+
+    /// Sends a request built by `build` (called again for each retry) and decodes JSON.
+    ///
+    /// # Errors
+    /// [`GithubError`] for every non-2xx answer or failure.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: &str,
+    ) -> Result<T, GithubError> {
+        let url = self.url(path)?;
+        let mut delays = [Duration::from_millis(200), Duration::from_millis(600)].into_iter();
+        loop {
+            self.check_blocked()?;
+            let result = self
+                .once::<T>(method.clone(), url.clone(), authorization)
+                .await;
+            match result {
+                Err(GithubError::Unavailable(reason)) => match delays.next() {
+                    Some(d) => {
+                        tracing::debug!(%reason, "GitHub call failed; retrying");
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(GithubError::Unavailable(reason)),
+                },
+                Err(GithubError::RateLimited { retry_after }) if retry_after <= 1 => {
+                    match delays.next() {
+                        Some(_) => {
+                            tokio::time::sleep(Duration::from_secs(retry_after.max(1))).await
+                        }
+                        None => return Err(GithubError::RateLimited { retry_after }),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn once<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        authorization: &str,
+    ) -> Result<T, GithubError> {
+        let mut auth = HeaderValue::from_str(authorization)
+            .map_err(|_| GithubError::Config("credential is not a valid header value".into()))?;
+        auth.set_sensitive(true);
+        let resp = self
+            .http
+            .request(method, url)
+            .header("authorization", auth)
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28")
+            .send()
+            .await
+            .map_err(|e| GithubError::Unavailable(e.without_url().to_string()))?;
+        let status = resp.status();
+        if let Some(retry_after) = rate_limit(status, resp.headers()) {
+            self.block_for(retry_after);
+            return Err(GithubError::RateLimited { retry_after });
+        }
+        let body = read_capped(resp).await?;
+        match status {
+            s if s.is_success() => serde_json::from_slice(&body)
+                .map_err(|e| GithubError::Unexpected(format!("{s}: {e}"))),
+            StatusCode::UNAUTHORIZED => Err(GithubError::Unauthorized),
+            StatusCode::NOT_FOUND => Err(GithubError::NotFound),
+            StatusCode::FORBIDDEN => Err(GithubError::Forbidden(message(&body))),
+            s if s.is_server_error() => Err(GithubError::Unavailable(format!("status {s}"))),
+            s => Err(GithubError::Unexpected(format!(
+                "status {s}: {}",
+                message(&body)
+            ))),
+        }
+    }
+}
+
+fn message(body: &[u8]) -> String {
+    serde_json::from_slice::<crate::types::ErrorBody>(body)
+        .map(|e| e.message)
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// Reads GitHub's rate-limit signals: `Retry-After`, or an exhausted
+/// `X-RateLimit-Remaining` with `X-RateLimit-Reset`, on a 403 or 429.
+fn rate_limit(status: StatusCode, headers: &HeaderMap) -> Option<u64> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    if let Some(secs) = num("retry-after") {
+        return Some(u64::try_from(secs.max(1)).unwrap_or(1));
+    }
+    if num("x-ratelimit-remaining") == Some(0) {
+        let wait = num("x-ratelimit-reset").map_or(60, |reset| reset - now());
+        return Some(u64::try_from(wait.clamp(1, 3600)).unwrap_or(60));
+    }
+    (status == StatusCode::TOO_MANY_REQUESTS).then_some(60)
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, GithubError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| GithubError::Unavailable(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_API_BYTES {
+            return Err(GithubError::Unexpected("response too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[derive(Serialize)]
+struct AppClaims {
+    iat: i64,
+    exp: i64,
+    iss: String,
+}
+
+/// A cached credential and its expiry.
+struct Cached {
+    value: Secret,
+    expires_at: i64,
+}
+
+/// The GitHub App: signs App JWTs and obtains installation tokens, caching both.
+pub struct GithubApp {
+    rest: RestClient,
+    app_id: u64,
+    key: EncodingKey,
+    jwt: Mutex<Option<Cached>>,
+    tokens: Mutex<HashMap<InstallationId, Cached>>,
+}
+
+impl std::fmt::Debug for GithubApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubApp")
+            .field("app_id", &self.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GithubApp {
+    /// An App with this id and PEM private key (PKCS#1 or PKCS#8), talking to `api_url`.
+    ///
+    /// # Errors
+    /// [`GithubError::Config`] when the key or URL is unusable.
+    pub fn new(
+        api_url: &str,
+        app_id: u64,
+        private_key_pem: &Secret,
+        timeout: Duration,
+    ) -> Result<Self, GithubError> {
+        if app_id == 0 {
+            return Err(GithubError::Config("app_id must be set".into()));
+        }
+        let key = EncodingKey::from_rsa_pem(private_key_pem.expose().as_bytes())
+            .map_err(|_| GithubError::Config("the private key is not an RSA PEM key".into()))?;
+        Ok(Self {
+            rest: RestClient::new(api_url, timeout)?,
+            app_id,
+            key,
+            jwt: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The REST client, for calls made with other credentials.
+    #[must_use]
+    pub fn rest(&self) -> &RestClient {
+        &self.rest
+    }
+
+    /// The App JWT: `iss` = app id, `iat` backdated 60 s, 9 minutes of life; reused until
+    /// a minute before it expires.
+    ///
+    /// # Errors
+    /// [`GithubError::Config`] when signing fails.
+    pub fn app_jwt(&self) -> Result<Secret, GithubError> {
+        let now = now();
+        let mut cached = self
+            .jwt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.expires_at - now > REFRESH_MARGIN_JWT)
+        {
+            return Ok(c.value.clone());
+        }
+        let claims = AppClaims {
+            iat: now - APP_JWT_BACKDATE,
+            exp: now + APP_JWT_LIFETIME,
+            iss: self.app_id.to_string(),
+        };
+        let jwt = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| GithubError::Config(format!("cannot sign the App JWT: {e}")))?;
+        let value = Secret::new(jwt);
+        *cached = Some(Cached {
+            value: value.clone(),
+            expires_at: claims.exp,
+        });
+        Ok(value)
+    }
+
+    /// `GET /repos/{owner}/{repo}/installation` with the App JWT. `None` when the App is
+    /// not installed on that repository.
+    ///
+    /// # Errors
+    /// [`GithubError`] other than 404.
+    pub async fn repository_installation(
+        &self,
+        full_name: &str,
+    ) -> Result<Option<Installation>, GithubError> {
+        let path = format!("/repos/{}/installation", repo_path(full_name)?);
+        let jwt = self.app_jwt()?;
+        match self
+            .rest
+            .call::<Installation>(
+                reqwest::Method::GET,
+                &path,
+                &format!("Bearer {}", jwt.expose()),
+            )
+            .await
+        {
+            Ok(i) => Ok(Some(i)),
+            Err(GithubError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An installation access token, cached until five minutes before it expires.
+    ///
+    /// # Errors
+    /// [`GithubError`] when GitHub refuses or is unavailable.
+    pub async fn installation_token(&self, id: InstallationId) -> Result<Secret, GithubError> {
+        let now = now();
+        {
+            let tokens = self
+                .tokens
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(c) = tokens
+                .get(&id)
+                .filter(|c| c.expires_at - now > REFRESH_MARGIN_TOKEN)
+            {
+                return Ok(c.value.clone());
+            }
+        }
+        let jwt = self.app_jwt()?;
+        let token: AccessToken = self
+            .rest
+            .call(
+                reqwest::Method::POST,
+                &format!("/app/installations/{id}/access_tokens"),
+                &format!("Bearer {}", jwt.expose()),
+            )
+            .await?;
+        let expires_at = parse_timestamp(&token.expires_at)
+            .ok_or_else(|| GithubError::Unexpected("expires_at is not RFC 3339".into()))?;
+        let value = Secret::new(token.token);
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                id,
+                Cached {
+                    value: value.clone(),
+                    expires_at,
+                },
+            );
+        Ok(value)
+    }
+
+    /// `GET /repos/{owner}/{repo}` with an installation token. `None` on 404.
+    ///
+    /// # Errors
+    /// [`GithubError`] other than 404.
+    pub async fn repository(
+        &self,
+        full_name: &str,
+        installation: InstallationId,
+    ) -> Result<Option<Repository>, GithubError> {
+        let token = self.installation_token(installation).await?;
+        let path = format!("/repos/{}", repo_path(full_name)?);
+        match self
+            .rest
+            .call::<Repository>(
+                reqwest::Method::GET,
+                &path,
+                &format!("token {}", token.expose()),
+            )
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(GithubError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `GET /installation/repositories` with a run's `GITHUB_TOKEN` (the `github_token` mode).
+///
+/// # Errors
+/// [`GithubError::Unauthorized`] for a bad or expired token; others as they come.
+pub async fn installation_repositories(
+    rest: &RestClient,
+    github_token: &Secret,
+) -> Result<InstallationRepositories, GithubError> {
+    rest.call(
+        reqwest::Method::GET,
+        "/installation/repositories?per_page=2",
+        &format!("token {}", github_token.expose()),
+    )
+    .await
+}
+
+/// Checks `owner/name` and returns it for a URL path.
+fn repo_path(full_name: &str) -> Result<&str, GithubError> {
+    let ok = full_name.split_once('/').is_some_and(|(o, r)| {
+        let part = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 100
+                && s != "."
+                && s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        part(o) && part(r)
+    });
+    if ok {
+        Ok(full_name)
+    } else {
+        Err(GithubError::Config(format!(
+            "`{full_name}` is not owner/name"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_are_checked_before_they_reach_a_url() {
+        for ok in ["octo-org/octo-repo", "a/b.c", "A_1/x-y"] {
+            assert!(repo_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "octo", "a/b/c", "../x", "a/..", "a/b?x=1", "a/b#f", "/b", "a/", "a/b c",
+        ] {
+            assert!(repo_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_headers_are_read() {
+        let mut h = HeaderMap::new();
+        assert_eq!(rate_limit(StatusCode::FORBIDDEN, &h), None);
+        h.insert("retry-after", HeaderValue::from_static("30"));
+        assert_eq!(rate_limit(StatusCode::FORBIDDEN, &h), Some(30));
+        assert_eq!(rate_limit(StatusCode::OK, &h), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        let reset = (now() + 120).to_string();
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&reset).unwrap());
+        let wait = rate_limit(StatusCode::FORBIDDEN, &h).unwrap();
+        assert!((110..=121).contains(&wait), "{wait}");
+        assert_eq!(
+            rate_limit(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()),
+            Some(60)
+        );
+    }
+}

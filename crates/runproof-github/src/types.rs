@@ -1,0 +1,179 @@
+//! GitHub REST and webhook payload types, as far as runproof reads them.
+//!
+//! Unknown fields are ignored; ids are integer newtypes. Parsing is pure: these types
+//! are also used on webhook bodies after their signature has been checked.
+
+use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId};
+use serde::Deserialize;
+
+/// A user or organization.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Account {
+    /// The account's id.
+    pub id: OwnerId,
+    /// The login, for display.
+    pub login: String,
+}
+
+/// A repository as the REST API and webhooks describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Repository {
+    /// The repository's id.
+    pub id: RepositoryId,
+    /// `owner/name`.
+    pub full_name: String,
+    /// The owner.
+    pub owner: Account,
+}
+
+/// `GET /repos/{owner}/{repo}/installation` and the `installation` object of webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Installation {
+    /// The installation's id.
+    pub id: InstallationId,
+    /// The account the App is installed on (absent in some abbreviated payloads).
+    pub account: Option<Account>,
+    /// `all` or `selected`.
+    pub repository_selection: Option<String>,
+    /// When it was suspended, if it is.
+    pub suspended_at: Option<String>,
+}
+
+/// `GET /installation/repositories`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InstallationRepositories {
+    /// How many repositories the token can see.
+    pub total_count: u64,
+    /// The repositories on this page.
+    pub repositories: Vec<Repository>,
+}
+
+/// `POST /app/installations/{id}/access_tokens`.
+#[derive(Deserialize)]
+pub struct AccessToken {
+    /// The token.
+    pub token: String,
+    /// RFC 3339 expiry.
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// GitHub's error body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub message: String,
+    /// Where GitHub documents it.
+    pub documentation_url: Option<String>,
+}
+
+/// A repository reference in installation payloads (`id`, `full_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RepositoryRef {
+    /// The repository's id.
+    pub id: RepositoryId,
+    /// `owner/name`.
+    pub full_name: String,
+}
+
+/// A repository reference that may carry only an id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RepositoryIdRef {
+    /// The repository's id.
+    pub id: RepositoryId,
+}
+
+/// An installation reference (`{"id": …}`) in other events.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InstallationRef {
+    /// The installation's id.
+    pub id: InstallationId,
+}
+
+/// The `installation` event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InstallationEvent {
+    /// `created`, `deleted`, `suspend`, `unsuspend`, `new_permissions_accepted`.
+    pub action: String,
+    /// The installation.
+    pub installation: Installation,
+    /// The repositories it covers, when listed.
+    #[serde(default)]
+    pub repositories: Option<Vec<RepositoryRef>>,
+}
+
+/// The `installation_repositories` event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InstallationRepositoriesEvent {
+    /// `added` or `removed`.
+    pub action: String,
+    /// The installation.
+    pub installation: Installation,
+    /// `all` or `selected`, after the change.
+    pub repository_selection: Option<String>,
+    /// Repositories added.
+    #[serde(default)]
+    pub repositories_added: Vec<RepositoryRef>,
+    /// Repositories removed.
+    #[serde(default)]
+    pub repositories_removed: Vec<RepositoryRef>,
+}
+
+/// The `workflow_run` object.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WorkflowRun {
+    /// The run's id.
+    pub id: RunId,
+    /// The attempt (1 when absent, as in older payloads).
+    #[serde(default)]
+    pub run_attempt: Option<u32>,
+    /// The commit.
+    pub head_sha: String,
+    /// The workflow file, such as `.github/workflows/ci.yml`.
+    pub path: String,
+    /// The triggering event.
+    pub event: String,
+    /// `requested`, `queued`, `in_progress`, `completed`, …
+    pub status: Option<String>,
+    /// The conclusion once completed.
+    pub conclusion: Option<String>,
+    /// RFC 3339.
+    pub created_at: Option<String>,
+    /// RFC 3339.
+    pub updated_at: Option<String>,
+    /// RFC 3339.
+    pub run_started_at: Option<String>,
+    /// The repository the head commit lives in (differs for forks).
+    pub head_repository: Option<RepositoryIdRef>,
+    /// The repository the run belongs to.
+    pub repository: Option<RepositoryIdRef>,
+}
+
+/// The `workflow_run` event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WorkflowRunEvent {
+    /// `requested`, `in_progress`, `completed`.
+    pub action: String,
+    /// The run.
+    pub workflow_run: WorkflowRun,
+    /// The repository.
+    pub repository: Repository,
+    /// The App installation the delivery is for (absent on repository webhooks).
+    pub installation: Option<InstallationRef>,
+}
+
+/// Parses an RFC 3339 timestamp into Unix seconds.
+#[must_use]
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}

@@ -1,0 +1,123 @@
+//! The `github_token` mode: the run's `GITHUB_TOKEN`, checked with GitHub while the run
+//! is alive.
+//!
+//! GitHub is asked, synchronously, which repositories the token can see
+//! (`GET /installation/repositories`). Only a token that sees exactly one repository, the
+//! claimed one, is accepted; the repository and owner ids come from GitHub's answer. The
+//! run id, attempt and commit are the client's word and are marked unverified. The token
+//! is held in a [`Secret`] (zeroized on drop) and never stored, logged or echoed.
+
+use std::time::Instant;
+
+use axum::http::HeaderMap;
+use runproof_core::run_header::{RunHeader, parse_sha};
+use runproof_core::{ErrorCode, RunIdentity, Secret};
+use runproof_github::{GithubError, installation_repositories};
+
+use crate::auth::record_outcome;
+use crate::binding::upstream;
+use crate::{ApiError, AppState};
+
+/// The issuer recorded for identities vouched for by GitHub's API.
+pub(crate) const API_ISSUER: &str = "https://api.github.com";
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::invalid(format!("the github_token mode needs the {name} header")))
+}
+
+/// Verifies a `GITHUB_TOKEN` and builds the identity it vouches for.
+pub(crate) async fn verify(
+    state: &AppState,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<RunIdentity, ApiError> {
+    let started = Instant::now();
+    let result = verify_inner(state, token, headers).await;
+    record_outcome(
+        "github_token",
+        started,
+        result.as_ref().err().map(|e| e.code),
+    );
+    result
+}
+
+async fn verify_inner(
+    state: &AppState,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<RunIdentity, ApiError> {
+    let Some(rest) = state.github_token.as_ref() else {
+        return Err(ApiError::new(
+            ErrorCode::ModeDisabled,
+            "the github_token mode is not enabled on this server",
+        ));
+    };
+    let claimed = header(headers, "x-runproof-repository")?;
+    let run = RunHeader::parse(header(headers, "x-runproof-run")?)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let sha = parse_sha(header(headers, "x-runproof-sha")?)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+
+    let token = Secret::new(token.to_owned());
+    let seen = match installation_repositories(rest, &token).await {
+        Ok(seen) => seen,
+        Err(GithubError::Unauthorized | GithubError::Forbidden(_) | GithubError::NotFound) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidGithubToken,
+                "GitHub does not accept this token (is the run still in progress?)",
+            ));
+        }
+        Err(e) => return Err(upstream(&e)),
+    };
+    drop(token);
+
+    let [repo] = seen.repositories.as_slice() else {
+        return Err(ApiError::new(
+            ErrorCode::PolicyDenied,
+            format!(
+                "the token sees {} repositories; a run's GITHUB_TOKEN sees exactly one",
+                seen.total_count
+            ),
+        ));
+    };
+    if seen.total_count != 1 || !repo.full_name.eq_ignore_ascii_case(claimed) {
+        return Err(ApiError::new(
+            ErrorCode::PolicyDenied,
+            "the token does not belong to the claimed repository",
+        ));
+    }
+    if run.repository_id != repo.id {
+        return Err(ApiError::new(
+            ErrorCode::PolicyDenied,
+            "X-Runproof-Run names another repository than the token's",
+        ));
+    }
+    state
+        .verifier
+        .config()
+        .policy
+        .check_repository(repo.owner.id, repo.id)
+        .map_err(|rule| ApiError::new(ErrorCode::PolicyDenied, rule.to_string()))?;
+    Ok(RunIdentity {
+        issuer: API_ISSUER.to_owned(),
+        repository: repo.full_name.clone(),
+        repository_id: repo.id,
+        repository_owner: Some(repo.owner.login.clone()),
+        repository_owner_id: repo.owner.id,
+        run_id: run.run_id,
+        run_attempt: Some(run.run_attempt),
+        sha,
+        git_ref: None,
+        workflow_ref: None,
+        job_workflow_ref: None,
+        event_name: None,
+        actor: None,
+        runner_environment: None,
+        environment: None,
+        installation_id: None,
+        unverified: vec!["run_id".into(), "run_attempt".into(), "sha".into()],
+    })
+}
