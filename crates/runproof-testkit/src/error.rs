@@ -19,4 +19,13 @@ pub enum TestkitError {
     /// A blocking helper task did not complete (it panicked or was cancelled).
     #[error("background task failed: {0}")]
     Task(String),
+    /// A private key could not be exported or re-encoded (PKCS#8 to PKCS#1).
+    #[error("private key encoding failed: {0}")]
+    KeyEncoding(&'static str),
+    /// The HTTP client could not be built (the message says why).
+    #[error("HTTP client unavailable: {0}")]
+    HttpClient(String),
+    /// An HTTP request (such as a webhook delivery) failed before a response arrived.
+    #[error("HTTP request failed: {0}")]
+    Http(#[source] reqwest::Error),
 }

@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{RunSpec, TestKey, TestkitError, jwks_json};
+use crate::api::{self, ApiState, Grant, Installation, Repo};
+use crate::{AppCredentials, RunSpec, TestKey, TestkitError, jwks_json};
 
 /// The claims GitHub's discovery document lists, in its order.
 const CLAIMS_SUPPORTED: &[&str] = &[
@@ -57,7 +58,32 @@ const CLAIMS_SUPPORTED: &[&str] = &[
 ];
 
 /// A fake GitHub on `127.0.0.1`: OIDC discovery, JWKS and the Actions token-request
-/// endpoint, all backed by in-memory state the test controls.
+/// endpoint, plus the REST API a GitHub App uses, all backed by in-memory state the
+/// test controls.
+///
+/// # REST API for Apps
+///
+/// Served at [`FakeGithub::base_url`] (use it as runproof's `github.api_url`):
+///
+/// | route | credentials | key for [`FakeGithub::api_requests`] |
+/// |---|---|---|
+/// | `GET /repos/{owner}/{repo}/installation` | App JWT | `repo_installation` |
+/// | `POST /app/installations/{id}/access_tokens` | App JWT | `access_tokens` |
+/// | `GET /installation/repositories` | installation token or `GITHUB_TOKEN` | `installation_repositories` |
+/// | `GET /repos/{owner}/{repo}` | installation token or `GITHUB_TOKEN` | `repository` |
+///
+/// App JWTs (`Authorization: Bearer`) are really checked: RS256 only, signature by the
+/// key of the App that `iss` names (registered with [`FakeGithub::register_app`]; number
+/// or numeric string), `exp` after now, `iat` at most 60 s after now, `exp - iat` at
+/// most 600 s. "Now" is real time plus [`FakeGithub::set_time_offset`]. Tokens are
+/// accepted as `Authorization: token X` or `Bearer X`. Errors have GitHub's bodies
+/// (`message`, `documentation_url`, `status`). Every answer except outage ones carries
+/// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.
+///
+/// Installations belong to no App in particular: every registered App sees them all,
+/// and `app_id` in answers is the authenticated App's id. Repository owners are
+/// organizations whose id is the installation's account id (or the `owner_id` given to
+/// [`FakeGithub::issue_github_token`]).
 ///
 /// Clones share the same server. The server stops on [`FakeGithub::shutdown`] or when
 /// the last clone is dropped.
@@ -74,7 +100,7 @@ struct Handle {
 }
 
 /// State the HTTP handlers see.
-struct Shared {
+pub(crate) struct Shared {
     addr: SocketAddr,
     request_token: String,
     outage: AtomicBool,
@@ -82,6 +108,7 @@ struct Shared {
     jwks_requests: AtomicU64,
     discovery_requests: AtomicU64,
     state: Mutex<MutableState>,
+    api: Mutex<ApiState>,
 }
 
 struct MutableState {
@@ -126,11 +153,13 @@ impl FakeGithub {
                 run: RunSpec::default(),
                 jwks_override: None,
             }),
+            api: Mutex::new(ApiState::default()),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/.well-known/jwks", get(jwks))
             .route("/_apis/token", get(token_request))
+            .merge(api::routes())
             .with_state(Arc::clone(&shared));
         let (shutdown, mut stop) = watch::channel(false);
         tokio::spawn(async move {
@@ -282,6 +311,164 @@ impl FakeGithub {
     pub fn shutdown(&self) {
         self.handle.shutdown.send_replace(true);
     }
+
+    // ----- GitHub Apps -----
+
+    /// Registers a GitHub App: generates an RSA-2048 key whose public half the fake
+    /// uses to check App JWTs with `iss` = `app_id`, and returns the credentials an App
+    /// owner would download. Registering an id again replaces its key (JWTs signed with
+    /// the old key are refused from then on).
+    ///
+    /// Key generation is CPU-bound (tens of milliseconds, more in debug builds) and
+    /// runs on the calling thread.
+    ///
+    /// # Errors
+    /// As [`TestKey::generate`] and [`TestKey::private_key_pem`].
+    pub fn register_app(&self, app_id: u64) -> Result<AppCredentials, TestkitError> {
+        let key = TestKey::generate(format!("app-{app_id}"))?;
+        let private_key_pem = key.private_key_pem()?;
+        self.shared().api().apps.insert(app_id, key);
+        Ok(AppCredentials {
+            app_id,
+            private_key_pem,
+        })
+    }
+
+    /// The key of a registered App, to sign App JWTs in tests (well-formed or not) with
+    /// [`TestKey::sign`]; `None` if no App has that id.
+    pub fn app_key(&self, app_id: u64) -> Option<TestKey> {
+        self.shared().api().apps.get(&app_id).cloned()
+    }
+
+    /// Why the last refused App JWT was refused (more precise than the answer's
+    /// `message`); `None` if none has been refused yet.
+    pub fn last_app_jwt_error(&self) -> Option<String> {
+        self.shared().api().last_jwt_error.clone()
+    }
+
+    /// How many requests presented an App JWT that was accepted.
+    pub fn app_jwt_uses(&self) -> u64 {
+        self.shared().api().app_jwt_uses
+    }
+
+    /// Adds an installation on organization `account_login` (id `account_id`) covering
+    /// `repositories`, given as `(repository id, "owner/name")`. An existing installation
+    /// with that id gets the new account and repositories and keeps its suspension state.
+    pub fn add_installation(
+        &self,
+        installation_id: u64,
+        account_login: &str,
+        account_id: u64,
+        repositories: &[(u64, &str)],
+    ) {
+        let now = self.shared().now();
+        let repositories = repositories
+            .iter()
+            .map(|&(id, name)| Repo::new(id, name))
+            .collect();
+        let mut api = self.shared().api();
+        let (created_at, suspended_at) = api
+            .installations
+            .get(&installation_id)
+            .map_or((now, None), |old| (old.created_at, old.suspended_at));
+        api.installations.insert(
+            installation_id,
+            Installation {
+                account_login: account_login.to_owned(),
+                account_id,
+                repositories,
+                created_at,
+                suspended_at,
+            },
+        );
+    }
+
+    /// Suspends (`true`) or unsuspends an installation. While suspended, the repository
+    /// lookup still answers (with `suspended_at` set), access-token requests answer 403
+    /// and the installation's existing tokens answer 401. Unknown ids are ignored.
+    pub fn suspend_installation(&self, id: u64, suspended: bool) {
+        let now = self.shared().now();
+        if let Some(inst) = self.shared().api().installations.get_mut(&id) {
+            inst.suspended_at = match (suspended, inst.suspended_at) {
+                (true, Some(at)) => Some(at),
+                (true, None) => Some(now),
+                (false, _) => None,
+            };
+        }
+    }
+
+    /// Uninstalls: the installation disappears and its tokens answer 401.
+    pub fn remove_installation(&self, id: u64) {
+        self.shared().api().installations.remove(&id);
+    }
+
+    /// Simulates deleting a repository and creating another with the same name: the
+    /// repository named `full_name` (case-insensitively) gets id `new_id` in every
+    /// installation. Installation tokens narrowed to the old id no longer see it;
+    /// tokens from [`FakeGithub::issue_github_token`] keep the ids they were issued with.
+    pub fn set_repository(&self, full_name: &str, new_id: u64) {
+        let mut api = self.shared().api();
+        for repo in api
+            .installations
+            .values_mut()
+            .flat_map(|inst| inst.repositories.iter_mut())
+            .filter(|r| r.full_name.eq_ignore_ascii_case(full_name))
+        {
+            repo.id = new_id;
+        }
+    }
+
+    /// How many installation access tokens were issued (201 answers).
+    pub fn access_tokens_issued(&self) -> u64 {
+        self.shared().api().access_tokens_issued
+    }
+
+    /// Issues a `ghs_` token that sees exactly `repositories` (`(id, "owner/name")`,
+    /// owned by the organization with id `owner_id`), like a run's `GITHUB_TOKEN` (an
+    /// installation token of the GitHub Actions App). It stays valid until
+    /// [`FakeGithub::revoke_token`].
+    pub fn issue_github_token(&self, repositories: &[(u64, &str)], owner_id: u64) -> String {
+        let token = api::new_token();
+        let grant = Grant::Fixed {
+            repositories: repositories
+                .iter()
+                .map(|&(id, name)| Repo::new(id, name))
+                .collect(),
+            owner_id,
+        };
+        self.shared().api().tokens.insert(token.clone(), grant);
+        token
+    }
+
+    /// Revokes an installation token or `GITHUB_TOKEN`: it answers 401 from now on.
+    pub fn revoke_token(&self, token: &str) {
+        self.shared().api().tokens.remove(token);
+    }
+
+    /// How many requests a REST route received, whatever the answer (outage and rate
+    /// limited ones included). Keys: `repo_installation`, `access_tokens`,
+    /// `installation_repositories`, `repository`; anything else counts 0.
+    pub fn api_requests(&self, route: &str) -> u64 {
+        self.shared()
+            .api()
+            .counters
+            .get(route)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// While on, every REST route answers 503 `{"message":"Service Unavailable"}`. OIDC
+    /// routes are governed by [`FakeGithub::set_outage`] instead.
+    pub fn set_api_outage(&self, down: bool) {
+        self.shared().api().outage = down;
+    }
+
+    /// With `Some(n)`, every REST route answers 403 with `Retry-After: n`,
+    /// `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset: now + n` and a secondary rate
+    /// limit message; `None` lifts the limit. An outage wins over the limit.
+    pub fn set_rate_limited(&self, retry_after_secs: Option<u64>) {
+        self.shared().api().rate_limited = retry_after_secs;
+    }
 }
 
 impl fmt::Debug for FakeGithub {
@@ -299,14 +486,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn now(&self) -> i64 {
+    /// The REST API state. Handlers never panic while holding it, and each update
+    /// leaves it consistent, so a poisoned lock is still usable.
+    pub(crate) fn api(&self) -> MutexGuard<'_, ApiState> {
+        self.api.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn now(&self) -> i64 {
         let real = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         real.saturating_add(self.time_offset.load(Ordering::SeqCst))
     }
 
-    fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         format!("http://{}", self.addr)
     }
 

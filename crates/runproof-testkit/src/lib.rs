@@ -1,23 +1,42 @@
 //! A fake GitHub for runproof's tests, `runproof serve --dev` and `runproof demo`.
 //!
-//! [`FakeGithub`] serves, on `127.0.0.1` only, what runproof needs from GitHub Actions
-//! OIDC: the discovery document, a JWKS with key rotation and an outage switch, and the
-//! Actions token-request endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL` /
-//! `ACTIONS_ID_TOKEN_REQUEST_TOKEN`). Tokens are RS256 JWTs shaped like GitHub's
-//! (string ids, `typ`/`alg`/`kid`/`x5t` header) describing a configurable [`RunSpec`].
-//! [`TestKey`] signs arbitrary headers and claims, so tests can also forge bad tokens.
+//! [`FakeGithub`] serves, on `127.0.0.1` only, what runproof needs from GitHub:
 //!
-//! What it does not do: it never opens a connection beyond loopback, serves no TLS,
-//! publishes no certificates (`x5c`) and no REST API or webhooks. Its keys and
-//! request token are throwaway test material: it is not a security boundary.
+//! - GitHub Actions OIDC: the discovery document, a JWKS with key rotation and an outage
+//!   switch, and the Actions token-request endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL` /
+//!   `ACTIONS_ID_TOKEN_REQUEST_TOKEN`). Tokens are RS256 JWTs shaped like GitHub's
+//!   (string ids, `typ`/`alg`/`kid`/`x5t` header) describing a configurable [`RunSpec`].
+//!   [`TestKey`] signs arbitrary headers and claims, so tests can also forge bad tokens.
+//! - The REST API of a GitHub App: App registration ([`FakeGithub::register_app`],
+//!   returning [`AppCredentials`]) with real App JWT checks, installations and their
+//!   repository lookup, installation access tokens, `GET /installation/repositories`,
+//!   `GET /repos/{owner}/{repo}`, run `GITHUB_TOKEN`s, counters, outage and rate-limit
+//!   switches.
+//!
+//! The [`webhook`] module signs and delivers webhooks the way GitHub does and builds
+//! `installation`, `installation_repositories` and `workflow_run` payloads.
+//!
+//! What it does not do: it never opens a connection beyond loopback (except where a
+//! test points a [`WebhookSender`] elsewhere), serves no TLS and publishes no
+//! certificates (`x5c`). Its keys and tokens are throwaway test material: it is not a
+//! security boundary.
 #![forbid(unsafe_code)]
 
+mod api;
+mod app;
 mod error;
 mod fake;
 mod key;
 mod run;
+mod shapes;
+pub mod webhook;
 
+pub use app::AppCredentials;
 pub use error::TestkitError;
 pub use fake::FakeGithub;
 pub use key::{TestKey, jwks_json};
 pub use run::RunSpec;
+pub use webhook::{
+    WebhookSender, installation_payload, installation_repositories_payload, sign_webhook,
+    workflow_run_payload,
+};

@@ -50,18 +50,28 @@ impl Default for RunSpec {
 }
 
 /// Fixed values for claims [`RunSpec`] has no field for.
-const RUN_NUMBER: &str = "7";
-const ACTOR_ID: &str = "583231";
+pub(crate) const RUN_NUMBER: &str = "7";
+pub(crate) const ACTOR_ID: &str = "583231";
 
 impl RunSpec {
     /// The `workflow_ref` claim: `owner/repo/.github/workflows/FILE@REF`.
     pub fn workflow_ref(&self) -> String {
-        let path = if self.workflow.contains('/') {
+        format!(
+            "{}/{}@{}",
+            self.repository,
+            self.workflow_path(),
+            self.git_ref
+        )
+    }
+
+    /// The workflow file's path in the repository: `.github/workflows/FILE`, or
+    /// [`RunSpec::workflow`] as is when it contains `/`.
+    pub(crate) fn workflow_path(&self) -> String {
+        if self.workflow.contains('/') {
             self.workflow.clone()
         } else {
             format!(".github/workflows/{}", self.workflow)
-        };
-        format!("{}/{}@{}", self.repository, path, self.git_ref)
+        }
     }
 
     /// The `sub` claim as GitHub builds it by default: `repo:OWNER/REPO:pull_request` for
