@@ -137,8 +137,9 @@ pub struct WorkflowRun {
     pub run_attempt: Option<u32>,
     /// The commit.
     pub head_sha: String,
-    /// The workflow file, such as `.github/workflows/ci.yml`.
-    pub path: String,
+    /// The workflow file, such as `.github/workflows/ci.yml` (absent in older payloads).
+    #[serde(default)]
+    pub path: Option<String>,
     /// The triggering event.
     pub event: String,
     /// `requested`, `queued`, `in_progress`, `completed`, …

@@ -225,7 +225,7 @@ fn effects_of(
                 completed_at: (status == "completed").then_some(updated_at),
                 status,
                 conclusion: run.conclusion.clone(),
-                path: run.path.clone(),
+                path: run.path.clone().unwrap_or_default(),
                 installation_id: e.installation.as_ref().map(|i| i.id),
                 repository_full_name: e.repository.full_name.clone(),
                 owner_id: e.repository.owner.id,

@@ -1,0 +1,823 @@
+//! The GitHub App integration through a real server: installation binding, the signed
+//! webhook receiver, and the github_token mode. Each hostile case names its rule.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, Options, bearer};
+use runproof_core::{InstallationId, RepositoryId, Secret};
+use runproof_testkit::{
+    FakeGithub, RunSpec, WebhookSender, installation_payload, installation_repositories_payload,
+    sign_webhook,
+};
+use serde_json::{Value, json};
+
+const APP_ID: u64 = 4242;
+const INSTALLATION: u64 = 77;
+const SECRET: &str = "webhook-secret-0123456789";
+const OLD_SECRET: &str = "webhook-secret-old-000000";
+
+fn repo() -> (u64, &'static str) {
+    let r = RunSpec::default();
+    (r.repository_id, "octo-org/octo-repo")
+}
+
+async fn start() -> Harness {
+    let gh = FakeGithub::start().await.unwrap();
+    let creds = gh.register_app(APP_ID).unwrap();
+    let run = RunSpec::default();
+    gh.add_installation(
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[repo()],
+    );
+    Harness::start_against(
+        gh,
+        Options {
+            app: Some((APP_ID, Secret::new(creds.private_key_pem))),
+            webhook_secrets: vec![Secret::new(SECRET.into()), Secret::new(OLD_SECRET.into())],
+            github_token: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+fn sender(h: &Harness, secret: &str) -> WebhookSender {
+    WebhookSender::new(format!("{}/v1/github/webhooks", h.url), secret.as_bytes())
+}
+
+fn other_repo() -> RunSpec {
+    RunSpec {
+        repository: "octo-org/other".into(),
+        repository_id: 5_550_001,
+        ..RunSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn installed_repository_is_accepted_with_its_installation_id() {
+    let h = start().await;
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["identity"]["installation_id"], json!(INSTALLATION));
+    let lookups = h.gh.api_requests("repo_installation");
+    let (status, _) = h.upload(Some(&bearer(&h.token())), "b", "2").await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        h.gh.api_requests("repo_installation"),
+        lookups,
+        "the lookup is cached"
+    );
+    assert!(h.gh.app_jwt_uses() >= 1);
+    assert_eq!(
+        h.gh.last_app_jwt_error(),
+        None,
+        "the fake accepted every App JWT runproof signed"
+    );
+    let wk: Value = h
+        .get("/.well-known/runproof", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wk["installation_binding"], true);
+    assert_eq!(wk["modes"], json!(["oidc", "github_token"]));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_not_installed_then_an_installation_webhook_makes_it_accepted() {
+    let h = start().await;
+    h.gh.set_run(other_repo());
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "{body}"
+    );
+    h.assert_nothing_stored("not installed").await;
+
+    let run = RunSpec::default();
+    let payload = installation_repositories_payload(
+        "added",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[(5_550_001, "octo-org/other")],
+        &[],
+    );
+    let (status, _, _) = sender(&h, SECRET)
+        .send("installation_repositories", &payload)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["identity"]["installation_id"], json!(INSTALLATION));
+
+    let payload = installation_repositories_payload(
+        "removed",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[],
+        &[(5_550_001, "octo-org/other")],
+    );
+    let (status, _, _) = sender(&h, SECRET)
+        .send("installation_repositories", &payload)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "removed: {body}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_suspended_installation_is_not_installed() {
+    let h = start().await;
+    let run = RunSpec::default();
+    let created = installation_payload(
+        "created",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[repo()],
+    );
+    assert_eq!(
+        sender(&h, SECRET)
+            .send("installation", &created)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let mut suspend = installation_payload(
+        "suspend",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[],
+    );
+    suspend["installation"]["suspended_at"] = json!("2026-01-01T00:00:00Z");
+    assert_eq!(
+        sender(&h, SECRET)
+            .send("installation", &suspend)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "{body}"
+    );
+    let unsuspend = installation_payload(
+        "unsuspend",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[],
+    );
+    assert_eq!(
+        sender(&h, SECRET)
+            .send("installation", &unsuspend)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let (status, _) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201);
+    let deleted = installation_payload(
+        "deleted",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[repo()],
+    );
+    assert_eq!(
+        sender(&h, SECRET)
+            .send("installation", &deleted)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "deleted: {body}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_suspended_installation_found_by_lookup_is_not_installed() {
+    let h = start().await;
+    h.gh.suspend_installation(INSTALLATION, true);
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_renamed_or_recreated_repository_does_not_inherit_the_installation() {
+    let h = start().await;
+    // The name now belongs to a new repository id; the token still carries the old one.
+    h.gh.set_repository("octo-org/octo-repo", 9_999_999);
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn github_outage_with_nothing_known_is_503_never_a_guess() {
+    let h = start().await;
+    h.gh.set_api_outage(true);
+    let resp = h
+        .http
+        .post(format!("{}/v1/uploads?name=a", h.url))
+        .bearer_auth(h.token())
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "upstream_unavailable"
+    );
+    h.gh.set_api_outage(false);
+
+    h.gh.set_rate_limited(Some(30));
+    let resp = h
+        .http
+        .post(format!("{}/v1/uploads?name=a", h.url))
+        .bearer_auth(h.token())
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=30).contains(&retry),
+        "Retry-After follows GitHub's: {retry}"
+    );
+    h.assert_nothing_stored("outage").await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_app_jwt_is_signed_by_the_configured_key() {
+    let gh = FakeGithub::start().await.unwrap();
+    gh.register_app(APP_ID).unwrap();
+    let wrong = gh.register_app(APP_ID + 1).unwrap();
+    gh.add_installation(
+        INSTALLATION,
+        "octo-org",
+        RunSpec::default().repository_owner_id,
+        &[repo()],
+    );
+    let h = Harness::start_against(
+        gh,
+        Options {
+            app: Some((APP_ID, Secret::new(wrong.private_key_pem))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let resp = h
+        .http
+        .post(format!("{}/v1/uploads?name=a", h.url))
+        .bearer_auth(h.token())
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        503,
+        "a refused App JWT is an outage on our side, never an accept"
+    );
+    assert!(
+        h.gh.last_app_jwt_error().is_some(),
+        "the fake checked and refused the App JWT"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_signatures_are_checked_before_anything_else() {
+    let h = start().await;
+    let run = RunSpec::default();
+    let payload = installation_repositories_payload(
+        "added",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[(5_550_001, "octo-org/other")],
+        &[],
+    );
+    let body = serde_json::to_vec(&payload).unwrap();
+    let good = sign_webhook(SECRET.as_bytes(), &body);
+    let mut modified = body.clone();
+    modified.extend_from_slice(b" ");
+    let sha1_only = "sha1=0123456789abcdef0123456789abcdef01234567";
+    let s = sender(&h, SECRET);
+    let cases: Vec<(&str, Vec<u8>, Option<String>)> = vec![
+        ("webhook signature: missing", body.clone(), None),
+        (
+            "webhook signature: SHA-1 only",
+            body.clone(),
+            Some(sha1_only.into()),
+        ),
+        (
+            "webhook signature: wrong secret",
+            body.clone(),
+            Some(sign_webhook(b"not-the-secret", &body)),
+        ),
+        (
+            "webhook signature: valid signature over a modified body",
+            modified,
+            Some(good.clone()),
+        ),
+        (
+            "webhook signature: garbage",
+            body.clone(),
+            Some("sha256=zzzz".into()),
+        ),
+    ];
+    for (rule, body, sig) in cases {
+        let (status, text) = s
+            .send_raw("installation_repositories", &uuid(), &body, sig.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "rule `{rule}`: {text}");
+    }
+    assert!(
+        h.state
+            .store
+            .repository_binding(RepositoryId(5_550_001))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing changed"
+    );
+
+    // Rotation: the old secret still verifies while it is configured.
+    let (status, _) = sender(&h, OLD_SECRET)
+        .send_raw(
+            "installation_repositories",
+            &uuid(),
+            &body,
+            Some(&sign_webhook(OLD_SECRET.as_bytes(), &body)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "rule webhook secret rotation");
+    assert!(
+        h.state
+            .store
+            .repository_binding(RepositoryId(5_550_001))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    h.stop().await;
+}
+
+fn uuid() -> String {
+    format!(
+        "00000000-0000-4000-8000-{:012x}",
+        rand_u64() & 0xffff_ffff_ffff
+    )
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(42);
+    h.finish()
+}
+
+#[tokio::test]
+async fn rule_redelivery_has_no_second_effect() {
+    let h = start().await;
+    let run = RunSpec::default();
+    let added = installation_repositories_payload(
+        "added",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[(5_550_001, "octo-org/other")],
+        &[],
+    );
+    let removed = installation_repositories_payload(
+        "removed",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[],
+        &[(5_550_001, "octo-org/other")],
+    );
+    let s = sender(&h, SECRET);
+    let add_body = serde_json::to_vec(&added).unwrap();
+    let add_id = uuid();
+    let sig = sign_webhook(SECRET.as_bytes(), &add_body);
+    assert_eq!(
+        s.send_raw("installation_repositories", &add_id, &add_body, Some(&sig))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        s.send("installation_repositories", &removed)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    // The "added" delivery comes again: 2xx, and the repository stays removed.
+    let (status, text) = s
+        .send_raw("installation_repositories", &add_id, &add_body, Some(&sig))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(text.contains("duplicate"), "{text}");
+    let b = h
+        .state
+        .store
+        .repository_binding(RepositoryId(5_550_001))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b.removed, "the redelivery had no second effect");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_receiver_answers_ping_ignores_other_events_and_caps_the_body() {
+    let h = start().await;
+    let s = sender(&h, SECRET);
+    let (status, _, _) = s
+        .send(
+            "ping",
+            &json!({"zen": "Keep it logically awesome.", "hook_id": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _, _) = s.send("star", &json!({"action": "created"})).await.unwrap();
+    assert_eq!(status, 200, "other events are acknowledged and ignored");
+    let big = vec![b' '; 25 * 1024 * 1024 + 1];
+    let sig = sign_webhook(SECRET.as_bytes(), &big);
+    let (status, _) = s.send_raw("push", &uuid(), &big, Some(&sig)).await.unwrap();
+    assert_eq!(status, 413);
+    let (status, _) = s
+        .send_raw(
+            "installation",
+            &uuid(),
+            b"{}",
+            Some(&sign_webhook(SECRET.as_bytes(), b"{}")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "a signed but unreadable installation payload");
+    h.stop().await;
+}
+
+fn payload_dir() -> Option<std::path::PathBuf> {
+    let d = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/realworld/webhook_payloads");
+    if d.exists() {
+        Some(d)
+    } else {
+        eprintln!(
+            "SKIPPED: {} not found (../shared/realworld is absent)",
+            d.display()
+        );
+        None
+    }
+}
+
+fn event_of(dir_name: &str, file: &str) -> String {
+    if dir_name != "octocrab" {
+        return dir_name.to_owned();
+    }
+    let stem = file
+        .trim_end_matches(".json")
+        .trim_end_matches("_webhook_event");
+    for event in [
+        "installation_repositories",
+        "installation",
+        "issue_comment",
+        "issues",
+        "pull_request",
+        "push",
+        "ping",
+        "repository",
+        "commit_comment",
+        "workflow_run",
+        "check_suite",
+    ] {
+        if stem.starts_with(event) {
+            return event.to_owned();
+        }
+    }
+    "unknown".into()
+}
+
+#[tokio::test]
+async fn every_real_payload_goes_through_the_receiver_without_a_5xx() {
+    let Some(dir) = payload_dir() else { return };
+    let h = start().await;
+    let s = sender(&h, SECRET);
+    let mut sent = 0;
+    let mut dirs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    dirs.sort_by_key(|e| e.file_name());
+    for d in dirs {
+        let dir_name = d.file_name().to_string_lossy().into_owned();
+        let mut files: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
+        files.sort_by_key(|e| e.file_name());
+        for f in files {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let mut body = std::fs::read(f.path()).unwrap();
+            if dir_name == "octocrab" && name.starts_with("workflow_run_event") {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                body = serde_json::to_vec(&v["payload"]).unwrap();
+            }
+            let event = event_of(&dir_name, &name);
+            let sig = sign_webhook(SECRET.as_bytes(), &body);
+            let (status, text) = s
+                .send_raw(&event, &uuid(), &body, Some(&sig))
+                .await
+                .unwrap();
+            assert!(
+                status < 500,
+                "{dir_name}/{name} as {event}: {status} {text}"
+            );
+            sent += 1;
+        }
+    }
+    assert!(sent >= 50, "{sent}");
+
+    // octokit's installation examples changed the stored state as they say.
+    let store = &h.state.store;
+    let (inst, deleted) = store
+        .get_installation(InstallationId(957_387))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!deleted && !inst.suspended);
+    assert!(
+        store
+            .repository_binding(RepositoryId(186_853_002))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(),
+        "created lists it"
+    );
+    assert!(
+        store
+            .repository_binding(RepositoryId(186_853_007))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(),
+        "added lists it"
+    );
+    let (inst, _) = store
+        .get_installation(InstallationId(16_598_467))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!inst.suspended, "suspend then unsuspend");
+    let (_, deleted) = store
+        .get_installation(InstallationId(39_593_433))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleted, "octocrab's created then deleted");
+    assert!(
+        store
+            .repository_binding(RepositoryId(455_581_571))
+            .await
+            .unwrap()
+            .unwrap()
+            .removed
+    );
+    let run = store
+        .get_workflow_run(
+            RepositoryId(199_196_552),
+            runproof_core::RunId(1_245_374_547),
+            1,
+        )
+        .await
+        .unwrap()
+        .expect("octocrab's real App delivery of workflow_run is stored");
+    assert_eq!(run.installation_id, Some(InstallationId(18_995_746)));
+    assert!(
+        store
+            .get_workflow_run(
+                RepositoryId(300_029_405),
+                runproof_core::RunId(289_782_451),
+                1
+            )
+            .await
+            .unwrap()
+            .is_some(),
+        "octokit's workflow_run example is stored"
+    );
+    h.stop().await;
+}
+
+fn gt_headers(run: &RunSpec) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-runproof-repository", run.repository.clone()),
+        (
+            "x-runproof-run",
+            format!("{}/{}/{}", run.repository_id, run.run_id, run.run_attempt),
+        ),
+        ("x-runproof-sha", run.sha.clone()),
+    ]
+}
+
+async fn gt_upload(h: &Harness, token: &str, headers: &[(&'static str, String)]) -> (u16, Value) {
+    let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    h.upload_with(
+        Some(&format!("token {token}")),
+        "name=gt.txt",
+        "from a GITHUB_TOKEN",
+        &hs,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn github_token_mode_accepts_exactly_the_claimed_repository() {
+    let h = start().await;
+    let run = RunSpec::default();
+    let token = h.gh.issue_github_token(&[repo()], run.repository_owner_id);
+    let (status, record) = gt_upload(&h, &token, &gt_headers(&run)).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["mode"], "github_token");
+    let id = &record["identity"];
+    assert_eq!(
+        id["repository_id"],
+        json!(run.repository_id),
+        "from GitHub's answer"
+    );
+    assert_eq!(id["repository_owner_id"], json!(run.repository_owner_id));
+    assert_eq!(id["installation_id"], json!(INSTALLATION));
+    assert_eq!(id["unverified"], json!(["run_id", "run_attempt", "sha"]));
+    assert_eq!(id["run_id"], json!(run.run_id));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn github_token_hostile_cases() {
+    let h = start().await;
+    let run = RunSpec::default();
+    let owner = run.repository_owner_id;
+    let two =
+        h.gh.issue_github_token(&[repo(), (5_550_001, "octo-org/other")], owner);
+    let wrong =
+        h.gh.issue_github_token(&[(5_550_001, "octo-org/other")], owner);
+    let revoked = h.gh.issue_github_token(&[repo()], owner);
+    h.gh.revoke_token(&revoked);
+    let good = h.gh.issue_github_token(&[repo()], owner);
+    let mut other_run = gt_headers(&run);
+    other_run[1].1 = format!("5550001/{}/1", run.run_id);
+    let mut no_sha = gt_headers(&run);
+    no_sha.pop();
+    let mut bad_run = gt_headers(&run);
+    bad_run[1].1 = "not/a/run".into();
+    let cases: Vec<(&str, &str, Vec<(&'static str, String)>, u16, &str)> = vec![
+        (
+            "github_token: a token seeing two repositories",
+            &two,
+            gt_headers(&run),
+            403,
+            "policy_denied",
+        ),
+        (
+            "github_token: a token for another repository",
+            &wrong,
+            gt_headers(&run),
+            403,
+            "policy_denied",
+        ),
+        (
+            "github_token: a revoked token",
+            &revoked,
+            gt_headers(&run),
+            401,
+            "invalid_github_token",
+        ),
+        (
+            "github_token: an unknown token",
+            "ghs_forged",
+            gt_headers(&run),
+            401,
+            "invalid_github_token",
+        ),
+        (
+            "github_token: run header names another repository",
+            &good,
+            other_run,
+            403,
+            "policy_denied",
+        ),
+        (
+            "github_token: X-Runproof-Sha missing",
+            &good,
+            no_sha,
+            400,
+            "invalid_request",
+        ),
+        (
+            "github_token: X-Runproof-Run malformed",
+            &good,
+            bad_run,
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (rule, token, headers, status, code) in cases {
+        let (got, body) = gt_upload(&h, token, &headers).await;
+        assert_eq!(
+            (got, body["code"].as_str().unwrap_or_default()),
+            (status, code),
+            "rule `{rule}`: {body}"
+        );
+        let text = body.to_string();
+        assert!(
+            !text.contains(token),
+            "rule `{rule}`: the token is never echoed"
+        );
+    }
+    h.assert_nothing_stored("github_token hostile cases").await;
+
+    // The token belongs to a repository where the App is not installed.
+    let elsewhere =
+        h.gh.issue_github_token(&[(5_550_001, "octo-org/other")], owner);
+    let other = other_repo();
+    let (got, body) = gt_upload(&h, &elsewhere, &gt_headers(&other)).await;
+    assert_eq!(
+        (got, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn github_token_mode_is_off_by_default() {
+    let gh = FakeGithub::start().await.unwrap();
+    let h = Harness::start_against(gh, Options::default()).await;
+    let token = h.gh.issue_github_token(&[repo()], 1);
+    let (status, body) = gt_upload(&h, &token, &gt_headers(&RunSpec::default())).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("mode_disabled"))
+    );
+    assert_eq!(
+        h.gh.api_requests("installation_repositories"),
+        0,
+        "GitHub is not even asked"
+    );
+    let _ = Duration::ZERO;
+    h.stop().await;
+}
