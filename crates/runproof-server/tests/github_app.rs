@@ -663,6 +663,9 @@ async fn every_real_payload_goes_through_the_receiver_without_a_5xx() {
     h.stop().await;
 }
 
+type Headers = Vec<(&'static str, String)>;
+type GtCase<'a> = (&'static str, &'a str, Headers, u16, &'static str);
+
 fn gt_headers(run: &RunSpec) -> Vec<(&'static str, String)> {
     vec![
         ("x-runproof-repository", run.repository.clone()),
@@ -724,7 +727,7 @@ async fn github_token_hostile_cases() {
     no_sha.pop();
     let mut bad_run = gt_headers(&run);
     bad_run[1].1 = "not/a/run".into();
-    let cases: Vec<(&str, &str, Vec<(&'static str, String)>, u16, &str)> = vec![
+    let cases: Vec<GtCase<'_>> = vec![
         (
             "github_token: a token seeing two repositories",
             &two,
