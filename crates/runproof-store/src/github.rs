@@ -127,7 +127,8 @@ pub struct WorkflowRunRecord {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEffect {
-    /// Inserts or updates an installation; clears its `deleted` mark.
+    /// Inserts or updates an installation. A deleted installation stays deleted: GitHub
+    /// never reuses installation ids, so a late or replayed `created` cannot revive it.
     UpsertInstallation(Installation),
     /// Suspends or unsuspends a known installation (no effect on an unknown one).
     SetSuspended {

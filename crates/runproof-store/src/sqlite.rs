@@ -244,7 +244,7 @@ async fn upsert_installation(
          ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
          account_login = excluded.account_login, \
          repository_selection = excluded.repository_selection, \
-         suspended = excluded.suspended, deleted = 0, updated_at = excluded.updated_at",
+         suspended = excluded.suspended, updated_at = excluded.updated_at",
     )
     .bind(sql_id(installation.id.get())?)
     .bind(sql_id(installation.account_id.get())?)

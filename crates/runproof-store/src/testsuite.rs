@@ -631,7 +631,7 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
         Some((inst.clone(), true))
     );
 
-    // An upsert clears the mark and updates the fields.
+    // An upsert updates the fields but never revives a deleted installation.
     let mut updated = inst.clone();
     updated.account_login = "renamed-org".into();
     updated.repository_selection = RepositorySelection::All;
@@ -643,11 +643,11 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
     .await;
     assert_eq!(
         store.get_installation(inst.id).await.unwrap(),
-        Some((updated, false))
+        Some((updated, true))
     );
     assert_eq!(
         store.repository_binding(repo).await.unwrap(),
-        binding(false, false, false)
+        binding(false, true, false)
     );
 }
 
@@ -690,7 +690,7 @@ pub async fn binding_prefers_an_active_installation(store: &dyn Store) {
     assert_eq!(got.installation_id, new.id);
     assert!(got.is_active());
 
-    // The new one loses the repository, the old one comes back with it.
+    // The new one loses the repository; the deleted old one cannot come back with it.
     apply(
         store,
         1_700_000_030,
@@ -709,8 +709,10 @@ pub async fn binding_prefers_an_active_installation(store: &dyn Store) {
     )
     .await;
     let got = store.repository_binding(repo).await.unwrap().unwrap();
-    assert_eq!(got.installation_id, old.id);
-    assert!(got.is_active());
+    assert!(
+        !got.is_active(),
+        "a replayed upsert does not revive a deleted installation"
+    );
 }
 
 /// An account's installation is its most recently updated one; other accounts' are
