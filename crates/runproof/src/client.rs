@@ -91,6 +91,75 @@ impl TokenSource {
     }
 }
 
+/// How uploads are authenticated.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A fresh OIDC token for each attempt (the default, and the strongest).
+    Oidc(TokenSource),
+    /// The run's `GITHUB_TOKEN` (the `github_token` mode; weaker, see the threat model).
+    GithubToken(GithubTokenAuth),
+}
+
+/// What the `github_token` mode sends.
+#[derive(Clone)]
+pub struct GithubTokenAuth {
+    /// The run's `GITHUB_TOKEN`.
+    pub token: String,
+    /// `owner/name`.
+    pub repository: String,
+    /// `<repository_id>/<run_id>/<run_attempt>`.
+    pub run: String,
+    /// The commit.
+    pub sha: String,
+}
+
+impl std::fmt::Debug for GithubTokenAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubTokenAuth")
+            .field("token", &"<redacted>")
+            .field("repository", &self.repository)
+            .field("run", &self.run)
+            .field("sha", &self.sha)
+            .finish()
+    }
+}
+
+impl GithubTokenAuth {
+    /// Reads `GITHUB_TOKEN`, `GITHUB_REPOSITORY`, `GITHUB_REPOSITORY_ID`, `GITHUB_RUN_ID`,
+    /// `GITHUB_RUN_ATTEMPT` and `GITHUB_SHA`, as a runner sets them.
+    ///
+    /// # Errors
+    /// When one is missing, naming it.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .with_context(|| {
+                    if name == "GITHUB_TOKEN" {
+                        "GITHUB_TOKEN is not set: pass it to the step with `env: GITHUB_TOKEN: ${{ github.token }}`".to_owned()
+                    } else {
+                        format!("{name} is not set (it is set on every GitHub Actions runner)")
+                    }
+                })
+        };
+        Ok(Self {
+            token: var("GITHUB_TOKEN")?,
+            repository: var("GITHUB_REPOSITORY")?,
+            run: format!(
+                "{}/{}/{}",
+                var("GITHUB_REPOSITORY_ID")?,
+                var("GITHUB_RUN_ID")?,
+                std::env::var("GITHUB_RUN_ATTEMPT")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "1".into())
+            ),
+            sha: var("GITHUB_SHA")?,
+        })
+    }
+}
+
 /// What to upload and where.
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
@@ -209,19 +278,17 @@ enum Attempt {
 /// # Errors
 /// On the first file that cannot be uploaded after all attempts, or that the server
 /// refuses for good (a 4xx other than 429).
-pub async fn upload_all(
-    opts: &UploadOptions,
-    tokens: &TokenSource,
-) -> anyhow::Result<Vec<Uploaded>> {
+pub async fn upload_all(opts: &UploadOptions, auth: &Auth) -> anyhow::Result<Vec<Uploaded>> {
     let http = http_client(opts.timeout)?;
     let base = opts.url.trim_end_matches('/').to_owned();
-    let audience = match &opts.audience {
-        Some(a) => a.clone(),
-        None => discover_audience(&http, &base).await?,
+    let audience = match (&opts.audience, auth) {
+        (Some(a), _) => a.clone(),
+        (None, Auth::Oidc(_)) => discover_audience(&http, &base).await?,
+        (None, Auth::GithubToken(_)) => String::new(),
     };
     let mut done = Vec::new();
     for path in &opts.files {
-        let uploaded = upload_one(&http, &base, &audience, tokens, path, opts).await?;
+        let uploaded = upload_one(&http, &base, &audience, auth, path, opts).await?;
         eprintln!(
             "uploaded {} ({} bytes) as {} [{}]",
             path.display(),
@@ -238,7 +305,7 @@ async fn upload_one(
     http: &reqwest::Client,
     base: &str,
     audience: &str,
-    tokens: &TokenSource,
+    auth: &Auth,
     path: &Path,
     opts: &UploadOptions,
 ) -> anyhow::Result<Uploaded> {
@@ -260,7 +327,7 @@ async fn upload_one(
             http,
             base,
             audience,
-            tokens,
+            auth,
             path,
             &name,
             size,
@@ -297,7 +364,7 @@ async fn attempt_upload(
     http: &reqwest::Client,
     base: &str,
     audience: &str,
-    tokens: &TokenSource,
+    auth: &Auth,
     path: &Path,
     name: &str,
     size: u64,
@@ -305,9 +372,17 @@ async fn attempt_upload(
     idempotency_key: &str,
     opts: &UploadOptions,
 ) -> Attempt {
-    let token = match tokens.token(http, audience).await {
-        Ok(t) => t,
-        Err(e) => return Attempt::Retry(e, None),
+    let credentials = match auth {
+        Auth::Oidc(tokens) => match tokens.token(http, audience).await {
+            Ok(t) => vec![("authorization", format!("Bearer {t}"))],
+            Err(e) => return Attempt::Retry(e, None),
+        },
+        Auth::GithubToken(g) => vec![
+            ("authorization", format!("token {}", g.token)),
+            ("x-runproof-repository", g.repository.clone()),
+            ("x-runproof-run", g.run.clone()),
+            ("x-runproof-sha", g.sha.clone()),
+        ],
     };
     let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
@@ -336,9 +411,11 @@ async fn attempt_upload(
             }
         });
     let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
-    let result = http
-        .post(format!("{base}/v1/uploads?name={encoded}"))
-        .bearer_auth(&token)
+    let mut request = http.post(format!("{base}/v1/uploads?name={encoded}"));
+    for (name, value) in credentials {
+        request = request.header(name, value);
+    }
+    let result = request
         .header("content-type", "application/octet-stream")
         .header("content-length", size)
         .header("content-digest", format_content_digest(sha256))

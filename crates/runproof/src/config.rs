@@ -318,18 +318,8 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     if !matches!(config.log_format.as_str(), "text" | "json") {
         bail!("`log_format` is `text` or `json`");
     }
-    if config.github_token.enabled {
-        bail!(
-            "`github_token.enabled`: the github_token mode needs `[github]` App credentials, which this version does not support yet"
-        );
-    }
     if config.webhook_mode.enabled {
         bail!("`webhook_mode.enabled`: the webhook mode is not supported by this version yet");
-    }
-    if config.github.is_some() {
-        bail!(
-            "`[github]`: installation binding is not supported by this version yet; remove the section"
-        );
     }
     if config.delivery.is_some() {
         bail!(
@@ -460,6 +450,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("GitHub's default"), "{err}");
+    }
+
+    #[test]
+    fn github_section_needs_id_and_key_together() {
+        let base = "[oidc]\naudience = \"x\"\n[github]\n";
+        let err = parse(&format!("{base}app_id = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("private_key_file"), "{err}");
+        let err = parse(&format!("{base}private_key_file = \"/k.pem\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("app_id"), "{err}");
+        let err = parse(&format!(
+            "{base}app_id = 5\nprivate_key_file = \"/nonexistent.pem\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        let err = parse(&format!("{base}webhook_secrets = [\"short\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("16"), "{err}");
+        let err = parse(&format!("{base}api_url = \"http://api.example.com\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_url"), "{err}");
+        let ok = parse(&format!("{base}webhook_secrets = [\"0123456789abcdef\"]\n")).unwrap();
+        assert!(ok.app.is_none());
+        assert_eq!(ok.webhook_secrets.len(), 1);
+        assert_eq!(ok.api_url, "https://api.github.com");
     }
 
     #[test]

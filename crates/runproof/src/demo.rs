@@ -28,7 +28,14 @@ pub struct DevEnvironment {
     pub state: Arc<AppState>,
     /// The read API key.
     pub api_key: String,
+    /// The secret the fake GitHub signs webhook deliveries with.
+    pub webhook_secret: String,
 }
+
+/// The App id the dev environment registers with the fake GitHub.
+pub const DEV_APP_ID: u64 = 1001;
+/// The installation the dev environment creates for the default run's repository.
+pub const DEV_INSTALLATION: u64 = 3_100_001;
 
 /// Starts a fake GitHub and a server that trusts it, with data under `data_dir`.
 ///
@@ -67,6 +74,32 @@ pub async fn start_dev(
     });
     cfg.api_keys
         .push(runproof_core::Secret::new(api_key.clone()));
+
+    // The fake GitHub plays the App's side too: an App, one installation, webhooks.
+    let app = github.register_app(DEV_APP_ID)?;
+    let run = github.run();
+    github.add_installation(
+        DEV_INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[(run.repository_id, &run.repository)],
+    );
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+    let key_file = cfg.data_dir.join("dev-app-key.pem");
+    std::fs::write(&key_file, &app.private_key_pem)
+        .with_context(|| format!("cannot write {}", key_file.display()))?;
+    let webhook_secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+    cfg.github = Some(config::GithubConfig {
+        api_url: github.base_url(),
+        app_id: DEV_APP_ID,
+        private_key_file: Some(key_file),
+        webhook_secrets: vec![runproof_core::Secret::new(webhook_secret.clone())],
+        webhook_secrets_file: None,
+        timeout_seconds: 5,
+    });
+    cfg.github_token.enabled = true;
+
     let resolved: Resolved = config::resolve(cfg)?;
     let state = build_state(&resolved).await?;
     let server = RunningServer::start(state.clone(), listen).await?;
@@ -75,6 +108,7 @@ pub async fn start_dev(
         server,
         state,
         api_key,
+        webhook_secret,
     })
 }
 
@@ -170,7 +204,7 @@ pub async fn run() -> anyhow::Result<bool> {
         timeout: std::time::Duration::from_secs(30),
         progress: false,
     };
-    let genuine = upload_all(&opts, &tokens).await;
+    let genuine = upload_all(&opts, &crate::client::Auth::Oidc(tokens)).await;
     let got = match &genuine {
         Ok(u) => u
             .first()
@@ -347,7 +381,113 @@ pub async fn run() -> anyhow::Result<bool> {
         got: outcome(s, &c),
     });
 
-    // 4. What was stored: exactly the two genuine uploads.
+    // 4. Installation binding: a repository where the App is not installed.
+    let run = gh.run();
+    let elsewhere = runproof_testkit::RunSpec {
+        repository: format!("{}/not-installed", run.repository_owner),
+        repository_id: 7_000_001,
+        ..run.clone()
+    };
+    gh.set_run(elsewhere.clone());
+    let token = gh.token(DEMO_AUDIENCE)?;
+    let (s, c, _) = post_upload(&http, &base, "b.txt", Some(&token), b"elsewhere", None).await?;
+    rows.push(Row {
+        request: format!("upload from {} (App not installed)", elsewhere.repository),
+        expected: "403 not_installed".into(),
+        got: outcome(s, &c),
+    });
+    let sender = runproof_testkit::WebhookSender::new(
+        format!("{base}/v1/github/webhooks"),
+        env.webhook_secret.as_bytes(),
+    );
+    let added = runproof_testkit::installation_repositories_payload(
+        "added",
+        DEV_INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[(elsewhere.repository_id, &elsewhere.repository)],
+        &[],
+    );
+    let (s, _, _) = sender.send("installation_repositories", &added).await?;
+    rows.push(Row {
+        request: "signed installation_repositories webhook adds it".into(),
+        expected: "200".into(),
+        got: s.to_string(),
+    });
+    let forged = runproof_testkit::WebhookSender::new(
+        format!("{base}/v1/github/webhooks"),
+        b"not-the-secret",
+    );
+    let (s, _, _) = forged.send("installation_repositories", &added).await?;
+    rows.push(Row {
+        request: "the same webhook signed with another secret".into(),
+        expected: "401".into(),
+        got: s.to_string(),
+    });
+    let token = gh.token(DEMO_AUDIENCE)?;
+    let (s, c, _) = post_upload(&http, &base, "b.txt", Some(&token), b"elsewhere", None).await?;
+    rows.push(Row {
+        request: format!("upload from {} after the webhook", elsewhere.repository),
+        expected: "201 verified".into(),
+        got: outcome(s, &c),
+    });
+    gh.set_run(run.clone());
+
+    // 5. The github_token mode, through the real client.
+    let gt = gh.issue_github_token(
+        &[(run.repository_id, &run.repository)],
+        run.repository_owner_id,
+    );
+    let gt_auth = |token: &str| {
+        crate::client::Auth::GithubToken(crate::client::GithubTokenAuth {
+            token: token.to_owned(),
+            repository: run.repository.clone(),
+            run: format!("{}/{}/{}", run.repository_id, run.run_id, run.run_attempt),
+            sha: run.sha.clone(),
+        })
+    };
+    let one = UploadOptions {
+        attempts: 1,
+        ..opts.clone()
+    };
+    let got = match upload_all(&one, &gt_auth(&gt)).await {
+        Ok(u) => u
+            .first()
+            .map_or("none".into(), |u| format!("201 {}", u.status)),
+        Err(e) => format!("error: {e:#}"),
+    };
+    rows.push(Row {
+        request: "github_token mode: the run's GITHUB_TOKEN".into(),
+        expected: "201 verified".into(),
+        got,
+    });
+    let two = gh.issue_github_token(
+        &[
+            (run.repository_id, &run.repository),
+            (elsewhere.repository_id, &elsewhere.repository),
+        ],
+        run.repository_owner_id,
+    );
+    let refused = |r: anyhow::Result<Vec<crate::client::Uploaded>>| match r {
+        Ok(_) => "accepted".to_owned(),
+        Err(e) => e.downcast_ref::<crate::client::Refused>().map_or_else(
+            || format!("error: {e:#}"),
+            |r| format!("{} {}", r.status, r.code),
+        ),
+    };
+    rows.push(Row {
+        request: "github_token mode: a token that sees two repositories".into(),
+        expected: "403 policy_denied".into(),
+        got: refused(upload_all(&one, &gt_auth(&two)).await),
+    });
+    gh.revoke_token(&gt);
+    rows.push(Row {
+        request: "github_token mode: the token after the run ended".into(),
+        expected: "401 invalid_github_token".into(),
+        got: refused(upload_all(&one, &gt_auth(&gt)).await),
+    });
+
+    // 6. What was stored: exactly the genuine uploads.
     let resp = http
         .get(format!("{base}/v1/uploads"))
         .bearer_auth(&env.api_key)
@@ -360,7 +500,7 @@ pub async fn run() -> anyhow::Result<bool> {
         .map_or(0, Vec::len);
     rows.push(Row {
         request: "uploads stored after all of the above".into(),
-        expected: "2 stored".into(),
+        expected: "4 stored".into(),
         got: format!("{count} stored"),
     });
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use runproof::client::{TokenSource, UploadOptions, upload_all, write_github_files};
+use runproof::client::{
+    Auth, GithubTokenAuth, TokenSource, UploadOptions, upload_all, write_github_files,
+};
 use runproof::verify_token::{Outcome, VerifyTokenArgs};
 use runproof::{config, demo, serve, verify_token};
 
@@ -18,6 +20,14 @@ use runproof::{config, demo, serve, verify_token};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UploadMode {
+    /// The job's OIDC token (needs `permissions: id-token: write`).
+    Oidc,
+    /// The run's `GITHUB_TOKEN`, checked with GitHub (weaker; see the threat model).
+    GithubToken,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +58,9 @@ enum Command {
         /// Never show a progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// How to prove the run: `oidc` (default) or `github-token`.
+        #[arg(long, value_enum, default_value_t = UploadMode::Oidc, env = "RUNPROOF_MODE")]
+        mode: UploadMode,
         /// The files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -131,10 +144,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             attempts,
             timeout,
             no_progress,
+            mode,
             files,
         } => {
             init_logging(false, "warn");
-            let tokens = TokenSource::from_env()?;
+            let auth = match mode {
+                UploadMode::Oidc => Auth::Oidc(TokenSource::from_env()?),
+                UploadMode::GithubToken => Auth::GithubToken(GithubTokenAuth::from_env()?),
+            };
             let opts = UploadOptions {
                 url,
                 audience,
@@ -143,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timeout: Duration::from_secs(timeout.max(1)),
                 progress: !no_progress,
             };
-            let uploaded = upload_all(&opts, &tokens).await?;
+            let uploaded = upload_all(&opts, &auth).await?;
             write_github_files(&uploaded)?;
             for u in &uploaded {
                 println!("{}", u.id);

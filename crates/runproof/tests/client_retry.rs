@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use runproof::client::{Refused, TokenSource, UploadOptions, upload_all};
+use runproof::client::{Auth, Refused, TokenSource, UploadOptions, upload_all};
 use runproof_testkit::FakeGithub;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -97,7 +97,7 @@ async fn retries_5xx_and_429_with_a_fresh_token_and_a_fresh_stream() {
     };
     let done = tokio::time::timeout(
         Duration::from_secs(60),
-        upload_all(&options(&url, file), &tokens),
+        upload_all(&options(&url, file), &Auth::Oidc(tokens)),
     )
     .await
     .unwrap()
@@ -141,7 +141,9 @@ async fn a_refusal_is_not_retried_and_names_its_code() {
         request_url: gh.token_request_url(),
         request_token: gh.token_request_token(),
     };
-    let err = upload_all(&options(&url, file), &tokens).await.unwrap_err();
+    let err = upload_all(&options(&url, file), &Auth::Oidc(tokens))
+        .await
+        .unwrap_err();
     let refused = err.downcast_ref::<Refused>().expect("a Refused error");
     assert_eq!(
         (refused.status, refused.code.as_str()),
@@ -163,7 +165,7 @@ async fn gives_up_after_the_last_attempt() {
     };
     let mut opts = options(&url, file);
     opts.attempts = 2;
-    let err = upload_all(&opts, &tokens).await.unwrap_err();
+    let err = upload_all(&opts, &Auth::Oidc(tokens)).await.unwrap_err();
     assert!(format!("{err:#}").contains("giving up"), "{err:#}");
     assert_eq!(flaky.seen.lock().unwrap().attempts.len(), 2);
 }
