@@ -221,7 +221,12 @@ async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
     println!("audience:             {audience}");
     println!("read API key:         {}", env.api_key);
     println!("webhook secret:       {}", env.webhook_secret);
-    println!("GitHub App id:        {} (installation {} on {})", demo::DEV_APP_ID, demo::DEV_INSTALLATION, env.github.run().repository);
+    println!(
+        "GitHub App id:        {} (installation {} on {})",
+        demo::DEV_APP_ID,
+        demo::DEV_INSTALLATION,
+        env.github.run().repository
+    );
     println!();
     println!("A client in this shell uploads like an Actions job:");
     println!(
