@@ -243,3 +243,26 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+        #[test]
+        fn jwks_parsing_of_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = KeySet::from_jwks_json(&bytes);
+        }
+
+        #[test]
+        fn jwks_parsing_of_random_keys_never_panics(
+            kty in "(RSA|EC|oct|)", kid in "\\PC{0,20}", n in "[A-Za-z0-9_=-]{0,400}", e in "[A-Za-z0-9_=-]{0,8}",
+            alg in "(RS256|HS256|none|)", use_ in "(sig|enc|)",
+        ) {
+            let doc = serde_json::json!({"keys": [{"kty": kty, "kid": kid, "n": n, "e": e, "alg": alg, "use": use_}]});
+            let _ = KeySet::from_jwks_json(doc.to_string().as_bytes());
+        }
+    }
+}

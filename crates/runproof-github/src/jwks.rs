@@ -272,17 +272,29 @@ impl KeyCache {
             .get_capped(&url, MAX_DISCOVERY_BYTES)
             .await
             .map_err(|e| format!("discovery: {e}"))?;
-        let doc: Discovery = serde_json::from_slice(&body)
-            .map_err(|_| "discovery: not a valid document".to_owned())?;
-        if doc.issuer != entry.name {
-            return Err("discovery: the document names another issuer".into());
-        }
-        let jwks = check_issuer_url(&doc.jwks_uri).map_err(|e| format!("discovery: {e}"))?;
-        if !same_origin(&entry.url, &jwks) {
-            return Err("discovery: jwks_uri is not on the issuer's host".into());
-        }
-        Ok(jwks)
+        parse_discovery(&entry.name, &entry.url, &body).map_err(|e| format!("discovery: {e}"))
     }
+}
+
+/// Reads an OpenID discovery document and returns its `jwks_uri`, which must be an
+/// acceptable URL on the issuer's origin; the document must name `issuer` exactly.
+///
+/// # Errors
+/// A sentence saying what is wrong with the document.
+pub fn parse_discovery(issuer: &str, issuer_url: &Url, body: &[u8]) -> Result<Url, String> {
+    if body.len() > MAX_DISCOVERY_BYTES {
+        return Err("the document is too large".into());
+    }
+    let doc: Discovery =
+        serde_json::from_slice(body).map_err(|_| "not a valid document".to_owned())?;
+    if doc.issuer != issuer {
+        return Err("the document names another issuer".into());
+    }
+    let jwks = check_issuer_url(&doc.jwks_uri).map_err(|e| e.to_string())?;
+    if !same_origin(issuer_url, &jwks) {
+        return Err("jwks_uri is not on the issuer's host".into());
+    }
+    Ok(jwks)
 }
 
 fn unavailable(entry: &Issuer, reason: &str) -> KeyError {
@@ -300,4 +312,59 @@ fn read(lock: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
 fn write(lock: &RwLock<State>) -> std::sync::RwLockWriteGuard<'_, State> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GITHUB: &str = "https://token.actions.githubusercontent.com";
+
+    #[test]
+    fn realworld_discovery_documents_parse() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/realworld/discovery");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            eprintln!(
+                "SKIPPED: {} not found (../shared/realworld is absent)",
+                dir.display()
+            );
+            return;
+        };
+        let mut parsed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let body = std::fs::read(&path).unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let issuer = doc["issuer"].as_str().unwrap();
+            let url = Url::parse(issuer).unwrap();
+            let jwks = parse_discovery(issuer, &url, &body).unwrap();
+            assert!(same_origin(&url, &jwks), "{}", path.display());
+            assert_eq!(
+                parse_discovery(GITHUB, &Url::parse(GITHUB).unwrap(), &body).is_ok(),
+                issuer == GITHUB
+            );
+            parsed += 1;
+        }
+        assert!(parsed >= 2);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+        #[test]
+        fn discovery_parsing_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let url = Url::parse(GITHUB).unwrap();
+            let _ = parse_discovery(GITHUB, &url, &body);
+        }
+
+        #[test]
+        fn discovery_parsing_of_json_shapes_never_panics(iss in "\\\\PC{0,40}", jwks in "\\\\PC{0,80}") {
+            let url = Url::parse(GITHUB).unwrap();
+            let body = serde_json::json!({"issuer": iss, "jwks_uri": jwks}).to_string();
+            let _ = parse_discovery(GITHUB, &url, body.as_bytes());
+        }
+    }
 }

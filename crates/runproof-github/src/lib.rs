@@ -21,5 +21,5 @@ mod url_rules;
 
 pub use app::{GithubApp, GithubError, RestClient, installation_repositories};
 pub use fetch::{FetchError, HttpFetcher};
-pub use jwks::{IssuerConfig, KeyCache, KeyCacheConfig, KeyError};
+pub use jwks::{IssuerConfig, KeyCache, KeyCacheConfig, KeyError, parse_discovery};
 pub use url_rules::{UrlError, check_issuer_url, same_origin};

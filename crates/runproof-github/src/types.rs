@@ -178,3 +178,35 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         .ok()
         .map(time::OffsetDateTime::unix_timestamp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+        #[test]
+        fn webhook_payload_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = serde_json::from_slice::<InstallationEvent>(&bytes);
+            let _ = serde_json::from_slice::<InstallationRepositoriesEvent>(&bytes);
+            let _ = serde_json::from_slice::<WorkflowRunEvent>(&bytes);
+        }
+
+        #[test]
+        fn webhook_payload_shapes_never_panic(id in any::<i64>(), action in "\\PC{0,12}", sha in "\\PC{0,44}", attempt in any::<i64>()) {
+            let body = serde_json::json!({
+                "action": action,
+                "workflow_run": {"id": id, "run_attempt": attempt, "head_sha": sha, "path": sha, "event": action},
+                "repository": {"id": id, "full_name": action, "owner": {"id": id, "login": action}},
+                "installation": {"id": id, "account": {"id": id, "login": action}},
+                "repositories_added": [{"id": id, "full_name": sha}],
+            });
+            let bytes = body.to_string();
+            let _ = serde_json::from_str::<InstallationEvent>(&bytes);
+            let _ = serde_json::from_str::<InstallationRepositoriesEvent>(&bytes);
+            let _ = serde_json::from_str::<WorkflowRunEvent>(&bytes);
+            let _ = parse_timestamp(&sha);
+        }
+    }
+}

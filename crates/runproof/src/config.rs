@@ -287,6 +287,18 @@ fn read_lines(path: &Path, key: &str) -> anyhow::Result<Vec<Secret>> {
         .collect())
 }
 
+/// Parses a configuration from TOML text alone (no environment), then checks it.
+///
+/// # Errors
+/// As [`load`] and [`resolve`].
+pub fn from_toml_str(text: &str) -> anyhow::Result<Resolved> {
+    let config: Config = Figment::new()
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    resolve(config)
+}
+
 /// Checks a loaded configuration and resolves its defaults.
 ///
 /// # Errors
@@ -412,11 +424,7 @@ mod tests {
     use super::*;
 
     fn parse(toml: &str) -> anyhow::Result<Resolved> {
-        let config: Config = Figment::new()
-            .merge(Toml::string(toml))
-            .extract()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        resolve(config)
+        from_toml_str(toml)
     }
 
     #[test]
@@ -481,6 +489,27 @@ mod tests {
         assert!(ok.app.is_none());
         assert_eq!(ok.webhook_secrets.len(), 1);
         assert_eq!(ok.api_url, "https://api.github.com");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+        #[test]
+        fn config_parsing_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn config_parsing_of_toml_shapes_never_panics(
+            key in "[a-z_]{1,24}", value in "(\"[^\"\\\\]{0,20}\"|[0-9]{1,20}|true|-1|\\[\\])",
+            section in "(oidc|policy|github|jwks|github_token|)",
+        ) {
+            let text = if section.is_empty() {
+                format!("{key} = {value}\n[oidc]\naudience = \"a\"\n")
+            } else {
+                format!("[{section}]\n{key} = {value}\n")
+            };
+            let _ = parse(&text);
+        }
     }
 
     #[test]
