@@ -24,6 +24,7 @@ pub mod name;
 pub mod policy;
 pub mod run_header;
 pub mod secret;
+pub mod session;
 pub mod time;
 pub mod token;
 pub mod verifier;

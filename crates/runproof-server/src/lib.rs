@@ -15,10 +15,13 @@
 
 mod auth;
 mod binding;
+mod deliveries_api;
+mod delivery;
 mod error;
 mod github_token;
 mod ops;
 mod read_api;
+mod sessions;
 mod upload;
 mod webhooks;
 
@@ -37,7 +40,9 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 pub use binding::Binding;
+pub use delivery::{DeliveryConfig, record_of, spawn_delivery_worker};
 pub use error::{ApiError, status_of};
+pub use sessions::SessionConfig;
 
 /// A source of the current time, so tests can move it.
 pub trait Clock: Send + Sync + 'static {
@@ -106,13 +111,19 @@ pub struct AppState {
     pub binding: Option<Binding>,
     /// GitHub's REST API for the `github_token` mode; `None` while the mode is off.
     pub github_token: Option<RestClient>,
+    /// Limits of upload sessions.
+    pub sessions: SessionConfig,
+    /// Signed pushes to the App; `None` when `[delivery]` is not configured.
+    pub delivery: Option<DeliveryConfig>,
+    /// Wakes the delivery worker when this process enqueues a delivery.
+    pub delivery_wake: tokio::sync::Notify,
 }
 
 impl AppState {
     /// The modes this server accepts, for `/.well-known/runproof`.
     #[must_use]
     pub fn modes(&self) -> Vec<&'static str> {
-        let mut modes = vec!["oidc"];
+        let mut modes = vec!["oidc", "session"];
         if self.github_token.is_some() {
             modes.push("github_token");
         }
@@ -164,6 +175,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/uploads/{id}", get(read_api::get_upload))
         .route("/v1/uploads/{id}/content", get(read_api::get_content))
         .route("/v1/github/webhooks", post(webhooks::receive))
+        .route("/v1/sessions", post(sessions::open))
+        .route(
+            "/v1/sessions/current",
+            axum::routing::delete(sessions::revoke),
+        )
+        .route("/v1/deliveries", get(deliveries_api::list))
+        .route("/v1/deliveries/{id}/retry", post(deliveries_api::retry))
         .route("/.well-known/runproof", get(ops::well_known))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -190,6 +208,9 @@ pub fn spawn_housekeeping(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> 
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "jti purge failed"),
             }
+            if let Err(e) = state.store.purge_sessions(now.minus(3600)).await {
+                tracing::warn!(error = %e, "session purge failed");
+            }
             // GitHub redelivers within days; a week of delivery ids covers it.
             if let Err(e) = state.store.purge_deliveries(now.minus(7 * 24 * 3600)).await {
                 tracing::warn!(error = %e, "delivery purge failed");
@@ -209,10 +230,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let housekeeping = spawn_housekeeping(&state);
+    let worker = spawn_delivery_worker(Arc::clone(&state));
     let app = router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     housekeeping.abort();
+    if let Some(worker) = worker {
+        worker.abort();
+    }
     result
 }

@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::auth::{Credentials, credentials, verify_oidc};
 use crate::binding::bind;
 use crate::github_token;
+use crate::sessions::use_session;
 use crate::{ApiError, AppState};
+use runproof_core::session::looks_like_session_token;
 
 /// The longest `Content-Type` or `Idempotency-Key` kept, in bytes.
 const MAX_HEADER_VALUE: usize = 255;
@@ -32,6 +34,10 @@ struct UploadParams {
 struct Admitted {
     mode: Mode,
     identity: RunIdentity,
+    /// The most bytes this upload may take.
+    cap: u64,
+    /// The session the upload counts against, by token hash.
+    session: Option<String>,
 }
 
 /// The body's facts once it is fully received and its blob committed.
@@ -61,8 +67,8 @@ pub(crate) async fn create_upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|len| len > state.config.max_upload_bytes) {
-        return Err(too_large(state.config.max_upload_bytes));
+    if declared_len.is_some_and(|len| len > admitted.cap) {
+        return Err(too_large(admitted.cap));
     }
     let expected_digest = match headers.get("content-digest") {
         Some(v) => {
@@ -84,7 +90,7 @@ pub(crate) async fn create_upload(
         }
     }
 
-    let received = receive_body(&state, body, expected_digest).await?;
+    let received = receive_body(&state, body, expected_digest, admitted.cap).await?;
 
     let now = state.clock.now();
     let status = UploadStatus::Verified;
@@ -101,9 +107,24 @@ pub(crate) async fn create_upload(
         identity: admitted.identity,
         reason: None,
         idempotency_key,
+        deliveries: Vec::new(),
+        pending_run: None,
     };
+    let mut new = new;
+    if let Some(delivery) = &state.delivery {
+        new.deliveries
+            .extend(delivery.delivery_for("upload.verified", &crate::delivery::record_of(&new)));
+    }
     match state.store.insert_upload(&new).await {
         Ok(record) => {
+            if let Some(hash) = &admitted.session
+                && let Err(e) = state.store.add_session_bytes(hash, record.size).await
+            {
+                tracing::warn!(error = %e, "cannot count the session's bytes");
+            }
+            if !new.deliveries.is_empty() {
+                state.delivery_wake.notify_one();
+            }
             metrics::counter!("runproof_uploads_total", "mode" => new.mode.as_str(), "status" => status.as_str())
                 .increment(1);
             metrics::counter!("runproof_upload_bytes_total").increment(received.size);
@@ -136,12 +157,23 @@ pub(crate) async fn create_upload(
 /// Checks credentials and decides the mode, before any byte of the body is read.
 async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiError> {
     match credentials(headers)? {
+        Credentials::Bearer(token) if looks_like_session_token(token) => {
+            let grant = use_session(state, token).await?;
+            Ok(Admitted {
+                mode: Mode::Session,
+                identity: grant.identity,
+                cap: state.config.max_upload_bytes.min(grant.bytes_left),
+                session: Some(grant.token_hash),
+            })
+        }
         Credentials::Bearer(token) => {
             let mut identity = verify_oidc(state, token).await?.identity;
             bind(state, &mut identity).await?;
             Ok(Admitted {
                 mode: Mode::Oidc,
                 identity,
+                cap: state.config.max_upload_bytes,
+                session: None,
             })
         }
         Credentials::GithubToken(token) => {
@@ -150,6 +182,8 @@ async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiErr
             Ok(Admitted {
                 mode: Mode::GithubToken,
                 identity,
+                cap: state.config.max_upload_bytes,
+                session: None,
             })
         }
         Credentials::None => Err(ApiError::new(
@@ -164,11 +198,12 @@ async fn receive_body(
     state: &AppState,
     body: Body,
     expected: Option<[u8; 32]>,
+    cap: u64,
 ) -> Result<Received, ApiError> {
     let mut writer = state.blobs.begin().await.map_err(|e| blob_error(&e))?;
     let streamed = tokio::time::timeout(
         state.config.body_timeout,
-        stream_into(&mut *writer, body, state.config.max_upload_bytes),
+        stream_into(&mut *writer, body, cap),
     )
     .await
     .unwrap_or_else(|_| {

@@ -373,7 +373,7 @@ async fn operations_endpoints_answer() {
         .await
         .unwrap();
     assert_eq!(wk["audience"], AUDIENCE);
-    assert_eq!(wk["modes"], json!(["oidc"]));
+    assert_eq!(wk["modes"], json!(["oidc", "session"]));
     assert_eq!(wk["installation_binding"], false);
     assert_eq!(h.get("/healthz", None).await.status(), 200);
     assert_eq!(h.get("/readyz", None).await.status(), 200);

@@ -85,7 +85,7 @@ async fn installed_repository_is_accepted_with_its_installation_id() {
         .await
         .unwrap();
     assert_eq!(wk["installation_binding"], true);
-    assert_eq!(wk["modes"], json!(["oidc", "github_token"]));
+    assert_eq!(wk["modes"], json!(["oidc", "session", "github_token"]));
     h.stop().await;
 }
 

@@ -2,9 +2,10 @@
 //!
 //! Two concerns live here, each behind a trait so that other backends can follow
 //! without changing callers:
-//! - [`Store`]: upload records, the replay guard (used `jti`s), and the GitHub App state
-//!   learnt from webhooks (installations, delivery ids, workflow runs), in SQLite by
-//!   default.
+//! - [`Store`]: upload records, the replay guard (used `jti`s), upload sessions, the
+//!   delivery outbox (pushes to the App, enqueued in the transaction of the upload change
+//!   they announce), and the GitHub App state learnt from webhooks (installations,
+//!   delivery ids, workflow runs), in SQLite by default or PostgreSQL.
 //! - [`BlobStore`]: upload bodies, streamed in and out, on the local filesystem by
 //!   default. A blob becomes visible only when complete: bytes go to a temporary file,
 //!   which is fsynced and renamed into place on commit.
@@ -20,7 +21,12 @@ mod blob;
 mod github;
 mod local;
 mod model;
+mod open;
+mod outbox;
+mod postgres;
 mod row;
+mod s3;
+mod session;
 mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -31,21 +37,35 @@ pub use github::{
     RepositorySelection, WebhookEffect, WorkflowRunRecord,
 };
 pub use model::{
-    Cursor, ListFilter, Mode, NewUpload, StoreError, UploadId, UploadRecord, UploadStatus,
+    Cursor, ListFilter, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord,
+    UploadStatus,
 };
+pub use open::{PoolSettings, open_store};
+pub use outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+pub use postgres::{OUTBOX_CHANNEL, PostgresOptions, PostgresStore};
+pub use s3::{S3BlobStore, S3Config};
+pub use session::{NewSession, SessionRecord, SessionUse};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;
-use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, UnixTime};
+use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
-/// The most records one [`Store::list_uploads`] call returns; larger limits are clamped.
+/// The most records one [`Store::list_uploads`] (or [`Store::list_deliveries`]) call
+/// returns; larger limits are clamped.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The longest [`DeliveryRecord::last_error`] kept, in characters; longer errors are cut.
+pub const MAX_DELIVERY_ERROR_CHARS: usize = 500;
+
+/// The reason [`Store::expire_pending`] records.
+pub const PENDING_EXPIRED_REASON: &str = "pending_ttl elapsed";
 
 /// Upload records, the replay guard and GitHub App state.
 ///
-/// Implementations must make [`Store::consume_jti`], [`Store::insert_upload`] and
-/// [`Store::apply_webhook`] atomic with respect to concurrent callers, including callers
-/// in other processes.
+/// Implementations must make [`Store::consume_jti`], [`Store::insert_upload`],
+/// [`Store::apply_webhook`], [`Store::use_session`], [`Store::claim_deliveries`] and
+/// [`Store::resolve_pending`] atomic with respect to concurrent callers, including
+/// callers in other processes.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records `jti` of `issuer` as used until `expires_at`.
@@ -69,13 +89,18 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`] when the database fails.
     async fn purge_expired_jtis(&self, now: UnixTime) -> Result<u64, StoreError>;
 
-    /// Inserts an upload record whose blob is already committed.
+    /// Inserts an upload record whose blob is already committed, and enqueues
+    /// `upload.deliveries` (status pending, due at `upload.created_at`) in the same
+    /// transaction.
     ///
     /// When `upload.idempotency_key` is set and a record with the same repository id and
-    /// key exists, nothing is inserted and `Err(StoreError::Conflict(existing))` is returned.
+    /// key exists, nothing is inserted (no delivery either) and
+    /// `Err(StoreError::Conflict(existing))` is returned.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] as above, or [`StoreError`] when the database fails.
+    /// [`StoreError::Conflict`] as above, [`StoreError::Invalid`] when the upload id or a
+    /// delivery id exists already or a value cannot be stored, or [`StoreError`] when the
+    /// database fails.
     async fn insert_upload(&self, upload: &NewUpload) -> Result<UploadRecord, StoreError>;
 
     /// The record with this id, if any.
@@ -178,6 +203,207 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn purge_deliveries(&self, before: UnixTime) -> Result<u64, StoreError>;
+
+    /// Pending uploads that claim this run attempt (webhook mode), oldest first, with the
+    /// run each claims (any sha: the caller compares it with the webhook's).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn pending_uploads_for_run(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+        run_attempt: u32,
+    ) -> Result<Vec<(UploadRecord, PendingRun)>, StoreError>;
+
+    /// Resolves a pending upload, once: sets its status, its identity (when given, also
+    /// its repository id), its reason, and its verification time (`now` when `status`
+    /// is [`UploadStatus::Verified`]), and enqueues `deliveries` (due at `now`), in one
+    /// transaction.
+    ///
+    /// Returns `true` when it changed the upload; `false` when there is no such upload
+    /// or it is no longer pending (already resolved: nothing changes, nothing is
+    /// enqueued). Of concurrent calls for one upload, at most one returns `true`.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when `status` is [`UploadStatus::Pending`], a delivery id
+    /// exists already or a value cannot be stored, or [`StoreError`] when the database
+    /// fails (then nothing changed).
+    async fn resolve_pending(
+        &self,
+        id: &UploadId,
+        status: UploadStatus,
+        identity: Option<&RunIdentity>,
+        reason: Option<&str>,
+        now: UnixTime,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool, StoreError>;
+
+    /// Marks at most `limit` pending uploads received before `created_before` as
+    /// [`UploadStatus::Expired`] with the reason [`PENDING_EXPIRED_REASON`], oldest
+    /// first, and returns their ids. Enqueues nothing: to announce expiries, resolve
+    /// uploads one by one with [`Store::resolve_pending`] instead.
+    ///
+    /// `now` is the time of the sweep (reserved for bookkeeping; no column records it
+    /// yet).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn expire_pending(
+        &self,
+        created_before: UnixTime,
+        now: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<UploadId>, StoreError>;
+
+    /// At most `limit` uploads, rejected or expired, whose blob is not yet marked
+    /// deleted ([`Store::mark_blob_deleted`]), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn blobs_to_delete(&self, limit: u32) -> Result<Vec<UploadId>, StoreError>;
+
+    /// Records that the blob of upload `id` is deleted (no effect when there is no such
+    /// upload).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn mark_blob_deleted(&self, id: &UploadId) -> Result<(), StoreError>;
+
+    /// How many uploads are pending for `repository_id` (as their
+    /// [`NewUpload::pending_run`] names it), and their total size in bytes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn pending_usage(&self, repository_id: RepositoryId) -> Result<(u64, u64), StoreError>;
+
+    /// How many uploads are pending in all, and their total size in bytes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn pending_total(&self) -> Result<(u64, u64), StoreError>;
+
+    /// How many uploads, whatever their status, claimed run `run_id` of
+    /// `repository_id` (any attempt) through [`NewUpload::pending_run`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn run_upload_count(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+    ) -> Result<u64, StoreError>;
+
+    /// Stores a new session.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when a session with this token hash exists or a value
+    /// cannot be stored, or [`StoreError`] when the database fails.
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+
+    /// Takes one upload from the session's budget, atomically: of concurrent calls, no
+    /// more than `max_uploads` in all are granted.
+    ///
+    /// Granted when the session exists, is not revoked, expires after `now`, and has
+    /// uploads and bytes left; otherwise says why not (absent or revoked:
+    /// [`SessionUse::Unknown`]; then expired; then exhausted).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn use_session(&self, token_hash: &str, now: UnixTime) -> Result<SessionUse, StoreError>;
+
+    /// Adds `bytes` to what the session has stored (no effect when there is no such
+    /// session). Saturating: a total beyond the database's integers is stored as the
+    /// largest one, which exhausts any budget.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn add_session_bytes(&self, token_hash: &str, bytes: u64) -> Result<(), StoreError>;
+
+    /// Revokes a session. Returns `true` when it existed and was not yet revoked.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn revoke_session(&self, token_hash: &str) -> Result<bool, StoreError>;
+
+    /// The session with this token hash, if any (revoked and expired ones included).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn get_session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Deletes sessions that expired before `before`. Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn purge_sessions(&self, before: UnixTime) -> Result<u64, StoreError>;
+
+    /// Claims at most `limit` due deliveries (pending, `next_attempt_at <= now`, no lease
+    /// running at `now`) for `lease_seconds`, oldest due first: until the lease ends no
+    /// other caller claims them. Atomic: two concurrent callers never get the same
+    /// delivery. A `limit` of 0 claims nothing; larger limits are clamped to
+    /// [`MAX_PAGE_SIZE`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn claim_deliveries(
+        &self,
+        now: UnixTime,
+        lease_seconds: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Records a successful attempt: the delivery becomes delivered, its lease ends and
+    /// its attempts grow by one (no effect when there is no such delivery).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn complete_delivery(&self, id: &str, now: UnixTime) -> Result<(), StoreError>;
+
+    /// Records a failed attempt: attempts grow by one, `error` (cut to
+    /// [`MAX_DELIVERY_ERROR_CHARS`]) is kept and the lease ends. With
+    /// `Some(next_attempt_at)` the delivery stays pending until then; with `None` it
+    /// becomes failed. No effect when there is no such delivery.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn fail_delivery(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+
+    /// Deliveries (with this status, if given), newest first, at most `limit` (clamped
+    /// to `1..=`[`MAX_PAGE_SIZE`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Makes a failed or pending delivery pending and due at `now`, its attempts
+    /// unchanged (a running lease is kept, so an attempt in flight is not doubled).
+    /// Returns the delivery as it then is (a delivered one unchanged), or `None` when
+    /// there is no such id.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn retry_delivery(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// A channel that receives `()` when deliveries may have been enqueued by another
+    /// process, so that a delivery worker can claim at once rather than at its next
+    /// poll; `None` when the backend cannot tell (the worker polls). Wake-ups may be
+    /// coalesced, spurious or (across reconnections) lost: they never replace polling.
+    async fn outbox_notifications(&self) -> Option<tokio::sync::mpsc::Receiver<()>>;
 
     /// Checks that the database answers.
     ///

@@ -1,6 +1,8 @@
 //! The values the store keeps.
 
-use runproof_core::{RepositoryId, RunIdentity, UnixTime};
+use runproof_core::{RepositoryId, RunId, RunIdentity, UnixTime};
+
+use crate::outbox::NewDelivery;
 use serde::{Deserialize, Serialize};
 
 /// An upload's id: a UUIDv7 in its hyphenated form, so ids sort by creation time.
@@ -141,6 +143,26 @@ pub struct NewUpload {
     pub reason: Option<String>,
     /// The client's `Idempotency-Key`, if any; unique per repository id.
     pub idempotency_key: Option<String>,
+    /// Pushes announcing this upload, enqueued in the same transaction as the record
+    /// (none when an idempotency conflict stores nothing).
+    pub deliveries: Vec<NewDelivery>,
+    /// The run a `pending` upload claims to come from (webhook mode), kept for
+    /// correlation with `workflow_run` webhooks and per-run quotas.
+    pub pending_run: Option<PendingRun>,
+}
+
+/// The run an unauthenticated upload claims (webhook mode), as the client declared it;
+/// nothing here is verified until a signed webhook for the same run arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingRun {
+    /// The repository id the client named.
+    pub repository_id: RepositoryId,
+    /// The run id the client named.
+    pub run_id: RunId,
+    /// The run attempt the client named.
+    pub run_attempt: u32,
+    /// The commit sha the client named.
+    pub head_sha: String,
 }
 
 /// A stored upload, as the read API returns it.

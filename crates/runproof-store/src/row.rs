@@ -6,7 +6,9 @@
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
 use crate::github::{Installation, RepositoryBinding, RepositorySelection, WorkflowRunRecord};
-use crate::model::{Mode, NewUpload, StoreError, UploadId, UploadRecord, UploadStatus};
+use crate::model::{Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus};
+use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::session::{NewSession, SessionRecord};
 
 /// The columns every `SELECT` of an upload returns, as a literal so that `concat!` can
 /// build whole statements as `&'static str` (what `sqlx::query` takes without ceremony).
@@ -78,6 +80,9 @@ pub(crate) struct UploadParams {
     pub(crate) sha256: String,
     pub(crate) identity_json: String,
     pub(crate) repository_id: i64,
+    pub(crate) pending_repository_id: Option<i64>,
+    pub(crate) pending_run_id: Option<i64>,
+    pub(crate) pending_run_attempt: Option<i64>,
 }
 
 impl UploadParams {
@@ -87,15 +92,272 @@ impl UploadParams {
         let size = i64::try_from(upload.size)
             .map_err(|_| StoreError::Invalid("upload size out of range".into()))?;
         let repository_id = sql_id(upload.identity.repository_id.get())?;
-        let identity_json = serde_json::to_string(&upload.identity)
-            .map_err(|e| StoreError::Invalid(format!("cannot encode identity: {e}")))?;
+        let identity_json = identity_json(&upload.identity)?;
+        let pending = upload.pending_run.as_ref();
         Ok(Self {
             size,
             sha256: hex::encode(upload.sha256),
             identity_json,
             repository_id,
+            pending_repository_id: pending.map(|p| sql_id(p.repository_id.get())).transpose()?,
+            pending_run_id: pending.map(|p| sql_id(p.run_id.get())).transpose()?,
+            pending_run_attempt: pending.map(|p| i64::from(p.run_attempt)),
         })
     }
+}
+
+/// An identity as stored.
+pub(crate) fn identity_json(identity: &RunIdentity) -> Result<String, StoreError> {
+    serde_json::to_string(identity)
+        .map_err(|e| StoreError::Invalid(format!("cannot encode identity: {e}")))
+}
+
+/// The values [`crate::Store::resolve_pending`] writes besides status and reason.
+#[derive(Debug)]
+pub(crate) struct Resolution {
+    pub(crate) identity_json: Option<String>,
+    pub(crate) repository_id: Option<i64>,
+    pub(crate) verified_at: Option<i64>,
+}
+
+impl Resolution {
+    /// Encodes them; a pending upload cannot be resolved to pending.
+    pub(crate) fn new(
+        status: UploadStatus,
+        identity: Option<&RunIdentity>,
+        now: UnixTime,
+    ) -> Result<Self, StoreError> {
+        if status == UploadStatus::Pending {
+            return Err(StoreError::Invalid(
+                "a pending upload cannot be resolved to pending".into(),
+            ));
+        }
+        Ok(Self {
+            identity_json: identity.map(identity_json).transpose()?,
+            repository_id: identity
+                .map(|i| sql_id(i.repository_id.get()))
+                .transpose()?,
+            verified_at: (status == UploadStatus::Verified).then_some(now.0),
+        })
+    }
+}
+
+/// A pending upload with the run it claims, as
+/// `SELECT upload_columns, pending_columns` returns it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PendingUploadRow {
+    #[sqlx(flatten)]
+    pub(crate) upload: UploadRow,
+    pub(crate) pending_repository_id: Option<i64>,
+    pub(crate) pending_run_id: Option<i64>,
+    pub(crate) pending_run_attempt: Option<i64>,
+    pub(crate) pending_head_sha: Option<String>,
+}
+
+impl PendingUploadRow {
+    /// Decodes the row; a pending upload without its run is corruption.
+    pub(crate) fn into_pair(self) -> Result<(UploadRecord, PendingRun), StoreError> {
+        let record = self.upload.into_record()?;
+        let (Some(repository_id), Some(run_id), Some(run_attempt), Some(head_sha)) = (
+            self.pending_repository_id,
+            self.pending_run_id,
+            self.pending_run_attempt,
+            self.pending_head_sha,
+        ) else {
+            return Err(StoreError::Corrupt(format!(
+                "pending run of {} is incomplete",
+                record.id
+            )));
+        };
+        let run_attempt = u32::try_from(run_attempt).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "pending run_attempt {run_attempt} of {}",
+                record.id
+            ))
+        })?;
+        let run = PendingRun {
+            repository_id: RepositoryId(stored_id(repository_id, "pending repository id")?),
+            run_id: RunId(stored_id(run_id, "pending run id")?),
+            run_attempt,
+            head_sha,
+        };
+        Ok((record, run))
+    }
+}
+
+/// A count or a byte total as the model holds it; a negative one is corruption.
+pub(crate) fn stored_count(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
+}
+
+/// Bytes to add to a stored total, as a SQL integer (at most `i64::MAX`), and the
+/// largest total they can be added to without overflow: a statement adds them when the
+/// total is at most that, and stores `i64::MAX` (a spent budget) otherwise.
+pub(crate) fn saturating_bytes(bytes: u64) -> (i64, i64) {
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    (bytes, i64::MAX - bytes)
+}
+
+/// A [`NewSession`] as column values, ready to bind.
+#[derive(Debug)]
+pub(crate) struct SessionParams {
+    pub(crate) identity_json: String,
+    pub(crate) repository_id: i64,
+    pub(crate) max_uploads: i64,
+    pub(crate) max_bytes: i64,
+}
+
+impl SessionParams {
+    /// Encodes the values that need it. Limits beyond `i64::MAX` are stored as
+    /// `i64::MAX`: no session reaches either.
+    pub(crate) fn new(session: &NewSession) -> Result<Self, StoreError> {
+        Ok(Self {
+            identity_json: identity_json(&session.identity)?,
+            repository_id: sql_id(session.identity.repository_id.get())?,
+            max_uploads: i64::try_from(session.max_uploads).unwrap_or(i64::MAX),
+            max_bytes: i64::try_from(session.max_bytes).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+/// The columns every `SELECT` of a session returns (SQLite; PostgreSQL casts `revoked`).
+macro_rules! session_columns {
+    () => {
+        "identity_json, expires_at, revoked, max_uploads, max_bytes, uploads_used, bytes_used"
+    };
+}
+pub(crate) use session_columns;
+
+/// A `sessions` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    pub(crate) identity_json: String,
+    pub(crate) expires_at: i64,
+    pub(crate) revoked: i64,
+    pub(crate) max_uploads: i64,
+    pub(crate) max_bytes: i64,
+    pub(crate) uploads_used: i64,
+    pub(crate) bytes_used: i64,
+}
+
+impl SessionRow {
+    /// Decodes the row.
+    pub(crate) fn into_record(self) -> Result<SessionRecord, StoreError> {
+        Ok(SessionRecord {
+            identity: decode_identity(&self.identity_json, "session")?,
+            expires_at: UnixTime(self.expires_at),
+            revoked: stored_bool(self.revoked, "revoked")?,
+            max_uploads: stored_count(self.max_uploads, "max_uploads")?,
+            max_bytes: stored_count(self.max_bytes, "max_bytes")?,
+            uploads_used: stored_count(self.uploads_used, "uploads_used")?,
+            bytes_used: stored_count(self.bytes_used, "bytes_used")?,
+        })
+    }
+}
+
+/// What a granted `use_session` update returns.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct GrantRow {
+    pub(crate) identity_json: String,
+    pub(crate) bytes_left: i64,
+}
+
+impl GrantRow {
+    /// Decodes the row into the identity and the bytes left.
+    pub(crate) fn into_grant(self) -> Result<(RunIdentity, u64), StoreError> {
+        Ok((
+            decode_identity(&self.identity_json, "session")?,
+            stored_count(self.bytes_left, "bytes_left")?,
+        ))
+    }
+}
+
+fn decode_identity(json: &str, of: &str) -> Result<RunIdentity, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("identity of {of}: {e}")))
+}
+
+/// `error` cut to [`crate::MAX_DELIVERY_ERROR_CHARS`] characters.
+pub(crate) fn truncate_error(error: &str) -> &str {
+    match error.char_indices().nth(crate::MAX_DELIVERY_ERROR_CHARS) {
+        Some((end, _)) => &error[..end],
+        None => error,
+    }
+}
+
+/// A [`NewDelivery`]'s payload as stored.
+pub(crate) fn payload_json(delivery: &NewDelivery) -> Result<String, StoreError> {
+    serde_json::to_string(&delivery.payload)
+        .map_err(|e| StoreError::Invalid(format!("cannot encode delivery payload: {e}")))
+}
+
+/// The columns every `SELECT` (or `RETURNING`) of a delivery returns.
+macro_rules! delivery_columns {
+    () => {
+        "id, event, upload_id, payload_json, status, attempts, last_error, created_at, \
+         next_attempt_at"
+    };
+}
+pub(crate) use delivery_columns;
+
+/// An `outbox` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    pub(crate) id: String,
+    pub(crate) event: String,
+    pub(crate) upload_id: String,
+    pub(crate) payload_json: String,
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) next_attempt_at: i64,
+}
+
+impl DeliveryRow {
+    /// Decodes the row.
+    pub(crate) fn into_record(self) -> Result<DeliveryRecord, StoreError> {
+        let status = DeliveryStatus::parse(&self.status).ok_or_else(|| {
+            StoreError::Corrupt(format!("status {:?} of delivery {}", self.status, self.id))
+        })?;
+        let attempts = u32::try_from(self.attempts).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "attempts {} of delivery {}",
+                self.attempts, self.id
+            ))
+        })?;
+        let payload = serde_json::from_str(&self.payload_json)
+            .map_err(|e| StoreError::Corrupt(format!("payload of delivery {}: {e}", self.id)))?;
+        Ok(DeliveryRecord {
+            id: self.id,
+            event: self.event,
+            upload_id: self.upload_id,
+            status,
+            attempts,
+            last_error: self.last_error,
+            created_at: UnixTime(self.created_at),
+            next_attempt_at: UnixTime(self.next_attempt_at),
+            payload,
+        })
+    }
+}
+
+/// Decodes delivery rows, ordered by due time then id (`RETURNING` has no order).
+pub(crate) fn into_deliveries(rows: Vec<DeliveryRow>) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let mut records = rows
+        .into_iter()
+        .map(DeliveryRow::into_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    records.sort_by(|a, b| (a.next_attempt_at.0, &a.id).cmp(&(b.next_attempt_at.0, &b.id)));
+    Ok(records)
+}
+
+/// Decodes stored upload ids.
+pub(crate) fn into_upload_ids(ids: Vec<String>) -> Result<Vec<UploadId>, StoreError> {
+    ids.into_iter()
+        .map(|id| {
+            UploadId::parse(&id).ok_or_else(|| StoreError::Corrupt(format!("upload id {id:?}")))
+        })
+        .collect()
 }
 
 /// A GitHub id as a SQL integer.

@@ -5,23 +5,30 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, UnixTime};
+use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 
+use crate::PENDING_EXPIRED_REASON;
 use crate::Store;
 use crate::github::{
     Delivery, Installation, InstalledRepository, RepositoryBinding, WebhookEffect,
     WorkflowRunRecord,
 };
-use crate::model::{Cursor, ListFilter, NewUpload, StoreError, UploadId, UploadRecord};
-use crate::row::{
-    BindingRow, InstallationRow, UploadParams, UploadRow, WorkflowRunParams, WorkflowRunRow,
-    clamp_limit, installation_columns, sql_bool, sql_id, upload_columns, workflow_run_columns,
-    workflow_run_replaces,
+use crate::model::{
+    Cursor, ListFilter, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
 };
+use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::row::{
+    BindingRow, DeliveryRow, GrantRow, InstallationRow, PendingUploadRow, Resolution,
+    SessionParams, SessionRow, UploadParams, UploadRow, WorkflowRunParams, WorkflowRunRow,
+    clamp_limit, delivery_columns, installation_columns, into_deliveries, into_upload_ids,
+    payload_json, saturating_bytes, session_columns, sql_bool, sql_id, stored_count,
+    truncate_error, upload_columns, workflow_run_columns, workflow_run_replaces,
+};
+use crate::session::{NewSession, SessionRecord, SessionUse, refusal};
 
 /// Tuning of [`SqliteStore::open_with`].
 #[derive(Debug, Clone)]
@@ -166,6 +173,48 @@ fn db_error(e: sqlx::Error) -> StoreError {
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
+}
+
+/// Each delivery's payload as stored, encoded before any transaction starts.
+fn delivery_payloads(deliveries: &[NewDelivery]) -> Result<Vec<String>, StoreError> {
+    deliveries.iter().map(payload_json).collect()
+}
+
+/// Enqueues `deliveries` (with their encoded `payloads`) as pending and due at
+/// `created_at`, inside the caller's transaction.
+async fn insert_deliveries(
+    conn: &mut SqliteConnection,
+    deliveries: &[NewDelivery],
+    payloads: &[String],
+    created_at: UnixTime,
+) -> Result<(), StoreError> {
+    for (delivery, payload) in deliveries.iter().zip(payloads) {
+        let done = sqlx::query(
+            "INSERT INTO outbox (id, event, upload_id, payload_json, status, attempts, \
+             last_error, created_at, next_attempt_at, locked_until, updated_at) \
+             VALUES (?, ?, ?, ?, 'pending', 0, NULL, ?, ?, NULL, ?)",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.event)
+        .bind(&delivery.upload_id)
+        .bind(payload)
+        .bind(created_at.0)
+        .bind(created_at.0)
+        .bind(created_at.0)
+        .execute(&mut *conn)
+        .await;
+        match done {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Invalid(format!(
+                    "delivery {} already exists",
+                    delivery.id
+                )));
+            }
+            Err(e) => return Err(db_error(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Builds the listing statement from fixed fragments; every value is bound.
@@ -383,10 +432,17 @@ impl Store for SqliteStore {
 
     async fn insert_upload(&self, upload: &NewUpload) -> Result<UploadRecord, StoreError> {
         let params = UploadParams::new(upload)?;
+        let payloads = delivery_payloads(&upload.deliveries)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
         let inserted = sqlx::query_as::<_, UploadRow>(concat!(
             "INSERT INTO uploads (id, status, mode, name, size, sha256, content_type, \
-             created_at, verified_at, identity_json, repository_id, reason, idempotency_key) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+             created_at, verified_at, identity_json, repository_id, reason, idempotency_key, \
+             pending_repository_id, pending_run_id, pending_run_attempt, pending_head_sha) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
             upload_columns!()
         ))
         .bind(upload.id.as_str())
@@ -402,11 +458,16 @@ impl Store for SqliteStore {
         .bind(params.repository_id)
         .bind(upload.reason.as_deref())
         .bind(upload.idempotency_key.as_deref())
-        .fetch_one(&self.pool)
+        .bind(params.pending_repository_id)
+        .bind(params.pending_run_id)
+        .bind(params.pending_run_attempt)
+        .bind(upload.pending_run.as_ref().map(|p| p.head_sha.as_str()))
+        .fetch_one(&mut *tx)
         .await;
-        match inserted {
-            Ok(row) => row.into_record(),
+        let row = match inserted {
+            Ok(row) => row,
             Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await.map_err(db_error)?;
                 if let Some(key) = &upload.idempotency_key {
                     let repo = upload.identity.repository_id;
                     if let Some(existing) = self.find_by_idempotency_key(repo, key).await? {
@@ -414,13 +475,17 @@ impl Store for SqliteStore {
                     }
                 }
                 // Not the idempotency key, so the id itself: a caller bug, not an outage.
-                Err(StoreError::Invalid(format!(
+                return Err(StoreError::Invalid(format!(
                     "upload {} already exists",
                     upload.id
-                )))
+                )));
             }
-            Err(e) => Err(db_error(e)),
-        }
+            Err(e) => return Err(db_error(e)),
+        };
+        let record = row.into_record()?;
+        insert_deliveries(&mut tx, &upload.deliveries, &payloads, upload.created_at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
     }
 
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
@@ -616,6 +681,386 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn pending_uploads_for_run(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+        run_attempt: u32,
+    ) -> Result<Vec<(UploadRecord, PendingRun)>, StoreError> {
+        sqlx::query_as::<_, PendingUploadRow>(concat!(
+            "SELECT ",
+            upload_columns!(),
+            ", pending_repository_id, pending_run_id, pending_run_attempt, pending_head_sha \
+             FROM uploads WHERE pending_repository_id = ? AND pending_run_id = ? \
+             AND pending_run_attempt = ? AND status = 'pending' ORDER BY id"
+        ))
+        .bind(sql_id(repository_id.get())?)
+        .bind(sql_id(run_id.get())?)
+        .bind(i64::from(run_attempt))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(PendingUploadRow::into_pair)
+        .collect()
+    }
+
+    async fn resolve_pending(
+        &self,
+        id: &UploadId,
+        status: UploadStatus,
+        identity: Option<&RunIdentity>,
+        reason: Option<&str>,
+        now: UnixTime,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool, StoreError> {
+        let resolution = Resolution::new(status, identity, now)?;
+        let payloads = delivery_payloads(deliveries)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let done = sqlx::query(
+            "UPDATE uploads SET status = ?, identity_json = COALESCE(?, identity_json), \
+             repository_id = COALESCE(?, repository_id), reason = ?, verified_at = ? \
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(resolution.identity_json.as_deref())
+        .bind(resolution.repository_id)
+        .bind(reason)
+        .bind(resolution.verified_at)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        insert_deliveries(&mut tx, deliveries, &payloads, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn expire_pending(
+        &self,
+        created_before: UnixTime,
+        _now: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<UploadId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE uploads SET status = 'expired', reason = ? \
+             WHERE id IN (SELECT id FROM uploads WHERE status = 'pending' AND created_at < ? \
+             ORDER BY id LIMIT ?) AND status = 'pending' RETURNING id",
+        )
+        .bind(PENDING_EXPIRED_REASON)
+        .bind(created_before.0)
+        .bind(i64::from(clamp_limit(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut ids = into_upload_ids(ids)?;
+        ids.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(ids)
+    }
+
+    async fn blobs_to_delete(&self, limit: u32) -> Result<Vec<UploadId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM uploads WHERE blob_deleted = 0 \
+             AND status IN ('rejected', 'expired') ORDER BY id LIMIT ?",
+        )
+        .bind(i64::from(clamp_limit(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        into_upload_ids(ids)
+    }
+
+    async fn mark_blob_deleted(&self, id: &UploadId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE uploads SET blob_deleted = 1 WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn pending_usage(&self, repository_id: RepositoryId) -> Result<(u64, u64), StoreError> {
+        let (count, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads \
+             WHERE pending_repository_id = ? AND status = 'pending'",
+        )
+        .bind(sql_id(repository_id.get())?)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok((stored_count(count, "count")?, stored_count(bytes, "size")?))
+    }
+
+    async fn pending_total(&self) -> Result<(u64, u64), StoreError> {
+        let (count, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads \
+             WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok((stored_count(count, "count")?, stored_count(bytes, "size")?))
+    }
+
+    async fn run_upload_count(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM uploads WHERE pending_repository_id = ? AND pending_run_id = ?",
+        )
+        .bind(sql_id(repository_id.get())?)
+        .bind(sql_id(run_id.get())?)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        stored_count(count, "count")
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        let params = SessionParams::new(session)?;
+        let done = sqlx::query(
+            "INSERT INTO sessions (token_hash, identity_json, repository_id, created_at, \
+             expires_at, revoked, max_uploads, max_bytes, uploads_used, bytes_used) \
+             VALUES (?, ?, ?, ?, ?, 0, ?, ?, 0, 0)",
+        )
+        .bind(&session.token_hash)
+        .bind(&params.identity_json)
+        .bind(params.repository_id)
+        .bind(session.created_at.0)
+        .bind(session.expires_at.0)
+        .bind(params.max_uploads)
+        .bind(params.max_bytes)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Invalid(
+                "a session with this token exists".into(),
+            )),
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    async fn use_session(&self, token_hash: &str, now: UnixTime) -> Result<SessionUse, StoreError> {
+        let granted = sqlx::query_as::<_, GrantRow>(
+            "UPDATE sessions SET uploads_used = uploads_used + 1 \
+             WHERE token_hash = ? AND revoked = 0 AND expires_at > ? \
+             AND uploads_used < max_uploads AND bytes_used < max_bytes \
+             RETURNING identity_json, max_bytes - bytes_used AS bytes_left",
+        )
+        .bind(token_hash)
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if let Some(row) = granted {
+            let (identity, bytes_left) = row.into_grant()?;
+            return Ok(SessionUse::Granted {
+                identity,
+                bytes_left,
+            });
+        }
+        let record = self.get_session(token_hash).await?;
+        Ok(refusal(record.as_ref(), now))
+    }
+
+    async fn add_session_bytes(&self, token_hash: &str, bytes: u64) -> Result<(), StoreError> {
+        let (bytes, headroom) = saturating_bytes(bytes);
+        sqlx::query(
+            "UPDATE sessions SET bytes_used = CASE WHEN bytes_used > ? \
+             THEN 9223372036854775807 ELSE bytes_used + ? END WHERE token_hash = ?",
+        )
+        .bind(headroom)
+        .bind(bytes)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = ? AND revoked = 0")
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE token_hash = ?"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(SessionRow::into_record)
+        .transpose()
+    }
+
+    async fn purge_sessions(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: UnixTime,
+        lease_seconds: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One statement is atomic already; IMMEDIATE makes the wait for the write lock
+        // explicit (busy timeout) rather than an upgrade that could fail at once.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let rows = sqlx::query_as::<_, DeliveryRow>(concat!(
+            "UPDATE outbox SET locked_until = ?, updated_at = ? WHERE id IN (\
+             SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? \
+             AND (locked_until IS NULL OR locked_until < ?) \
+             ORDER BY next_attempt_at, id LIMIT ?) RETURNING ",
+            delivery_columns!()
+        ))
+        .bind(now.plus(lease_seconds.max(0)).0)
+        .bind(now.0)
+        .bind(now.0)
+        .bind(now.0)
+        .bind(i64::from(clamp_limit(limit)))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        into_deliveries(rows)
+    }
+
+    async fn complete_delivery(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'delivered', locked_until = NULL, \
+             attempts = attempts + 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(now.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn fail_delivery(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let status = if next_attempt_at.is_some() {
+            DeliveryStatus::Pending
+        } else {
+            DeliveryStatus::Failed
+        };
+        sqlx::query(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, \
+             locked_until = NULL, next_attempt_at = COALESCE(?, next_attempt_at), \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(truncate_error(error))
+        .bind(next_attempt_at.map(|t| t.0))
+        .bind(now.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        sqlx::query_as::<_, DeliveryRow>(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM outbox WHERE (? IS NULL OR status = ?) \
+             ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(i64::from(clamp_limit(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(DeliveryRow::into_record)
+        .collect()
+    }
+
+    async fn retry_delivery(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?, updated_at = ? \
+             WHERE id = ? AND status IN ('pending', 'failed')",
+        )
+        .bind(now.0)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let row = sqlx::query_as::<_, DeliveryRow>(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM outbox WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        row.map(DeliveryRow::into_record).transpose()
+    }
+
+    async fn outbox_notifications(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        // No cross-process signal in SQLite: delivery workers poll.
+        None
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -740,6 +1185,12 @@ mod tests {
         assert_eq!(shared_winners, 1);
         a.close().await;
         b.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_has_no_outbox_notifications() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        assert!(store.outbox_notifications().await.is_none());
     }
 
     #[tokio::test]

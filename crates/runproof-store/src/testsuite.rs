@@ -16,8 +16,9 @@ use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, U
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BlobError, BlobStore, Cursor, Delivery, Installation, InstalledRepository, ListFilter, Mode,
-    NewUpload, RepositoryBinding, RepositorySelection, Store, StoreError, UploadId, UploadStatus,
+    BlobError, BlobStore, Cursor, Delivery, DeliveryRecord, DeliveryStatus, Installation,
+    InstalledRepository, ListFilter, Mode, NewDelivery, NewSession, NewUpload, PendingRun,
+    RepositoryBinding, RepositorySelection, SessionUse, Store, StoreError, UploadId, UploadStatus,
     WebhookEffect, WorkflowRunRecord,
 };
 
@@ -132,6 +133,65 @@ pub fn new_upload(repository_id: RepositoryId) -> NewUpload {
         identity: identity(repository_id),
         reason: None,
         idempotency_key: None,
+        deliveries: Vec::new(),
+        pending_run: None,
+    }
+}
+
+/// A run that no other run of the suite uses, attempt 1 of `repository_id`.
+#[must_use]
+pub fn pending_run(repository_id: RepositoryId) -> PendingRun {
+    PendingRun {
+        repository_id,
+        run_id: RunId(unique_u64()),
+        run_attempt: 1,
+        head_sha: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4".into(),
+    }
+}
+
+/// A pending (webhook mode) upload claiming `run`, received at `created_at`.
+#[must_use]
+pub fn pending_upload(run: &PendingRun, created_at: i64) -> NewUpload {
+    let mut upload = new_upload(run.repository_id);
+    upload.status = UploadStatus::Pending;
+    upload.mode = Mode::Webhook;
+    upload.created_at = UnixTime(created_at);
+    upload.verified_at = None;
+    upload.reason = Some("waiting for workflow_run".into());
+    upload.pending_run = Some(run.clone());
+    upload
+}
+
+/// A delivery of `event` announcing `upload_id`, with a fresh id.
+#[must_use]
+pub fn new_delivery(upload_id: &UploadId, event: &str) -> NewDelivery {
+    NewDelivery {
+        id: uuid::Uuid::new_v4().hyphenated().to_string(),
+        event: event.into(),
+        upload_id: upload_id.to_string(),
+        payload: serde_json::json!({
+            "event": event,
+            "upload": {"id": upload_id.as_str(), "status": "verified"},
+        }),
+    }
+}
+
+/// A session of `repository_id` with a fresh token hash, opened at `created_at`.
+#[must_use]
+pub fn new_session(
+    repository_id: RepositoryId,
+    created_at: i64,
+    expires_at: i64,
+    max_uploads: u64,
+    max_bytes: u64,
+) -> NewSession {
+    NewSession {
+        token_hash: hex::encode(Sha256::digest(uuid::Uuid::new_v4().as_bytes())),
+        identity: identity(repository_id),
+        created_at: UnixTime(created_at),
+        expires_at: UnixTime(expires_at),
+        max_uploads,
+        max_bytes,
     }
 }
 
@@ -158,6 +218,20 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     installation_for_account_is_the_latest(&*store).await;
     workflow_run_keeps_the_latest_and_never_regresses(&*store).await;
     purge_forgets_old_deliveries(&*store).await;
+    session_grants_up_to_max_uploads(&*store).await;
+    session_bytes_shrink_then_exhaust(&*store).await;
+    session_expires(&*store).await;
+    revoked_and_unknown_sessions_are_unknown(&*store).await;
+    concurrent_session_uses_respect_the_limit(Arc::clone(&store)).await;
+    purge_forgets_expired_sessions(&*store).await;
+    outbox_claims_each_delivery_once(Arc::clone(&store)).await;
+    outbox_failures_retry_and_give_up(&*store).await;
+    outbox_rolls_back_with_the_upload(&*store).await;
+    concurrent_claimers_share_the_outbox(Arc::clone(&store)).await;
+    pending_uploads_correlate_and_resolve_once(&*store).await;
+    concurrent_resolutions_have_one_winner(Arc::clone(&store)).await;
+    expire_pending_and_blobs_to_delete(&*store).await;
+    pending_quotas_count_uploads(&*store).await;
 }
 
 /// A `jti` is accepted once per issuer; the same `jti` of another issuer is distinct.
@@ -860,6 +934,894 @@ pub async fn purge_forgets_old_deliveries(store: &dyn Store) {
     assert!(store.apply_webhook(&old, &[]).await.unwrap());
     assert!(!store.apply_webhook(&edge, &[]).await.unwrap());
     assert!(!store.apply_webhook(&live, &[]).await.unwrap());
+}
+
+/// A session grants exactly `max_uploads` uploads, each with its identity; then it is
+/// exhausted. A token hash cannot be reused.
+pub async fn session_grants_up_to_max_uploads(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let session = new_session(repo, 1_000, 1_000_000, 3, 1_000);
+    store.create_session(&session).await.unwrap();
+    let now = UnixTime(2_000);
+    for _ in 0..3 {
+        match store.use_session(&session.token_hash, now).await.unwrap() {
+            SessionUse::Granted {
+                identity,
+                bytes_left,
+            } => {
+                assert_eq!(identity, session.identity);
+                assert_eq!(bytes_left, 1_000);
+            }
+            other => panic!("expected a grant, got {other:?}"),
+        }
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            store.use_session(&session.token_hash, now).await.unwrap(),
+            SessionUse::Exhausted
+        );
+    }
+    let record = store
+        .get_session(&session.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.uploads_used, 3, "refusals do not count");
+    assert_eq!(record.max_uploads, 3);
+    assert_eq!(record.identity, session.identity);
+    assert_eq!(record.expires_at, session.expires_at);
+    assert!(!record.revoked);
+
+    let err = store.create_session(&session).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+
+    // Limits beyond the database's integers mean "no limit".
+    let unlimited = new_session(repo, 1_000, 1_000_000, u64::MAX, u64::MAX);
+    store.create_session(&unlimited).await.unwrap();
+    assert!(matches!(
+        store.use_session(&unlimited.token_hash, now).await.unwrap(),
+        SessionUse::Granted { .. }
+    ));
+}
+
+/// Bytes stored shrink what the next upload may take; once the budget is spent the
+/// session is exhausted, whatever uploads remain.
+pub async fn session_bytes_shrink_then_exhaust(store: &dyn Store) {
+    let session = new_session(unique_repository_id(), 1_000, 1_000_000, 10, 100);
+    store.create_session(&session).await.unwrap();
+    let now = UnixTime(2_000);
+    let bytes_left = |u: SessionUse| match u {
+        SessionUse::Granted { bytes_left, .. } => bytes_left,
+        other => panic!("expected a grant, got {other:?}"),
+    };
+    let hash = &session.token_hash;
+    assert_eq!(bytes_left(store.use_session(hash, now).await.unwrap()), 100);
+    store.add_session_bytes(hash, 60).await.unwrap();
+    assert_eq!(bytes_left(store.use_session(hash, now).await.unwrap()), 40);
+    store.add_session_bytes(hash, 0).await.unwrap();
+    store.add_session_bytes(hash, 40).await.unwrap();
+    assert_eq!(
+        store.use_session(hash, now).await.unwrap(),
+        SessionUse::Exhausted
+    );
+    let record = store.get_session(hash).await.unwrap().unwrap();
+    assert_eq!((record.uploads_used, record.bytes_used), (2, 100));
+
+    // Overshooting (an upload larger than announced) stays exhausted.
+    store.add_session_bytes(hash, 5).await.unwrap();
+    assert_eq!(
+        store.use_session(hash, now).await.unwrap(),
+        SessionUse::Exhausted
+    );
+    // Unknown sessions are left alone.
+    store.add_session_bytes("absent", 5).await.unwrap();
+    assert_eq!(store.get_session("absent").await.unwrap(), None);
+    // Totals beyond the database's integers saturate rather than wrap or fail.
+    let max = i64::MAX.unsigned_abs();
+    store.add_session_bytes(hash, max - 200).await.unwrap();
+    let record = store.get_session(hash).await.unwrap().unwrap();
+    assert_eq!(record.bytes_used, max - 95);
+    for more in [u64::MAX, max, 1] {
+        store.add_session_bytes(hash, more).await.unwrap();
+        let record = store.get_session(hash).await.unwrap().unwrap();
+        assert_eq!(record.bytes_used, max);
+    }
+    assert_eq!(
+        store.use_session(hash, now).await.unwrap(),
+        SessionUse::Exhausted
+    );
+    let big = new_session(unique_repository_id(), 1_000, 1_000_000, 10, u64::MAX);
+    store.create_session(&big).await.unwrap();
+    store
+        .add_session_bytes(&big.token_hash, max - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.use_session(&big.token_hash, now).await.unwrap(),
+        SessionUse::Granted {
+            identity: big.identity.clone(),
+            bytes_left: 1
+        }
+    );
+    store.add_session_bytes(&big.token_hash, 2).await.unwrap();
+    assert_eq!(
+        store.use_session(&big.token_hash, now).await.unwrap(),
+        SessionUse::Exhausted
+    );
+}
+
+/// A session works until just before `expires_at`, then is expired, even with uploads
+/// left; an exhausted session past its expiry reads as expired.
+pub async fn session_expires(store: &dyn Store) {
+    let session = new_session(unique_repository_id(), 1_000, 1_010, 5, 1_000);
+    store.create_session(&session).await.unwrap();
+    let hash = &session.token_hash;
+    assert!(matches!(
+        store.use_session(hash, UnixTime(1_009)).await.unwrap(),
+        SessionUse::Granted { .. }
+    ));
+    for at in [1_010, 1_011, 9_999] {
+        assert_eq!(
+            store.use_session(hash, UnixTime(at)).await.unwrap(),
+            SessionUse::Expired
+        );
+    }
+    let spent = new_session(unique_repository_id(), 1_000, 1_010, 0, 1_000);
+    store.create_session(&spent).await.unwrap();
+    assert_eq!(
+        store
+            .use_session(&spent.token_hash, UnixTime(1_005))
+            .await
+            .unwrap(),
+        SessionUse::Exhausted
+    );
+    assert_eq!(
+        store
+            .use_session(&spent.token_hash, UnixTime(1_010))
+            .await
+            .unwrap(),
+        SessionUse::Expired
+    );
+}
+
+/// A revoked session is unknown (revoking twice says so); so is a hash never stored.
+pub async fn revoked_and_unknown_sessions_are_unknown(store: &dyn Store) {
+    let session = new_session(unique_repository_id(), 1_000, 1_000_000, 5, 1_000);
+    store.create_session(&session).await.unwrap();
+    let hash = &session.token_hash;
+    let now = UnixTime(2_000);
+    assert!(matches!(
+        store.use_session(hash, now).await.unwrap(),
+        SessionUse::Granted { .. }
+    ));
+    assert!(store.revoke_session(hash).await.unwrap());
+    assert!(!store.revoke_session(hash).await.unwrap());
+    assert_eq!(
+        store.use_session(hash, now).await.unwrap(),
+        SessionUse::Unknown
+    );
+    // Revoked wins over expired.
+    assert_eq!(
+        store.use_session(hash, UnixTime(2_000_000)).await.unwrap(),
+        SessionUse::Unknown
+    );
+    assert!(store.get_session(hash).await.unwrap().unwrap().revoked);
+
+    let absent = unique("absent-session");
+    assert_eq!(
+        store.use_session(&absent, now).await.unwrap(),
+        SessionUse::Unknown
+    );
+    assert!(!store.revoke_session(&absent).await.unwrap());
+    assert_eq!(store.get_session(&absent).await.unwrap(), None);
+}
+
+/// 32 concurrent uses of a session allowing 10 uploads: exactly 10 are granted.
+pub async fn concurrent_session_uses_respect_the_limit(store: Arc<dyn Store>) {
+    let session = new_session(unique_repository_id(), 1_000, 1_000_000, 10, 1_000);
+    store.create_session(&session).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, hash) = (Arc::clone(&store), session.token_hash.clone());
+            tokio::spawn(async move { store.use_session(&hash, UnixTime(2_000)).await })
+        })
+        .collect();
+    let (mut granted, mut exhausted) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task").expect("use_session") {
+            SessionUse::Granted { .. } => granted += 1,
+            SessionUse::Exhausted => exhausted += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((granted, exhausted), (10, 22));
+    let record = store
+        .get_session(&session.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.uploads_used, 10);
+}
+
+/// Purging deletes sessions expired before the cutoff and keeps the rest, including
+/// one expiring exactly at the cutoff.
+pub async fn purge_forgets_expired_sessions(store: &dyn Store) {
+    // Far in the past, so that other tests' sessions are never purged.
+    let cutoff = 500;
+    let repo = unique_repository_id();
+    let old = new_session(repo, 1, cutoff - 1, 1, 1);
+    let edge = new_session(repo, 1, cutoff, 1, 1);
+    let live = new_session(repo, 1, cutoff + 1, 1, 1);
+    for s in [&old, &edge, &live] {
+        store.create_session(s).await.unwrap();
+    }
+    let purged = store.purge_sessions(UnixTime(cutoff)).await.unwrap();
+    assert!(purged >= 1, "purged {purged}");
+    assert_eq!(store.get_session(&old.token_hash).await.unwrap(), None);
+    assert!(store.get_session(&edge.token_hash).await.unwrap().is_some());
+    assert!(store.get_session(&live.token_hash).await.unwrap().is_some());
+}
+
+/// The delivery with this id, found among the newest (test deliveries are created in
+/// the far future, so they are the newest).
+async fn find_delivery(store: &dyn Store, id: &str) -> Option<DeliveryRecord> {
+    store
+        .list_deliveries(None, crate::MAX_PAGE_SIZE)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == id)
+}
+
+/// Whether a claim at `now` (a long lease) returns delivery `id`.
+async fn claims(store: &dyn Store, now: i64, id: &str) -> bool {
+    store
+        .claim_deliveries(UnixTime(now), 600, crate::MAX_PAGE_SIZE)
+        .await
+        .unwrap()
+        .iter()
+        .any(|d| d.id == id)
+}
+
+/// A delivery enqueued with its upload is listed as pending, is claimed by one of two
+/// concurrent claimers only, not again while leased, again once the lease has run out,
+/// and never again once delivered.
+pub async fn outbox_claims_each_delivery_once(store: Arc<dyn Store>) {
+    let t = 4_100_000_000;
+    let mut upload = new_upload(unique_repository_id());
+    upload.created_at = UnixTime(t);
+    let delivery = new_delivery(&upload.id, "upload.verified");
+    upload.deliveries = vec![delivery.clone()];
+    store.insert_upload(&upload).await.unwrap();
+
+    let listed = find_delivery(&*store, &delivery.id).await.unwrap();
+    let want = DeliveryRecord {
+        id: delivery.id.clone(),
+        event: delivery.event.clone(),
+        upload_id: upload.id.to_string(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        created_at: UnixTime(t),
+        next_attempt_at: UnixTime(t),
+        payload: delivery.payload.clone(),
+    };
+    assert_eq!(listed, want);
+    let pending = store
+        .list_deliveries(Some(DeliveryStatus::Pending), crate::MAX_PAGE_SIZE)
+        .await
+        .unwrap();
+    assert!(pending.iter().all(|d| d.status == DeliveryStatus::Pending));
+    assert!(pending.iter().any(|d| d.id == delivery.id));
+
+    assert!(!claims(&*store, t - 1, &delivery.id).await, "not yet due");
+    assert!(
+        store
+            .claim_deliveries(UnixTime(t), 600, 0)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a zero limit claims nothing"
+    );
+
+    let claim = |store: Arc<dyn Store>| async move {
+        store
+            .claim_deliveries(UnixTime(t), 60, crate::MAX_PAGE_SIZE)
+            .await
+            .unwrap()
+    };
+    let (a, b) = tokio::join!(claim(Arc::clone(&store)), claim(Arc::clone(&store)));
+    let got: Vec<_> = a.iter().chain(&b).filter(|d| d.id == delivery.id).collect();
+    assert_eq!(got.len(), 1, "exactly one claimer gets it");
+    assert_eq!(*got[0], want, "a claim changes nothing visible");
+
+    assert!(!claims(&*store, t, &delivery.id).await, "leased");
+    assert!(
+        !claims(&*store, t + 60, &delivery.id).await,
+        "lease ends after"
+    );
+    assert!(claims(&*store, t + 61, &delivery.id).await, "lease ran out");
+
+    store
+        .complete_delivery(&delivery.id, UnixTime(t + 62))
+        .await
+        .unwrap();
+    let done = find_delivery(&*store, &delivery.id).await.unwrap();
+    assert_eq!(done.status, DeliveryStatus::Delivered);
+    assert_eq!(done.attempts, 1);
+    assert!(!claims(&*store, t + 100_000, &delivery.id).await);
+    // Retrying a delivered delivery changes nothing.
+    let again = store
+        .retry_delivery(&delivery.id, UnixTime(t + 100_000))
+        .await
+        .unwrap();
+    assert_eq!(again, Some(done));
+}
+
+/// A failed attempt with a next time keeps the delivery pending until then; without
+/// one it fails for good (listed as failed) until a manual retry makes it due again.
+pub async fn outbox_failures_retry_and_give_up(store: &dyn Store) {
+    let t = 4_200_000_000;
+    let mut upload = new_upload(unique_repository_id());
+    upload.created_at = UnixTime(t);
+    let delivery = new_delivery(&upload.id, "upload.verified");
+    upload.deliveries = vec![delivery.clone()];
+    store.insert_upload(&upload).await.unwrap();
+    let id = delivery.id.as_str();
+
+    assert!(claims(store, t, id).await);
+    let long_error = "é".repeat(crate::MAX_DELIVERY_ERROR_CHARS + 100);
+    store
+        .fail_delivery(id, &long_error, Some(UnixTime(t + 100)), UnixTime(t + 1))
+        .await
+        .unwrap();
+    let failed_once = find_delivery(store, id).await.unwrap();
+    assert_eq!(failed_once.status, DeliveryStatus::Pending);
+    assert_eq!(failed_once.attempts, 1);
+    assert_eq!(failed_once.next_attempt_at, UnixTime(t + 100));
+    let kept = failed_once.last_error.unwrap();
+    assert_eq!(kept.chars().count(), crate::MAX_DELIVERY_ERROR_CHARS);
+    assert!(long_error.starts_with(&kept));
+
+    assert!(!claims(store, t + 99, id).await, "not before its next time");
+    assert!(
+        claims(store, t + 100, id).await,
+        "the failure ended the lease"
+    );
+    store
+        .fail_delivery(id, "HTTP 500", None, UnixTime(t + 101))
+        .await
+        .unwrap();
+    let failed = find_delivery(store, id).await.unwrap();
+    assert_eq!(failed.status, DeliveryStatus::Failed);
+    assert_eq!(failed.attempts, 2);
+    assert_eq!(failed.last_error.as_deref(), Some("HTTP 500"));
+    let listed = store
+        .list_deliveries(Some(DeliveryStatus::Failed), crate::MAX_PAGE_SIZE)
+        .await
+        .unwrap();
+    assert!(listed.iter().all(|d| d.status == DeliveryStatus::Failed));
+    assert!(listed.iter().any(|d| d.id == id));
+    assert!(!claims(store, t + 100_000, id).await, "failed is final");
+
+    let retried = store
+        .retry_delivery(id, UnixTime(t + 200_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retried.status, DeliveryStatus::Pending);
+    assert_eq!(retried.attempts, 2, "a retry keeps the count");
+    assert_eq!(retried.next_attempt_at, UnixTime(t + 200_000));
+    assert!(!claims(store, t + 199_999, id).await);
+    assert!(claims(store, t + 200_000, id).await);
+    store
+        .complete_delivery(id, UnixTime(t + 200_001))
+        .await
+        .unwrap();
+    let done = find_delivery(store, id).await.unwrap();
+    assert_eq!((done.status, done.attempts), (DeliveryStatus::Delivered, 3));
+
+    assert_eq!(
+        store
+            .retry_delivery(&unique("absent"), UnixTime(t))
+            .await
+            .unwrap(),
+        None
+    );
+    // Listing is newest first and honours its limit.
+    let newest = store.list_deliveries(None, 2).await.unwrap();
+    assert!(newest.len() <= 2);
+    assert!(
+        newest
+            .windows(2)
+            .all(|w| (w[0].created_at.0, &w[0].id) >= (w[1].created_at.0, &w[1].id))
+    );
+    assert_eq!(store.list_deliveries(None, 0).await.unwrap().len(), 1);
+}
+
+/// Deliveries share their upload's fate: an idempotency conflict enqueues nothing, and
+/// a delivery that cannot be stored (a duplicate id) stores no upload either.
+pub async fn outbox_rolls_back_with_the_upload(store: &dyn Store) {
+    let t = 4_300_000_000;
+    let repo = unique_repository_id();
+    let key = unique("key");
+    let mut first = new_upload(repo);
+    first.created_at = UnixTime(t);
+    first.idempotency_key = Some(key.clone());
+    let kept = new_delivery(&first.id, "upload.verified");
+    first.deliveries = vec![kept.clone()];
+    store.insert_upload(&first).await.unwrap();
+
+    let mut again = new_upload(repo);
+    again.created_at = UnixTime(t);
+    again.idempotency_key = Some(key);
+    let dropped = new_delivery(&again.id, "upload.verified");
+    again.deliveries = vec![dropped.clone()];
+    assert!(matches!(
+        store.insert_upload(&again).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(find_delivery(store, &kept.id).await.is_some());
+    assert_eq!(
+        store
+            .retry_delivery(&dropped.id, UnixTime(t))
+            .await
+            .unwrap(),
+        None,
+        "the conflicting upload enqueued nothing"
+    );
+
+    let mut clash = new_upload(unique_repository_id());
+    clash.created_at = UnixTime(t);
+    let fresh = new_delivery(&clash.id, "upload.verified");
+    clash.deliveries = vec![fresh.clone(), kept.clone()];
+    let err = store.insert_upload(&clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(store.get_upload(&clash.id).await.unwrap(), None);
+    assert_eq!(
+        store.retry_delivery(&fresh.id, UnixTime(t)).await.unwrap(),
+        None
+    );
+    let original = find_delivery(store, &kept.id).await.unwrap();
+    assert_eq!(original.upload_id, first.id.to_string());
+}
+
+/// 8 concurrent claimers over 50 due deliveries: each delivery is claimed exactly once.
+pub async fn concurrent_claimers_share_the_outbox(store: Arc<dyn Store>) {
+    let t = 4_400_000_000;
+    let mut ids = HashSet::new();
+    for _ in 0..5 {
+        let mut upload = new_upload(unique_repository_id());
+        upload.created_at = UnixTime(t);
+        upload.deliveries = (0..10)
+            .map(|_| new_delivery(&upload.id, "upload.verified"))
+            .collect();
+        ids.extend(upload.deliveries.iter().map(|d| d.id.clone()));
+        store.insert_upload(&upload).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_deliveries(UnixTime(t), 600, 3)
+                        .await
+                        .expect("claim_deliveries");
+                    assert!(batch.len() <= 3, "the limit holds");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|d| d.id));
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.expect("task"));
+    }
+    let ours: Vec<_> = claimed.iter().filter(|id| ids.contains(*id)).collect();
+    assert_eq!(ours.len(), 50, "no delivery is claimed twice or missed");
+    let distinct: HashSet<_> = ours.into_iter().collect();
+    assert_eq!(distinct.len(), 50);
+}
+
+/// Pending uploads are found by the run they claim (only pending ones, only that
+/// attempt); resolving one applies once, with its deliveries, and a second resolution
+/// changes nothing.
+pub async fn pending_uploads_correlate_and_resolve_once(store: &dyn Store) {
+    let t = 4_500_000_000;
+    let repo = unique_repository_id();
+    let run = pending_run(repo);
+    let mut other_sha = run.clone();
+    other_sha.head_sha = "0".repeat(40);
+    let mut attempt_2 = run.clone();
+    attempt_2.run_attempt = 2;
+    let a = pending_upload(&run, t);
+    let b = pending_upload(&other_sha, t);
+    let c = pending_upload(&attempt_2, t);
+    let mut verified = pending_upload(&run, t);
+    verified.status = UploadStatus::Verified;
+    for u in [&a, &b, &c, &verified] {
+        store.insert_upload(u).await.unwrap();
+    }
+    let found = store
+        .pending_uploads_for_run(repo, run.run_id, 1)
+        .await
+        .unwrap();
+    let got: Vec<_> = found
+        .iter()
+        .map(|(r, p)| (r.id.clone(), p.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (a.id.clone(), run.clone()),
+            (b.id.clone(), other_sha.clone())
+        ]
+    );
+    assert_eq!(found[0].0.status, UploadStatus::Pending);
+    assert_eq!(
+        store
+            .pending_uploads_for_run(repo, run.run_id, 2)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .pending_uploads_for_run(unique_repository_id(), run.run_id, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Approve `a` with the identity the webhook vouches for.
+    let mut vouched = identity(repo);
+    vouched.actor = Some("webhook-actor".into());
+    let first = new_delivery(&a.id, "upload.verified");
+    let now = UnixTime(t + 10);
+    assert!(
+        store
+            .resolve_pending(
+                &a.id,
+                UploadStatus::Verified,
+                Some(&vouched),
+                None,
+                now,
+                std::slice::from_ref(&first),
+            )
+            .await
+            .unwrap()
+    );
+    let record = store.get_upload(&a.id).await.unwrap().unwrap();
+    assert_eq!(record.status, UploadStatus::Verified);
+    assert_eq!(record.identity, vouched);
+    assert_eq!(record.reason, None);
+    assert_eq!(
+        record.verified_at.map(time::OffsetDateTime::unix_timestamp),
+        Some(now.0)
+    );
+    let enqueued = find_delivery(store, &first.id).await.unwrap();
+    assert_eq!(
+        (
+            enqueued.status,
+            enqueued.created_at,
+            enqueued.next_attempt_at
+        ),
+        (DeliveryStatus::Pending, now, now)
+    );
+
+    // Once resolved: no second effect, no second delivery.
+    let second = new_delivery(&a.id, "upload.rejected");
+    assert!(
+        !store
+            .resolve_pending(
+                &a.id,
+                UploadStatus::Rejected,
+                None,
+                Some("late"),
+                UnixTime(t + 20),
+                std::slice::from_ref(&second),
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_upload(&a.id).await.unwrap(), Some(record));
+    assert_eq!(store.retry_delivery(&second.id, now).await.unwrap(), None);
+
+    // Reject `b` (its sha does not match): the identity stays, no verification time.
+    assert!(
+        store
+            .resolve_pending(
+                &b.id,
+                UploadStatus::Rejected,
+                None,
+                Some("head_sha mismatch"),
+                UnixTime(t + 30),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    let rejected = store.get_upload(&b.id).await.unwrap().unwrap();
+    assert_eq!(rejected.status, UploadStatus::Rejected);
+    assert_eq!(rejected.identity, b.identity);
+    assert_eq!(rejected.reason.as_deref(), Some("head_sha mismatch"));
+    assert_eq!(rejected.verified_at, None);
+    assert!(
+        store
+            .pending_uploads_for_run(repo, run.run_id, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A verified upload is not pending; an unknown one does not exist.
+    for id in [&verified.id, &UploadId::generate()] {
+        assert!(
+            !store
+                .resolve_pending(id, UploadStatus::Rejected, None, None, now, &[])
+                .await
+                .unwrap()
+        );
+    }
+    let err = store
+        .resolve_pending(&c.id, UploadStatus::Pending, None, None, now, &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        store.get_upload(&c.id).await.unwrap().unwrap().status,
+        UploadStatus::Pending
+    );
+}
+
+/// Of 16 concurrent resolutions of one pending upload, exactly one applies, and only
+/// its delivery is enqueued.
+pub async fn concurrent_resolutions_have_one_winner(store: Arc<dyn Store>) {
+    let t = 4_600_000_000;
+    let upload = pending_upload(&pending_run(unique_repository_id()), t);
+    store.insert_upload(&upload).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let id = upload.id.clone();
+            let delivery = new_delivery(&id, "upload.verified");
+            tokio::spawn(async move {
+                let status = if i % 2 == 0 {
+                    UploadStatus::Verified
+                } else {
+                    UploadStatus::Rejected
+                };
+                let won = store
+                    .resolve_pending(
+                        &id,
+                        status,
+                        None,
+                        None,
+                        UnixTime(t + 1),
+                        std::slice::from_ref(&delivery),
+                    )
+                    .await
+                    .expect("resolve_pending");
+                (won, status, delivery.id)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for task in tasks {
+        let (won, status, delivery) = task.await.expect("task");
+        if won {
+            winners.push((status, delivery));
+        } else {
+            losers.push(delivery);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one resolution applies");
+    let (status, delivery) = &winners[0];
+    assert_eq!(
+        store.get_upload(&upload.id).await.unwrap().unwrap().status,
+        *status
+    );
+    assert!(find_delivery(&*store, delivery).await.is_some());
+    for delivery in losers {
+        assert!(find_delivery(&*store, &delivery).await.is_none());
+    }
+}
+
+/// Pending uploads older than the cutoff expire (in batches of the limit, oldest
+/// first, each once); rejected and expired uploads' blobs are listed for deletion
+/// until marked deleted.
+pub async fn expire_pending_and_blobs_to_delete(store: &dyn Store) {
+    // Far in the past, so that other tests' pending uploads never expire here.
+    let cutoff = 3_000;
+    let run = pending_run(unique_repository_id());
+    let old: Vec<_> = (0..3)
+        .map(|i| pending_upload(&run, cutoff - 10 + i))
+        .collect();
+    let edge = pending_upload(&run, cutoff);
+    for u in old.iter().chain([&edge]) {
+        store.insert_upload(u).await.unwrap();
+    }
+    let mut expired = Vec::new();
+    for _ in 0..10 {
+        let batch = store
+            .expire_pending(UnixTime(cutoff), UnixTime(cutoff + 100), 2)
+            .await
+            .unwrap();
+        assert!(batch.len() <= 2, "the limit holds");
+        if batch.is_empty() {
+            break;
+        }
+        expired.extend(batch);
+    }
+    let old_ids: Vec<_> = old.iter().map(|u| u.id.clone()).collect();
+    let ours: Vec<_> = expired
+        .iter()
+        .filter(|id| old_ids.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(ours, old_ids, "each once, oldest first");
+    assert!(!expired.contains(&edge.id));
+    for id in &old_ids {
+        let record = store.get_upload(id).await.unwrap().unwrap();
+        assert_eq!(record.status, UploadStatus::Expired);
+        assert_eq!(
+            record.reason.as_deref(),
+            Some(crate::PENDING_EXPIRED_REASON)
+        );
+    }
+    assert_eq!(
+        store.get_upload(&edge.id).await.unwrap().unwrap().status,
+        UploadStatus::Pending
+    );
+    assert!(
+        store
+            .expire_pending(UnixTime(cutoff), UnixTime(cutoff), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An expired upload cannot be resolved any more.
+    assert!(
+        !store
+            .resolve_pending(
+                &old_ids[0],
+                UploadStatus::Verified,
+                None,
+                None,
+                UnixTime(cutoff),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+
+    let rejected = pending_upload(&run, cutoff + 1);
+    store.insert_upload(&rejected).await.unwrap();
+    assert!(
+        store
+            .resolve_pending(
+                &rejected.id,
+                UploadStatus::Rejected,
+                None,
+                Some("policy"),
+                UnixTime(cutoff + 2),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    let verified = new_upload(unique_repository_id());
+    store.insert_upload(&verified).await.unwrap();
+
+    let listed = store.blobs_to_delete(crate::MAX_PAGE_SIZE).await.unwrap();
+    for id in old_ids.iter().chain([&rejected.id]) {
+        assert!(listed.contains(id), "{id} is listed");
+    }
+    assert!(!listed.contains(&edge.id), "pending keeps its blob");
+    assert!(!listed.contains(&verified.id), "verified keeps its blob");
+    assert_eq!(store.blobs_to_delete(0).await.unwrap().len(), 1);
+
+    for id in old_ids.iter().chain([&rejected.id]) {
+        store.mark_blob_deleted(id).await.unwrap();
+    }
+    store
+        .mark_blob_deleted(&UploadId::generate())
+        .await
+        .unwrap();
+    let listed = store.blobs_to_delete(crate::MAX_PAGE_SIZE).await.unwrap();
+    for id in old_ids.iter().chain([&rejected.id]) {
+        assert!(!listed.contains(id), "{id} is no longer listed");
+    }
+    // The records stay.
+    assert_eq!(
+        store
+            .get_upload(&rejected.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        UploadStatus::Rejected
+    );
+}
+
+/// Pending usage counts a repository's pending uploads and bytes (by the run they
+/// claim); the total counts every repository's; a run's count includes every status.
+pub async fn pending_quotas_count_uploads(store: &dyn Store) {
+    let t = 4_700_000_000;
+    let repo = unique_repository_id();
+    assert_eq!(store.pending_usage(repo).await.unwrap(), (0, 0));
+    let total_before = store.pending_total().await.unwrap();
+
+    let run = pending_run(repo);
+    let mut attempt_2 = run.clone();
+    attempt_2.run_attempt = 2;
+    let mut small = pending_upload(&run, t);
+    small.size = 10;
+    let mut large = pending_upload(&attempt_2, t);
+    large.size = 20;
+    let mut verified = pending_upload(&run, t);
+    verified.status = UploadStatus::Verified;
+    verified.size = 1_000;
+    // Another repository's pending upload counts in the total only.
+    let mut elsewhere = pending_upload(&pending_run(unique_repository_id()), t);
+    elsewhere.size = 5;
+    for u in [&small, &large, &verified, &elsewhere] {
+        store.insert_upload(u).await.unwrap();
+    }
+    assert_eq!(store.pending_usage(repo).await.unwrap(), (2, 30));
+    let total = store.pending_total().await.unwrap();
+    assert_eq!(
+        (total.0 - total_before.0, total.1 - total_before.1),
+        (3, 35)
+    );
+    assert_eq!(store.run_upload_count(repo, run.run_id).await.unwrap(), 3);
+
+    assert!(
+        store
+            .resolve_pending(
+                &small.id,
+                UploadStatus::Rejected,
+                None,
+                None,
+                UnixTime(t + 1),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.pending_usage(repo).await.unwrap(), (1, 20));
+    let total = store.pending_total().await.unwrap();
+    assert_eq!(
+        (total.0 - total_before.0, total.1 - total_before.1),
+        (2, 25)
+    );
+    assert_eq!(
+        store.run_upload_count(repo, run.run_id).await.unwrap(),
+        3,
+        "every status counts"
+    );
+    assert_eq!(
+        store
+            .run_upload_count(repo, RunId(unique_u64()))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .run_upload_count(unique_repository_id(), run.run_id)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// Reads a whole range of a blob into memory (test sizes only).

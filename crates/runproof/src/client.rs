@@ -98,6 +98,98 @@ pub enum Auth {
     Oidc(TokenSource),
     /// The run's `GITHUB_TOKEN` (the `github_token` mode; weaker, see the threat model).
     GithubToken(GithubTokenAuth),
+    /// An upload session opened with an OIDC token (`rpst_…`).
+    Session(SessionToken),
+}
+
+/// A session token, redacted in `Debug`.
+#[derive(Clone)]
+pub struct SessionToken(pub String);
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+/// Files larger than this open a session even alone, so retries outlive the OIDC token.
+pub const SESSION_SIZE_THRESHOLD: u64 = 64 * 1024 * 1024;
+
+/// What `upload_all_report` did: the files uploaded, and the error that stopped it.
+#[derive(Debug)]
+pub struct UploadReport {
+    /// Files uploaded, in order.
+    pub uploaded: Vec<Uploaded>,
+    /// Why it stopped before the last file, if it did.
+    pub error: Option<anyhow::Error>,
+}
+
+#[derive(Deserialize)]
+struct OpenedSession {
+    token: String,
+}
+
+/// Opens an upload session with a fresh OIDC token. `Ok(None)` when the server has no
+/// sessions (an older server): the caller then uses an OIDC token per upload.
+///
+/// # Errors
+/// When the server refuses the token or cannot be reached.
+pub async fn open_session(
+    http: &reqwest::Client,
+    base: &str,
+    audience: &str,
+    tokens: &TokenSource,
+) -> anyhow::Result<Option<SessionToken>> {
+    let token = tokens.token(http, audience).await?;
+    let resp = http
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open a session: {}", e.without_url()))?;
+    let status = resp.status();
+    if status.as_u16() == 404 {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        let problem = resp.json::<Problem>().await.ok();
+        return Err(Refused {
+            status: status.as_u16(),
+            code: problem
+                .as_ref()
+                .and_then(|p| p.code.clone())
+                .unwrap_or_default(),
+            detail: problem.and_then(|p| p.detail).unwrap_or_default(),
+        }
+        .into());
+    }
+    let opened: OpenedSession = resp.json().await.context("unexpected session answer")?;
+    Ok(Some(SessionToken(opened.token)))
+}
+
+/// Refuses plain `http://` to anything but loopback: the credentials are bearer tokens.
+///
+/// # Errors
+/// When the URL is not acceptable.
+pub fn check_server_url(url: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                bail!("`{url}`: use https; tokens must not travel in the clear")
+            }
+        }
+        other => bail!("`{url}`: unsupported scheme `{other}`"),
+    }
 }
 
 /// What the `github_token` mode sends.
@@ -279,16 +371,70 @@ enum Attempt {
 /// On the first file that cannot be uploaded after all attempts, or that the server
 /// refuses for good (a 4xx other than 429).
 pub async fn upload_all(opts: &UploadOptions, auth: &Auth) -> anyhow::Result<Vec<Uploaded>> {
+    let report = upload_all_report(opts, auth).await;
+    match report.error {
+        Some(e) => Err(e),
+        None => Ok(report.uploaded),
+    }
+}
+
+/// Uploads every file, one after another, and reports what was done even on failure.
+///
+/// With an OIDC token source and more than one file (or a file over
+/// [`SESSION_SIZE_THRESHOLD`]), it opens an upload session and uses it for every file
+/// and every retry; a session that expires midway is replaced once per file.
+pub async fn upload_all_report(opts: &UploadOptions, auth: &Auth) -> UploadReport {
+    let mut report = UploadReport {
+        uploaded: Vec::new(),
+        error: None,
+    };
+    if let Err(e) = upload_into(opts, auth, &mut report.uploaded).await {
+        report.error = Some(e);
+    }
+    report
+}
+
+async fn upload_into(
+    opts: &UploadOptions,
+    auth: &Auth,
+    done: &mut Vec<Uploaded>,
+) -> anyhow::Result<()> {
+    check_server_url(&opts.url)?;
     let http = http_client(opts.timeout)?;
     let base = opts.url.trim_end_matches('/').to_owned();
     let audience = match (&opts.audience, auth) {
         (Some(a), _) => a.clone(),
         (None, Auth::Oidc(_)) => discover_audience(&http, &base).await?,
-        (None, Auth::GithubToken(_)) => String::new(),
+        (None, _) => String::new(),
     };
-    let mut done = Vec::new();
+    let mut current = auth.clone();
+    if let Auth::Oidc(tokens) = auth {
+        let mut large = false;
+        for f in &opts.files {
+            let len = tokio::fs::metadata(f)
+                .await
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .len();
+            large |= len > SESSION_SIZE_THRESHOLD;
+        }
+        if (opts.files.len() > 1 || large)
+            && let Some(session) = open_session(&http, &base, &audience, tokens).await?
+        {
+            current = Auth::Session(session);
+        }
+    }
     for path in &opts.files {
-        let uploaded = upload_one(&http, &base, &audience, auth, path, opts).await?;
+        let mut result = upload_one(&http, &base, &audience, &current, path, opts).await;
+        if let (Err(e), Auth::Oidc(tokens), Auth::Session(_)) = (&result, auth, &current) {
+            let expired = e
+                .downcast_ref::<Refused>()
+                .is_some_and(|r| r.code == "token_expired" || r.code == "invalid_session");
+            if expired && let Some(session) = open_session(&http, &base, &audience, tokens).await? {
+                current = Auth::Session(session);
+                result = upload_one(&http, &base, &audience, &current, path, opts).await;
+            }
+        }
+        let uploaded = result?;
         eprintln!(
             "uploaded {} ({} bytes) as {} [{}]",
             path.display(),
@@ -298,7 +444,7 @@ pub async fn upload_all(opts: &UploadOptions, auth: &Auth) -> anyhow::Result<Vec
         );
         done.push(uploaded);
     }
-    Ok(done)
+    Ok(())
 }
 
 async fn upload_one(
@@ -377,6 +523,7 @@ async fn attempt_upload(
             Ok(t) => vec![("authorization", format!("Bearer {t}"))],
             Err(e) => return Attempt::Retry(e, None),
         },
+        Auth::Session(session) => vec![("authorization", format!("Bearer {}", session.0))],
         Auth::GithubToken(g) => vec![
             ("authorization", format!("token {}", g.token)),
             ("x-runproof-repository", g.repository.clone()),

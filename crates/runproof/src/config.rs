@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 16] = [
+pub const ENV_KEYS: [&str; 18] = [
     "listen",
     "data_dir",
     "database_url",
@@ -31,6 +31,8 @@ pub const ENV_KEYS: [&str; 16] = [
     "github.private_key_file",
     "github.timeout_seconds",
     "github_token.enabled",
+    "delivery.url",
+    "delivery.public_url",
 ];
 
 /// The whole configuration. Every key has a safe default except `oidc.audience`.
@@ -79,6 +81,9 @@ pub struct Config {
     pub webhook_mode: Toggle,
     /// Signed pushes to the App.
     pub delivery: Option<DeliveryConfig>,
+    /// Upload sessions.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
 }
 
 /// `[oidc]`.
@@ -167,9 +172,66 @@ pub struct Toggle {
 pub struct DeliveryConfig {
     /// Where verified uploads are pushed.
     pub url: Option<String>,
-    /// Signing secrets.
+    /// Signing secrets; the first signs.
     #[serde(default)]
     pub secrets: Vec<Secret>,
+    /// A file with one secret per line, added to `secrets`.
+    pub secrets_file: Option<PathBuf>,
+    /// Events to push.
+    #[serde(default = "default_delivery_events")]
+    pub events: Vec<String>,
+    /// The most attempts before a delivery is `failed`.
+    #[serde(default = "default_delivery_attempts")]
+    pub max_attempts: u32,
+    /// Timeout of each attempt, in seconds.
+    #[serde(default = "default_delivery_timeout")]
+    pub timeout_seconds: u64,
+    /// The first retry delay, in seconds; it doubles up to `max_backoff_seconds`.
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: u64,
+    /// The longest retry delay, in seconds.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u64,
+    /// The URL the App reaches this server at, for `content_url`.
+    pub public_url: Option<String>,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// How long a session lives, in seconds.
+    pub ttl_seconds: u64,
+    /// The most uploads one session may make.
+    pub max_uploads: u64,
+    /// The most bytes one session may upload in all.
+    pub max_bytes: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 1800,
+            max_uploads: 1000,
+            max_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+fn default_delivery_events() -> Vec<String> {
+    vec!["upload.verified".into()]
+}
+fn default_delivery_attempts() -> u32 {
+    12
+}
+fn default_delivery_timeout() -> u64 {
+    10
+}
+fn default_backoff() -> u64 {
+    5
+}
+fn default_max_backoff() -> u64 {
+    3600
 }
 
 fn default_listen() -> SocketAddr {
@@ -229,6 +291,8 @@ pub struct Resolved {
     pub webhook_secrets: Vec<Secret>,
     /// Timeout of each request to GitHub's API.
     pub github_timeout: std::time::Duration,
+    /// Signed pushes, when `[delivery] url` is set.
+    pub delivery: Option<runproof_server::DeliveryConfig>,
 }
 
 /// Reads the file (if any) and the environment overrides.
@@ -254,6 +318,11 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     })?;
     if let Ok(keys) = std::env::var("RUNPROOF_API_KEYS") {
         config.api_keys.extend(split_secrets(&keys));
+    }
+    if let Ok(secrets) = std::env::var("RUNPROOF_DELIVERY_SECRETS")
+        && let Some(d) = config.delivery.as_mut()
+    {
+        d.secrets.extend(split_secrets(&secrets));
     }
     if let Ok(secrets) = std::env::var("RUNPROOF_GITHUB_WEBHOOK_SECRETS") {
         let github = config.github.get_or_insert_with(|| GithubConfig {
@@ -333,16 +402,15 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     if config.webhook_mode.enabled {
         bail!("`webhook_mode.enabled`: the webhook mode is not supported by this version yet");
     }
-    if config.delivery.is_some() {
-        bail!(
-            "`[delivery]`: signed delivery is not supported by this version yet; remove the section"
-        );
-    }
     let mut api_keys = std::mem::take(&mut config.api_keys);
     if let Some(file) = &config.api_keys_file {
         api_keys.extend(read_lines(file, "api_keys_file")?);
     }
     let (api_url, app, webhook_secrets, github_timeout) = resolve_github(config.github.as_mut())?;
+    let delivery = resolve_delivery(config.delivery.as_mut(), config.listen)?;
+    if config.sessions.ttl_seconds == 0 || config.sessions.ttl_seconds > 24 * 3600 {
+        bail!("`sessions.ttl_seconds` must be 1 to 86400");
+    }
     if api_keys.iter().any(|k| k.expose().len() < 16) {
         bail!("`api_keys`: every API key must be at least 16 characters");
     }
@@ -362,6 +430,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         None => config.data_dir.clone(),
     };
     Ok(Resolved {
+        delivery,
         api_url,
         app,
         webhook_secrets,
@@ -373,6 +442,52 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         blob_root,
         config,
     })
+}
+
+fn resolve_delivery(
+    delivery: Option<&mut DeliveryConfig>,
+    listen: SocketAddr,
+) -> anyhow::Result<Option<runproof_server::DeliveryConfig>> {
+    let Some(d) = delivery else {
+        return Ok(None);
+    };
+    let Some(url) = d.url.clone() else {
+        return Ok(None);
+    };
+    runproof_github::check_issuer_url(&url).map_err(|e| anyhow::anyhow!("`delivery.url`: {e}"))?;
+    let mut secrets = std::mem::take(&mut d.secrets);
+    if let Some(file) = &d.secrets_file {
+        secrets.extend(read_lines(file, "delivery.secrets_file")?);
+    }
+    if secrets.is_empty() {
+        bail!("`delivery.secrets`: at least one signing secret is required with `delivery.url`");
+    }
+    if secrets.iter().any(|s| s.expose().len() < 16) {
+        bail!("`delivery.secrets`: every secret must be at least 16 characters");
+    }
+    const EVENTS: [&str; 3] = ["upload.verified", "upload.rejected", "upload.expired"];
+    if let Some(bad) = d.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+        bail!(
+            "`delivery.events`: unknown event `{bad}` (known: {})",
+            EVENTS.join(", ")
+        );
+    }
+    if d.max_attempts == 0 {
+        bail!("`delivery.max_attempts` must be at least 1");
+    }
+    Ok(Some(runproof_server::DeliveryConfig {
+        url,
+        secrets,
+        events: d.events.clone(),
+        max_attempts: d.max_attempts,
+        timeout: std::time::Duration::from_secs(d.timeout_seconds.max(1)),
+        base_backoff: std::time::Duration::from_secs(d.backoff_seconds.max(1)),
+        max_backoff: std::time::Duration::from_secs(d.max_backoff_seconds.max(1)),
+        public_url: d
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{listen}")),
+    }))
 }
 
 type GithubParts = (

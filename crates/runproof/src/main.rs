@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runproof::client::{
-    Auth, GithubTokenAuth, TokenSource, UploadOptions, upload_all, write_github_files,
+    Auth, GithubTokenAuth, TokenSource, UploadOptions, upload_all_report, write_github_files,
 };
 use runproof::verify_token::{Outcome, VerifyTokenArgs};
 use runproof::{config, demo, serve, verify_token};
@@ -160,12 +160,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timeout: Duration::from_secs(timeout.max(1)),
                 progress: !no_progress,
             };
-            let uploaded = upload_all(&opts, &auth).await?;
-            write_github_files(&uploaded)?;
-            for u in &uploaded {
+            let report = upload_all_report(&opts, &auth).await;
+            write_github_files(&report.uploaded)?;
+            for u in &report.uploaded {
                 println!("{}", u.id);
             }
-            Ok(ExitCode::SUCCESS)
+            match report.error {
+                Some(e) => Err(e),
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
         Command::Demo => {
             init_logging(false, "warn");
@@ -238,6 +241,18 @@ async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
         env.github.token_request_token()
     );
     println!("  runproof upload --url {url} FILE");
+    let run = env.github.run();
+    let github_token = env.github.issue_github_token(
+        &[(run.repository_id, &run.repository)],
+        run.repository_owner_id,
+    );
+    println!();
+    println!("The github_token mode, as a runner sets it up:");
+    println!(
+        "  export GITHUB_TOKEN='{github_token}' GITHUB_REPOSITORY='{}' GITHUB_REPOSITORY_ID='{}' GITHUB_RUN_ID='{}' GITHUB_RUN_ATTEMPT='{}' GITHUB_SHA='{}'",
+        run.repository, run.repository_id, run.run_id, run.run_attempt, run.sha
+    );
+    println!("  runproof upload --mode github-token --url {url} FILE");
     println!(
         "  curl -H 'Authorization: Bearer {}' {url}/v1/uploads",
         env.api_key

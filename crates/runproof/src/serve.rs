@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use runproof_core::{Verifier, VerifierConfig};
 use runproof_github::{GithubApp, IssuerConfig, KeyCache, KeyCacheConfig, RestClient};
-use runproof_server::{AppState, Binding, ServerConfig, SystemClock, metrics_handle};
+use runproof_server::{
+    AppState, Binding, ServerConfig, SessionConfig, SystemClock, metrics_handle,
+};
 use runproof_store::{LocalBlobStore, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -93,6 +95,13 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         metrics: metrics_handle(),
         binding,
         github_token,
+        sessions: SessionConfig {
+            ttl: Duration::from_secs(config.sessions.ttl_seconds),
+            max_uploads: config.sessions.max_uploads.max(1),
+            max_bytes: config.sessions.max_bytes.max(1),
+        },
+        delivery: resolved.delivery.clone(),
+        delivery_wake: tokio::sync::Notify::new(),
     }))
 }
 

@@ -32,6 +32,10 @@ pub struct Options {
     /// App id and private key PEM: installation binding on.
     pub app: Option<(u64, Secret)>,
     pub github_token: bool,
+    pub sessions: runproof_server::SessionConfig,
+    pub delivery: Option<runproof_server::DeliveryConfig>,
+    /// Reuse this directory (a restart); a fresh one otherwise.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -45,6 +49,9 @@ impl Default for Options {
             webhook_secrets: Vec::new(),
             app: None,
             github_token: false,
+            sessions: runproof_server::SessionConfig::default(),
+            delivery: None,
+            dir: None,
         }
     }
 }
@@ -53,7 +60,9 @@ pub struct Harness {
     pub gh: FakeGithub,
     pub url: String,
     pub state: Arc<AppState>,
-    pub dir: tempfile::TempDir,
+    /// Where the database and blobs live.
+    pub root: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -70,14 +79,18 @@ impl Harness {
     }
 
     pub async fn start_against(gh: FakeGithub, opts: Options) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&format!(
-            "sqlite://{}",
-            dir.path().join("db.sqlite").display()
-        ))
-        .await
-        .unwrap();
-        let blobs = LocalBlobStore::open(dir.path()).await.unwrap();
+        let (tmp, root) = match &opts.dir {
+            Some(root) => (None, root.clone()),
+            None => {
+                let tmp = tempfile::tempdir().unwrap();
+                let root = tmp.path().to_path_buf();
+                (Some(tmp), root)
+            }
+        };
+        let store = SqliteStore::open(&format!("sqlite://{}", root.join("db.sqlite").display()))
+            .await
+            .unwrap();
+        let blobs = LocalBlobStore::open(&root).await.unwrap();
         let keys = KeyCache::new(
             &[IssuerConfig {
                 issuer: gh.issuer(),
@@ -126,6 +139,9 @@ impl Harness {
             github_token: opts.github_token.then(|| {
                 runproof_github::RestClient::new(&gh.base_url(), Duration::from_secs(3)).unwrap()
             }),
+            sessions: opts.sessions,
+            delivery: opts.delivery.clone(),
+            delivery_wake: tokio::sync::Notify::new(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -146,7 +162,8 @@ impl Harness {
             gh,
             url,
             state,
-            dir,
+            root,
+            _tmp: tmp,
             http,
             stop: Some(tx),
             task: Some(task),
@@ -236,8 +253,8 @@ impl Harness {
     /// Files under blobs/ and tmp/.
     pub fn blob_files(&self) -> (usize, usize) {
         (
-            count_files(&self.dir.path().join("blobs")),
-            count_files(&self.dir.path().join("tmp")),
+            count_files(&self.root.join("blobs")),
+            count_files(&self.root.join("tmp")),
         )
     }
 

@@ -1,0 +1,70 @@
+//! The App's view of deliveries: `GET /v1/deliveries?status=failed` and
+//! `POST /v1/deliveries/{id}/retry`. API key required.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use runproof_core::ErrorCode;
+use runproof_store::DeliveryStatus;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::read_api::require_api_key;
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/deliveries`.
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_api_key(&state, &headers)?;
+    let Query(params): Query<ListParams> = Query::try_from_uri(&uri)
+        .map_err(|_| ApiError::invalid("the query string is malformed"))?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            DeliveryStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid("status is one of pending, delivered, failed"))
+        })
+        .transpose()?;
+    let deliveries = state
+        .store
+        .list_deliveries(status, params.limit.unwrap_or(100).clamp(1, 1000))
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(json!({ "deliveries": deliveries })).into_response())
+}
+
+/// `POST /v1/deliveries/{id}/retry`.
+pub(crate) async fn retry(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_api_key(&state, &headers)?;
+    if uuid::Uuid::try_parse(&id).is_err() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no delivery with this id",
+        ));
+    }
+    let record = state
+        .store
+        .retry_delivery(&id, state.clock.now())
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no delivery with this id"))?;
+    state.delivery_wake.notify_one();
+    Ok(Json(record).into_response())
+}

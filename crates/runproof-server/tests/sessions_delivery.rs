@@ -1,0 +1,467 @@
+//! Upload sessions (the token exchange) and signed delivery to the App, through a real
+//! server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::{API_KEY, Harness, Options, bearer};
+use runproof_core::Secret;
+use runproof_server::{DeliveryConfig, SessionConfig};
+use serde_json::Value;
+
+const DELIVERY_SECRET: &str = "delivery-secret-0123456789";
+
+async fn open_session(h: &Harness, oidc: &str) -> (u16, Value) {
+    let resp = h
+        .http
+        .post(format!("{}/v1/sessions", h.url))
+        .bearer_auth(oidc)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_session_carries_many_uploads_for_one_identity() {
+    let h = Harness::start().await;
+    let oidc = h.token();
+    let (status, session) = open_session(&h, &oidc).await;
+    assert_eq!(status, 201, "{session}");
+    let token = session["token"].as_str().unwrap();
+    assert!(token.starts_with("rpst_") && token.len() == 48, "{token}");
+    assert!(session["expires_at"].is_string());
+    assert_eq!(
+        session["identity"]["repository_id"],
+        h.gh.run().repository_id
+    );
+    assert!(session["limits"]["max_uploads"].as_u64().unwrap() > 0);
+
+    for i in 0..3 {
+        let (status, record) = h
+            .upload(Some(&bearer(token)), &format!("f{i}"), format!("{i}"))
+            .await;
+        assert_eq!(status, 201, "{record}");
+        assert_eq!(record["mode"], "session");
+        assert_eq!(record["identity"], session["identity"]);
+    }
+    let (status, body) = open_session(&h, &oidc).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_replayed")),
+        "rule: one OIDC token opens one session"
+    );
+    let (status, body) = h.upload(Some(&bearer(&oidc)), "x", "x").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_replayed")),
+        "the exchanged token is used up"
+    );
+    let (status, body) = open_session(&h, token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("malformed_token")),
+        "a session cannot open a session"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn session_limits_expiry_and_revocation() {
+    let h = Harness::start_with(Options {
+        sessions: SessionConfig {
+            ttl: Duration::from_secs(2),
+            max_uploads: 2,
+            max_bytes: 10,
+        },
+        ..Default::default()
+    })
+    .await;
+    let (_, s) = open_session(&h, &h.token()).await;
+    let token = s["token"].as_str().unwrap().to_owned();
+    let (status, body) = h.upload(Some(&bearer(&token)), "big", "x".repeat(11)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "rule: session byte budget"
+    );
+    let (status, _) = h.upload(Some(&bearer(&token)), "a", "12345678").await;
+    assert_eq!(status, 201);
+    let (status, body) = h.upload(Some(&bearer(&token)), "b", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("policy_denied")),
+        "rule: session upload count: {body}"
+    );
+
+    let (_, s) = open_session(&h, &h.token()).await;
+    let short = s["token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, body) = h.upload(Some(&bearer(&short)), "c", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_expired")),
+        "rule: session expiry"
+    );
+
+    let (_, s) = open_session(&h, &h.token()).await;
+    let live = s["token"].as_str().unwrap().to_owned();
+    let revoke = |t: String| {
+        let h = &h;
+        async move {
+            h.http
+                .delete(format!("{}/v1/sessions/current", h.url))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(revoke(live.clone()).await, 204);
+    let (status, body) = h.upload(Some(&bearer(&live)), "d", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_session")),
+        "rule: revoked session"
+    );
+    assert_eq!(revoke(live.clone()).await, 401);
+    let unknown = format!("rpst_{}", "A".repeat(43));
+    let (status, body) = h.upload(Some(&bearer(&unknown)), "e", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_session")),
+        "rule: unknown session"
+    );
+    let (status, body) = h.upload(Some(&bearer("rpst_short")), "e", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_session"))
+    );
+    assert_eq!(h.record_count().await, 1);
+    h.stop().await;
+}
+
+/// A receiver that records every delivery and answers as scripted.
+#[derive(Default)]
+struct Receiver {
+    got: Mutex<Vec<(HeaderMap, Bytes)>>,
+    /// While true, answer 503.
+    down: Mutex<bool>,
+}
+
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    r.got.lock().unwrap().push((headers, body));
+    if *r.down.lock().unwrap() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+async fn start_receiver(port: Option<u16>) -> (String, Arc<Receiver>, tokio::task::JoinHandle<()>) {
+    let r = Arc::new(Receiver::default());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, r, task)
+}
+
+fn delivery(url: &str, max_attempts: u32) -> DeliveryConfig {
+    DeliveryConfig {
+        url: url.to_owned(),
+        secrets: vec![Secret::new(DELIVERY_SECRET.into())],
+        events: vec!["upload.verified".into()],
+        max_attempts,
+        timeout: Duration::from_secs(2),
+        base_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(1),
+        public_url: "https://runproof.test".into(),
+    }
+}
+
+fn delivered_ids(r: &Receiver) -> std::collections::HashSet<String> {
+    r.got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| {
+            serde_json::from_slice::<Value>(body).unwrap()["upload"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn deliveries_survive_a_receiver_outage_and_verify_like_github_webhooks() {
+    let (url, r, _task) = start_receiver(None).await;
+    *r.down.lock().unwrap() = true;
+    let h = Harness::start_with(Options {
+        delivery: Some(delivery(&url, 20)),
+        ..Default::default()
+    })
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..3 {
+        let (status, record) = h
+            .upload(
+                Some(&bearer(&h.token())),
+                &format!("f{i}"),
+                format!("body {i}"),
+            )
+            .await;
+        assert_eq!(status, 201);
+        ids.insert(record["id"].as_str().unwrap().to_owned());
+    }
+    wait_until("attempts while the receiver is down", || {
+        r.got.lock().unwrap().len() >= 3
+    })
+    .await;
+    *r.down.lock().unwrap() = false;
+    wait_until("every delivery after the outage", || {
+        let got = r.got.lock().unwrap();
+        let ok: std::collections::HashSet<_> = got
+            .iter()
+            .map(|(_, b)| {
+                serde_json::from_slice::<Value>(b).unwrap()["upload"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        ok == ids
+    })
+    .await;
+    // Let the worker finish recording outcomes.
+    wait_until("all delivered", || true).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listed: Value = h
+        .get("/v1/deliveries?status=delivered", Some(API_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["deliveries"].as_array().unwrap().len(),
+        3,
+        "{listed}"
+    );
+
+    let secrets = [Secret::new(DELIVERY_SECRET.into())];
+    for (headers, body) in r.got.lock().unwrap().iter() {
+        let sig = headers["x-runproof-signature-256"].as_bytes();
+        runproof_core::webhook::verify_signature(body, Some(sig), &secrets)
+            .expect("signed as GitHub signs webhooks");
+        assert_eq!(headers["x-runproof-event"], "upload.verified");
+        assert!(uuid::Uuid::try_parse(headers["x-runproof-delivery"].to_str().unwrap()).is_ok());
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["event"], "upload.verified");
+        assert_eq!(v["upload"]["status"], "verified");
+        assert!(
+            v["timestamp"].as_i64().unwrap() > 1_700_000_000,
+            "a signed timestamp"
+        );
+        assert_eq!(
+            v["content_url"],
+            format!(
+                "https://runproof.test/v1/uploads/{}/content",
+                v["upload"]["id"].as_str().unwrap()
+            )
+        );
+    }
+    assert_eq!(delivered_ids(&r), ids, "none lost");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_always_fails_ends_failed_then_retry_through_the_api() {
+    let (url, r, _task) = start_receiver(None).await;
+    *r.down.lock().unwrap() = true;
+    let h = Harness::start_with(Options {
+        delivery: Some(delivery(&url, 2)),
+        ..Default::default()
+    })
+    .await;
+    let (status, _) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201);
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        failed = h
+            .get("/v1/deliveries?status=failed", Some(API_KEY))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !failed["deliveries"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = &failed["deliveries"][0];
+    assert_eq!(d["attempts"], 2, "a bounded number of attempts: {failed}");
+    assert!(d["last_error"].as_str().unwrap().contains("503"));
+    assert_eq!(r.got.lock().unwrap().len(), 2);
+
+    *r.down.lock().unwrap() = false;
+    let id = d["id"].as_str().unwrap();
+    let resp = h
+        .http
+        .post(format!("{}/v1/deliveries/{id}/retry", h.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    wait_until("the retried delivery", || r.got.lock().unwrap().len() == 3).await;
+    let resp = h
+        .http
+        .post(format!(
+            "{}/v1/deliveries/{}/retry",
+            h.url,
+            uuid::Uuid::new_v4()
+        ))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = h
+        .http
+        .post(format!("{}/v1/deliveries/{id}/retry", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "the API key is required");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deliveries_pending_at_a_restart_are_made_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A receiver address with nothing listening yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let h = Harness::start_with(Options {
+        delivery: Some(delivery(&url, 50)),
+        dir: Some(tmp.path().to_path_buf()),
+        ..Default::default()
+    })
+    .await;
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201);
+    let id = record["id"].as_str().unwrap().to_owned();
+    h.stop().await;
+
+    let (_, r, _task) = start_receiver(Some(port)).await;
+    let h = Harness::start_with(Options {
+        delivery: Some(delivery(&url, 50)),
+        dir: Some(tmp.path().to_path_buf()),
+        ..Default::default()
+    })
+    .await;
+    wait_until("the delivery after the restart", || {
+        delivered_ids(&r).contains(&id)
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn signature_verifies_with_octokit_webhooks_methods() {
+    let Some(modules) = std::env::var_os("RUNPROOF_TEST_OCTOKIT") else {
+        eprintln!(
+            "SKIPPED: RUNPROOF_TEST_OCTOKIT is not set (.ci/run installs @octokit/webhooks-methods there)"
+        );
+        return;
+    };
+    let (url, r, _task) = start_receiver(None).await;
+    let h = Harness::start_with(Options {
+        delivery: Some(delivery(&url, 5)),
+        ..Default::default()
+    })
+    .await;
+    let (status, _) = h
+        .upload(
+            Some(&bearer(&h.token())),
+            "a",
+            "payload with ♥ and \u{1b}[0m",
+        )
+        .await;
+    assert_eq!(status, 201);
+    wait_until("a delivery", || !r.got.lock().unwrap().is_empty()).await;
+    let (headers, body) = r.got.lock().unwrap()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let body_file = dir.path().join("body.json");
+    std::fs::write(&body_file, &body).unwrap();
+    let module = std::path::PathBuf::from(modules)
+        .join("node_modules/@octokit/webhooks-methods/dist-node/index.js");
+    let module = if module.exists() {
+        module
+    } else {
+        std::path::PathBuf::from(std::env::var_os("RUNPROOF_TEST_OCTOKIT").unwrap())
+            .join("node_modules/@octokit/webhooks-methods/dist-src/index.js")
+    };
+    let script = format!(
+        "import {{ verify }} from {module:?};\nimport {{ readFileSync }} from 'node:fs';\nconst body = readFileSync({body:?}, 'utf8');\nconst ok = await verify({secret:?}, body, process.argv[2]);\nconst bad = await verify('wrong-secret', body, process.argv[2]);\nconsole.log(JSON.stringify({{ ok, bad }}));\n",
+        module = module.display().to_string(),
+        body = body_file.display().to_string(),
+        secret = DELIVERY_SECRET,
+    );
+    let script_file = dir.path().join("verify.mjs");
+    std::fs::write(&script_file, script).unwrap();
+    let sig = headers["x-runproof-signature-256"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script_file)
+            .arg(sig)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result, serde_json::json!({"ok": true, "bad": false}));
+    h.stop().await;
+}

@@ -1,0 +1,345 @@
+//! `S3BlobStore` against a real S3 server: `s3s-fs`, run in-process on loopback over a
+//! temporary directory, so that no environment or external service is needed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use runproof_core::Secret;
+use runproof_store::testsuite::{self, read_to_vec};
+use runproof_store::{BlobError, BlobStore, S3BlobStore, S3Config, UploadId};
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+const BUCKET: &str = "runproof-test";
+const PREFIX: &str = "deploy/one";
+const ACCESS_KEY: &str = "AKIDRUNPROOFTEST";
+const SECRET_KEY: &str = "runproof-test-secret-key";
+const MIB: usize = 1024 * 1024;
+
+/// An S3 server on 127.0.0.1 storing into a temporary directory; it stops with the test's
+/// runtime.
+struct Server {
+    root: TempDir,
+    endpoint: String,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let root = TempDir::new().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let http = ConnBuilder::new(TokioExecutor::new());
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = http
+                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+        Self { root, endpoint }
+    }
+
+    fn config(&self) -> S3Config {
+        S3Config {
+            bucket: BUCKET.into(),
+            prefix: PREFIX.into(),
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some(ACCESS_KEY.into()),
+            secret_access_key: Some(Secret::new(SECRET_KEY.into())),
+            allow_http: true,
+        }
+    }
+
+    async fn store(&self) -> S3BlobStore {
+        S3BlobStore::open(self.config()).await.unwrap()
+    }
+
+    /// Objects in the bucket, as paths relative to it.
+    fn objects(&self) -> Vec<String> {
+        let bucket = self.root.path().join(BUCKET);
+        let mut out: Vec<String> = files(&bucket)
+            .iter()
+            .map(|p| p.strip_prefix(&bucket).unwrap().display().to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// State s3s-fs keeps for multipart uploads not completed or aborted: parts
+    /// (`.upload_id-<id>.part-<n>`), upload records (`.upload-<id>.json`) and metadata.
+    fn incomplete_uploads(&self) -> Vec<String> {
+        std::fs::read_dir(self.root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".upload") || name.contains(".upload-"))
+            .collect()
+    }
+
+    /// Waits for background cleanup to leave no incomplete upload.
+    async fn await_no_incomplete_uploads(&self) {
+        for _ in 0..200 {
+            if self.incomplete_uploads().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("incomplete uploads left: {:?}", self.incomplete_uploads());
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Byte `i` of the test pattern: not periodic in any power of two.
+fn pattern(i: usize) -> u8 {
+    u8::try_from((i * 7 + i / 251) % 256).unwrap()
+}
+
+async fn write_pattern(store: &dyn BlobStore, size: usize) -> Box<dyn runproof_store::BlobWriter> {
+    let mut writer = store.begin().await.unwrap();
+    let mut written = 0;
+    let mut step = 0;
+    while written < size {
+        let len = [1, 65_537, 1_000_003, 3 * MIB][step % 4].min(size - written);
+        step += 1;
+        let chunk: Vec<u8> = (written..written + len).map(pattern).collect();
+        writer.write(&chunk).await.unwrap();
+        written += len;
+    }
+    writer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    testsuite::blob_suite(Arc::new(store.clone())).await;
+    // The suite's writers were committed, aborted or dropped: no staging object, no
+    // multipart upload left behind (dropped ones are cleaned in the background).
+    server.await_no_incomplete_uploads().await;
+    let left = server.objects();
+    assert!(
+        left.iter()
+            .all(|k| k.starts_with(&format!("{PREFIX}/blobs/"))),
+        "{left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_live_under_the_prefix() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let id = testsuite::put(&store, &[b"abc"]).await.unwrap();
+    assert_eq!(server.objects(), vec![format!("{PREFIX}/blobs/{id}")]);
+
+    let writer = write_pattern(&store, 9 * MIB).await;
+    let big = UploadId::generate();
+    writer.commit(&big).await.unwrap();
+    let mut want = vec![
+        format!("{PREFIX}/blobs/{id}"),
+        format!("{PREFIX}/blobs/{big}"),
+    ];
+    want.sort();
+    assert_eq!(server.objects(), want, "the tmp/ copy is gone");
+    assert!(server.incomplete_uploads().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_blob_round_trips_with_ranges() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let size = 40 * MIB;
+    let writer = write_pattern(&store, size).await;
+    let id = UploadId::generate();
+    writer.commit(&id).await.unwrap();
+    assert!(server.incomplete_uploads().is_empty());
+
+    // Whole, streamed.
+    let whole = read_to_vec(&store, &id, 0, None).await.unwrap();
+    assert_eq!(whole.len(), size);
+    let want: Vec<u8> = (0..size).map(pattern).collect();
+    assert_eq!(
+        Sha256::digest(&whole),
+        Sha256::digest(&want),
+        "whole blob differs"
+    );
+
+    // Ranges across part boundaries (parts are 8 MiB) and at the end.
+    let cases: [(usize, Option<usize>); 6] = [
+        (8 * MIB - 3, Some(6)),
+        (16 * MIB - 1, Some(2 * MIB + 2)),
+        (0, Some(1)),
+        (size - 4, None),
+        (size - 4, Some(100)),
+        (size, None),
+    ];
+    for (offset, len) in cases {
+        let got = read_to_vec(&store, &id, offset as u64, len.map(|l| l as u64))
+            .await
+            .unwrap();
+        let end = len.map_or(size, |l| (offset + l).min(size));
+        assert!(
+            got == want[offset..end],
+            "offset {offset} len {len:?}: {} bytes",
+            got.len()
+        );
+    }
+    drop(whole);
+
+    // And the suite's own large-blob check, through multipart too.
+    testsuite::large_blob_streams_through(&store, size).await;
+    store.delete(&id).await.unwrap();
+    assert!(server.objects().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_or_drop_midway_leaves_nothing() {
+    let server = Server::start().await;
+    let store = server.store().await;
+
+    // Two full parts sent, a third being filled.
+    let writer = write_pattern(&store, 20 * MIB).await;
+    assert!(
+        !server.incomplete_uploads().is_empty(),
+        "a multipart upload is under way"
+    );
+    writer.abort().await;
+    assert!(server.objects().is_empty(), "{:?}", server.objects());
+    assert!(
+        server.incomplete_uploads().is_empty(),
+        "{:?}",
+        server.incomplete_uploads()
+    );
+
+    let writer = write_pattern(&store, 20 * MIB).await;
+    drop(writer);
+    server.await_no_incomplete_uploads().await;
+    assert!(server.objects().is_empty(), "{:?}", server.objects());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_discards_the_upload() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    for size in [100, 9 * MIB] {
+        let writer = write_pattern(&store, size).await;
+        let err = writer
+            .commit(&UploadId("../../escape".into()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BlobError::Io(ref e) if e.kind() == std::io::ErrorKind::InvalidInput),
+            "{err:?}"
+        );
+        assert!(server.objects().is_empty(), "{:?}", server.objects());
+        assert!(server.incomplete_uploads().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_built_ids_never_leave_blobs() {
+    let server = Server::start().await;
+    let store = server.store().await;
+    let victim = testsuite::put(&store, &[b"v"]).await.unwrap();
+    let sneaky = format!("../blobs/{victim}");
+    for bad in [sneaky.as_str(), "", "A1B2", "/etc/passwd", "..", "../tmp"] {
+        let id = UploadId(bad.into());
+        assert!(matches!(
+            store.read(&id, 0, None).await,
+            Err(BlobError::NotFound)
+        ));
+        assert!(!store.exists(&id).await.unwrap());
+        store.delete(&id).await.unwrap();
+    }
+    let upper = UploadId(victim.as_str().to_uppercase());
+    assert!(!store.exists(&upper).await.unwrap());
+    assert!(store.exists(&victim).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_ping() {
+    let server = Server::start().await;
+    let mut config = server.config();
+    config.secret_access_key = Some(Secret::new("wrong".into()));
+    let store = S3BlobStore::open(config).await.unwrap();
+    assert!(matches!(store.ping().await, Err(BlobError::Io(_))));
+    assert!(matches!(
+        store.exists(&UploadId::generate()).await,
+        Err(BlobError::Io(_))
+    ));
+}
+
+#[tokio::test]
+async fn config_from_url_and_redacted_debug() {
+    let config = S3Config::from_url("s3://my-bucket/some/prefix/").unwrap();
+    assert_eq!(config.bucket, "my-bucket");
+    assert_eq!(config.prefix, "some/prefix");
+    assert_eq!(config.endpoint, None);
+    assert!(!config.allow_http);
+    let config = S3Config::from_url("s3://my-bucket").unwrap();
+    assert_eq!(
+        (config.bucket.as_str(), config.prefix.as_str()),
+        ("my-bucket", "")
+    );
+    for bad in [
+        "my-bucket",
+        "https://my-bucket/x",
+        "s3://",
+        "s3:///prefix",
+        "s3://a/b//c",
+        "s3://user@host/x",
+    ] {
+        assert!(S3Config::from_url(bad).is_err(), "{bad}");
+    }
+
+    let mut config = S3Config::from_url("s3://b/p").unwrap();
+    config.access_key_id = Some("AKID".into());
+    config.secret_access_key = Some(Secret::new("hunter2-secret".into()));
+    assert!(!format!("{config:?}").contains("hunter2"));
+    config.endpoint = Some("http://127.0.0.1:1".into());
+    config.allow_http = true;
+    let store = S3BlobStore::open(config).await.unwrap();
+    let debug = format!("{store:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(debug.contains("\"b\""), "{debug}");
+
+    let mut config = S3Config::from_url("s3://b").unwrap();
+    config.endpoint = Some("http://127.0.0.1:1".into());
+    let err = S3BlobStore::open(config).await.unwrap_err();
+    assert!(err.to_string().contains("allow_http"), "{err}");
+
+    let config = S3Config {
+        prefix: "x".into(),
+        ..S3Config::default()
+    };
+    assert!(S3BlobStore::open(config).await.is_err(), "no bucket");
+}
