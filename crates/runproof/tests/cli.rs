@@ -209,6 +209,21 @@ async fn upload_as_an_actions_job_writes_outputs_and_summary() {
     );
 
     let http = reqwest::Client::new();
+    for id in &ids {
+        let record: Value = http
+            .get(format!("{}/v1/uploads/{id}", env.server.url()))
+            .bearer_auth(&env.api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            record["mode"], "session",
+            "two files go through one upload session"
+        );
+    }
     for (id, path) in ids.iter().zip([&a, &b]) {
         let bytes = http
             .get(format!("{}/v1/uploads/{id}/content", env.server.url()))
