@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod claims;
+pub mod correlation;
 pub mod digest;
 pub mod error;
 pub mod ids;
