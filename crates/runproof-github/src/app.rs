@@ -11,16 +11,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
-use runproof_core::{InstallationId, Secret};
+use runproof_core::{InstallationId, RepositoryId, RunId, Secret};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::types::{
-    AccessToken, Installation, InstallationRepositories, Repository, parse_timestamp,
+    AccessToken, ContentFile, Installation, InstallationRepositories, Repository, WorkflowRun,
+    parse_timestamp,
 };
 
 /// How long an App JWT lives (GitHub allows at most 10 minutes).
@@ -448,6 +450,132 @@ impl GithubApp {
             Err(GithubError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl GithubApp {
+    /// Calls `path` with an installation token; `None` on 404.
+    async fn get_as_installation<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        installation: InstallationId,
+    ) -> Result<Option<T>, GithubError> {
+        let token = self.installation_token(installation).await?;
+        match self
+            .rest
+            .call::<T>(
+                reqwest::Method::GET,
+                path,
+                &format!("token {}", token.expose()),
+            )
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(GithubError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /repositories/{id}/installation` with the App JWT: the installation that
+    /// covers the repository with this id, found by id (names may have moved). `None`
+    /// when the App is not installed there.
+    ///
+    /// # Errors
+    /// [`GithubError`] other than 404.
+    pub async fn repository_installation_by_id(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<Option<Installation>, GithubError> {
+        let jwt = self.app_jwt()?;
+        match self
+            .rest
+            .call::<Installation>(
+                reqwest::Method::GET,
+                &format!("/repositories/{repository_id}/installation"),
+                &format!("Bearer {}", jwt.expose()),
+            )
+            .await
+        {
+            Ok(i) => Ok(Some(i)),
+            Err(GithubError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /repositories/{id}` with an installation token. `None` on 404.
+    ///
+    /// # Errors
+    /// [`GithubError`] other than 404.
+    pub async fn repository_by_id(
+        &self,
+        repository_id: RepositoryId,
+        installation: InstallationId,
+    ) -> Result<Option<Repository>, GithubError> {
+        self.get_as_installation(&format!("/repositories/{repository_id}"), installation)
+            .await
+    }
+
+    /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}` with an installation token (its
+    /// latest attempt). `None` on 404.
+    ///
+    /// # Errors
+    /// [`GithubError`] other than 404.
+    pub async fn workflow_run(
+        &self,
+        full_name: &str,
+        run_id: RunId,
+        installation: InstallationId,
+    ) -> Result<Option<WorkflowRun>, GithubError> {
+        let path = format!("/repos/{}/actions/runs/{run_id}", repo_path(full_name)?);
+        self.get_as_installation(&path, installation).await
+    }
+
+    /// A file's text at a commit: `GET /repos/{owner}/{repo}/contents/{path}?ref={sha}`
+    /// with an installation token. `None` when there is no such file (or it is a
+    /// directory, or too large for the contents API).
+    ///
+    /// # Errors
+    /// [`GithubError::Config`] for a path or commit that must not reach a URL;
+    /// [`GithubError`] other than 404.
+    pub async fn file_at(
+        &self,
+        full_name: &str,
+        path: &str,
+        sha: &str,
+        installation: InstallationId,
+    ) -> Result<Option<String>, GithubError> {
+        if !crate::workflow::is_safe_path(path) {
+            return Err(GithubError::Config(format!("`{path}` is not a safe path")));
+        }
+        if !runproof_core::claims::is_commit_sha(sha) {
+            return Err(GithubError::Config("the ref is not a commit id".into()));
+        }
+        let url = format!("/repos/{}/contents/{path}?ref={sha}", repo_path(full_name)?);
+        let Some(file) = self
+            .get_as_installation::<serde_json::Value>(&url, installation)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // A directory answers with a JSON array.
+        let Ok(file) = serde_json::from_value::<ContentFile>(file) else {
+            return Ok(None);
+        };
+        if file.kind != "file" || file.encoding.as_deref() != Some("base64") {
+            return Ok(None);
+        }
+        let packed: String = file
+            .content
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(packed)
+            .map_err(|e| GithubError::Unexpected(format!("content is not base64: {e}")))?;
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| GithubError::Unexpected("the file is not UTF-8".into()))
     }
 }
 

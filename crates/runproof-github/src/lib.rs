@@ -18,6 +18,7 @@ mod fetch;
 mod jwks;
 pub mod types;
 mod url_rules;
+pub mod workflow;
 
 pub use app::{GithubApp, GithubError, RestClient, installation_repositories};
 pub use fetch::{FetchError, HttpFetcher};

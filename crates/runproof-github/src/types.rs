@@ -158,6 +158,18 @@ pub struct WorkflowRun {
     pub repository: Option<RepositoryIdRef>,
 }
 
+/// `GET /repos/{owner}/{repo}/contents/{path}` for a file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ContentFile {
+    /// `file`, `dir`, `symlink` or `submodule`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `base64`, or `none` for files over 1 MB.
+    pub encoding: Option<String>,
+    /// The content, base64 with line breaks.
+    pub content: Option<String>,
+}
+
 /// The `workflow_run` event.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct WorkflowRunEvent {

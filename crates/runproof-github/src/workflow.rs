@@ -1,0 +1,535 @@
+//! Workflow files, for the webhook mode's workflow check: does a workflow use an action?
+//!
+//! A workflow is YAML. Its `jobs` map job ids to jobs; a job either runs `steps`, each of
+//! which may `uses: owner/name@ref` (or `owner/name/path@ref`), or calls a reusable
+//! workflow with a job-level `uses:`. A reusable workflow in the same repository
+//! (`uses: ./.github/workflows/x.yml`) runs at the same commit, so the check follows it
+//! ([`check_workflow`], bounded depth); one in another repository is not followed.
+//!
+//! Parsing is pure and bounded: the text is capped at [`MAX_WORKFLOW_BYTES`], the YAML is
+//! read event by event (no recursion in our code) into at most [`MAX_NODES`] nodes,
+//! anchors and aliases included (GitHub Actions accepts anchors), so an alias bomb ends
+//! in an error, not in memory exhaustion.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+use yaml_rust2::parser::{Event, Parser};
+
+/// The largest workflow file read, in bytes.
+pub const MAX_WORKFLOW_BYTES: usize = 512 * 1024;
+/// The most YAML nodes one workflow may expand to (aliases count again each time).
+pub const MAX_NODES: usize = 100_000;
+/// How deep reusable workflows in the same repository are followed (the workflow itself
+/// is depth 0). GitHub allows four levels of nesting.
+pub const MAX_REUSE_DEPTH: usize = 4;
+
+/// Why a workflow file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowError {
+    /// Over [`MAX_WORKFLOW_BYTES`].
+    #[error("the workflow file is larger than {MAX_WORKFLOW_BYTES} bytes")]
+    TooLarge,
+    /// Not YAML.
+    #[error("the workflow file is not valid YAML: {0}")]
+    Yaml(String),
+    /// Expands to more than [`MAX_NODES`] nodes.
+    #[error("the workflow file expands to more than {MAX_NODES} nodes")]
+    TooComplex,
+    /// No `jobs` mapping.
+    #[error("the workflow file has no jobs")]
+    NoJobs,
+}
+
+/// A parsed YAML node, as far as the check needs it (tags and styles dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Scalar(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    fn size(&self) -> usize {
+        match self {
+            Node::Scalar(_) => 1,
+            Node::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
+            Node::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.size() + v.size())
+                    .sum::<usize>()
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Map(entries) => entries.iter().find_map(|(k, v)| match k {
+                Node::Scalar(s) if s == key => Some(v),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A container being built: its anchor id and what it holds so far.
+enum Open {
+    Seq(usize, Vec<Node>),
+    Map(usize, Vec<(Node, Node)>, Option<Node>),
+}
+
+/// Reads the first YAML document of `text` into a [`Node`] tree, iteratively and within
+/// [`MAX_NODES`].
+fn parse_yaml(text: &str) -> Result<Option<Node>, WorkflowError> {
+    if text.len() > MAX_WORKFLOW_BYTES {
+        return Err(WorkflowError::TooLarge);
+    }
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Open> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut nodes = 0usize;
+    loop {
+        let (event, _) = parser
+            .next_token()
+            .map_err(|e| WorkflowError::Yaml(e.to_string()))?;
+        let (node, anchor) = match event {
+            Event::StreamEnd => return Ok(None),
+            Event::Scalar(value, _, anchor, _) => (Node::Scalar(value), anchor),
+            Event::Alias(id) => {
+                let node = anchors
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or(Node::Scalar(String::new()));
+                nodes = nodes.saturating_add(node.size());
+                (node, 0)
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Open::Seq(anchor, Vec::new()));
+                continue;
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Open::Map(anchor, Vec::new(), None));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Open::Seq(anchor, items)) => (Node::Seq(items), anchor),
+                Some(Open::Map(anchor, entries, _)) => (Node::Map(entries), anchor),
+                None => return Err(WorkflowError::Yaml("unbalanced document".into())),
+            },
+            _ => continue,
+        };
+        nodes = nodes.saturating_add(1);
+        if nodes > MAX_NODES {
+            return Err(WorkflowError::TooComplex);
+        }
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => return Ok(Some(node)),
+            Some(Open::Seq(_, items)) => items.push(node),
+            Some(Open::Map(_, entries, key)) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+}
+
+/// What a workflow file uses, as far as the check cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkflowUses {
+    /// Actions used by steps, as `owner/name` in lower case (paths and refs removed).
+    pub actions: Vec<String>,
+    /// Reusable workflows of the same repository called by jobs (`./path` → `path`).
+    pub local_workflows: Vec<String>,
+    /// Reusable workflows of other repositories called by jobs (`owner/name/path@ref`),
+    /// which the check does not follow.
+    pub remote_workflows: Vec<String>,
+}
+
+/// Parses a workflow file and lists what its jobs use.
+///
+/// # Errors
+/// [`WorkflowError`] when the text is too large, not YAML, too complex, or has no
+/// `jobs` mapping.
+pub fn parse_workflow(text: &str) -> Result<WorkflowUses, WorkflowError> {
+    let root = parse_yaml(text)?.ok_or(WorkflowError::NoJobs)?;
+    let Some(Node::Map(jobs)) = root.get("jobs") else {
+        return Err(WorkflowError::NoJobs);
+    };
+    let mut uses = WorkflowUses::default();
+    for (_, job) in jobs {
+        if let Some(called) = job.get("uses").and_then(Node::as_str) {
+            if let Some(path) = local_workflow_path(called) {
+                uses.local_workflows.push(path);
+            } else {
+                uses.remote_workflows.push(called.to_owned());
+            }
+        }
+        if let Some(Node::Seq(steps)) = job.get("steps") {
+            for step in steps {
+                if let Some(action) = step.get("uses").and_then(Node::as_str).and_then(action_of) {
+                    uses.actions.push(action);
+                }
+            }
+        }
+    }
+    Ok(uses)
+}
+
+/// The `owner/name` (lower case) of a step's `uses: owner/name[/path]@ref`; `None` for
+/// local actions (`./…`), Docker images (`docker://…`) and anything else.
+#[must_use]
+pub fn action_of(uses: &str) -> Option<String> {
+    let (target, git_ref) = uses.trim().split_once('@')?;
+    if git_ref.is_empty() {
+        return None;
+    }
+    let mut parts = target.split('/');
+    let (owner, name) = (parts.next()?, parts.next()?);
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    (ok(owner) && ok(name)).then(|| format!("{owner}/{name}").to_ascii_lowercase())
+}
+
+/// The path of a reusable workflow in the same repository (`uses: ./.github/workflows/x.yml`),
+/// if `uses` names one: under `.github/workflows/`, no `..`, a `.yml` or `.yaml` file.
+#[must_use]
+pub fn local_workflow_path(uses: &str) -> Option<String> {
+    let path = uses.trim().strip_prefix("./")?;
+    let ok = path.starts_with(".github/workflows/")
+        && (path.ends_with(".yml") || path.ends_with(".yaml"))
+        && path.split('/').all(|seg| !seg.is_empty() && seg != "..")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+    ok.then(|| path.to_owned())
+}
+
+/// Whether a workflow path may be put in a contents-API URL: relative, plain characters,
+/// no `..` segment.
+#[must_use]
+pub fn is_safe_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 512
+        && !path.starts_with('/')
+        && path.split('/').all(|seg| !seg.is_empty() && seg != "..")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+}
+
+/// The outcome of the workflow check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowCheck {
+    /// Some job uses the action, directly or through a local reusable workflow.
+    Uses,
+    /// No job does; the string says what was looked at.
+    NotUsed(String),
+    /// A workflow file is missing or unreadable at that commit (a definite answer).
+    Unreadable(String),
+}
+
+/// Checks whether the workflow at `path` uses `action` (`owner/name`), following
+/// reusable workflows of the same repository up to [`MAX_REUSE_DEPTH`].
+///
+/// `fetch(path)` returns the file's text at the run's commit, `Ok(None)` when it does not
+/// exist there, or an error (GitHub unavailable), which is returned as is: the caller
+/// must not decide on it.
+///
+/// # Errors
+/// The first error of `fetch`.
+pub async fn check_workflow<E, F, Fut>(
+    path: &str,
+    action: &str,
+    mut fetch: F,
+) -> Result<WorkflowCheck, E>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<Option<String>, E>>,
+{
+    let action = action.to_ascii_lowercase();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut queue: Vec<(String, usize)> = vec![(path.to_owned(), 0)];
+    let mut skipped_remote = Vec::new();
+    while let Some((path, depth)) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        if !is_safe_path(&path) {
+            return Ok(WorkflowCheck::Unreadable(format!(
+                "`{path}` is not a workflow path runproof fetches"
+            )));
+        }
+        let Some(text) = fetch(path.clone()).await? else {
+            return Ok(WorkflowCheck::Unreadable(format!(
+                "{path} does not exist at that commit"
+            )));
+        };
+        let uses = match parse_workflow(&text) {
+            Ok(uses) => uses,
+            Err(e) => return Ok(WorkflowCheck::Unreadable(format!("{path}: {e}"))),
+        };
+        if uses.actions.iter().any(|a| *a == action) {
+            return Ok(WorkflowCheck::Uses);
+        }
+        skipped_remote.extend(uses.remote_workflows);
+        if depth < MAX_REUSE_DEPTH {
+            queue.extend(uses.local_workflows.into_iter().map(|p| (p, depth + 1)));
+        }
+    }
+    let mut what = if seen.len() == 1 {
+        format!("no step uses {action}")
+    } else {
+        format!("no step of the {} workflow files uses {action}", seen.len())
+    };
+    if !skipped_remote.is_empty() {
+        what.push_str(&format!(
+            " (reusable workflows of other repositories are not followed: {})",
+            skipped_remote.join(", ")
+        ));
+    }
+    Ok(WorkflowCheck::NotUsed(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIRECT: &str = r"
+name: analyse
+on: [push]
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: make
+      - uses: Runproof/Upload-Action@v1
+        with:
+          files: results.json
+";
+
+    #[test]
+    fn step_actions_are_found_case_insensitively() {
+        let uses = parse_workflow(DIRECT).unwrap();
+        assert_eq!(uses.actions, ["actions/checkout", "runproof/upload-action"]);
+        assert!(uses.local_workflows.is_empty());
+    }
+
+    #[test]
+    fn action_references() {
+        for (uses, want) in [
+            ("actions/checkout@v4", Some("actions/checkout")),
+            ("github/codeql-action/init@v3", Some("github/codeql-action")),
+            ("o/n@0123456789abcdef0123456789abcdef01234567", Some("o/n")),
+            ("./local-action", None),
+            ("docker://alpine:3", None),
+            ("o/n", None),
+            ("o/n@", None),
+            ("../x@v1", None),
+            ("o@v1", None),
+        ] {
+            assert_eq!(action_of(uses).as_deref(), want, "{uses}");
+        }
+        assert_eq!(
+            local_workflow_path("./.github/workflows/reuse.yml").as_deref(),
+            Some(".github/workflows/reuse.yml")
+        );
+        for bad in [
+            "./.github/workflows/../../secret.yml",
+            "./elsewhere/x.yml",
+            "./.github/workflows/x.txt",
+            "o/r/.github/workflows/x.yml@main",
+        ] {
+            assert_eq!(local_workflow_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reusable_workflows_are_listed() {
+        let text = r"
+on: push
+jobs:
+  call-local:
+    uses: ./.github/workflows/reuse.yml
+  call-remote:
+    uses: octo-org/shared/.github/workflows/ci.yml@v1
+";
+        let uses = parse_workflow(text).unwrap();
+        assert_eq!(uses.local_workflows, [".github/workflows/reuse.yml"]);
+        assert_eq!(
+            uses.remote_workflows,
+            ["octo-org/shared/.github/workflows/ci.yml@v1"]
+        );
+    }
+
+    #[test]
+    fn anchors_are_followed() {
+        let text = r"
+on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps: &steps
+      - uses: runproof/upload-action@v1
+  b:
+    runs-on: ubuntu-latest
+    steps: *steps
+";
+        let uses = parse_workflow(text).unwrap();
+        assert_eq!(uses.actions.len(), 2);
+    }
+
+    #[test]
+    fn hostile_files_end_in_errors() {
+        assert!(matches!(
+            parse_workflow("jobs: [1, 2"),
+            Err(WorkflowError::Yaml(_))
+        ));
+        assert_eq!(parse_workflow("name: x\n"), Err(WorkflowError::NoJobs));
+        assert_eq!(parse_workflow(""), Err(WorkflowError::NoJobs));
+        assert_eq!(
+            parse_workflow(&"#".repeat(MAX_WORKFLOW_BYTES + 1)),
+            Err(WorkflowError::TooLarge)
+        );
+        // A billion-laughs document: each level doubles the previous one.
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..20 {
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+                p = if i == 1 { String::new() } else { (i - 1).to_string() }
+            ));
+        }
+        bomb.push_str("jobs: {}\n");
+        assert_eq!(parse_workflow(&bomb), Err(WorkflowError::TooComplex));
+        // Deep nesting is handled without recursion.
+        let deep = format!("jobs: {}{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse_workflow(&deep).is_err());
+    }
+
+    fn files(entries: &[(&str, &str)]) -> HashMap<String, String> {
+        entries
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+            .collect()
+    }
+
+    async fn run(files: &HashMap<String, String>, path: &str) -> WorkflowCheck {
+        check_workflow(path, "runproof/upload-action", |p| {
+            let found = files.get(&p).cloned();
+            async move { Ok::<_, ()>(found) }
+        })
+        .await
+        .unwrap()
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn rule_workflow_check_present_absent_and_through_reusable_workflows() {
+        let reuse = "on: workflow_call\njobs:\n  up:\n    runs-on: x\n    steps:\n      - uses: runproof/upload-action@v1\n";
+        let caller = "on: push\njobs:\n  call:\n    uses: ./.github/workflows/reuse.yml\n";
+        let absent = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n";
+        let loop_a = "on: push\njobs:\n  c:\n    uses: ./.github/workflows/b.yml\n";
+        let loop_b = "on: workflow_call\njobs:\n  c:\n    uses: ./.github/workflows/a.yml\n";
+        let f = files(&[
+            (".github/workflows/direct.yml", DIRECT),
+            (".github/workflows/caller.yml", caller),
+            (".github/workflows/reuse.yml", reuse),
+            (".github/workflows/absent.yml", absent),
+            (".github/workflows/a.yml", loop_a),
+            (".github/workflows/b.yml", loop_b),
+        ]);
+        block_on(async {
+            assert_eq!(
+                run(&f, ".github/workflows/direct.yml").await,
+                WorkflowCheck::Uses
+            );
+            assert_eq!(
+                run(&f, ".github/workflows/caller.yml").await,
+                WorkflowCheck::Uses
+            );
+            assert!(matches!(
+                run(&f, ".github/workflows/absent.yml").await,
+                WorkflowCheck::NotUsed(_)
+            ));
+            assert!(
+                matches!(
+                    run(&f, ".github/workflows/a.yml").await,
+                    WorkflowCheck::NotUsed(_)
+                ),
+                "cycles end"
+            );
+            assert!(matches!(
+                run(&f, ".github/workflows/missing.yml").await,
+                WorkflowCheck::Unreadable(_)
+            ));
+            assert!(matches!(
+                run(&f, "../etc/passwd").await,
+                WorkflowCheck::Unreadable(_)
+            ));
+        });
+    }
+
+    #[test]
+    fn reuse_depth_is_bounded() {
+        let mut entries = Vec::new();
+        for i in 0..10 {
+            entries.push((
+                format!(".github/workflows/w{i}.yml"),
+                format!(
+                    "on: workflow_call\njobs:\n  j:\n    uses: ./.github/workflows/w{}.yml\n",
+                    i + 1
+                ),
+            ));
+        }
+        entries.push((
+            ".github/workflows/w10.yml".into(),
+            "on: workflow_call\njobs:\n  j:\n    runs-on: x\n    steps:\n      - uses: runproof/upload-action@v1\n".into(),
+        ));
+        let f: HashMap<String, String> = entries.into_iter().collect();
+        block_on(async {
+            assert!(matches!(
+                run(&f, ".github/workflows/w0.yml").await,
+                WorkflowCheck::NotUsed(_)
+            ));
+            assert_eq!(
+                run(&f, ".github/workflows/w7.yml").await,
+                WorkflowCheck::Uses
+            );
+        });
+    }
+
+    #[test]
+    fn fetch_errors_are_not_decisions() {
+        block_on(async {
+            let r = check_workflow(".github/workflows/x.yml", "o/n", |_| async {
+                Err::<Option<String>, _>("down")
+            })
+            .await;
+            assert_eq!(r, Err("down"));
+        });
+    }
+}
