@@ -90,10 +90,10 @@ pub(crate) enum Grant {
 }
 
 /// A repository as a token sees it.
-struct Visible {
-    id: u64,
-    full_name: String,
-    owner_id: u64,
+pub(crate) struct Visible {
+    pub(crate) id: u64,
+    pub(crate) full_name: String,
+    pub(crate) owner_id: u64,
 }
 
 /// Mutable REST state, behind [`Shared`]'s API mutex.
@@ -108,12 +108,16 @@ pub(crate) struct ApiState {
     pub(crate) access_tokens_issued: u64,
     pub(crate) outage: bool,
     pub(crate) rate_limited: Option<u64>,
+    /// Workflow runs by (lower-case `owner/name`, run id): GitHub's run objects.
+    pub(crate) runs: HashMap<(String, u64), Value>,
+    /// File contents by (lower-case `owner/name`, path, commit).
+    pub(crate) files: HashMap<(String, String, String), String>,
 }
 
 /// Per-request context.
-struct Ctx {
-    api_url: String,
-    now: i64,
+pub(crate) struct Ctx {
+    pub(crate) api_url: String,
+    pub(crate) now: i64,
 }
 
 /// Why an App JWT was refused: the message GitHub would send, and a precise reason
@@ -141,6 +145,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
         .route("/installation/repositories", get(installation_repositories))
         .route("/repos/{owner}/{repo}", get(repository))
+        .merge(crate::actions_api::routes())
 }
 
 /// A fresh `ghs_` token: 36 random alphanumerics, like GitHub's installation tokens.
@@ -163,7 +168,7 @@ pub(crate) fn new_token() -> String {
     format!("ghs_{token}")
 }
 
-fn github_error(status: StatusCode, message: &str, docs: &str) -> Response {
+pub(crate) fn github_error(status: StatusCode, message: &str, docs: &str) -> Response {
     (
         status,
         axum::Json(json!({
@@ -176,7 +181,7 @@ fn github_error(status: StatusCode, message: &str, docs: &str) -> Response {
 }
 
 /// An error answer, small enough to travel in `Result`s.
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     message: &'static str,
     docs: &'static str,
@@ -208,7 +213,7 @@ fn insert_header(headers: &mut HeaderMap, name: &'static str, value: impl ToStri
 
 /// Counts the request, applies the outage and rate-limit switches, runs `handler`
 /// under the API lock and adds GitHub's rate-limit headers to what it returns.
-fn api_route(
+pub(crate) fn api_route(
     shared: &Shared,
     route: &str,
     handler: impl FnOnce(&mut ApiState, &Ctx) -> Response,
@@ -364,7 +369,11 @@ pub(crate) fn verify_app_jwt(
 
 impl ApiState {
     /// Checks the App JWT of a request, recording the outcome.
-    fn authenticate_app(&mut self, headers: &HeaderMap, now: i64) -> Result<u64, Refusal> {
+    pub(crate) fn authenticate_app(
+        &mut self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<u64, Refusal> {
         match verify_app_jwt(&self.apps, credential(headers, &["bearer"]), now) {
             Ok(app_id) => {
                 self.app_jwt_uses = self.app_jwt_uses.saturating_add(1);
@@ -383,7 +392,11 @@ impl ApiState {
     }
 
     /// The repositories an installation or run token sees, in order.
-    fn authenticate_token(&self, headers: &HeaderMap, now: i64) -> Result<Vec<Visible>, Refusal> {
+    pub(crate) fn authenticate_token(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Vec<Visible>, Refusal> {
         let Some(token) = credential(headers, &["token", "bearer"]) else {
             return Err(refusal(
                 StatusCode::UNAUTHORIZED,

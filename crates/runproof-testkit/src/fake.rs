@@ -71,6 +71,10 @@ const CLAIMS_SUPPORTED: &[&str] = &[
 /// | `POST /app/installations/{id}/access_tokens` | App JWT | `access_tokens` |
 /// | `GET /installation/repositories` | installation token or `GITHUB_TOKEN` | `installation_repositories` |
 /// | `GET /repos/{owner}/{repo}` | installation token or `GITHUB_TOKEN` | `repository` |
+/// | `GET /repositories/{id}` | installation token or `GITHUB_TOKEN` | `repository_by_id` |
+/// | `GET /repositories/{id}/installation` | App JWT | `repository_installation_by_id` |
+/// | `GET /repos/{owner}/{repo}/actions/runs/{run_id}` | installation token | `workflow_run` |
+/// | `GET /repos/{owner}/{repo}/contents/{path}?ref=` | installation token | `contents` |
 ///
 /// App JWTs (`Authorization: Bearer`) are really checked: RS256 only, signature by the
 /// key of the App that `iss` names (registered with [`FakeGithub::register_app`]; number
@@ -447,7 +451,8 @@ impl FakeGithub {
 
     /// How many requests a REST route received, whatever the answer (outage and rate
     /// limited ones included). Keys: `repo_installation`, `access_tokens`,
-    /// `installation_repositories`, `repository`; anything else counts 0.
+    /// `installation_repositories`, `repository`, `repository_by_id`,
+    /// `repository_installation_by_id`, `workflow_run`, `contents`; anything else counts 0.
     pub fn api_requests(&self, route: &str) -> u64 {
         self.shared()
             .api()
@@ -468,6 +473,49 @@ impl FakeGithub {
     /// limit message; `None` lifts the limit. An outage wins over the limit.
     pub fn set_rate_limited(&self, retry_after_secs: Option<u64>) {
         self.shared().api().rate_limited = retry_after_secs;
+    }
+
+    // ----- Workflow runs and files (webhook mode) -----
+
+    /// Serves `run` at `GET /repos/{owner}/{repo}/actions/runs/{run_id}` as a run object
+    /// shaped like GitHub's (the `workflow_run` of [`crate::workflow_run_payload`]:
+    /// `id`, `run_attempt`, `head_sha`, `event`, `status`, `conclusion`, `path`,
+    /// `updated_at` now, `repository` and `head_repository` with the run's repository id).
+    /// Replaces a run with the same repository and id.
+    pub fn add_workflow_run(&self, run: &RunSpec, status: &str, conclusion: Option<&str>) {
+        let object = crate::webhook::workflow_run_object(run, status, conclusion);
+        self.put_workflow_run(&run.repository, object);
+    }
+
+    /// Serves `object` as is as the run `object["id"]` of repository `full_name` (for runs
+    /// edited by a test: a fork's `head_repository`, an old `updated_at`, another attempt).
+    pub fn put_workflow_run(&self, full_name: &str, object: Value) {
+        let id = object.get("id").and_then(Value::as_u64).unwrap_or(0);
+        self.shared()
+            .api()
+            .runs
+            .insert((full_name.to_ascii_lowercase(), id), object);
+    }
+
+    /// Stops serving a run.
+    pub fn remove_workflow_run(&self, full_name: &str, run_id: u64) {
+        self.shared()
+            .api()
+            .runs
+            .remove(&(full_name.to_ascii_lowercase(), run_id));
+    }
+
+    /// Serves `content` at `GET /repos/{owner}/{repo}/contents/{path}?ref={git_ref}` for
+    /// repository `full_name`, base64-encoded as GitHub does.
+    pub fn set_file(&self, full_name: &str, path: &str, git_ref: &str, content: &str) {
+        self.shared().api().files.insert(
+            (
+                full_name.to_ascii_lowercase(),
+                path.to_owned(),
+                git_ref.to_owned(),
+            ),
+            content.to_owned(),
+        );
     }
 }
 

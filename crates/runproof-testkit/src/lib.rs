@@ -22,6 +22,7 @@
 //! security boundary.
 #![forbid(unsafe_code)]
 
+mod actions_api;
 mod api;
 mod app;
 mod error;
@@ -38,5 +39,5 @@ pub use key::{TestKey, jwks_json};
 pub use run::RunSpec;
 pub use webhook::{
     WebhookSender, installation_payload, installation_repositories_payload, sign_webhook,
-    workflow_run_payload,
+    workflow_run_object, workflow_run_payload,
 };

@@ -362,6 +362,15 @@ pub fn workflow_run_payload(
     payload
 }
 
+/// The `workflow_run` object of [`workflow_run_payload`] alone: what
+/// `GET /repos/{owner}/{repo}/actions/runs/{run_id}` returns.
+pub fn workflow_run_object(run: &RunSpec, status: &str, conclusion: Option<&str>) -> Value {
+    workflow_run_payload("requested", run, None, status, conclusion)
+        .get("workflow_run")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
