@@ -197,6 +197,13 @@ pub trait Store: Send + Sync + 'static {
         run_attempt: u32,
     ) -> Result<Option<WorkflowRunRecord>, StoreError>;
 
+    /// Forgets workflow runs last described by a webhook received before `before` (the
+    /// webhook mode keeps recent runs only). Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn purge_workflow_runs(&self, before: UnixTime) -> Result<u64, StoreError>;
+
     /// Forgets delivery ids received before `before` (so a redelivery after that is
     /// applied again). Returns how many.
     ///

@@ -877,6 +877,15 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
+    async fn purge_workflow_runs(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM workflow_runs WHERE received_at < $1")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn pending_uploads_for_run(
         &self,
         repository_id: RepositoryId,

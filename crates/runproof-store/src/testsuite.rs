@@ -218,6 +218,7 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     installation_for_account_is_the_latest(&*store).await;
     workflow_run_keeps_the_latest_and_never_regresses(&*store).await;
     purge_forgets_old_deliveries(&*store).await;
+    purge_forgets_old_workflow_runs(&*store).await;
     session_grants_up_to_max_uploads(&*store).await;
     session_bytes_shrink_then_exhaust(&*store).await;
     session_expires(&*store).await;
@@ -934,6 +935,32 @@ pub async fn purge_forgets_old_deliveries(store: &dyn Store) {
     assert!(store.apply_webhook(&old, &[]).await.unwrap());
     assert!(!store.apply_webhook(&edge, &[]).await.unwrap());
     assert!(!store.apply_webhook(&live, &[]).await.unwrap());
+}
+
+/// Purging forgets workflow runs last received before the cutoff and keeps the rest,
+/// including one received exactly at the cutoff.
+pub async fn purge_forgets_old_workflow_runs(store: &dyn Store) {
+    // Far in the past, so that other tests' runs are never purged.
+    let cutoff = 3_000;
+    let repo = unique_repository_id();
+    let runs: Vec<WorkflowRunRecord> = [cutoff - 2, cutoff - 1, cutoff]
+        .into_iter()
+        .map(|t| workflow_run(repo, RunId(unique_u64()), t - 1))
+        .collect();
+    for run in &runs {
+        apply(
+            store,
+            run.received_at.0,
+            vec![WebhookEffect::UpsertWorkflowRun(run.clone())],
+        )
+        .await;
+    }
+    let purged = store.purge_workflow_runs(UnixTime(cutoff)).await.unwrap();
+    assert!(purged >= 2, "purged {purged}");
+    let get = |r: &WorkflowRunRecord| store.get_workflow_run(repo, r.run_id, 1);
+    assert_eq!(get(&runs[0]).await.unwrap(), None);
+    assert_eq!(get(&runs[1]).await.unwrap(), None);
+    assert!(get(&runs[2]).await.unwrap().is_some());
 }
 
 /// A session grants exactly `max_uploads` uploads, each with its identity; then it is
