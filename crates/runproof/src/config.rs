@@ -45,10 +45,16 @@ pub struct Config {
     /// Where the SQLite database and blobs live by default.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// `sqlite://…`; defaults to `<data_dir>/runproof.db`.
+    /// `sqlite://…`, `postgres://…` or `postgresql://…`; defaults to
+    /// `<data_dir>/runproof.db`.
     pub database_url: Option<String>,
-    /// `file://…`; defaults to `<data_dir>`.
+    /// `file://…` or `s3://bucket/prefix`; defaults to `<data_dir>`.
     pub blob_store: Option<String>,
+    /// Pool size, timeouts and schema of the database.
+    #[serde(default)]
+    pub database: crate::storage::DatabaseSection,
+    /// How to reach the S3-compatible store of `blob_store = "s3://…"`.
+    pub s3: Option<crate::storage::S3Section>,
     /// The largest upload accepted, in bytes.
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: u64,
@@ -279,10 +285,8 @@ pub struct Resolved {
     pub oidc: OidcConfig,
     /// All API keys (inline and from the file).
     pub api_keys: Vec<Secret>,
-    /// The database URL.
-    pub database_url: String,
-    /// The blob root directory.
-    pub blob_root: PathBuf,
+    /// The database and the blob store.
+    pub storage: crate::storage::Storage,
     /// GitHub's REST API.
     pub api_url: String,
     /// The App's id and private key, when installation binding is on.
@@ -414,21 +418,13 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     if api_keys.iter().any(|k| k.expose().len() < 16) {
         bail!("`api_keys`: every API key must be at least 16 characters");
     }
-    let database_url = match &config.database_url {
-        Some(url) if url.starts_with("sqlite:") => url.clone(),
-        Some(other) => bail!(
-            "`database_url`: only sqlite:// URLs are supported by this version (got scheme `{}`)",
-            other.split(':').next().unwrap_or_default()
-        ),
-        None => format!("sqlite://{}", config.data_dir.join("runproof.db").display()),
-    };
-    let blob_root = match &config.blob_store {
-        Some(url) => match url.strip_prefix("file://") {
-            Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => bail!("`blob_store`: only file:// URLs are supported by this version"),
-        },
-        None => config.data_dir.clone(),
-    };
+    let storage = crate::storage::resolve(
+        &config.data_dir,
+        config.database_url.as_deref(),
+        config.blob_store.as_deref(),
+        &config.database,
+        config.s3.as_ref(),
+    )?;
     Ok(Resolved {
         delivery,
         api_url,
@@ -438,8 +434,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         audience,
         oidc,
         api_keys,
-        database_url,
-        blob_root,
+        storage,
         config,
     })
 }
@@ -550,7 +545,12 @@ mod tests {
         assert_eq!(r.oidc.leeway_seconds, 60);
         assert!(r.oidc.replay_protection);
         assert_eq!(r.config.policy, Policy::default());
-        assert!(r.database_url.ends_with("runproof-data/runproof.db"));
+        assert!(
+            r.storage
+                .database
+                .url()
+                .ends_with("runproof-data/runproof.db")
+        );
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod serve;
+pub mod storage;
 pub mod verify_token;

@@ -10,7 +10,6 @@ use runproof_github::{GithubApp, IssuerConfig, KeyCache, KeyCacheConfig, RestCli
 use runproof_server::{
     AppState, Binding, ServerConfig, SessionConfig, SystemClock, metrics_handle,
 };
-use runproof_store::{LocalBlobStore, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -19,27 +18,18 @@ use crate::config::Resolved;
 /// Builds the shared state: stores opened and migrated, key cache ready.
 ///
 /// # Errors
-/// When the database or blob directory cannot be opened, or an issuer URL is refused.
+/// When the database or blob storage cannot be opened (within bounded time: see
+/// [`crate::storage`]), or an issuer URL is refused.
 pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
     let config = &resolved.config;
-    if let Some(dir) = resolved.database_url.strip_prefix("sqlite://")
-        && let Some(parent) = std::path::Path::new(dir).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let store = SqliteStore::open(&resolved.database_url)
-        .await
-        .with_context(|| format!("cannot open the database {}", resolved.database_url))?;
-    let blobs = LocalBlobStore::open(&resolved.blob_root)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open blob storage at {}",
-                resolved.blob_root.display()
-            )
-        })?;
+    let store = crate::storage::open_database(&resolved.storage.database).await?;
+    let blobs = crate::storage::open_blobs(&resolved.storage.blobs).await?;
+    tracing::info!(
+        database = %resolved.storage.database.display_url(),
+        schema = resolved.storage.database.schema.as_deref().unwrap_or("(default)"),
+        blobs = %resolved.storage.blobs.display(),
+        "storage ready"
+    );
     let issuers: Vec<IssuerConfig> = resolved
         .oidc
         .issuers
@@ -82,8 +72,8 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
     Ok(Arc::new(AppState {
         verifier,
         keys: Arc::new(keys),
-        store: Arc::new(store),
-        blobs: Arc::new(blobs),
+        store,
+        blobs,
         config: ServerConfig {
             max_upload_bytes: config.max_upload_bytes,
             api_keys: resolved.api_keys.clone(),

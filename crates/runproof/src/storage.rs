@@ -1,0 +1,533 @@
+//! Where `runproof serve` keeps its state: the database (`database_url`, `[database]`)
+//! and the blob store (`blob_store`, `[s3]`).
+//!
+//! - `database_url = "sqlite://PATH"` (the default, `<data_dir>/runproof.db`) or
+//!   `"postgres://…"` / `"postgresql://…"`. `[database]` sizes the pool and bounds
+//!   statements; `[database] schema` puts the tables in a schema of their own (created
+//!   when missing), e.g. one per deployment sharing a database.
+//! - `blob_store = "file://DIR"` (the default, `<data_dir>`) or `"s3://bucket/prefix"`.
+//!   `[s3]` names the endpoint, region and credentials; whatever it leaves out comes from
+//!   the usual `AWS_*` variables (and, for credentials, the usual AWS providers).
+//!
+//! The database URL may hold a password: it is kept as a [`Secret`] and only ever shown
+//! without its user information, query and fragment.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use runproof_core::Secret;
+use runproof_store::{
+    BlobStore, LocalBlobStore, PoolSettings, PostgresOptions, PostgresStore, S3BlobStore, S3Config,
+    Store, open_store,
+};
+use serde::Deserialize;
+
+/// `[database]`: pool and statement limits. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// Most connections each replica opens (SQLite default 8, PostgreSQL default 16).
+    pub max_connections: Option<u32>,
+    /// PostgreSQL: the longest a statement may run before the server cancels it
+    /// (default 10; 0 disables the limit). Migrations are not limited.
+    pub statement_timeout_seconds: Option<u64>,
+    /// PostgreSQL: the longest to wait for a connection, at startup too (default 5).
+    pub connect_timeout_seconds: Option<u64>,
+    /// PostgreSQL: the schema holding runproof's tables, created when missing; the
+    /// server's default `search_path` (usually `public`) when absent. `[a-z0-9_]`, 1 to
+    /// 63 characters.
+    pub schema: Option<String>,
+}
+
+/// `[s3]`: how to reach the store `blob_store = "s3://…"` names. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Section {
+    /// The endpoint, for stores other than AWS (`https://minio.internal:9000`);
+    /// `AWS_ENDPOINT_URL` otherwise.
+    pub endpoint: Option<String>,
+    /// The region; `AWS_REGION` / `AWS_DEFAULT_REGION` otherwise (then `us-east-1`).
+    pub region: Option<String>,
+    /// The access key id; `AWS_ACCESS_KEY_ID` otherwise.
+    pub access_key_id: Option<String>,
+    /// The secret access key; `AWS_SECRET_ACCESS_KEY` otherwise.
+    pub secret_access_key: Option<Secret>,
+    /// A file holding the secret access key (its first line).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Allows a plain `http://` endpoint (loopback test servers).
+    pub allow_http: bool,
+}
+
+/// The database backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:…`.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`.
+    Postgres,
+}
+
+/// Where the database is and how to use it.
+pub struct Database {
+    /// The backend.
+    pub backend: Backend,
+    url: Secret,
+    /// Pool size and statement timeout.
+    pub pool: PoolSettings,
+    /// How long to wait for a connection (PostgreSQL).
+    pub connect_timeout: Duration,
+    /// The schema (PostgreSQL).
+    pub schema: Option<String>,
+}
+
+impl Database {
+    /// The URL, with its credentials: pass it to the store only.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        self.url.expose()
+    }
+
+    /// The URL as it may be shown: no user, password, query or fragment.
+    #[must_use]
+    pub fn display_url(&self) -> String {
+        redact_url(self.url.expose())
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .field("url", &self.display_url())
+            .field("pool", &self.pool)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+/// Where blobs live.
+#[derive(Debug, Clone)]
+pub enum BlobLocation {
+    /// A local directory (`file://…` or `data_dir`).
+    Local(PathBuf),
+    /// An S3-compatible bucket (`s3://bucket/prefix`). `Debug` hides the secret key.
+    S3(S3Config),
+}
+
+impl BlobLocation {
+    /// `file://DIR` or `s3://bucket/prefix`.
+    #[must_use]
+    pub fn display(&self) -> String {
+        match self {
+            Self::Local(dir) => format!("file://{}", dir.display()),
+            Self::S3(c) if c.prefix.is_empty() => format!("s3://{}", c.bucket),
+            Self::S3(c) => format!("s3://{}/{}", c.bucket, c.prefix),
+        }
+    }
+}
+
+/// The resolved storage of a server.
+#[derive(Debug)]
+pub struct Storage {
+    /// The database.
+    pub database: Database,
+    /// The blobs.
+    pub blobs: BlobLocation,
+}
+
+/// Checks `database_url`, `blob_store`, `[database]` and `[s3]`, with `data_dir` for the
+/// defaults.
+///
+/// # Errors
+/// A message naming the key at fault (never quoting a password).
+pub fn resolve(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    blob_store: Option<&str>,
+    database: &DatabaseSection,
+    s3: Option<&S3Section>,
+) -> anyhow::Result<Storage> {
+    let url = match database_url {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", data_dir.join("runproof.db").display()),
+    };
+    let backend = if url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Backend::Postgres
+    } else {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        let shown = if scheme.len() <= 32
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            format!(" (got scheme `{scheme}`)")
+        } else {
+            String::new()
+        };
+        bail!("`database_url`: expected sqlite://…, postgres://… or postgresql://…{shown}");
+    };
+    if database.max_connections == Some(0) {
+        bail!("`database.max_connections` must be at least 1");
+    }
+    if backend == Backend::Sqlite {
+        if database.schema.is_some() {
+            bail!("`database.schema` applies to PostgreSQL only, and `database_url` is SQLite");
+        }
+    } else if let Some(schema) = &database.schema
+        && (schema.is_empty()
+            || schema.len() > 63
+            || !schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        bail!("`database.schema`: only a-z, 0-9 and _, 1 to 63 characters");
+    }
+    let defaults = PostgresOptions::default();
+    let database = Database {
+        backend,
+        url: Secret::new(url),
+        pool: PoolSettings {
+            max_connections: database.max_connections,
+            statement_timeout: database.statement_timeout_seconds.map(Duration::from_secs),
+        },
+        connect_timeout: database
+            .connect_timeout_seconds
+            .map_or(defaults.acquire_timeout, |s| Duration::from_secs(s.max(1))),
+        schema: database.schema.clone(),
+    };
+    let blobs = match blob_store {
+        None => BlobLocation::Local(data_dir.to_path_buf()),
+        Some(url) if url.starts_with("file://") => match url.strip_prefix("file://") {
+            Some(path) if !path.is_empty() => BlobLocation::Local(PathBuf::from(path)),
+            _ => bail!("`blob_store`: a file:// URL needs a path, e.g. file:///var/lib/runproof"),
+        },
+        Some(url) if url.starts_with("s3://") => {
+            let mut config =
+                S3Config::from_url(url).map_err(|e| anyhow::anyhow!("`blob_store`: {e}"))?;
+            if let Some(s3) = s3 {
+                config.endpoint.clone_from(&s3.endpoint);
+                config.region.clone_from(&s3.region);
+                config.access_key_id.clone_from(&s3.access_key_id);
+                config.secret_access_key.clone_from(&s3.secret_access_key);
+                if let Some(file) = &s3.secret_access_key_file {
+                    if config.secret_access_key.is_some() {
+                        bail!(
+                            "`s3.secret_access_key` and `s3.secret_access_key_file` are both set"
+                        );
+                    }
+                    let text = std::fs::read_to_string(file).with_context(|| {
+                        format!(
+                            "`s3.secret_access_key_file`: cannot read {}",
+                            file.display()
+                        )
+                    })?;
+                    let key = text.lines().next().unwrap_or_default().trim();
+                    if key.is_empty() {
+                        bail!("`s3.secret_access_key_file`: {} is empty", file.display());
+                    }
+                    config.secret_access_key = Some(Secret::new(key.to_owned()));
+                }
+                config.allow_http = s3.allow_http;
+                if let Some(endpoint) = &s3.endpoint {
+                    let parsed = url::Url::parse(endpoint)
+                        .map_err(|_| anyhow::anyhow!("`s3.endpoint`: not a URL"))?;
+                    match parsed.scheme() {
+                        "https" => {}
+                        "http" if s3.allow_http => {}
+                        "http" => bail!("`s3.endpoint`: http:// needs `s3.allow_http = true`"),
+                        _ => bail!("`s3.endpoint`: expected an https:// URL"),
+                    }
+                    if !parsed.username().is_empty() || parsed.password().is_some() {
+                        bail!(
+                            "`s3.endpoint`: put credentials in `s3.access_key_id` and `s3.secret_access_key`, not in the URL"
+                        );
+                    }
+                }
+            }
+            BlobLocation::S3(config)
+        }
+        Some(_) => bail!("`blob_store`: expected file://DIR or s3://bucket/prefix"),
+    };
+    if s3.is_some() && !matches!(blobs, BlobLocation::S3(_)) {
+        bail!("`[s3]` is set but `blob_store` is not an s3:// URL");
+    }
+    Ok(Storage { database, blobs })
+}
+
+/// Opens (creating and migrating when needed) the database. Bounded in time: an
+/// unreachable PostgreSQL server fails after `[database] connect_timeout_seconds`.
+///
+/// # Errors
+/// A message naming the database without its credentials.
+pub async fn open_database(database: &Database) -> anyhow::Result<Arc<dyn Store>> {
+    let shown = database.display_url();
+    match database.backend {
+        Backend::Sqlite => {
+            if let Some(path) = database.url().strip_prefix("sqlite://")
+                && let Some(parent) = Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            open_store(database.url(), database.pool.clone())
+                .await
+                .with_context(|| format!("cannot open the database {shown}"))
+        }
+        Backend::Postgres => {
+            let defaults = PostgresOptions::default();
+            let options = PostgresOptions {
+                max_connections: database
+                    .pool
+                    .max_connections
+                    .unwrap_or(defaults.max_connections),
+                acquire_timeout: database.connect_timeout,
+                statement_timeout: database
+                    .pool
+                    .statement_timeout
+                    .unwrap_or(defaults.statement_timeout),
+                schema: database.schema.clone(),
+            };
+            let store = PostgresStore::connect(database.url(), options)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the PostgreSQL database {shown} (each connection attempt waits up to {} s: `database.connect_timeout_seconds`)",
+                        database.connect_timeout.as_secs()
+                    )
+                })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// How long the startup check of an S3 bucket (a write and a delete) may take.
+const S3_STARTUP_CHECK: Duration = Duration::from_secs(30);
+
+/// Opens the blob store: a local directory, or an S3 bucket, which must accept a probe
+/// write (and its deletion) within 30 seconds.
+///
+/// # Errors
+/// When the directory cannot be created, the S3 configuration is invalid, or the bucket
+/// is unreachable or not writable.
+pub async fn open_blobs(blobs: &BlobLocation) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match blobs {
+        BlobLocation::Local(dir) => {
+            let store = LocalBlobStore::open(dir)
+                .await
+                .with_context(|| format!("cannot open blob storage at {}", dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        BlobLocation::S3(config) => {
+            let store = S3BlobStore::open(config.clone())
+                .await
+                .with_context(|| format!("cannot open blob storage at {}", blobs.display()))?;
+            // A wrong endpoint, bucket or key is a configuration error: say so at start
+            // rather than on the first upload. The client retries, hence the bound.
+            match tokio::time::timeout(S3_STARTUP_CHECK, store.ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "blob storage at {} is not writable",
+                        blobs.display()
+                    )));
+                }
+                Err(_) => bail!(
+                    "blob storage at {} did not answer within {} s",
+                    blobs.display(),
+                    S3_STARTUP_CHECK.as_secs()
+                ),
+            }
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// A URL without user information, query and fragment (`postgres://db.internal:5432/app`).
+#[must_use]
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.has_host() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Ok(url) if url.scheme() == "sqlite" => {
+            raw.split(['?', '#']).next().unwrap_or_default().to_owned()
+        }
+        _ => {
+            let scheme = raw.split_once("://").map_or("", |(s, _)| s);
+            format!("{scheme}://(unparsable)")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(
+        url: Option<&str>,
+        blobs: Option<&str>,
+        db: DatabaseSection,
+        s3: Option<S3Section>,
+    ) -> anyhow::Result<Storage> {
+        resolve(Path::new("/data"), url, blobs, &db, s3.as_ref())
+    }
+
+    #[test]
+    fn defaults_are_sqlite_and_local_files_under_data_dir() {
+        let s = storage(None, None, DatabaseSection::default(), None).unwrap();
+        assert_eq!(s.database.backend, Backend::Sqlite);
+        assert_eq!(s.database.url(), "sqlite:///data/runproof.db");
+        assert!(matches!(&s.blobs, BlobLocation::Local(p) if p == Path::new("/data")));
+    }
+
+    #[test]
+    fn postgres_and_s3_urls_are_accepted() {
+        for url in ["postgres://u:pw@db:5432/app", "postgresql://db/app"] {
+            let s = storage(
+                Some(url),
+                Some("s3://bucket/some/prefix"),
+                DatabaseSection {
+                    max_connections: Some(4),
+                    statement_timeout_seconds: Some(3),
+                    connect_timeout_seconds: Some(2),
+                    schema: Some("rp_one".into()),
+                },
+                Some(S3Section {
+                    endpoint: Some("http://127.0.0.1:9000".into()),
+                    region: Some("eu-west-1".into()),
+                    access_key_id: Some("AKID".into()),
+                    secret_access_key: Some(Secret::new("s3cr3t".into())),
+                    secret_access_key_file: None,
+                    allow_http: true,
+                }),
+            )
+            .unwrap();
+            assert_eq!(s.database.backend, Backend::Postgres);
+            assert_eq!(s.database.pool.max_connections, Some(4));
+            assert_eq!(
+                s.database.pool.statement_timeout,
+                Some(Duration::from_secs(3))
+            );
+            assert_eq!(s.database.connect_timeout, Duration::from_secs(2));
+            let BlobLocation::S3(c) = &s.blobs else {
+                panic!("not S3")
+            };
+            assert_eq!(c.bucket, "bucket");
+            assert_eq!(c.prefix, "some/prefix");
+            assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+            assert!(c.allow_http);
+            let debug = format!("{s:?}");
+            assert!(
+                !debug.contains("pw") && !debug.contains("s3cr3t"),
+                "{debug}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_storage_settings_name_their_key() {
+        /// URL, blob store, `[database]`, `[s3]`, what the message must contain.
+        type Case = (
+            Option<&'static str>,
+            Option<&'static str>,
+            DatabaseSection,
+            Option<S3Section>,
+            &'static str,
+        );
+        let cases: [Case; 8] = [
+            (
+                Some("mysql://u:pw@db/x"),
+                None,
+                DatabaseSection::default(),
+                None,
+                "`mysql`",
+            ),
+            (
+                None,
+                Some("gs://bucket"),
+                DatabaseSection::default(),
+                None,
+                "blob_store",
+            ),
+            (
+                None,
+                Some("file://"),
+                DatabaseSection::default(),
+                None,
+                "blob_store",
+            ),
+            (
+                None,
+                Some("s3://"),
+                DatabaseSection::default(),
+                None,
+                "blob_store",
+            ),
+            (
+                None,
+                None,
+                DatabaseSection {
+                    schema: Some("x".into()),
+                    ..DatabaseSection::default()
+                },
+                None,
+                "database.schema",
+            ),
+            (
+                Some("postgres://db/x"),
+                None,
+                DatabaseSection {
+                    schema: Some("Bad-Name".into()),
+                    ..DatabaseSection::default()
+                },
+                None,
+                "database.schema",
+            ),
+            (
+                None,
+                None,
+                DatabaseSection::default(),
+                Some(S3Section::default()),
+                "[s3]",
+            ),
+            (
+                None,
+                Some("s3://b"),
+                DatabaseSection::default(),
+                Some(S3Section {
+                    endpoint: Some("http://minio:9000".into()),
+                    ..S3Section::default()
+                }),
+                "allow_http",
+            ),
+        ];
+        for (url, blobs, db, s3, needle) in cases {
+            let err = storage(url, blobs, db, s3).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+            assert!(!err.contains("pw"), "{err}");
+        }
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            redact_url("postgres://user:s3cr3t@db.internal:5432/app?sslmode=require&password=x"),
+            "postgres://db.internal:5432/app"
+        );
+        assert_eq!(
+            redact_url("sqlite:///var/lib/r.db"),
+            "sqlite:///var/lib/r.db"
+        );
+        assert!(!redact_url("postgres://u:s3cr3t@[::1/db").contains("s3cr3t"));
+    }
+}
