@@ -143,7 +143,9 @@ async fn attempt(
     }
 }
 
-/// Runs the worker until the task is aborted.
+/// Runs the worker until the task is aborted. It claims due deliveries whenever this
+/// process enqueues one, whenever another replica does (when the store reports it, as
+/// PostgreSQL does), and at least every second.
 pub fn spawn_delivery_worker(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
     let config = state.delivery.clone()?;
     let http = reqwest::Client::builder()
@@ -151,16 +153,33 @@ pub fn spawn_delivery_worker(state: Arc<AppState>) -> Option<tokio::task::JoinHa
         .build()
         .ok()?;
     Some(tokio::spawn(async move {
+        // Deliveries enqueued by other replicas (PostgreSQL LISTEN/NOTIFY); `None` when
+        // the backend cannot tell, and then polling alone finds them.
+        let mut remote = state.store.outbox_notifications().await;
         loop {
             let progressed = run_once(&state, &config, &http).await;
             if !progressed {
-                tokio::select! {
-                    () = state.delivery_wake.notified() => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                let closed = tokio::select! {
+                    () = state.delivery_wake.notified() => false,
+                    woke = next_remote_wake(&mut remote) => woke.is_none(),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => false,
+                };
+                if closed {
+                    tracing::debug!("outbox notifications ended; polling only");
+                    remote = None;
                 }
             }
         }
     }))
+}
+
+/// The next wake-up from another replica; pending forever without a channel, `None` when
+/// the channel closed.
+async fn next_remote_wake(remote: &mut Option<tokio::sync::mpsc::Receiver<()>>) -> Option<()> {
+    match remote {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Claims and attempts the due deliveries once. Returns whether any was claimed.
