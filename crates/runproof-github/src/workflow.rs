@@ -286,7 +286,7 @@ where
             Ok(uses) => uses,
             Err(e) => return Ok(WorkflowCheck::Unreadable(format!("{path}: {e}"))),
         };
-        if uses.actions.iter().any(|a| *a == action) {
+        if uses.actions.contains(&action) {
             return Ok(WorkflowCheck::Uses);
         }
         skipped_remote.extend(uses.remote_workflows);

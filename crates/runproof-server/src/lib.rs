@@ -23,6 +23,7 @@ mod ops;
 mod read_api;
 mod sessions;
 mod upload;
+mod webhook_mode;
 mod webhooks;
 
 use std::future::Future;
@@ -43,6 +44,9 @@ pub use binding::Binding;
 pub use delivery::{DeliveryConfig, record_of, spawn_delivery_worker};
 pub use error::{ApiError, status_of};
 pub use sessions::SessionConfig;
+pub use webhook_mode::{
+    SweepReport, UNVERIFIED_ISSUER, WebhookMode, WebhookModeConfig, pending_identity, sweep,
+};
 
 /// A source of the current time, so tests can move it.
 pub trait Clock: Send + Sync + 'static {
@@ -117,6 +121,8 @@ pub struct AppState {
     pub delivery: Option<DeliveryConfig>,
     /// Wakes the delivery worker when this process enqueues a delivery.
     pub delivery_wake: tokio::sync::Notify,
+    /// The webhook mode (pending uploads); `None` while it is off.
+    pub webhook_mode: Option<WebhookMode>,
 }
 
 impl AppState {
@@ -126,6 +132,9 @@ impl AppState {
         let mut modes = vec!["oidc", "session"];
         if self.github_token.is_some() {
             modes.push("github_token");
+        }
+        if self.webhook_mode.is_some() {
+            modes.push("webhook");
         }
         modes
     }
@@ -174,6 +183,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/uploads/{id}", get(read_api::get_upload))
         .route("/v1/uploads/{id}/content", get(read_api::get_content))
+        .route("/v1/uploads/{id}/status", get(webhook_mode::upload_status))
         .route("/v1/github/webhooks", post(webhooks::receive))
         .route("/v1/sessions", post(sessions::open))
         .route(
@@ -215,6 +225,8 @@ pub fn spawn_housekeeping(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> 
             if let Err(e) = state.store.purge_deliveries(now.minus(7 * 24 * 3600)).await {
                 tracing::warn!(error = %e, "delivery purge failed");
             }
+            // Webhook mode: settle, expire, delete rejected and expired blobs.
+            webhook_mode::sweep(&state).await;
         }
     })
 }

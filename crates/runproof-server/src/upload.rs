@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use runproof_core::digest::parse_content_digest;
 use runproof_core::name::UploadName;
 use runproof_core::{ErrorCode, RunIdentity};
-use runproof_store::{BlobError, BlobWriter, Mode, NewUpload, StoreError, UploadId, UploadStatus};
+use runproof_store::{
+    BlobError, BlobWriter, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadStatus,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -38,6 +40,8 @@ struct Admitted {
     cap: u64,
     /// The session the upload counts against, by token hash.
     session: Option<String>,
+    /// The run claimed, for an upload held pending (webhook mode).
+    pending: Option<PendingRun>,
 }
 
 /// The body's facts once it is fully received and its blob committed.
@@ -93,7 +97,11 @@ pub(crate) async fn create_upload(
     let received = receive_body(&state, body, expected_digest, admitted.cap).await?;
 
     let now = state.clock.now();
-    let status = UploadStatus::Verified;
+    let status = if admitted.pending.is_some() {
+        UploadStatus::Pending
+    } else {
+        UploadStatus::Verified
+    };
     let new = NewUpload {
         id: received.id.clone(),
         status,
@@ -103,15 +111,15 @@ pub(crate) async fn create_upload(
         sha256: received.sha256,
         content_type,
         created_at: now,
-        verified_at: Some(now),
+        verified_at: (status == UploadStatus::Verified).then_some(now),
         identity: admitted.identity,
         reason: None,
         idempotency_key,
         deliveries: Vec::new(),
-        pending_run: None,
+        pending_run: admitted.pending,
     };
     let mut new = new;
-    if let Some(delivery) = &state.delivery {
+    if let Some(delivery) = state.delivery.as_ref().filter(|_| status == UploadStatus::Verified) {
         new.deliveries
             .extend(delivery.delivery_for("upload.verified", &crate::delivery::record_of(&new)));
     }
@@ -133,8 +141,14 @@ pub(crate) async fn create_upload(
                 repository_id = %record.identity.repository_id,
                 run_id = %record.identity.run_id,
                 size = record.size,
-                "upload verified"
+                status = status.as_str(),
+                "upload stored"
             );
+            if status == UploadStatus::Pending {
+                return Ok(pending_response(
+                    crate::webhook_mode::after_insert(&state, record).await,
+                ));
+            }
             let location = HeaderValue::from_str(&format!("/v1/uploads/{}", record.id)).ok();
             let mut resp = (StatusCode::CREATED, Json(record)).into_response();
             if let Some(location) = location {
@@ -164,6 +178,7 @@ async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiErr
                 identity: grant.identity,
                 cap: state.config.max_upload_bytes.min(grant.bytes_left),
                 session: Some(grant.token_hash),
+                pending: None,
             })
         }
         Credentials::Bearer(token) => {
@@ -174,6 +189,7 @@ async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiErr
                 identity,
                 cap: state.config.max_upload_bytes,
                 session: None,
+                pending: None,
             })
         }
         Credentials::GithubToken(token) => {
@@ -184,12 +200,25 @@ async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiErr
                 identity,
                 cap: state.config.max_upload_bytes,
                 session: None,
+                pending: None,
             })
         }
-        Credentials::None => Err(ApiError::new(
-            ErrorCode::MissingCredentials,
-            "send an OIDC token as `Authorization: Bearer <token>`",
-        )),
+        Credentials::None => match state.webhook_mode.as_ref() {
+            Some(mode) => {
+                let admission = crate::webhook_mode::admit(state, mode, headers).await?;
+                Ok(Admitted {
+                    mode: Mode::Webhook,
+                    identity: admission.identity,
+                    cap: admission.cap,
+                    session: None,
+                    pending: Some(admission.claim),
+                })
+            }
+            None => Err(ApiError::new(
+                ErrorCode::MissingCredentials,
+                "send an OIDC token as `Authorization: Bearer <token>`",
+            )),
+        },
     }
 }
 
@@ -276,6 +305,22 @@ fn optional_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Ap
         })
         .ok_or_else(|| ApiError::invalid(format!("the {name} header is malformed")))?;
     Ok(Some(value.to_owned()))
+}
+
+/// `201` when a pending upload was approved at once, else `202` with the record as it
+/// stands and `Location` of its public status.
+fn pending_response(record: runproof_store::UploadRecord) -> Response {
+    let (status, location) = if record.status == UploadStatus::Verified {
+        (StatusCode::CREATED, format!("/v1/uploads/{}", record.id))
+    } else {
+        (StatusCode::ACCEPTED, format!("/v1/uploads/{}/status", record.id))
+    };
+    let location = HeaderValue::from_str(&location).ok();
+    let mut resp = (status, Json(record)).into_response();
+    if let Some(location) = location {
+        resp.headers_mut().insert(header::LOCATION, location);
+    }
+    resp
 }
 
 fn replayed(record: runproof_store::UploadRecord) -> Response {

@@ -78,6 +78,10 @@ pub(crate) async fn receive(
         .apply_webhook(&delivery, &effects)
         .await
         .map_err(|e| ApiError::storage(&e))?;
+    if fresh {
+        // Webhook mode: settle the uploads waiting for this run (in the background).
+        crate::webhook_mode::after_delivery(&state, &effects);
+    }
     let outcome = if fresh { "processed" } else { "duplicate" };
     let label: &'static str = match event.as_str() {
         "ping" => "ping",

@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 18] = [
+pub const ENV_KEYS: [&str; 19] = [
     "listen",
     "data_dir",
     "database_url",
@@ -31,6 +31,7 @@ pub const ENV_KEYS: [&str; 18] = [
     "github.private_key_file",
     "github.timeout_seconds",
     "github_token.enabled",
+    "webhook_mode.enabled",
     "delivery.url",
     "delivery.public_url",
 ];
@@ -84,7 +85,7 @@ pub struct Config {
     pub github_token: Toggle,
     /// The webhook mode.
     #[serde(default)]
-    pub webhook_mode: Toggle,
+    pub webhook_mode: crate::webhook_config::WebhookModeSection,
     /// Signed pushes to the App.
     pub delivery: Option<DeliveryConfig>,
     /// Upload sessions.
@@ -297,6 +298,8 @@ pub struct Resolved {
     pub github_timeout: std::time::Duration,
     /// Signed pushes, when `[delivery] url` is set.
     pub delivery: Option<runproof_server::DeliveryConfig>,
+    /// The webhook mode, when `[webhook_mode] enabled = true`.
+    pub webhook_mode: Option<runproof_server::WebhookModeConfig>,
 }
 
 /// Reads the file (if any) and the environment overrides.
@@ -403,15 +406,18 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     if !matches!(config.log_format.as_str(), "text" | "json") {
         bail!("`log_format` is `text` or `json`");
     }
-    if config.webhook_mode.enabled {
-        bail!("`webhook_mode.enabled`: the webhook mode is not supported by this version yet");
-    }
     let mut api_keys = std::mem::take(&mut config.api_keys);
     if let Some(file) = &config.api_keys_file {
         api_keys.extend(read_lines(file, "api_keys_file")?);
     }
     let (api_url, app, webhook_secrets, github_timeout) = resolve_github(config.github.as_mut())?;
     let delivery = resolve_delivery(config.delivery.as_mut(), config.listen)?;
+    let webhook_mode = crate::webhook_config::resolve(
+        &config.webhook_mode,
+        &config.policy,
+        app.is_some(),
+        !webhook_secrets.is_empty(),
+    )?;
     if config.sessions.ttl_seconds == 0 || config.sessions.ttl_seconds > 24 * 3600 {
         bail!("`sessions.ttl_seconds` must be 1 to 86400");
     }
@@ -427,6 +433,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     )?;
     Ok(Resolved {
         delivery,
+        webhook_mode,
         api_url,
         app,
         webhook_secrets,

@@ -11,3 +11,4 @@ pub mod demo;
 pub mod serve;
 pub mod storage;
 pub mod verify_token;
+pub mod webhook_config;

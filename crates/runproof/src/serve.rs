@@ -92,6 +92,10 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         },
         delivery: resolved.delivery.clone(),
         delivery_wake: tokio::sync::Notify::new(),
+        webhook_mode: resolved
+            .webhook_mode
+            .clone()
+            .map(runproof_server::WebhookMode::new),
     }))
 }
 

@@ -36,6 +36,8 @@ pub struct Options {
     pub delivery: Option<runproof_server::DeliveryConfig>,
     /// Reuse this directory (a restart); a fresh one otherwise.
     pub dir: Option<std::path::PathBuf>,
+    /// The webhook mode (pending uploads); off when `None`.
+    pub webhook_mode: Option<runproof_server::WebhookModeConfig>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             sessions: runproof_server::SessionConfig::default(),
             delivery: None,
             dir: None,
+            webhook_mode: None,
         }
     }
 }
@@ -142,6 +145,10 @@ impl Harness {
             sessions: opts.sessions,
             delivery: opts.delivery.clone(),
             delivery_wake: tokio::sync::Notify::new(),
+            webhook_mode: opts
+                .webhook_mode
+                .clone()
+                .map(runproof_server::WebhookMode::new),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
