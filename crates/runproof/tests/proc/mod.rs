@@ -1,0 +1,206 @@
+//! A real `runproof serve` process for the crash and load harnesses.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running server; SIGKILLed on drop.
+pub(crate) struct Server {
+    pub(crate) child: Option<Child>,
+    pub(crate) base: String,
+}
+
+impl Server {
+    /// Starts `runproof serve --config <config>` on `port` and waits (bounded) for `/healthz`.
+    pub(crate) async fn start(config: &Path, port: u16, log: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_runproof"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("NO_PROXY", "127.0.0.1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let http = client();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "server did not come up: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL, then reap.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &c.id().to_string()])
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A loopback-only HTTP client.
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+/// A free loopback port.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes a config serving `issuer` with `audience` and `api_key`, data in `data`.
+pub(crate) fn write_config(
+    dir: &Path,
+    port: u16,
+    data: &Path,
+    issuer: &str,
+    audience: &str,
+    api_key: &str,
+    extra: &str,
+) -> PathBuf {
+    let config = format!(
+        r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+api_keys = ["{api_key}"]
+max_upload_bytes = 1048576
+{extra}
+[oidc]
+audience = "{audience}"
+[[oidc.issuers]]
+issuer = "{issuer}"
+"#,
+        data = data.display(),
+    );
+    let file = dir.join(format!("runproof-{port}.toml"));
+    std::fs::write(&file, config).unwrap();
+    file
+}
+
+/// A small xorshift generator: reproducible from the printed seed, no dependency.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn from_time() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        Self(seed)
+    }
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(n);
+        out
+    }
+}
+
+/// Every record of the read API, following cursors (bounded).
+pub(crate) async fn list_all(
+    http: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let mut url = format!("{base}/v1/uploads?limit=1000");
+        if let Some(c) = &cursor {
+            let c: String = url::form_urlencoded::byte_serialize(c.as_bytes()).collect();
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let v: serde_json::Value = http
+            .get(url)
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(v["uploads"].as_array().unwrap().iter().cloned());
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("too many pages");
+}
+
+/// The sha256 of `bytes`, hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `VmHWM` (peak RSS, KiB) and the number of open fds of `pid`.
+pub(crate) fn rss_and_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (hwm, fds)
+}
