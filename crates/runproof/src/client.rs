@@ -100,6 +100,48 @@ pub enum Auth {
     GithubToken(GithubTokenAuth),
     /// An upload session opened with an OIDC token (`rpst_…`).
     Session(SessionToken),
+    /// No credentials: the run is named in headers and the upload is held pending until
+    /// GitHub vouches for the run (the `webhook` mode; see the threat model).
+    Pending(PendingClaim),
+}
+
+/// What the `webhook` mode sends instead of credentials.
+#[derive(Debug, Clone)]
+pub struct PendingClaim {
+    /// `<repository_id>/<run_id>/<run_attempt>`.
+    pub run: String,
+    /// The commit.
+    pub sha: String,
+}
+
+impl PendingClaim {
+    /// Reads `GITHUB_REPOSITORY_ID`, `GITHUB_RUN_ID`, `GITHUB_RUN_ATTEMPT` (1 when absent)
+    /// and `GITHUB_SHA`, as a runner sets them.
+    ///
+    /// # Errors
+    /// When one is missing, naming it.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .with_context(|| {
+                    format!("{name} is not set (it is set on every GitHub Actions runner)")
+                })
+        };
+        Ok(Self {
+            run: format!(
+                "{}/{}/{}",
+                var("GITHUB_REPOSITORY_ID")?,
+                var("GITHUB_RUN_ID")?,
+                std::env::var("GITHUB_RUN_ATTEMPT")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "1".into())
+            ),
+            sha: var("GITHUB_SHA")?,
+        })
+    }
 }
 
 /// A session token, redacted in `Debug`.
@@ -282,6 +324,9 @@ pub struct Uploaded {
     pub sha256: String,
     /// The file's name.
     pub name: String,
+    /// Why it was rejected, if it was.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A refusal by the server: its status and stable code.
@@ -530,6 +575,10 @@ async fn attempt_upload(
             ("x-runproof-run", g.run.clone()),
             ("x-runproof-sha", g.sha.clone()),
         ],
+        Auth::Pending(p) => vec![
+            ("x-runproof-run", p.run.clone()),
+            ("x-runproof-sha", p.sha.clone()),
+        ],
     };
     let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
@@ -642,4 +691,87 @@ pub fn write_github_files(uploads: &[Uploaded]) -> anyhow::Result<()> {
         ));
     }
     append("GITHUB_STEP_SUMMARY", &summary)
+}
+
+/// Where a pending upload ended up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UploadStatus {
+    /// The upload's id.
+    pub id: String,
+    /// `verified`, `pending`, `rejected` or `expired`.
+    pub status: String,
+    /// Why it was rejected or expired.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl UploadStatus {
+    /// Whether the status is final and not a success.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        matches!(self.status.as_str(), "rejected" | "expired")
+    }
+}
+
+/// Polls `GET /v1/uploads/{id}/status` (public) for each upload until none is pending or
+/// `timeout` passes, with exponential backoff from `first_delay` up to 30 s. Returns the
+/// last status of each.
+///
+/// # Errors
+/// When the server cannot be reached at the end, or answers oddly.
+pub async fn wait_for_outcome(
+    http: &reqwest::Client,
+    base: &str,
+    ids: &[String],
+    timeout: Duration,
+    first_delay: Duration,
+) -> anyhow::Result<Vec<UploadStatus>> {
+    let base = base.trim_end_matches('/');
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = first_delay.max(Duration::from_millis(50));
+    let mut last: Vec<Option<UploadStatus>> = vec![None; ids.len()];
+    loop {
+        let mut error = None;
+        for (id, slot) in ids.iter().zip(last.iter_mut()) {
+            if slot.as_ref().is_some_and(|s| s.status != "pending") {
+                continue;
+            }
+            let url = format!("{base}/v1/uploads/{id}/status");
+            match http.get(&url).send().await {
+                Ok(resp) if resp.status().is_success() => match resp.json::<UploadStatus>().await {
+                    Ok(s) => *slot = Some(s),
+                    Err(e) => {
+                        error = Some(anyhow::anyhow!(
+                            "unexpected status answer: {}",
+                            e.without_url()
+                        ))
+                    }
+                },
+                Ok(resp) => error = Some(anyhow::anyhow!("{url} answered {}", resp.status())),
+                Err(e) => error = Some(anyhow::anyhow!("cannot reach {url}: {}", e.without_url())),
+            }
+        }
+        let done = last
+            .iter()
+            .all(|s| s.as_ref().is_some_and(|s| s.status != "pending"));
+        let now = tokio::time::Instant::now();
+        if done || now >= deadline {
+            if let Some(e) = error.filter(|_| last.iter().any(Option::is_none)) {
+                return Err(e);
+            }
+            return Ok(last
+                .into_iter()
+                .zip(ids)
+                .map(|(s, id)| {
+                    s.unwrap_or_else(|| UploadStatus {
+                        id: id.clone(),
+                        status: "pending".into(),
+                        reason: None,
+                    })
+                })
+                .collect());
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }

@@ -99,6 +99,7 @@ pub async fn start_dev(
         timeout_seconds: 5,
     });
     cfg.github_token.enabled = true;
+    cfg.webhook_mode.enabled = true;
 
     let resolved: Resolved = config::resolve(cfg)?;
     let state = build_state(&resolved).await?;
@@ -112,10 +113,10 @@ pub async fn start_dev(
     })
 }
 
-struct Row {
-    request: String,
-    expected: String,
-    got: String,
+pub(crate) struct Row {
+    pub(crate) request: String,
+    pub(crate) expected: String,
+    pub(crate) got: String,
 }
 
 impl Row {
@@ -166,10 +167,13 @@ fn outcome(status: u16, code: &str) -> String {
 /// When the environment cannot start (not when an outcome is wrong).
 pub async fn run() -> anyhow::Result<bool> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    // A short pending_ttl, so that the demo can show an upload expiring.
+    let mut defaults = config::load(None)?;
+    defaults.webhook_mode.pending_ttl_seconds = 1;
     let env = start_dev(
         dir.path().to_path_buf(),
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        None,
+        Some(defaults),
     )
     .await?;
     let base = env.server.url();
@@ -487,32 +491,46 @@ pub async fn run() -> anyhow::Result<bool> {
         got: refused(upload_all(&one, &gt_auth(&gt)).await),
     });
 
-    // 6. What was stored: exactly the genuine uploads.
-    let resp = http
-        .get(format!("{base}/v1/uploads"))
-        .bearer_auth(&env.api_key)
-        .send()
-        .await?;
-    let listed = resp.json::<Value>().await?;
-    let count = listed
-        .get("uploads")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    // 6. The webhook mode: uploads without credentials, approved by GitHub.
+    crate::demo_webhook::rows(&env, &base, &opts, &mut rows).await?;
+
+    // 7. What was stored: the genuine uploads verified; the others rejected or expired,
+    // their content deleted.
+    let mut counts = Vec::new();
+    for status in ["verified", "pending", "rejected", "expired"] {
+        let resp = http
+            .get(format!("{base}/v1/uploads?status={status}"))
+            .bearer_auth(&env.api_key)
+            .send()
+            .await?;
+        let listed = resp.json::<Value>().await?;
+        let count = listed
+            .get("uploads")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        counts.push(format!("{count} {status}"));
+    }
     rows.push(Row {
         request: "uploads stored after all of the above".into(),
-        expected: "4 stored".into(),
-        got: format!("{count} stored"),
+        expected: "7 verified, 0 pending, 1 rejected, 1 expired".into(),
+        got: counts.join(", "),
     });
 
     let width = rows.iter().map(|r| r.request.len()).max().unwrap_or(10);
+    let col = rows
+        .iter()
+        .map(|r| r.expected.len().max(r.got.len()))
+        .max()
+        .unwrap_or(26)
+        .max(26);
     println!(
-        "{:<width$}  {:<26}  {:<26}  result",
+        "{:<width$}  {:<col$}  {:<col$}  result",
         "request", "expected", "got"
     );
-    println!("{}", "-".repeat(width + 64));
+    println!("{}", "-".repeat(width + 2 * col + 12));
     for r in &rows {
         println!(
-            "{:<width$}  {:<26}  {:<26}  {}",
+            "{:<width$}  {:<col$}  {:<col$}  {}",
             r.request,
             r.expected,
             r.got,

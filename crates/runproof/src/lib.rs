@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 pub mod demo;
+mod demo_webhook;
 pub mod serve;
 pub mod storage;
 pub mod verify_token;

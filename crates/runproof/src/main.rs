@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runproof::client::{
-    Auth, GithubTokenAuth, TokenSource, UploadOptions, upload_all_report, write_github_files,
+    Auth, GithubTokenAuth, PendingClaim, TokenSource, UploadOptions, UploadStatus,
+    upload_all_report, wait_for_outcome, write_github_files,
 };
 use runproof::verify_token::{Outcome, VerifyTokenArgs};
 use runproof::{config, demo, serve, verify_token};
@@ -28,6 +29,9 @@ enum UploadMode {
     Oidc,
     /// The run's `GITHUB_TOKEN`, checked with GitHub (weaker; see the threat model).
     GithubToken,
+    /// No credentials: held pending until GitHub vouches for the run (the server's
+    /// webhook mode; weakest, see the threat model).
+    Pending,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,9 +62,16 @@ enum Command {
         /// Never show a progress bar.
         #[arg(long)]
         no_progress: bool,
-        /// How to prove the run: `oidc` (default) or `github-token`.
+        /// How to prove the run: `oidc` (default), `github-token` or `pending`.
         #[arg(long, value_enum, default_value_t = UploadMode::Oidc, env = "RUNPROOF_MODE")]
         mode: UploadMode,
+        /// With `--mode pending`: wait until each upload is verified, rejected or expired,
+        /// and exit non-zero unless all are verified.
+        #[arg(long)]
+        wait: bool,
+        /// The longest `--wait` waits, in seconds.
+        #[arg(long, default_value_t = 600)]
+        wait_timeout: u64,
         /// The files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -145,12 +156,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             no_progress,
             mode,
+            wait,
+            wait_timeout,
             files,
         } => {
             init_logging(false, "warn");
             let auth = match mode {
                 UploadMode::Oidc => Auth::Oidc(TokenSource::from_env()?),
                 UploadMode::GithubToken => Auth::GithubToken(GithubTokenAuth::from_env()?),
+                UploadMode::Pending => Auth::Pending(PendingClaim::from_env()?),
             };
             let opts = UploadOptions {
                 url,
@@ -165,10 +179,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for u in &report.uploaded {
                 println!("{}", u.id);
             }
-            match report.error {
-                Some(e) => Err(e),
-                None => Ok(ExitCode::SUCCESS),
+            if let Some(e) = report.error {
+                return Err(e);
             }
+            if mode == UploadMode::Pending {
+                return pending_outcome(&opts.url, &report.uploaded, wait, wait_timeout).await;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo => {
             init_logging(false, "warn");
@@ -197,6 +214,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// Prints where pending uploads stand, waiting for their outcome with `--wait`. Exits 1
+/// when one is rejected or expired, or, with `--wait`, still pending at the timeout.
+async fn pending_outcome(
+    url: &str,
+    uploaded: &[runproof::client::Uploaded],
+    wait: bool,
+    wait_timeout: u64,
+) -> anyhow::Result<ExitCode> {
+    let mut statuses: Vec<UploadStatus> = uploaded
+        .iter()
+        .map(|u| UploadStatus {
+            id: u.id.clone(),
+            status: u.status.clone(),
+            reason: u.reason.clone(),
+        })
+        .collect();
+    if wait && statuses.iter().any(|s| s.status == "pending") {
+        eprintln!(
+            "waiting up to {wait_timeout} s for GitHub to vouch for the run of {} upload(s)",
+            statuses.len()
+        );
+        let http = runproof::client::http_client(Duration::from_secs(30))?;
+        let ids: Vec<String> = statuses.iter().map(|s| s.id.clone()).collect();
+        statuses = wait_for_outcome(
+            &http,
+            url,
+            &ids,
+            Duration::from_secs(wait_timeout),
+            Duration::from_secs(1),
+        )
+        .await?;
+    }
+    let mut ok = true;
+    for s in &statuses {
+        match &s.reason {
+            Some(reason) => eprintln!("{}: {} ({reason})", s.id, s.status),
+            None => eprintln!("{}: {}", s.id, s.status),
+        }
+        ok &= !s.failed() && (!wait || s.status == "verified");
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_identity(identity: &serde_json::Value) {
@@ -253,6 +317,10 @@ async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
         run.repository, run.repository_id, run.run_id, run.run_attempt, run.sha
     );
     println!("  runproof upload --mode github-token --url {url} FILE");
+    println!();
+    println!("The webhook mode (no credentials; pending until a signed workflow_run webhook");
+    println!("or GitHub's API vouches for the run), with the same GITHUB_* variables:");
+    println!("  runproof upload --mode pending --wait --url {url} FILE");
     println!(
         "  curl -H 'Authorization: Bearer {}' {url}/v1/uploads",
         env.api_key
