@@ -1057,3 +1057,53 @@ async fn real_payloads_drive_approval() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn rule_not_installed_repository_is_refused_or_rejected() {
+    let gh = FakeGithub::start().await.unwrap();
+    let h = start_against(gh, WebhookModeConfig::default(), true, None).await;
+    let r = run();
+    // A repository the App is not installed on: its run's webhook cannot approve it.
+    let other = RunSpec {
+        repository: "octo-org/other".into(),
+        repository_id: 5_550_001,
+        ..r.clone()
+    };
+    let (code, body, _) = upload_pending(&h, &other, "elsewhere").await;
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    send_run(
+        &h,
+        &workflow_run_payload("in_progress", &other, None, "in_progress", None),
+    )
+    .await;
+    let s = settled(&h, &id).await;
+    assert_eq!(s["status"], "rejected", "{s}");
+    assert!(
+        s["reason"].as_str().unwrap().contains("not installed"),
+        "{s}"
+    );
+
+    // Once webhooks say the repository was removed from the installation, uploads
+    // claiming it are refused before the body is read.
+    let removed = runproof_testkit::installation_repositories_payload(
+        "removed",
+        INSTALLATION,
+        &r.repository_owner,
+        r.repository_owner_id,
+        &[],
+        &[(r.repository_id, &r.repository)],
+    );
+    let (status, _, _) = sender(&h)
+        .send("installation_repositories", &removed)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (code, body, _) = upload_pending(&h, &r, "removed").await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "{body}"
+    );
+    h.stop().await;
+}
