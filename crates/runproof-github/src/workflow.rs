@@ -522,6 +522,23 @@ jobs:
         });
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+        #[test]
+        fn workflow_parsing_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_workflow(&text);
+            let _ = action_of(&text);
+            let _ = local_workflow_path(&text);
+        }
+
+        #[test]
+        fn workflow_shapes_never_panic(
+            key in "(jobs|steps|uses|runs-on|on|&a|\\*a|-|:|\\[|\\]|\\{|\\}| |\n|x){0,40}",
+        ) {
+            let _ = parse_workflow(&format!("jobs:\n  j:\n    {key}\n"));
+        }
+    }
+
     #[test]
     fn fetch_errors_are_not_decisions() {
         block_on(async {
