@@ -182,11 +182,17 @@ pub(crate) async fn get_content(
 ) -> Result<Response, ApiError> {
     require_api_key(&state, &headers)?;
     let record = find(&state, &id).await?;
-    if matches!(record.status, UploadStatus::Rejected | UploadStatus::Expired) {
+    if matches!(
+        record.status,
+        UploadStatus::Rejected | UploadStatus::Expired
+    ) {
         // Webhook mode: such bodies are deleted by the sweeper; never serve them.
         return Err(ApiError::new(
             ErrorCode::NotFound,
-            format!("the upload is {}: its content is not kept", record.status.as_str()),
+            format!(
+                "the upload is {}: its content is not kept",
+                record.status.as_str()
+            ),
         ));
     }
     let size = record.size;

@@ -119,7 +119,11 @@ pub(crate) async fn create_upload(
         pending_run: admitted.pending,
     };
     let mut new = new;
-    if let Some(delivery) = state.delivery.as_ref().filter(|_| status == UploadStatus::Verified) {
+    if let Some(delivery) = state
+        .delivery
+        .as_ref()
+        .filter(|_| status == UploadStatus::Verified)
+    {
         new.deliveries
             .extend(delivery.delivery_for("upload.verified", &crate::delivery::record_of(&new)));
     }
@@ -313,7 +317,10 @@ fn pending_response(record: runproof_store::UploadRecord) -> Response {
     let (status, location) = if record.status == UploadStatus::Verified {
         (StatusCode::CREATED, format!("/v1/uploads/{}", record.id))
     } else {
-        (StatusCode::ACCEPTED, format!("/v1/uploads/{}/status", record.id))
+        (
+            StatusCode::ACCEPTED,
+            format!("/v1/uploads/{}/status", record.id),
+        )
     };
     let location = HeaderValue::from_str(&location).ok();
     let mut resp = (status, Json(record)).into_response();
