@@ -19,6 +19,7 @@ mod deliveries_api;
 mod delivery;
 mod error;
 mod github_token;
+mod limits;
 mod ops;
 mod read_api;
 mod sessions;
@@ -43,6 +44,7 @@ use tower_http::trace::TraceLayer;
 pub use binding::Binding;
 pub use delivery::{DeliveryConfig, record_of, spawn_delivery_worker};
 pub use error::{ApiError, status_of};
+pub use limits::LimitsConfig;
 pub use sessions::SessionConfig;
 pub use webhook_mode::{
     SweepReport, UNVERIFIED_ISSUER, WebhookMode, WebhookModeConfig, pending_identity, sweep,
@@ -81,6 +83,8 @@ pub struct ServerConfig {
     pub webhook_secrets: Vec<Secret>,
     /// The longest a client may take to send an upload body.
     pub body_timeout: Duration,
+    /// The in-flight cap and the per-IP limit for requests without credentials.
+    pub limits: LimitsConfig,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             replay_protection: true,
             webhook_secrets: Vec::new(),
             body_timeout: Duration::from_secs(600),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -176,6 +181,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// The service's routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let limiter = limits::Limiter::new(&state.config.limits);
     Router::new()
         .route(
             "/v1/uploads",
@@ -202,6 +208,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::http::header::AUTHORIZATION,
             axum::http::header::COOKIE,
         ]))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            limits::enforce,
+        ))
         .with_state(state)
 }
 
@@ -244,6 +254,7 @@ pub async fn serve(
     let housekeeping = spawn_housekeeping(&state);
     let worker = spawn_delivery_worker(Arc::clone(&state));
     let app = router(state);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -91,6 +91,9 @@ pub struct Config {
     /// Upload sessions.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// The server's self-defence limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 /// `[oidc]`.
@@ -534,6 +537,26 @@ fn resolve_github(github: Option<&mut GithubConfig>) -> anyhow::Result<GithubPar
         secrets,
         std::time::Duration::from_secs(github.timeout_seconds.max(1)),
     ))
+}
+
+/// `[limits]`: the server's self-defence.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Most requests served at once; more answer `429 rate_limited`. 0: no cap.
+    pub max_connections: usize,
+    /// Requests without `Authorization` accepted per client IP per minute. 0: no limit.
+    pub unauthenticated_per_ip_per_minute: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let d = runproof_server::LimitsConfig::default();
+        Self {
+            max_connections: d.max_connections,
+            unauthenticated_per_ip_per_minute: d.unauthenticated_per_ip_per_minute,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -80,6 +80,10 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             replay_protection: resolved.oidc.replay_protection,
             webhook_secrets: resolved.webhook_secrets.clone(),
             body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
+            limits: runproof_server::LimitsConfig {
+                max_connections: config.limits.max_connections,
+                unauthenticated_per_ip_per_minute: config.limits.unauthenticated_per_ip_per_minute,
+            },
         },
         clock: Arc::new(SystemClock),
         metrics: metrics_handle(),

@@ -38,6 +38,8 @@ pub struct Options {
     pub dir: Option<std::path::PathBuf>,
     /// The webhook mode (pending uploads); off when `None`.
     pub webhook_mode: Option<runproof_server::WebhookModeConfig>,
+    /// The in-flight cap and unauthenticated per-IP limit.
+    pub limits: runproof_server::LimitsConfig,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             delivery: None,
             dir: None,
             webhook_mode: None,
+            limits: runproof_server::LimitsConfig::default(),
         }
     }
 }
@@ -125,6 +128,7 @@ impl Harness {
                 replay_protection: opts.replay_protection,
                 webhook_secrets: opts.webhook_secrets.clone(),
                 body_timeout: Duration::from_secs(30),
+                limits: opts.limits.clone(),
             },
             clock: Arc::new(SystemClock),
             metrics: metrics_handle(),
