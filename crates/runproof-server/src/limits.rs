@@ -85,7 +85,9 @@ impl Limiter {
 }
 
 /// The middleware: the in-flight cap for every request, then the per-IP limit for requests
-/// without credentials (health probes exempt).
+/// without credentials. Health probes are exempt, and so are signed GitHub deliveries:
+/// GitHub sends them from shared addresses and does not retry a refused one, and their
+/// `X-Hub-Signature-256` is verified before anything is parsed.
 pub(crate) async fn enforce(
     State(limiter): State<Arc<Limiter>>,
     request: Request,
@@ -104,7 +106,9 @@ pub(crate) async fn enforce(
         },
         None => None,
     };
-    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz")
+        || (request.uri().path() == "/v1/github/webhooks"
+            && request.headers().contains_key("x-hub-signature-256"));
     if !probe && !request.headers().contains_key(header::AUTHORIZATION) {
         let ip = request
             .extensions()
