@@ -684,19 +684,19 @@ pub(crate) async fn after_insert(state: &AppState, record: UploadRecord) -> Uplo
     let settled =
         tokio::time::timeout(CONFIRM_TIMEOUT, try_settle(state, mode, &record, true)).await;
     match settled {
-        Ok(Ok(Some(_))) => match state.store.get_upload(&record.id).await {
-            Ok(Some(fresh)) => fresh,
-            _ => record,
-        },
-        Ok(Ok(None)) => record,
+        Ok(Ok(_)) => {}
         Ok(Err(why)) => {
             tracing::info!(id = %record.id, %why, "pending upload not settled yet");
-            record
         }
         Err(_) => {
             tracing::info!(id = %record.id, "active confirmation timed out; the upload stays pending");
-            record
         }
+    }
+    // Read it again whatever happened here: a webhook or the sweeper may have settled it
+    // meanwhile.
+    match state.store.get_upload(&record.id).await {
+        Ok(Some(fresh)) => fresh,
+        _ => record,
     }
 }
 
