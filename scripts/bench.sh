@@ -5,7 +5,12 @@
 #
 # Usage: scripts/bench.sh [SMALL_UPLOADS] [CONCURRENCY] [LARGE_MIB_LIST]
 #   defaults: 2000 uploads, 16 in flight, "64,1024" MiB.
-# Environment: OPENSSL_SECONDS (default 3), SERVER_LOG (server RUST_LOG, default info).
+# Environment: OPENSSL_SECONDS (default 3), SERVER_LOG (server RUST_LOG, default info),
+#   STORAGE_UPLOADS (uploads per setup in the SQLite / PostgreSQL / two-replica
+#   comparison, default 1000; 0 skips it), STORAGE_ROUNDS (default 3),
+#   RUNPROOF_BENCH_DATABASE_URL (PostgreSQL for that comparison; defaults to
+#   RUNPROOF_TEST_DATABASE_URL, then to postgres://postgres@127.0.0.1:5432/test when
+#   pg_isready answers there; without one the comparison says it was skipped).
 set -euo pipefail
 
 SMALL=${1:-2000}
@@ -13,6 +18,13 @@ CONCURRENCY=${2:-16}
 LARGE=${3:-64,1024}
 OPENSSL_SECONDS=${OPENSSL_SECONDS:-3}
 SERVER_LOG=${SERVER_LOG:-info}
+STORAGE_UPLOADS=${STORAGE_UPLOADS:-1000}
+STORAGE_ROUNDS=${STORAGE_ROUNDS:-3}
+DATABASE_URL=${RUNPROOF_BENCH_DATABASE_URL:-${RUNPROOF_TEST_DATABASE_URL:-}}
+if [ -z "$DATABASE_URL" ] && command -v pg_isready >/dev/null 2>&1 \
+   && pg_isready -h 127.0.0.1 -p 5432 -q; then
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/test"
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -41,13 +53,15 @@ echo "== criterion: in-process verification (bench profile)"
 rm -rf "$TARGET/criterion/verify"
 cargo bench -p runproof-core --bench verify -- --warm-up-time 1 --measurement-time 3
 
-echo "== openssl speed, small uploads, large uploads (real server on loopback)"
+echo "== openssl speed, small uploads, SQLite vs PostgreSQL vs two replicas, large uploads (real servers on loopback)"
 "$TARGET/release/examples/load" \
     --server-bin "$TARGET/release/runproof" \
     --work-dir "$WORK" \
     --openssl-seconds "$OPENSSL_SECONDS" \
     --criterion-dir "$TARGET/criterion" \
     --small "$SMALL" --concurrency "$CONCURRENCY" \
+    --storage "$STORAGE_UPLOADS" --storage-rounds "$STORAGE_ROUNDS" \
+    --database-url "$DATABASE_URL" \
     --large-mib "$LARGE" \
     --server-log "$SERVER_LOG" \
     --json-out "$RESULTS"

@@ -12,6 +12,14 @@
 //!   with `dd if=/dev/zero bs=1M conv=fsync` of the same size into the same directory.
 //!   Reports median MiB/s of each, their ratio, and the server's peak RSS (`VmHWM` from
 //!   `/proc/<pid>/status`, the highest over the rounds).
+//! - `--storage N --database-url URL`: N small verified uploads (`--small-bytes`,
+//!   `--concurrency` in flight) on three setups, each in fresh `runproof serve --config`
+//!   processes trusting a fake GitHub that runs in this process: SQLite with local blobs
+//!   (the default setup); PostgreSQL with local blobs, one replica; PostgreSQL with two
+//!   replicas sharing the database (one schema) and a `file://` blob directory, uploads
+//!   alternating between them. `--storage-rounds` rounds, the order rotating each round;
+//!   medians are reported, and the ratios PostgreSQL ÷ SQLite and two replicas ÷ one.
+//!   Each PostgreSQL setup gets a schema of its own, dropped afterwards.
 //! - `--openssl-seconds S`: `openssl speed -seconds S rsa2048` verify/s.
 //! - `--criterion-dir DIR`: reads `verify/*` estimates written by
 //!   `cargo bench -p runproof-core --bench verify` and relates them to openssl.
@@ -77,6 +85,16 @@ struct Args {
     /// Skip the dd baseline of the large phase.
     #[arg(long)]
     no_dd: bool,
+    /// Small uploads per setup in the storage comparison (0: skip).
+    #[arg(long, default_value_t = 0)]
+    storage: usize,
+    /// Rounds of the storage comparison; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    storage_rounds: usize,
+    /// PostgreSQL for the storage comparison (e.g. postgres://postgres@127.0.0.1:5432/test).
+    /// Without it the comparison is skipped, and says so.
+    #[arg(long)]
+    database_url: Option<String>,
     /// Run `openssl speed -seconds S rsa2048` (0: skip).
     #[arg(long, default_value_t = 0)]
     openssl_seconds: u64,
@@ -728,6 +746,7 @@ fn summary(r: &Value) -> String {
             )
         );
     }
+    storage::summary(r, &mut s);
     if let Some(large) = r.get("large").and_then(Value::as_array) {
         for l in large {
             let _ = writeln!(
@@ -756,6 +775,9 @@ fn summary(r: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
+
+#[path = "load/storage.rs"]
+mod storage;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -799,6 +821,21 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.small > 0 {
         results.insert("small".into(), small_phase(&args, &work).await?);
+    }
+    if args.storage > 0 {
+        match args.database_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let storage = storage::phase(&args, &work, url).await?;
+                results.insert("storage".into(), storage);
+            }
+            None => {
+                eprintln!("storage: skipped, no --database-url (PostgreSQL) given");
+                results.insert(
+                    "storage".into(),
+                    json!({ "skipped": "no PostgreSQL (--database-url)" }),
+                );
+            }
+        }
     }
     if !args.large_mib.is_empty() {
         let mut large = Vec::new();
