@@ -47,8 +47,8 @@ pub struct Config {
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// `sqlite://…`, `postgres://…` or `postgresql://…`; defaults to
-    /// `<data_dir>/runproof.db`.
-    pub database_url: Option<String>,
+    /// `<data_dir>/runproof.db`. A secret: it may hold a password.
+    pub database_url: Option<Secret>,
     /// `file://…` or `s3://bucket/prefix`; defaults to `<data_dir>`.
     pub blob_store: Option<String>,
     /// Pool size, timeouts and schema of the database.
@@ -429,7 +429,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     }
     let storage = crate::storage::resolve(
         &config.data_dir,
-        config.database_url.as_deref(),
+        config.database_url.as_ref().map(Secret::expose),
         config.blob_store.as_deref(),
         &config.database,
         config.s3.as_ref(),

@@ -519,6 +519,18 @@ mod tests {
     }
 
     #[test]
+    fn the_resolved_configuration_never_shows_the_database_password() {
+        let resolved = crate::config::from_toml_str(
+            "database_url = \"postgres://u:s3cr3t@db/x\"\n[oidc]\naudience = \"https://a.example\"\n",
+        )
+        .unwrap();
+        assert_eq!(resolved.storage.database.url(), "postgres://u:s3cr3t@db/x");
+        let debug = format!("{resolved:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("postgres://db/x"), "{debug}");
+    }
+
+    #[test]
     fn urls_are_shown_without_credentials() {
         assert_eq!(
             redact_url("postgres://user:s3cr3t@db.internal:5432/app?sslmode=require&password=x"),
