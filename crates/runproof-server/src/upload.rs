@@ -102,7 +102,7 @@ pub(crate) async fn create_upload(
     } else {
         UploadStatus::Verified
     };
-    let new = NewUpload {
+    let mut new = NewUpload {
         id: received.id.clone(),
         status,
         mode: admitted.mode,
@@ -118,7 +118,6 @@ pub(crate) async fn create_upload(
         deliveries: Vec::new(),
         pending_run: admitted.pending,
     };
-    let mut new = new;
     if let Some(delivery) = state
         .delivery
         .as_ref()

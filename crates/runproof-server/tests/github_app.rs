@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Harness, Options, bearer};
 use runproof_core::{InstallationId, RepositoryId, Secret};
 use runproof_testkit::{
@@ -821,6 +819,5 @@ async fn github_token_mode_is_off_by_default() {
         0,
         "GitHub is not even asked"
     );
-    let _ = Duration::ZERO;
     h.stop().await;
 }
