@@ -1,8 +1,13 @@
-//! Self-defence: a cap on requests in flight, and a per-IP rate limit for requests that carry
-//! no credentials (no `Authorization` header). Both answer `429 rate_limited` with
-//! `Retry-After`, at once, so the server keeps serving everyone else.
+//! Self-defence: a cap on requests in flight, and per-IP and per-repository rate limits for
+//! requests that carry no credentials (no `Authorization` header). All answer
+//! `429 rate_limited` with `Retry-After`, at once, so the server keeps serving everyone else.
+//!
+//! A request without credentials names a repository through `X-Runproof-Run` (the webhook
+//! mode). The per-repository limit bounds what anyone, from any number of addresses, can
+//! make the server do in one repository's name.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,13 +17,15 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use runproof_core::ErrorCode;
+use runproof_core::ids::RepositoryId;
+use runproof_core::run_header::RunHeader;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
 /// The length of a rate-limit window.
 const WINDOW: Duration = Duration::from_secs(60);
-/// Most addresses tracked at once; expired windows are dropped first.
+/// Most addresses (or repositories) tracked at once; expired windows are dropped first.
 const MAX_TRACKED: usize = 100_000;
 
 /// `[limits]`.
@@ -28,6 +35,9 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Requests without `Authorization` accepted per client IP per minute. 0: no limit.
     pub unauthenticated_per_ip_per_minute: u32,
+    /// Requests without `Authorization` accepted per minute that name one repository in
+    /// `X-Runproof-Run`, from all addresses together. 0: no limit.
+    pub unauthenticated_per_repository_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -35,43 +45,41 @@ impl Default for LimitsConfig {
         Self {
             max_connections: 1024,
             unauthenticated_per_ip_per_minute: 600,
+            unauthenticated_per_repository_per_minute: 300,
         }
     }
 }
 
-/// The state of the limits of one router.
-pub(crate) struct Limiter {
-    in_flight: Option<Arc<Semaphore>>,
+/// Fixed one-minute windows counting requests per key.
+struct Windows<K> {
     per_minute: u32,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    counts: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl Limiter {
-    pub(crate) fn new(config: &LimitsConfig) -> Arc<Self> {
-        Arc::new(Self {
-            in_flight: (config.max_connections > 0)
-                .then(|| Arc::new(Semaphore::new(config.max_connections))),
-            per_minute: config.unauthenticated_per_ip_per_minute,
-            windows: Mutex::new(HashMap::new()),
-        })
+impl<K: Eq + Hash> Windows<K> {
+    fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            counts: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// Counts a request from `ip`; the seconds to wait when it is over the limit.
-    fn over_limit(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+    /// Counts a request for `key`; the seconds to wait when it is over the limit.
+    fn over_limit(&self, key: K, now: Instant) -> Option<u64> {
         if self.per_minute == 0 {
             return None;
         }
-        let mut windows = self
-            .windows
+        let mut counts = self
+            .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() >= MAX_TRACKED && !windows.contains_key(&ip) {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-            if windows.len() >= MAX_TRACKED {
-                windows.clear();
+        if counts.len() >= MAX_TRACKED && !counts.contains_key(&key) {
+            counts.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            if counts.len() >= MAX_TRACKED {
+                counts.clear();
             }
         }
-        let entry = windows.entry(ip).or_insert((now, 0));
+        let entry = counts.entry(key).or_insert((now, 0));
         if now.duration_since(entry.0) >= WINDOW {
             *entry = (now, 0);
         }
@@ -84,8 +92,33 @@ impl Limiter {
     }
 }
 
-/// The middleware: the in-flight cap for every request, then the per-IP limit for requests
-/// without credentials. Health probes are exempt, and so are signed GitHub deliveries:
+/// The state of the limits of one router.
+pub(crate) struct Limiter {
+    in_flight: Option<Arc<Semaphore>>,
+    per_ip: Windows<IpAddr>,
+    per_repository: Windows<RepositoryId>,
+}
+
+impl Limiter {
+    pub(crate) fn new(config: &LimitsConfig) -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: (config.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(config.max_connections))),
+            per_ip: Windows::new(config.unauthenticated_per_ip_per_minute),
+            per_repository: Windows::new(config.unauthenticated_per_repository_per_minute),
+        })
+    }
+}
+
+/// The repository a request without credentials names, if its `X-Runproof-Run` parses.
+/// One that does not parse is refused later, by the handler, as `invalid_request`.
+fn named_repository(request: &Request) -> Option<RepositoryId> {
+    let value = request.headers().get("x-runproof-run")?.to_str().ok()?;
+    RunHeader::parse(value).ok().map(|run| run.repository_id)
+}
+
+/// The middleware: the in-flight cap for every request, then the per-IP and the
+/// per-repository limits for requests without credentials. Health probes are exempt, and so are signed GitHub deliveries:
 /// GitHub sends them from shared addresses and does not retry a refused one, and their
 /// `X-Hub-Signature-256` is verified before anything is parsed.
 pub(crate) async fn enforce(
@@ -115,13 +148,26 @@ pub(crate) async fn enforce(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         if let Some(ip) = ip
-            && let Some(wait) = limiter.over_limit(ip, Instant::now())
+            && let Some(wait) = limiter.per_ip.over_limit(ip, Instant::now())
         {
             metrics::counter!("runproof_rate_limited_total", "limit" => "unauthenticated")
                 .increment(1);
             return ApiError::new(
                 ErrorCode::RateLimited,
                 "too many requests without credentials from this address",
+            )
+            .retry_after(wait)
+            .into_response();
+        }
+        if let Some(repository) = named_repository(&request)
+            && let Some(wait) = limiter
+                .per_repository
+                .over_limit(repository, Instant::now())
+        {
+            metrics::counter!("runproof_rate_limited_total", "limit" => "repository").increment(1);
+            return ApiError::new(
+                ErrorCode::RateLimited,
+                format!("too many requests without credentials for repository {repository}"),
             )
             .retry_after(wait)
             .into_response();
@@ -135,18 +181,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_count_per_ip_and_reset() {
-        let l = Limiter::new(&LimitsConfig {
-            max_connections: 0,
-            unauthenticated_per_ip_per_minute: 2,
-        });
+    fn windows_count_per_key_and_reset() {
+        let w = Windows::new(2);
         let a: IpAddr = [127, 0, 0, 1].into();
         let b: IpAddr = [127, 0, 0, 2].into();
         let t = Instant::now();
-        assert_eq!(l.over_limit(a, t), None);
-        assert_eq!(l.over_limit(a, t), None);
-        assert_eq!(l.over_limit(a, t), Some(60));
-        assert_eq!(l.over_limit(b, t), None);
-        assert_eq!(l.over_limit(a, t + WINDOW), None);
+        assert_eq!(w.over_limit(a, t), None);
+        assert_eq!(w.over_limit(a, t), None);
+        assert_eq!(w.over_limit(a, t), Some(60));
+        assert_eq!(w.over_limit(b, t), None);
+        assert_eq!(w.over_limit(a, t + WINDOW), None);
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let w = Windows::new(0);
+        let t = Instant::now();
+        for _ in 0..1000 {
+            assert_eq!(w.over_limit(RepositoryId(7), t), None);
+        }
+    }
+
+    #[test]
+    fn the_named_repository_comes_from_a_parsable_run_header() {
+        let request = |value: &str| {
+            Request::builder()
+                .header("x-runproof-run", value)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        assert_eq!(
+            named_repository(&request("123/456/1")),
+            Some(RepositoryId(123))
+        );
+        assert_eq!(named_repository(&request("not a run")), None);
     }
 }

@@ -1,5 +1,6 @@
-//! Self-defence: the in-flight cap and the per-IP limit for requests without credentials
-//! answer `429 rate_limited` with `Retry-After`, and the server keeps serving everyone else.
+//! Self-defence: the in-flight cap, and the per-IP and per-repository limits for requests
+//! without credentials, answer `429 rate_limited` with `Retry-After`, and the server keeps
+//! serving everyone else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, Options, bearer};
-use runproof_server::LimitsConfig;
+use runproof_server::{LimitsConfig, WebhookModeConfig};
 use tokio::io::AsyncWriteExt as _;
 
 #[tokio::test]
@@ -16,6 +17,7 @@ async fn unauthenticated_requests_are_limited_per_ip_and_others_still_served() {
         limits: LimitsConfig {
             max_connections: 64,
             unauthenticated_per_ip_per_minute: 3,
+            unauthenticated_per_repository_per_minute: 0,
         },
         ..Options::default()
     })
@@ -61,6 +63,7 @@ async fn requests_over_the_in_flight_cap_are_refused_at_once_then_served_again()
         limits: LimitsConfig {
             max_connections: 2,
             unauthenticated_per_ip_per_minute: 0,
+            unauthenticated_per_repository_per_minute: 0,
         },
         ..Options::default()
     })
@@ -113,4 +116,85 @@ async fn requests_over_the_in_flight_cap_are_refused_at_once_then_served_again()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(served, "served again once the slow clients left");
+}
+
+/// A pending upload (no credentials) claiming a run of `repository`.
+async fn pending(h: &Harness, repository: u64, run: u64) -> reqwest::Response {
+    h.http
+        .post(format!("{}/v1/uploads?name=results.json", h.url))
+        .header("x-runproof-run", format!("{repository}/{run}/1"))
+        .header("x-runproof-sha", "a".repeat(40))
+        .body("pending")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rule_unauthenticated_requests_are_limited_per_repository() {
+    let h = Harness::start_with(Options {
+        limits: LimitsConfig {
+            max_connections: 64,
+            unauthenticated_per_ip_per_minute: 0,
+            unauthenticated_per_repository_per_minute: 3,
+        },
+        webhook_mode: Some(WebhookModeConfig::default()),
+        ..Options::default()
+    })
+    .await;
+    // Three pending uploads naming repository 100, each for another run.
+    for run in 1..=3 {
+        let resp = pending(&h, 100, run).await;
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    }
+    let resp = pending(&h, 100, 4).await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "rate_limited");
+    assert!(
+        v["detail"].as_str().unwrap().contains("repository 100"),
+        "{v}"
+    );
+    // Nothing of the refused upload was stored: three pending records in all.
+    assert_eq!(h.record_count().await, 3);
+    // Another repository, and uploads with credentials, are still served.
+    let resp = pending(&h, 200, 1).await;
+    assert_eq!(resp.status(), 202);
+    let (status, body) = h
+        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn an_unparsable_run_header_is_refused_by_the_handler_not_counted() {
+    let h = Harness::start_with(Options {
+        limits: LimitsConfig {
+            max_connections: 64,
+            unauthenticated_per_ip_per_minute: 0,
+            unauthenticated_per_repository_per_minute: 1,
+        },
+        webhook_mode: Some(WebhookModeConfig::default()),
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let resp = h
+            .http
+            .post(format!("{}/v1/uploads?name=results.json", h.url))
+            .header("x-runproof-run", "100/not-a-run")
+            .header("x-runproof-sha", "a".repeat(40))
+            .body("pending")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+    }
+    assert_eq!(pending(&h, 100, 1).await.status(), 202);
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 19] = [
+pub const ENV_KEYS: [&str; 52] = [
     "listen",
     "data_dir",
     "database_url",
@@ -22,18 +22,51 @@ pub const ENV_KEYS: [&str; 19] = [
     "max_upload_bytes",
     "api_keys_file",
     "log_format",
+    "body_timeout_seconds",
     "oidc.audience",
     "oidc.leeway_seconds",
     "oidc.replay_protection",
-    "body_timeout_seconds",
+    "jwks.refresh_interval_seconds",
+    "jwks.unknown_kid_cooldown_seconds",
+    "jwks.timeout_seconds",
     "github.api_url",
     "github.app_id",
     "github.private_key_file",
+    "github.webhook_secrets_file",
     "github.timeout_seconds",
     "github_token.enabled",
     "webhook_mode.enabled",
+    "webhook_mode.grace_period_seconds",
+    "webhook_mode.pending_ttl_seconds",
+    "webhook_mode.allow_forks",
+    "webhook_mode.require_action",
+    "webhook_mode.max_uploads_per_run",
+    "webhook_mode.max_pending_bytes_per_repository",
+    "webhook_mode.max_pending_uploads",
+    "webhook_mode.max_pending_bytes",
     "delivery.url",
     "delivery.public_url",
+    "delivery.secrets_file",
+    "delivery.max_attempts",
+    "delivery.timeout_seconds",
+    "delivery.backoff_seconds",
+    "delivery.max_backoff_seconds",
+    "sessions.ttl_seconds",
+    "sessions.max_uploads",
+    "sessions.max_bytes",
+    "database.max_connections",
+    "database.statement_timeout_seconds",
+    "database.connect_timeout_seconds",
+    "database.schema",
+    "s3.endpoint",
+    "s3.region",
+    "s3.access_key_id",
+    "s3.secret_access_key",
+    "s3.secret_access_key_file",
+    "s3.allow_http",
+    "limits.max_connections",
+    "limits.unauthenticated_per_ip_per_minute",
+    "limits.unauthenticated_per_repository_per_minute",
 ];
 
 /// The whole configuration. Every key has a safe default except `oidc.audience`.
@@ -547,6 +580,9 @@ pub struct LimitsSection {
     pub max_connections: usize,
     /// Requests without `Authorization` accepted per client IP per minute. 0: no limit.
     pub unauthenticated_per_ip_per_minute: u32,
+    /// Requests without `Authorization` accepted per minute that name one repository in
+    /// `X-Runproof-Run`, from all addresses together. 0: no limit.
+    pub unauthenticated_per_repository_per_minute: u32,
 }
 
 impl Default for LimitsSection {
@@ -555,6 +591,7 @@ impl Default for LimitsSection {
         Self {
             max_connections: d.max_connections,
             unauthenticated_per_ip_per_minute: d.unauthenticated_per_ip_per_minute,
+            unauthenticated_per_repository_per_minute: d.unauthenticated_per_repository_per_minute,
         }
     }
 }
@@ -593,6 +630,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    /// A plausible value for each key of [`ENV_KEYS`].
+    fn env_value(key: &str) -> &'static str {
+        match key {
+            "listen" => "127.0.0.1:9999",
+            "database_url" => "postgres://runproof@127.0.0.1:5432/runproof",
+            "blob_store" => "s3://bucket/prefix",
+            "log_format" => "json",
+            "oidc.audience" => "https://runproof.env.test",
+            "github.api_url" | "s3.endpoint" => "https://internal.example",
+            "delivery.url" | "delivery.public_url" => "https://app.example/hook",
+            "webhook_mode.require_action" => "owner/upload",
+            "database.schema" => "runproof_env",
+            "s3.region" => "eu-west-1",
+            "s3.access_key_id" => "AKIDEXAMPLE",
+            "s3.secret_access_key" => "not-a-real-secret",
+            k if k.ends_with("_file") || k == "data_dir" => "/etc/runproof/x",
+            k if k.ends_with("enabled")
+                || k.ends_with("allow_forks")
+                || k.ends_with("allow_http")
+                || k.ends_with("replay_protection") =>
+            {
+                "true"
+            }
+            _ => "7",
+        }
+    }
+
+    #[test]
+    fn every_environment_override_names_a_key_of_the_right_type() {
+        figment::Jail::expect_with(|jail| {
+            for key in ENV_KEYS {
+                let var = format!("RUNPROOF_{}", key.to_ascii_uppercase().replace('.', "__"));
+                jail.set_env(var, env_value(key));
+            }
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.limits.unauthenticated_per_repository_per_minute, 7);
+            assert_eq!(config.limits.max_connections, 7);
+            assert_eq!(config.database.schema.as_deref(), Some("runproof_env"));
+            assert_eq!(config.database.connect_timeout_seconds, Some(7));
+            let s3 = config.s3.as_ref().ok_or("no [s3]")?;
+            assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+            assert!(s3.allow_http);
+            assert_eq!(config.sessions.max_uploads, 7);
+            assert_eq!(config.webhook_mode.max_pending_uploads, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn variables_outside_the_list_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RUNPROOF_TEST_DATABASE_URL", "postgres://elsewhere");
+            jail.set_env("RUNPROOF_LIMITS__NO_SUCH_KEY", "1");
+            jail.set_env("RUNPROOF_OIDC__AUDIENCE", "https://runproof.env.test");
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert!(config.database_url.is_none());
+            Ok(())
+        });
     }
 
     #[test]

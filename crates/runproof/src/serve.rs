@@ -83,6 +83,9 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             limits: runproof_server::LimitsConfig {
                 max_connections: config.limits.max_connections,
                 unauthenticated_per_ip_per_minute: config.limits.unauthenticated_per_ip_per_minute,
+                unauthenticated_per_repository_per_minute: config
+                    .limits
+                    .unauthenticated_per_repository_per_minute,
             },
         },
         clock: Arc::new(SystemClock),
