@@ -1,14 +1,23 @@
 //! Faults of the server's own dependencies, against a real server process:
 //! - storage full (a 2 MiB tmpfs, when this runs as root and may mount; else skipped with a
 //!   printed line): `507`/`503 storage_unavailable`, nothing partial kept, reads still work;
-//! - the database unreachable at start: a clear error and a non-zero exit.
+//! - the database unreachable at start: a clear error and a non-zero exit;
+//! - the database lost during operation (PostgreSQL behind a proxy that cuts every
+//!   connection): `503 storage_unavailable` with `Retry-After`, nothing partial kept, then
+//!   recovery without a restart once it is back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod proc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use sqlx::Connection as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 use proc::{Rng, Server, client, free_port, list_all, sha256_hex, write_config};
 use runproof_testkit::FakeGithub;
@@ -193,4 +202,269 @@ fn unwritable_sqlite_at_start_is_a_clear_error() {
         stderr.contains("/proc/runproof-nowhere"),
         "names the path it cannot use: {stderr}"
     );
+}
+
+/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (up, conns) = (Arc::clone(&up), Arc::clone(&conns));
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let target = target.clone();
+                    let conn = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(conn);
+                }
+            }
+        });
+        Self {
+            port,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    /// The database is gone: open connections are closed, new ones closed at once.
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// A schema of its own in the test database, dropped on drop.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                )))
+                .execute(&mut admin)
+                .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop schema {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// Status, problem or record, and whether `Retry-After` was sent.
+async fn upload(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value, bool) {
+    let resp = http
+        .post(format!("{base}/v1/uploads?name=results.bin"))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().contains_key("retry-after");
+    (
+        status,
+        resp.json().await.unwrap_or(Value::Null),
+        retry_after,
+    )
+}
+
+async fn status_of(http: &reqwest::Client, url: &str, key: Option<&str>) -> u16 {
+    let mut req = http.get(url);
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_lost_during_operation_answers_503_then_recovers() {
+    let Some(database) = std::env::var("RUNPROOF_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!("SKIPPED database_lost: needs PostgreSQL (RUNPROOF_TEST_DATABASE_URL)");
+        return;
+    };
+    let mut url = reqwest::Url::parse(&database).unwrap();
+    let target = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    );
+    let proxy = Proxy::start(target).await;
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
+    let schema = Schema {
+        url: database.clone(),
+        name: format!("rp_faults_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gh = FakeGithub::start().await.unwrap();
+    let port = free_port();
+    let extra = format!(
+        "database_url = \"{url}\"\n[database]\nschema = \"{}\"\n\
+         connect_timeout_seconds = 1\nstatement_timeout_seconds = 5\n",
+        schema.name
+    );
+    let config = write_config(
+        dir.path(),
+        port,
+        &data,
+        &gh.issuer(),
+        AUDIENCE,
+        API_KEY,
+        &extra,
+    );
+    let server = Server::start(&config, port, &dir.path().join("server.log")).await;
+    let base = server.base.clone();
+    let http = client();
+    let mut rng = Rng::from_time();
+    let mut stored = Vec::new();
+    for _ in 0..3 {
+        let body = rng.bytes(64 * 1024);
+        let (status, v, _) = upload(&http, &base, &gh.token(AUDIENCE).unwrap(), body.clone()).await;
+        assert_eq!(status, 201, "{v}");
+        stored.push((v["id"].as_str().unwrap().to_owned(), sha256_hex(&body)));
+    }
+
+    // An upload whose body is streaming when the database goes: its row cannot be written,
+    // so it is refused, and its blob is not kept.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }));
+    let in_flight = tokio::spawn({
+        let (http, base, token) = (http.clone(), base.clone(), gh.token(AUDIENCE).unwrap());
+        async move { upload(&http, &base, &token, body).await }
+    });
+    tx.send(Ok(rng.bytes(32 * 1024))).await.unwrap();
+    // The credentials were checked (the jti written) before a byte of the body was read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.cut();
+    tx.send(Ok(rng.bytes(32 * 1024))).await.unwrap();
+    drop(tx);
+    let (status, v, retry_after) = in_flight.await.unwrap();
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["code"], "storage_unavailable", "{v}");
+    assert!(retry_after, "Retry-After on 503");
+
+    // While it is gone: uploads, reads and readiness answer 503; liveness stays up.
+    let refused_token = gh.token(AUDIENCE).unwrap();
+    for i in 0..5 {
+        let token = if i == 0 {
+            refused_token.clone()
+        } else {
+            gh.token(AUDIENCE).unwrap()
+        };
+        let (status, v, retry_after) = upload(&http, &base, &token, rng.bytes(1024)).await;
+        assert_eq!(status, 503, "{v}");
+        assert_eq!(v["code"], "storage_unavailable", "{v}");
+        assert!(retry_after, "Retry-After on 503");
+    }
+    assert_eq!(status_of(&http, &format!("{base}/readyz"), None).await, 503);
+    assert_eq!(
+        status_of(&http, &format!("{base}/v1/uploads"), Some(API_KEY)).await,
+        503
+    );
+    assert_eq!(
+        status_of(&http, &format!("{base}/healthz"), None).await,
+        200
+    );
+
+    // Back: the pool reconnects by itself; bounded wait for readiness.
+    proxy.restore();
+    let mut ready = false;
+    for _ in 0..60 {
+        if status_of(&http, &format!("{base}/readyz"), None).await == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ready, "ready again once the database is back");
+    // A token refused during the outage was never spent: no wrong reject afterwards.
+    let body = rng.bytes(2048);
+    let (status, v, _) = upload(&http, &base, &refused_token, body.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    stored.push((v["id"].as_str().unwrap().to_owned(), sha256_hex(&body)));
+
+    // Nothing was lost or kept partially: exactly the acknowledged records, each readable,
+    // and one blob per record.
+    let records = list_all(&http, &base, API_KEY).await;
+    assert_eq!(records.len(), stored.len(), "{records:?}");
+    for (id, sha) in &stored {
+        let resp = http
+            .get(format!("{base}/v1/uploads/{id}/content"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(&sha256_hex(&resp.bytes().await.unwrap()), sha);
+    }
+    assert_eq!(
+        files_under(&data.join("blobs")),
+        stored.len(),
+        "no orphan blob"
+    );
+    assert_eq!(files_under(&data.join("tmp")), 0, "no partial body");
+    println!(
+        "database lost: uploads, reads and /readyz answered 503 storage_unavailable with \
+         Retry-After; the in-flight upload's blob was removed; ready again after the \
+         database came back, with {} records intact",
+        stored.len()
+    );
+    drop(server);
 }
