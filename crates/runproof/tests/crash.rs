@@ -1,8 +1,11 @@
-//! Crash safety: a real server process takes concurrent uploads and is SIGKILLed at random
-//! moments over several rounds, restarted each time on the same data directory. Afterwards
-//! every upload answered `201` is present with bytes matching its sha256, no record points
-//! at a missing or partial blob, no partial blob is visible, and tokens accepted before a
-//! crash are still refused as `token_replayed`.
+//! Crash safety: a real server process takes concurrent uploads (OIDC tokens, and pending
+//! uploads of the webhook mode approved by signed `workflow_run` webhooks) and pushes them
+//! to an App endpoint that fails a third of the time. It is SIGKILLed at random moments over
+//! several rounds, restarted each time on the same data directory. Afterwards every upload
+//! answered `201` or `202` is present with bytes matching its sha256, no record points at a
+//! missing or partial blob, no partial blob is visible, tokens accepted before a crash are
+//! still refused as `token_replayed`, every pending upload is approved once its run is, and
+//! every upload is delivered to the App: the outbox and the pending uploads resume.
 //!
 //! The seed is printed; `RUNPROOF_CRASH_SEED` replays a run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,25 +13,149 @@
 mod proc;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use proc::{Rng, Server, client, free_port, list_all, sha256_hex, write_config};
-use runproof_testkit::FakeGithub;
+use runproof_testkit::{FakeGithub, RunSpec, WebhookSender, sign_webhook, workflow_run_payload};
 use serde_json::Value;
 
 const AUDIENCE: &str = "https://runproof.crash.test";
 const API_KEY: &str = "crash-api-key-0123456789";
+const WEBHOOK_SECRET: &str = "crash-webhook-secret-0123456789";
+const DELIVERY_SECRET: &str = "crash-delivery-secret-0123456789";
+const APP_ID: u64 = 5151;
+const INSTALLATION: u64 = 51;
 const ROUNDS: usize = 4;
 const TASKS: usize = 8;
 
-/// An upload the server answered `201`.
+/// An upload the server answered `201` (with its token) or `202` (with its run).
 struct Acked {
     id: String,
     sha256: String,
     size: usize,
-    token: String,
+    token: Option<String>,
+    run: Option<RunSpec>,
+}
+
+/// The App's endpoint: checks each push's signature, records it, and fails every third.
+struct Receiver {
+    url: String,
+    seen: Arc<Mutex<HashMap<String, u32>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    seen: Arc<Mutex<HashMap<String, u32>>>,
+    calls: Arc<AtomicU64>,
+    flaky: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    async fn start(flaky: Arc<AtomicBool>) -> Self {
+        let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+        let state = ReceiverState {
+            seen: Arc::clone(&seen),
+            calls: Arc::default(),
+            flaky,
+        };
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, seen, task }
+    }
+
+    /// The ids of `ids` not delivered yet.
+    fn missing<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let seen = self.seen.lock().unwrap();
+        ids.filter(|id| !seen.contains_key(*id)).collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let signature = headers
+        .get("x-runproof-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(
+        signature,
+        sign_webhook(DELIVERY_SECRET.as_bytes(), &body),
+        "every push is signed"
+    );
+    if state.flaky.load(Ordering::Relaxed) && state.calls.fetch_add(1, Ordering::Relaxed) % 3 == 0 {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    let upload = payload["upload"]["id"].as_str().unwrap().to_owned();
+    *state.seen.lock().unwrap().entry(upload).or_default() += 1;
+    StatusCode::OK
+}
+
+/// The server's configuration beyond the basics: the App, the webhook mode, delivery.
+fn extra_config(gh: &FakeGithub, dir: &Path, receiver: &str) -> String {
+    let app = gh.register_app(APP_ID).unwrap();
+    let key = dir.join("app.pem");
+    std::fs::write(&key, &app.private_key_pem).unwrap();
+    format!(
+        r#"
+[github]
+api_url = "{api}"
+app_id = {APP_ID}
+private_key_file = '{key}'
+webhook_secrets = ["{WEBHOOK_SECRET}"]
+timeout_seconds = 5
+
+[webhook_mode]
+enabled = true
+
+[delivery]
+url = "{receiver}"
+secrets = ["{DELIVERY_SECRET}"]
+timeout_seconds = 2
+backoff_seconds = 1
+max_backoff_seconds = 2
+max_attempts = 1000
+
+[limits]
+unauthenticated_per_ip_per_minute = 0
+unauthenticated_per_repository_per_minute = 0
+"#,
+        api = gh.base_url(),
+        key = key.display(),
+    )
+}
+
+/// A signed `workflow_run` completed with success: GitHub vouches for `run`.
+async fn approve(sender: &WebhookSender, run: &RunSpec) -> bool {
+    let payload = workflow_run_payload(
+        "completed",
+        run,
+        Some(INSTALLATION),
+        "completed",
+        Some("success"),
+    );
+    matches!(sender.send("workflow_run", &payload).await, Ok((200, _, _)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -40,16 +167,38 @@ async fn acknowledged_uploads_survive_sigkill() {
     println!("RUNPROOF_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let gh = Arc::new(FakeGithub::start().await.unwrap());
+    let base_run = gh.run();
+    gh.add_installation(
+        INSTALLATION,
+        &base_run.repository_owner,
+        base_run.repository_owner_id,
+        &[(base_run.repository_id, &base_run.repository)],
+    );
+    let flaky = Arc::new(AtomicBool::new(true));
+    let receiver = Receiver::start(Arc::clone(&flaky)).await;
     let dir = tempfile::tempdir().unwrap();
+    let extra = extra_config(&gh, dir.path(), &receiver.url);
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let http = client();
     let mut kills = 0;
+    let next_run = Arc::new(AtomicU64::new(7_000_000));
+    // Every run a pending upload claimed, answered or not.
+    let claimed: Arc<Mutex<Vec<RunSpec>>> = Arc::default();
+    let mut approved_before_crash = 0;
 
     for round in 0..ROUNDS {
         let port = free_port();
-        let config = write_config(dir.path(), port, &data, &gh.issuer(), AUDIENCE, API_KEY, "");
+        let config = write_config(
+            dir.path(),
+            port,
+            &data,
+            &gh.issuer(),
+            AUDIENCE,
+            API_KEY,
+            &extra,
+        );
         let mut server = Server::start(&config, port, &log).await;
         // A crash leaves nothing in tmp/: the store clears it at start.
         assert_eq!(
@@ -60,14 +209,17 @@ async fn acknowledged_uploads_survive_sigkill() {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for t in 0..TASKS {
-            let (gh, http, acked, stop) = (
+            let (gh, http, acked, stop, next_run, claimed) = (
                 Arc::clone(&gh),
                 http.clone(),
                 Arc::clone(&acked),
                 Arc::clone(&stop),
+                Arc::clone(&next_run),
+                Arc::clone(&claimed),
             );
             let base = server.base.clone();
             let mut rng = Rng(rng.next() | 1);
+            let base_run = base_run.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..60 {
                     if stop.load(Ordering::Relaxed) {
@@ -76,30 +228,76 @@ async fn acknowledged_uploads_survive_sigkill() {
                     let size = rng.below(256 * 1024) as usize;
                     let body = rng.bytes(size);
                     let sha = sha256_hex(&body);
-                    let token = gh.token(AUDIENCE).unwrap();
-                    let resp = http
+                    let request = http
                         .post(format!("{base}/v1/uploads?name=r{round}-t{t}-{i}.bin"))
-                        .bearer_auth(&token)
-                        .body(body)
-                        .send()
-                        .await;
-                    let Ok(resp) = resp else { break };
+                        .body(body);
+                    // One upload in three is a pending upload of a run of its own.
+                    let (request, token, run) = if rng.below(3) == 0 {
+                        let run = RunSpec {
+                            run_id: next_run.fetch_add(1, Ordering::Relaxed),
+                            ..base_run.clone()
+                        };
+                        claimed.lock().unwrap().push(run.clone());
+                        let request = request
+                            .header(
+                                "x-runproof-run",
+                                format!("{}/{}/{}", run.repository_id, run.run_id, run.run_attempt),
+                            )
+                            .header("x-runproof-sha", &run.sha);
+                        (request, None, Some(run))
+                    } else {
+                        let token = gh.token(AUDIENCE).unwrap();
+                        (request.bearer_auth(&token), Some(token), None)
+                    };
+                    let Ok(resp) = request.send().await else {
+                        break;
+                    };
                     let status = resp.status().as_u16();
                     let Ok(v) = resp.json::<Value>().await else {
                         break;
                     };
                     assert!(status < 500, "a 5xx before the crash: {status} {v}");
-                    assert_eq!(status, 201, "{v}");
+                    let expected = if run.is_some() { 202 } else { 201 };
+                    assert_eq!(status, expected, "{v}");
                     assert_eq!(v["sha256"], sha);
                     acked.lock().unwrap().push(Acked {
                         id: v["id"].as_str().unwrap().to_owned(),
                         sha256: sha,
                         size,
                         token,
+                        run,
                     });
                 }
             }));
         }
+        // Meanwhile GitHub vouches for some of the runs already claimed.
+        let approver = {
+            let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+            let sender = WebhookSender::new(
+                format!("{}/v1/github/webhooks", server.base),
+                WEBHOOK_SECRET.as_bytes(),
+            );
+            let mut rng = Rng(rng.next() | 1);
+            tokio::spawn(async move {
+                let mut approved = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let runs: Vec<RunSpec> = acked
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|a| a.run.clone())
+                        .collect();
+                    if !runs.is_empty() {
+                        let run = &runs[rng.below(runs.len() as u64) as usize];
+                        if approve(&sender, run).await {
+                            approved += 1;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                approved
+            })
+        };
         // Kill at a random moment while uploads are in flight.
         tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
         server.kill9();
@@ -108,6 +306,7 @@ async fn acknowledged_uploads_survive_sigkill() {
         for task in tasks {
             task.await.unwrap();
         }
+        approved_before_crash += approver.await.unwrap();
         println!(
             "round {round}: killed; {} uploads acknowledged so far",
             acked.lock().unwrap().len()
@@ -116,12 +315,73 @@ async fn acknowledged_uploads_survive_sigkill() {
 
     // Restart once more and check everything.
     let port = free_port();
-    let config = write_config(dir.path(), port, &data, &gh.issuer(), AUDIENCE, API_KEY, "");
+    let config = write_config(
+        dir.path(),
+        port,
+        &data,
+        &gh.issuer(),
+        AUDIENCE,
+        API_KEY,
+        &extra,
+    );
     let server = Server::start(&config, port, &log).await;
     assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     assert!(acked.len() >= ROUNDS, "uploads were acknowledged");
-    let records = list_all(&http, &server.base, API_KEY).await;
+
+    // Pending uploads resume: GitHub vouches for every claimed run (again, for some), and
+    // every pending upload, acknowledged before a crash or committed unanswered, ends
+    // verified.
+    let sender = WebhookSender::new(
+        format!("{}/v1/github/webhooks", server.base),
+        WEBHOOK_SECRET.as_bytes(),
+    );
+    let pending = acked.iter().filter(|a| a.run.is_some()).count();
+    let claimed = std::mem::take(&mut *claimed.lock().unwrap());
+    for run in &claimed {
+        assert!(
+            approve(&sender, run).await,
+            "approval of run {}",
+            run.run_id
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let records = loop {
+        let records = list_all(&http, &server.base, API_KEY).await;
+        let unsettled: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["status"] != "verified")
+            .collect();
+        if unsettled.is_empty() {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} uploads still not verified after their runs were approved: {:?}",
+            unsettled.len(),
+            unsettled.first()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // The outbox resumes: every acknowledged upload reaches the App, pushes that failed or
+    // were cut by a kill included.
+    flaky.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing = receiver.missing(acked.iter().map(|a| a.id.as_str()));
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged uploads never delivered: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deliveries: u32 = receiver.seen.lock().unwrap().values().sum();
     let by_id: HashMap<&str, &Value> = records
         .iter()
         .map(|r| (r["id"].as_str().unwrap(), r))
@@ -168,10 +428,11 @@ async fn acknowledged_uploads_survive_sigkill() {
     }
     // Tokens accepted before a crash are still spent.
     let mut replayed = 0;
-    for a in acked.iter().step_by((acked.len() / 20).max(1)) {
+    let tokens: Vec<&String> = acked.iter().filter_map(|a| a.token.as_ref()).collect();
+    for token in tokens.iter().step_by((tokens.len() / 20).max(1)) {
         let resp = http
             .post(format!("{}/v1/uploads?name=replay.bin", server.base))
-            .bearer_auth(&a.token)
+            .bearer_auth(token)
             .body("replay")
             .send()
             .await
@@ -182,9 +443,12 @@ async fn acknowledged_uploads_survive_sigkill() {
         replayed += 1;
     }
     println!(
-        "crash: {kills} SIGKILLs, {} acknowledged uploads all present, {} records all intact, \
-         {orphans} unreferenced complete blobs, {replayed} replays refused",
+        "crash: {kills} SIGKILLs, {} acknowledged uploads ({} pending, {approved_before_crash} \
+         approvals before a crash) all present, all verified and all delivered ({deliveries} \
+         pushes received), {} records all intact, {orphans} unreferenced complete blobs, \
+         {replayed} replays refused",
         acked.len(),
+        pending,
         records.len()
     );
 }
