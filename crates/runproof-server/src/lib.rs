@@ -20,6 +20,7 @@ mod delivery;
 mod error;
 mod github_token;
 mod limits;
+mod listener;
 mod ops;
 mod read_api;
 mod sessions;
@@ -253,11 +254,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = spawn_housekeeping(&state);
     let worker = spawn_delivery_worker(Arc::clone(&state));
-    let app = router(state);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = listener::ConnectionLimits {
+        max_connections: state.config.limits.max_connections,
+        header_timeout: Duration::from_secs(state.config.limits.header_timeout_seconds),
+    };
+    let result = listener::serve(listener, router(state), limits, shutdown).await;
     housekeeping.abort();
     if let Some(worker) = worker {
         worker.abort();

@@ -1,6 +1,8 @@
 //! Self-defence: a cap on requests in flight, and per-IP and per-repository rate limits for
 //! requests that carry no credentials (no `Authorization` header). All answer
 //! `429 rate_limited` with `Retry-After`, at once, so the server keeps serving everyone else.
+//! The cap on open connections and the header deadline live in the accept loop
+//! ([`crate::listener`]).
 //!
 //! A request without credentials names a repository through `X-Runproof-Run` (the webhook
 //! mode). The per-repository limit bounds what anyone, from any number of addresses, can
@@ -31,8 +33,14 @@ const MAX_TRACKED: usize = 100_000;
 /// `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
-    /// Most requests served at once; more answer `429`. 0: no cap.
+    /// Most open connections; at the cap, new connections wait in the listen backlog.
+    /// 0: no cap.
     pub max_connections: usize,
+    /// The longest a client may take to send a request's head, in seconds, also the
+    /// longest a keep-alive connection may stay idle. 0: no deadline.
+    pub header_timeout_seconds: u64,
+    /// Most requests served at once; more answer `429`. 0: no cap.
+    pub max_requests_in_flight: usize,
     /// Requests without `Authorization` accepted per client IP per minute. 0: no limit.
     pub unauthenticated_per_ip_per_minute: u32,
     /// Requests without `Authorization` accepted per minute that name one repository in
@@ -44,6 +52,8 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            header_timeout_seconds: 30,
+            max_requests_in_flight: 512,
             unauthenticated_per_ip_per_minute: 600,
             unauthenticated_per_repository_per_minute: 300,
         }
@@ -102,8 +112,8 @@ pub(crate) struct Limiter {
 impl Limiter {
     pub(crate) fn new(config: &LimitsConfig) -> Arc<Self> {
         Arc::new(Self {
-            in_flight: (config.max_connections > 0)
-                .then(|| Arc::new(Semaphore::new(config.max_connections))),
+            in_flight: (config.max_requests_in_flight > 0)
+                .then(|| Arc::new(Semaphore::new(config.max_requests_in_flight))),
             per_ip: Windows::new(config.unauthenticated_per_ip_per_minute),
             per_repository: Windows::new(config.unauthenticated_per_repository_per_minute),
         })
@@ -130,7 +140,7 @@ pub(crate) async fn enforce(
         Some(sem) => match Arc::clone(sem).try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                metrics::counter!("runproof_rate_limited_total", "limit" => "connections")
+                metrics::counter!("runproof_rate_limited_total", "limit" => "in_flight")
                     .increment(1);
                 return ApiError::new(ErrorCode::RateLimited, "the server is busy")
                     .retry_after(1)

@@ -1,6 +1,7 @@
 //! Self-defence: the in-flight cap, and the per-IP and per-repository limits for requests
-//! without credentials, answer `429 rate_limited` with `Retry-After`, and the server keeps
-//! serving everyone else.
+//! without credentials, answer `429 rate_limited` with `Retry-After`; the connection cap
+//! holds new connections back; the header deadline closes silent, trickling and idle
+//! connections. The server keeps serving everyone else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -9,15 +10,15 @@ use std::time::Duration;
 
 use common::{Harness, Options, bearer};
 use runproof_server::{LimitsConfig, WebhookModeConfig};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::test]
 async fn unauthenticated_requests_are_limited_per_ip_and_others_still_served() {
     let h = Harness::start_with(Options {
         limits: LimitsConfig {
-            max_connections: 64,
             unauthenticated_per_ip_per_minute: 3,
             unauthenticated_per_repository_per_minute: 0,
+            ..LimitsConfig::default()
         },
         ..Options::default()
     })
@@ -61,9 +62,10 @@ async fn unauthenticated_requests_are_limited_per_ip_and_others_still_served() {
 async fn requests_over_the_in_flight_cap_are_refused_at_once_then_served_again() {
     let h = Harness::start_with(Options {
         limits: LimitsConfig {
-            max_connections: 2,
+            max_requests_in_flight: 2,
             unauthenticated_per_ip_per_minute: 0,
             unauthenticated_per_repository_per_minute: 0,
+            ..LimitsConfig::default()
         },
         ..Options::default()
     })
@@ -134,9 +136,9 @@ async fn pending(h: &Harness, repository: u64, run: u64) -> reqwest::Response {
 async fn rule_unauthenticated_requests_are_limited_per_repository() {
     let h = Harness::start_with(Options {
         limits: LimitsConfig {
-            max_connections: 64,
             unauthenticated_per_ip_per_minute: 0,
             unauthenticated_per_repository_per_minute: 3,
+            ..LimitsConfig::default()
         },
         webhook_mode: Some(WebhookModeConfig::default()),
         ..Options::default()
@@ -176,9 +178,9 @@ async fn rule_unauthenticated_requests_are_limited_per_repository() {
 async fn an_unparsable_run_header_is_refused_by_the_handler_not_counted() {
     let h = Harness::start_with(Options {
         limits: LimitsConfig {
-            max_connections: 64,
             unauthenticated_per_ip_per_minute: 0,
             unauthenticated_per_repository_per_minute: 1,
+            ..LimitsConfig::default()
         },
         webhook_mode: Some(WebhookModeConfig::default()),
         ..Options::default()
@@ -197,4 +199,102 @@ async fn an_unparsable_run_header_is_refused_by_the_handler_not_counted() {
         assert_eq!(resp.status(), 400);
     }
     assert_eq!(pending(&h, 100, 1).await.status(), 202);
+}
+
+/// Reads until the server closes the connection (`true`) or `within` passes (`false`).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.is_ok()
+}
+
+#[tokio::test]
+async fn rule_silent_trickling_and_idle_connections_are_closed_at_the_header_deadline() {
+    let h = Harness::start_with(Options {
+        limits: LimitsConfig {
+            header_timeout_seconds: 1,
+            ..LimitsConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    // Connects and sends nothing.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Sends its headers a byte at a time, slower than the deadline allows.
+    let mut trickling = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\n" {
+            if trickling.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        closed_within(&mut trickling, Duration::from_secs(5)).await
+    });
+    // Makes one request, then stays idle on the kept-alive connection.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "silent closed"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)).await,
+        "idle closed"
+    );
+    assert!(trickle.await.unwrap(), "trickling closed");
+    // Everyone else is served.
+    let (status, body) = h
+        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn rule_connections_over_the_cap_wait_until_one_closes() {
+    let h = Harness::start_with(Options {
+        limits: LimitsConfig {
+            max_connections: 2,
+            header_timeout_seconds: 0,
+            ..LimitsConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let holders = [
+        tokio::net::TcpStream::connect(&addr).await.unwrap(),
+        tokio::net::TcpStream::connect(&addr).await.unwrap(),
+    ];
+    // A third connection is not served while two are open (its handshake completes in the
+    // kernel's backlog, but no answer comes)...
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "no answer at the cap: {answer:?}");
+    // ... and is served as soon as one of them closes.
+    drop(holders);
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut answer))
+        .await
+        .expect("served once a slot was free")
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }

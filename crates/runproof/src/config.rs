@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 52] = [
+pub const ENV_KEYS: [&str; 54] = [
     "listen",
     "data_dir",
     "database_url",
@@ -65,6 +65,8 @@ pub const ENV_KEYS: [&str; 52] = [
     "s3.secret_access_key_file",
     "s3.allow_http",
     "limits.max_connections",
+    "limits.header_timeout_seconds",
+    "limits.max_requests_in_flight",
     "limits.unauthenticated_per_ip_per_minute",
     "limits.unauthenticated_per_repository_per_minute",
 ];
@@ -576,8 +578,13 @@ fn resolve_github(github: Option<&mut GithubConfig>) -> anyhow::Result<GithubPar
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
-    /// Most requests served at once; more answer `429 rate_limited`. 0: no cap.
+    /// Most open connections; at the cap, new ones wait in the listen backlog. 0: no cap.
     pub max_connections: usize,
+    /// The longest a client may take to send a request's head (and a keep-alive connection
+    /// may stay idle), in seconds. 0: no deadline.
+    pub header_timeout_seconds: u64,
+    /// Most requests served at once; more answer `429 rate_limited`. 0: no cap.
+    pub max_requests_in_flight: usize,
     /// Requests without `Authorization` accepted per client IP per minute. 0: no limit.
     pub unauthenticated_per_ip_per_minute: u32,
     /// Requests without `Authorization` accepted per minute that name one repository in
@@ -590,6 +597,8 @@ impl Default for LimitsSection {
         let d = runproof_server::LimitsConfig::default();
         Self {
             max_connections: d.max_connections,
+            header_timeout_seconds: d.header_timeout_seconds,
+            max_requests_in_flight: d.max_requests_in_flight,
             unauthenticated_per_ip_per_minute: d.unauthenticated_per_ip_per_minute,
             unauthenticated_per_repository_per_minute: d.unauthenticated_per_repository_per_minute,
         }
@@ -669,6 +678,8 @@ mod tests {
             let config = load(None).map_err(|e| e.to_string())?;
             assert_eq!(config.limits.unauthenticated_per_repository_per_minute, 7);
             assert_eq!(config.limits.max_connections, 7);
+            assert_eq!(config.limits.header_timeout_seconds, 7);
+            assert_eq!(config.limits.max_requests_in_flight, 7);
             assert_eq!(config.database.schema.as_deref(), Some("runproof_env"));
             assert_eq!(config.database.connect_timeout_seconds, Some(7));
             let s3 = config.s3.as_ref().ok_or("no [s3]")?;

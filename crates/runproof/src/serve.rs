@@ -82,6 +82,8 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
             limits: runproof_server::LimitsConfig {
                 max_connections: config.limits.max_connections,
+                header_timeout_seconds: config.limits.header_timeout_seconds,
+                max_requests_in_flight: config.limits.max_requests_in_flight,
                 unauthenticated_per_ip_per_minute: config.limits.unauthenticated_per_ip_per_minute,
                 unauthenticated_per_repository_per_minute: config
                     .limits
