@@ -298,3 +298,36 @@ async fn rule_connections_over_the_cap_wait_until_one_closes() {
         .unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }
+
+#[tokio::test]
+async fn rule_slow_body_is_cut_off_at_the_body_deadline() {
+    let h = Harness::start_with(Options {
+        body_timeout: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/uploads?name=slow.bin HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nContent-Length: 100000\r\n\r\npartial",
+        h.token()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile everyone else is served.
+    let (status, body) = h
+        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
+        .await
+        .expect("answered at the deadline")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("invalid_request"), "{answer}");
+    // Only the genuine upload is stored; nothing of the slow one is kept.
+    assert_eq!(h.record_count().await, 1);
+    assert_eq!(h.blob_files(), (1, 0));
+}

@@ -40,6 +40,8 @@ pub struct Options {
     pub webhook_mode: Option<runproof_server::WebhookModeConfig>,
     /// The in-flight cap and unauthenticated per-IP limit.
     pub limits: runproof_server::LimitsConfig,
+    /// The longest a client may take to send an upload body.
+    pub body_timeout: Duration,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             dir: None,
             webhook_mode: None,
             limits: runproof_server::LimitsConfig::default(),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -127,7 +130,7 @@ impl Harness {
                 api_keys: vec![Secret::new(API_KEY.into())],
                 replay_protection: opts.replay_protection,
                 webhook_secrets: opts.webhook_secrets.clone(),
-                body_timeout: Duration::from_secs(30),
+                body_timeout: opts.body_timeout,
                 limits: opts.limits.clone(),
             },
             clock: Arc::new(SystemClock),
