@@ -15,6 +15,7 @@
 
 mod auth;
 mod binding;
+mod collector;
 mod deliveries_api;
 mod delivery;
 mod error;
@@ -43,6 +44,10 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 pub use binding::Binding;
+pub use collector::{
+    CollectReport, CollectorConfig, DEFAULT_MAX_BLOBS_PER_RUN, DEFAULT_ORPHAN_BLOB_GRACE,
+    collect_unreferenced_blobs,
+};
 pub use delivery::{DeliveryConfig, record_of, spawn_delivery_worker};
 pub use error::{ApiError, status_of};
 pub use limits::LimitsConfig;
@@ -216,11 +221,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Spawns the housekeeping tasks: the replay-guard purge.
+/// Housekeeping ticks between two passes of the blob collector: an hour.
+const COLLECT_EVERY_TICKS: u64 = 12;
+
+/// Spawns the housekeeping tasks: purges of used `jti`s, sessions and delivery ids, the
+/// webhook-mode sweep, and the collector of unreferenced blobs (at start, then hourly;
+/// a pass that stopped at its bound goes on at the next tick).
 pub fn spawn_housekeeping(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
     let state = Arc::clone(state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
+        let collector = CollectorConfig::default();
+        let mut collect_resume: Option<runproof_store::UploadId> = None;
+        let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
             let now = state.clock.now();
@@ -238,6 +251,13 @@ pub fn spawn_housekeeping(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> 
             }
             // Webhook mode: settle, expire, delete rejected and expired blobs.
             webhook_mode::sweep(&state).await;
+            if ticks.is_multiple_of(COLLECT_EVERY_TICKS) || collect_resume.is_some() {
+                collect_resume =
+                    collect_unreferenced_blobs(&state, &collector, collect_resume.as_ref())
+                        .await
+                        .resume_after;
+            }
+            ticks = ticks.wrapping_add(1);
         }
     })
 }

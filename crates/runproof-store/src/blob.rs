@@ -1,6 +1,8 @@
 //! Blob storage: bodies stream in, become visible only when committed, stream out.
 
+use std::collections::BinaryHeap;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -63,6 +65,20 @@ pub trait BlobStore: Send + Sync + 'static {
     /// # Errors
     /// [`BlobError`] when it is not.
     async fn ping(&self) -> Result<(), BlobError>;
+
+    /// Ids of committed blobs last modified before `modified_before`, ascending, greater
+    /// than `after` when given, at most `limit`: pass the last id of one page as `after`
+    /// to get the next. Bodies not yet committed are never listed, and neither is an
+    /// entry whose name is not a canonical upload id.
+    ///
+    /// # Errors
+    /// [`BlobError`] when the listing fails.
+    async fn list_committed(
+        &self,
+        modified_before: SystemTime,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadId>, BlobError>;
 }
 
 /// A blob being written. Dropping it without committing discards the bytes.
@@ -85,3 +101,69 @@ pub trait BlobWriter: Send {
 }
 
 pub use crate::local::LocalBlobStore;
+
+/// The `limit` smallest ids offered, for listings that do not come sorted.
+#[derive(Debug)]
+pub(crate) struct Smallest {
+    limit: usize,
+    heap: BinaryHeap<String>,
+}
+
+impl Smallest {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    /// Whether `id` would be kept: worth the cost of checking it further.
+    pub(crate) fn would_keep(&self, id: &str) -> bool {
+        self.heap.len() < self.limit || self.heap.peek().is_some_and(|max| id < max.as_str())
+    }
+
+    /// Whether `limit` ids are held.
+    pub(crate) fn is_full(&self) -> bool {
+        self.heap.len() >= self.limit
+    }
+
+    pub(crate) fn offer(&mut self, id: UploadId) {
+        if self.would_keep(id.as_str()) {
+            self.heap.push(id.0);
+            if self.heap.len() > self.limit {
+                self.heap.pop();
+            }
+        }
+    }
+
+    pub(crate) fn into_sorted(self) -> Vec<UploadId> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(UploadId)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smallest_keeps_the_limit_smallest_in_order() {
+        let mut smallest = Smallest::new(3);
+        for id in ["e", "b", "f", "a", "d", "c", "a2"] {
+            smallest.offer(UploadId(id.into()));
+        }
+        assert!(smallest.is_full());
+        assert!(!smallest.would_keep("b"));
+        assert!(smallest.would_keep("a3"));
+        let ids: Vec<String> = smallest.into_sorted().into_iter().map(|id| id.0).collect();
+        assert_eq!(ids, ["a", "a2", "b"]);
+
+        let mut none = Smallest::new(0);
+        none.offer(UploadId("a".into()));
+        assert!(none.is_full());
+        assert!(none.into_sorted().is_empty());
+    }
+}

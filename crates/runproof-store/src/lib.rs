@@ -57,6 +57,9 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// The longest [`DeliveryRecord::last_error`] kept, in characters; longer errors are cut.
 pub const MAX_DELIVERY_ERROR_CHARS: usize = 500;
 
+/// Ids looked up per statement by [`Store::ids_without_upload`].
+const ID_BATCH: usize = 1000;
+
 /// The reason [`Store::expire_pending`] records.
 pub const PENDING_EXPIRED_REASON: &str = "pending_ttl elapsed";
 
@@ -276,6 +279,14 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn mark_blob_deleted(&self, id: &UploadId) -> Result<(), StoreError>;
+
+    /// Of `ids`, those that no upload record has, whatever its status, in the order
+    /// given: the blobs among them belong to no upload. Any number of ids may be passed;
+    /// they are looked up in bounded batches.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn ids_without_upload(&self, ids: &[UploadId]) -> Result<Vec<UploadId>, StoreError>;
 
     /// How many uploads are pending for `repository_id` (as their
     /// [`NewUpload::pending_run`] names it), and their total size in bytes.

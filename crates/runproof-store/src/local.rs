@@ -17,7 +17,7 @@ use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
-use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream};
+use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream, Smallest};
 use crate::model::UploadId;
 
 /// Write buffer per blob being written: bounds memory per upload.
@@ -174,6 +174,66 @@ async fn sync_dir(dir: PathBuf) -> Result<(), BlobError> {
     .await
 }
 
+/// Walks `blobs/<xx>/` for [`BlobStore::list_committed`]. The directory order is
+/// arbitrary, so it reads every entry and keeps the `limit` smallest ids; only those
+/// candidates are `stat`ed.
+fn list_committed_blocking(
+    blobs: &Path,
+    modified_before: std::time::SystemTime,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<UploadId>, BlobError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut smallest = Smallest::new(limit);
+    for shard in std::fs::read_dir(blobs).map_err(io_error)? {
+        let shard = shard.map_err(io_error)?;
+        let shard_name = shard.file_name();
+        let Some(shard_name) = shard_name.to_str() else {
+            continue;
+        };
+        let is_shard = shard_name.len() == 2
+            && shard_name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        // `file_type` does not follow symbolic links, so a link is never walked into.
+        if !is_shard || !shard.file_type().map_err(io_error)?.is_dir() {
+            continue;
+        }
+        let entries = match std::fs::read_dir(shard.path()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_error)?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(UploadId::parse) else {
+                continue;
+            };
+            // Only where `blob_path` puts this id: a stray file elsewhere is not a blob,
+            // and deleting by id would remove the file at the proper place instead.
+            if !id.as_str().ends_with(shard_name)
+                || after.is_some_and(|after| id.as_str() <= after)
+                || !smallest.would_keep(id.as_str())
+            {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Deleted since the directory was read.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(e)),
+            };
+            if meta.is_file() && meta.modified().map_err(io_error)? < modified_before {
+                smallest.offer(id);
+            }
+        }
+    }
+    Ok(smallest.into_sorted())
+}
+
 fn invalid_id() -> BlobError {
     BlobError::Io(io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -252,6 +312,20 @@ impl BlobStore for LocalBlobStore {
         let removed = tokio::fs::remove_file(&probe).await;
         written?;
         removed.map_err(io_error)
+    }
+
+    async fn list_committed(
+        &self,
+        modified_before: std::time::SystemTime,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadId>, BlobError> {
+        let inner = Arc::clone(&self.inner);
+        let after = after.map(|id| id.as_str().to_owned());
+        blocking(move || {
+            list_committed_blocking(&inner.blobs, modified_before, after.as_deref(), limit)
+        })
+        .await
     }
 }
 
@@ -485,6 +559,91 @@ mod tests {
             testsuite::read_to_vec(&second, &id, 0, None).await.unwrap(),
             b"in flight"
         );
+    }
+
+    fn set_mtime(path: &Path, time: std::time::SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn list_committed_honours_the_cutoff_and_skips_foreign_names() {
+        use std::time::{Duration, SystemTime};
+
+        let dir = TempDir::new().unwrap();
+        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let long_ago = now - 2 * hour;
+        let path_of = |id: &UploadId| {
+            let s = id.as_str();
+            dir.path().join("blobs").join(&s[s.len() - 2..]).join(s)
+        };
+
+        let old = testsuite::put(&store, &[b"old"]).await.unwrap();
+        set_mtime(&path_of(&old), long_ago);
+        let fresh = testsuite::put(&store, &[b"fresh"]).await.unwrap();
+
+        // Old entries that are not blobs: none is listed, none is touched.
+        let shard = path_of(&old).parent().unwrap().to_path_buf();
+        let stray = UploadId::generate();
+        let other_shard = if stray.as_str().ends_with("00") {
+            "01"
+        } else {
+            "00"
+        };
+        std::fs::create_dir_all(dir.path().join("blobs").join(other_shard)).unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/zz")).unwrap();
+        let foreign = [
+            shard.join("notes.txt"),
+            shard.join(stray.as_str().to_uppercase()),
+            dir.path()
+                .join("blobs")
+                .join(other_shard)
+                .join(stray.as_str()),
+            dir.path().join("blobs/zz").join(stray.as_str()),
+            dir.path().join("blobs").join(stray.as_str()),
+            dir.path().join("tmp").join(stray.as_str()),
+        ];
+        for path in &foreign {
+            std::fs::write(path, b"not ours").unwrap();
+            set_mtime(path, long_ago);
+        }
+        // A directory named like a blob of this shard.
+        let shard_name = shard.file_name().unwrap().to_str().unwrap().to_owned();
+        let dir_id = std::iter::repeat_with(UploadId::generate)
+            .find(|id| id.as_str().ends_with(&shard_name))
+            .unwrap();
+        std::fs::create_dir(shard.join(dir_id.as_str())).unwrap();
+
+        let listed = store.list_committed(now - hour, None, 100).await.unwrap();
+        assert_eq!(listed, vec![old.clone()]);
+        let mut both = vec![old.clone(), fresh.clone()];
+        both.sort_by(|a, b| a.0.cmp(&b.0));
+        let listed = store.list_committed(now + hour, None, 100).await.unwrap();
+        assert_eq!(listed, both);
+        assert!(
+            store
+                .list_committed(long_ago, None, 100)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the cutoff is exclusive"
+        );
+        assert!(
+            store
+                .list_committed(now + hour, None, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        for path in &foreign {
+            assert!(path.exists(), "{}", path.display());
+        }
     }
 
     #[test]

@@ -30,6 +30,18 @@ impl UploadId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the id was generated: the millisecond timestamp a UUIDv7 carries. `None`
+    /// for any other kind of UUID, or text that is not one.
+    #[must_use]
+    pub fn generated_at(&self) -> Option<std::time::SystemTime> {
+        let u = uuid::Uuid::try_parse(&self.0).ok()?;
+        if u.get_version() != Some(uuid::Version::SortRand) {
+            return None;
+        }
+        let (secs, nanos) = u.get_timestamp()?.to_unix();
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+    }
 }
 
 impl std::fmt::Display for UploadId {
@@ -240,4 +252,29 @@ pub enum StoreError {
     /// A value cannot be stored (such as an integer beyond the database's range).
     #[error("invalid value: {0}")]
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::UploadId;
+
+    #[test]
+    fn generated_at_reads_the_time_of_a_uuidv7_only() {
+        let before = SystemTime::now() - Duration::from_millis(1);
+        let at = UploadId::generate().generated_at().unwrap();
+        assert!(at >= before && at <= SystemTime::now(), "{at:?}");
+
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_700_000_000, 5_000_000);
+        let old = UploadId(uuid::Uuid::new_v7(ts).hyphenated().to_string());
+        assert_eq!(
+            old.generated_at(),
+            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5_000_000))
+        );
+
+        let v4 = UploadId(uuid::Uuid::new_v4().hyphenated().to_string());
+        assert_eq!(v4.generated_at(), None);
+        assert_eq!(UploadId("not-an-id".into()).generated_at(), None);
+    }
 }

@@ -27,6 +27,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
+use crate::ID_BATCH;
 use crate::PENDING_EXPIRED_REASON;
 use crate::Store;
 use crate::github::{
@@ -995,6 +996,24 @@ impl Store for PostgresStore {
             .await
             .map_err(pg_error)?;
         Ok(())
+    }
+
+    async fn ids_without_upload(&self, ids: &[UploadId]) -> Result<Vec<UploadId>, StoreError> {
+        let mut missing = Vec::new();
+        for chunk in ids.chunks(ID_BATCH) {
+            let ids: Vec<&str> = chunk.iter().map(UploadId::as_str).collect();
+            let batch: Vec<String> = sqlx::query_scalar(
+                "SELECT t.id FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) \
+                 WHERE NOT EXISTS (SELECT 1 FROM uploads AS u WHERE u.id = t.id) \
+                 ORDER BY t.n",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
+            missing.extend(batch.into_iter().map(UploadId));
+        }
+        Ok(missing)
     }
 
     async fn pending_usage(&self, repository_id: RepositoryId) -> Result<(u64, u64), StoreError> {

@@ -35,7 +35,7 @@ use object_store::{
 use runproof_core::Secret;
 use tokio::task::JoinSet;
 
-use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream};
+use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream, Smallest};
 use crate::model::UploadId;
 
 /// Size of each part of a multipart upload, and the most a body buffers before one starts.
@@ -268,6 +268,16 @@ impl Inner {
         Some(self.blobs.clone().join(id.as_str()))
     }
 
+    /// The id of a committed blob's key: one segment under `blobs/`, a canonical id.
+    fn blob_id(&self, location: &Path) -> Option<UploadId> {
+        let mut parts = location.prefix_match(&self.blobs)?;
+        let name = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        UploadId::parse(name.as_ref())
+    }
+
     fn fresh_tmp(&self, kind: &str) -> Path {
         self.tmp
             .clone()
@@ -294,6 +304,15 @@ fn invalid_id() -> BlobError {
         io::ErrorKind::InvalidInput,
         "not a canonical upload id",
     ))
+}
+
+/// An object's modification time; one dated before 1970 counts as 1970.
+fn modified_at(meta: &object_store::ObjectMeta) -> SystemTime {
+    let secs = u64::try_from(meta.last_modified.timestamp()).unwrap_or(0);
+    let nanos = meta.last_modified.timestamp_subsec_nanos();
+    UNIX_EPOCH
+        .checked_add(Duration::new(secs, nanos))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 fn empty_stream() -> ReadStream {
@@ -386,6 +405,48 @@ impl BlobStore for S3BlobStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    async fn list_committed(
+        &self,
+        modified_before: SystemTime,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadId>, BlobError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut listing = match after {
+            Some(after) => {
+                let offset = self.inner.blob_path(after).ok_or_else(invalid_id)?;
+                self.inner
+                    .store
+                    .list_with_offset(Some(&self.inner.blobs), &offset)
+            }
+            None => self.inner.store.list(Some(&self.inner.blobs)),
+        };
+        let mut smallest = Smallest::new(limit);
+        // S3 lists keys in ascending order, so a full page ends the listing; a store that
+        // does not (S3 Express) is read to the end.
+        let mut ascending = true;
+        let mut previous: Option<Path> = None;
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(store_error)?;
+            if previous.as_ref().is_some_and(|p| meta.location <= *p) {
+                ascending = false;
+            }
+            if let Some(id) = self.inner.blob_id(&meta.location)
+                && after.is_none_or(|after| id.as_str() > after.as_str())
+                && modified_at(&meta) < modified_before
+            {
+                smallest.offer(id);
+                if ascending && smallest.is_full() {
+                    break;
+                }
+            }
+            previous = Some(meta.location);
+        }
+        Ok(smallest.into_sorted())
     }
 }
 

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+use crate::ID_BATCH;
 use crate::PENDING_EXPIRED_REASON;
 use crate::Store;
 use crate::github::{
@@ -797,6 +798,26 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn ids_without_upload(&self, ids: &[UploadId]) -> Result<Vec<UploadId>, StoreError> {
+        let mut missing = Vec::new();
+        for chunk in ids.chunks(ID_BATCH) {
+            let ids: Vec<&str> = chunk.iter().map(UploadId::as_str).collect();
+            let ids = serde_json::to_string(&ids)
+                .map_err(|e| StoreError::Invalid(format!("upload ids: {e}")))?;
+            let batch: Vec<String> = sqlx::query_scalar(
+                "SELECT j.value FROM json_each(?) AS j \
+                 WHERE NOT EXISTS (SELECT 1 FROM uploads AS u WHERE u.id = j.value) \
+                 ORDER BY j.key",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+            missing.extend(batch.into_iter().map(UploadId));
+        }
+        Ok(missing)
     }
 
     async fn pending_usage(&self, repository_id: RepositoryId) -> Result<(u64, u64), StoreError> {

@@ -233,6 +233,7 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     concurrent_resolutions_have_one_winner(Arc::clone(&store)).await;
     expire_pending_and_blobs_to_delete(&*store).await;
     pending_quotas_count_uploads(&*store).await;
+    ids_without_upload_counts_every_status(&*store).await;
 }
 
 /// A `jti` is accepted once per issuer; the same `jti` of another issuer is distinct.
@@ -1851,6 +1852,71 @@ pub async fn pending_quotas_count_uploads(store: &dyn Store) {
     );
 }
 
+/// An upload of any status, blob deleted or not, has a record: only ids that no record
+/// has are reported, in the order given, however many are asked about at once.
+pub async fn ids_without_upload_counts_every_status(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let verified = new_upload(repo);
+    store.insert_upload(&verified).await.unwrap();
+    let run = pending_run(repo);
+    let pending = pending_upload(&run, 1_700_000_000);
+    let rejected = pending_upload(&run, 1_700_000_000);
+    let expired = pending_upload(&run, 1_700_000_000);
+    let swept = pending_upload(&run, 1_700_000_000);
+    for upload in [&pending, &rejected, &expired, &swept] {
+        store.insert_upload(upload).await.unwrap();
+    }
+    for (upload, status) in [
+        (&rejected, UploadStatus::Rejected),
+        (&expired, UploadStatus::Expired),
+        (&swept, UploadStatus::Rejected),
+    ] {
+        let now = UnixTime(1_700_000_100);
+        let resolved = store
+            .resolve_pending(&upload.id, status, None, Some("policy"), now, &[])
+            .await
+            .unwrap();
+        assert!(resolved);
+    }
+    store.mark_blob_deleted(&swept.id).await.unwrap();
+
+    let known: Vec<UploadId> = [&verified, &pending, &rejected, &expired, &swept]
+        .iter()
+        .map(|u| u.id.clone())
+        .collect();
+    assert!(store.ids_without_upload(&known).await.unwrap().is_empty());
+    assert!(store.ids_without_upload(&[]).await.unwrap().is_empty());
+
+    let (a, b) = (UploadId::generate(), UploadId::generate());
+    let odd = [
+        UploadId("not-an-id".into()),
+        UploadId("'; DROP TABLE uploads; --".into()),
+        UploadId(format!("\"{}", verified.id)),
+        UploadId(verified.id.as_str().to_uppercase()),
+    ];
+    let mut asked = vec![
+        b.clone(),
+        verified.id.clone(),
+        a.clone(),
+        pending.id.clone(),
+    ];
+    asked.extend(odd.iter().cloned());
+    asked.extend([rejected.id.clone(), b.clone()]);
+    let mut want = vec![b.clone(), a.clone()];
+    want.extend(odd.iter().cloned());
+    want.push(b.clone());
+    assert_eq!(store.ids_without_upload(&asked).await.unwrap(), want);
+
+    // More ids than one statement takes, known ones among them.
+    let mut many: Vec<UploadId> = (0..2_500).map(|_| UploadId::generate()).collect();
+    let unknown = many.clone();
+    for (i, id) in known.iter().enumerate() {
+        many.insert(i * 500, id.clone());
+    }
+    assert_eq!(store.ids_without_upload(&many).await.unwrap(), unknown);
+    assert!(store.get_upload(&verified.id).await.unwrap().is_some());
+}
+
 /// Reads a whole range of a blob into memory (test sizes only).
 ///
 /// # Errors
@@ -1892,6 +1958,7 @@ pub async fn blob_suite(store: Arc<dyn BlobStore>) {
     delete_removes_a_blob(&*store).await;
     interleaved_writers_stay_apart(&*store).await;
     large_blob_streams_through(&*store, 20 * 1024 * 1024).await;
+    committed_blobs_list_in_id_order(&*store).await;
 }
 
 /// Committed bytes read back whole and by `offset`/`len` ranges.
@@ -2022,4 +2089,70 @@ pub async fn large_blob_streams_through(store: &dyn BlobStore, size: usize) {
         assert_eq!(tail, expect);
     }
     store.delete(&id).await.unwrap();
+}
+
+/// Committed blobs are listed in ascending id order, page by page after a cursor, and
+/// only those modified before the cutoff; uncommitted bodies never are.
+pub async fn committed_blobs_list_in_id_order(store: &dyn BlobStore) {
+    use std::time::{Duration, SystemTime};
+
+    let day = Duration::from_secs(24 * 60 * 60);
+    let later = SystemTime::now() + day;
+    let ids = [
+        put(store, &[b"one"]).await.unwrap(),
+        put(store, &[b"two"]).await.unwrap(),
+        put(store, &[b"three"]).await.unwrap(),
+    ];
+    let mut uncommitted = store.begin().await.unwrap();
+    uncommitted.write(b"in flight").await.unwrap();
+
+    let all = store.list_committed(later, None, 100_000).await.unwrap();
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "ascending: {all:?}"
+    );
+    for id in &ids {
+        assert!(all.contains(id), "{id} is listed");
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut pages = Vec::new();
+    let mut after: Option<UploadId> = None;
+    loop {
+        let page = store
+            .list_committed(later, after.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2, "the limit holds");
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        pages.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(
+        pages, all,
+        "pages after a cursor add up to the whole listing"
+    );
+    assert!(
+        store
+            .list_committed(later, None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let past = SystemTime::now() - day;
+    let before = store.list_committed(past, None, 100_000).await.unwrap();
+    for id in &ids {
+        assert!(!before.contains(id), "{id} is too recent");
+    }
+
+    uncommitted.abort().await;
+    for id in &ids {
+        store.delete(id).await.unwrap();
+    }
+    let all = store.list_committed(later, None, 100_000).await.unwrap();
+    for id in &ids {
+        assert!(!all.contains(id), "{id} is deleted");
+    }
 }

@@ -285,6 +285,90 @@ async fn hand_built_ids_never_leave_blobs() {
     assert!(store.exists(&victim).await.unwrap());
 }
 
+fn set_mtime(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_committed_honours_the_cutoff_and_skips_foreign_keys() {
+    use std::time::SystemTime;
+
+    let server = Server::start().await;
+    let store = server.store().await;
+    let bucket = server.root.path().join(BUCKET);
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let long_ago = now - 2 * hour;
+
+    let old = testsuite::put(&store, &[b"old"]).await.unwrap();
+    set_mtime(&bucket.join(format!("{PREFIX}/blobs/{old}")), long_ago);
+    let writer = write_pattern(&store, 9 * MIB).await;
+    let old_multipart = UploadId::generate();
+    writer.commit(&old_multipart).await.unwrap();
+    set_mtime(
+        &bucket.join(format!("{PREFIX}/blobs/{old_multipart}")),
+        long_ago,
+    );
+    let fresh = testsuite::put(&store, &[b"fresh"]).await.unwrap();
+
+    // Old objects that are not blobs under this prefix: never listed, never touched.
+    let stray = UploadId::generate();
+    let foreign = [
+        format!("{PREFIX}/blobs/notes.txt"),
+        format!("{PREFIX}/blobs/{}", stray.as_str().to_uppercase()),
+        format!("{PREFIX}/blobs/{stray}/nested"),
+        format!("{PREFIX}/tmp/{}", UploadId::generate()),
+        format!("{PREFIX}/{}", UploadId::generate()),
+        format!("deploy/other/blobs/{}", UploadId::generate()),
+    ];
+    for key in &foreign {
+        let path = bucket.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"not ours").unwrap();
+        set_mtime(&path, long_ago);
+    }
+
+    let mut want = vec![old.clone(), old_multipart.clone()];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    let listed = store.list_committed(now - hour, None, 100).await.unwrap();
+    assert_eq!(listed, want);
+    let first = store.list_committed(now - hour, None, 1).await.unwrap();
+    assert_eq!(first, want[..1]);
+    let second = store
+        .list_committed(now - hour, first.last(), 1)
+        .await
+        .unwrap();
+    assert_eq!(second, want[1..]);
+    assert!(
+        store
+            .list_committed(now - hour, second.last(), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut all = vec![old, old_multipart, fresh];
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let listed = store.list_committed(now + hour, None, 100).await.unwrap();
+    assert_eq!(listed, all);
+    assert!(
+        store
+            .list_committed(long_ago - hour, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let objects = server.objects();
+    for key in &foreign {
+        assert!(objects.contains(key), "{key} is left alone: {objects:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_fail_ping() {
     let server = Server::start().await;
