@@ -204,3 +204,36 @@ pub(crate) fn rss_and_fds(pid: u32) -> (u64, usize) {
         .unwrap_or(0);
     (hwm, fds)
 }
+
+/// Every record of the read API with this `status`, following cursors (bounded).
+pub(crate) async fn list_status(
+    http: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+    status: &str,
+) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let mut url = format!("{base}/v1/uploads?limit=1000&status={status}");
+        if let Some(c) = &cursor {
+            let c: String = url::form_urlencoded::byte_serialize(c.as_bytes()).collect();
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let v: serde_json::Value = http
+            .get(url)
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(v["uploads"].as_array().unwrap().iter().cloned());
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("too many pages");
+}
