@@ -91,6 +91,9 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// The in-flight cap and the per-IP limit for requests without credentials.
     pub limits: LimitsConfig,
+    /// How old an unreferenced blob must be before the collector deletes it. It must
+    /// exceed the longest time between a blob's commit and its record's insert.
+    pub orphan_blob_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             webhook_secrets: Vec::new(),
             body_timeout: Duration::from_secs(600),
             limits: LimitsConfig::default(),
+            orphan_blob_grace: DEFAULT_ORPHAN_BLOB_GRACE,
         }
     }
 }
@@ -231,7 +235,10 @@ pub fn spawn_housekeeping(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> 
     let state = Arc::clone(state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
-        let collector = CollectorConfig::default();
+        let collector = CollectorConfig {
+            grace: state.config.orphan_blob_grace,
+            ..CollectorConfig::default()
+        };
         let mut collect_resume: Option<runproof_store::UploadId> = None;
         let mut ticks: u64 = 0;
         loop {

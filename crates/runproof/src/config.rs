@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 54] = [
+pub const ENV_KEYS: [&str; 55] = [
     "listen",
     "data_dir",
     "database_url",
@@ -23,6 +23,7 @@ pub const ENV_KEYS: [&str; 54] = [
     "api_keys_file",
     "log_format",
     "body_timeout_seconds",
+    "orphan_blob_grace_seconds",
     "oidc.audience",
     "oidc.leeway_seconds",
     "oidc.replay_protection",
@@ -102,6 +103,10 @@ pub struct Config {
     /// The longest a client may take to send a body, in seconds.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_seconds: u64,
+    /// How old a blob without a record (left by a crash between the blob's commit and the
+    /// record's insert) must be before it is deleted, in seconds.
+    #[serde(default = "default_orphan_blob_grace")]
+    pub orphan_blob_grace_seconds: u64,
     /// `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
@@ -261,6 +266,10 @@ impl Default for SessionsConfig {
             max_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
+}
+
+fn default_orphan_blob_grace() -> u64 {
+    runproof_server::DEFAULT_ORPHAN_BLOB_GRACE.as_secs()
 }
 
 fn default_delivery_events() -> Vec<String> {
@@ -669,6 +678,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn every_environment_override_names_a_key_of_the_right_type() {
         figment::Jail::expect_with(|jail| {
             for key in ENV_KEYS {
@@ -680,6 +690,7 @@ mod tests {
             assert_eq!(config.limits.max_connections, 7);
             assert_eq!(config.limits.header_timeout_seconds, 7);
             assert_eq!(config.limits.max_requests_in_flight, 7);
+            assert_eq!(config.orphan_blob_grace_seconds, 7);
             assert_eq!(config.database.schema.as_deref(), Some("runproof_env"));
             assert_eq!(config.database.connect_timeout_seconds, Some(7));
             let s3 = config.s3.as_ref().ok_or("no [s3]")?;
@@ -692,6 +703,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn variables_outside_the_list_are_ignored() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("RUNPROOF_TEST_DATABASE_URL", "postgres://elsewhere");

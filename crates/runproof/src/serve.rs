@@ -80,6 +80,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             replay_protection: resolved.oidc.replay_protection,
             webhook_secrets: resolved.webhook_secrets.clone(),
             body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
+            orphan_blob_grace: Duration::from_secs(config.orphan_blob_grace_seconds.max(1)),
             limits: runproof_server::LimitsConfig {
                 max_connections: config.limits.max_connections,
                 header_timeout_seconds: config.limits.header_timeout_seconds,

@@ -3,7 +3,8 @@
 //! to an App endpoint that fails a third of the time. It is SIGKILLed at random moments over
 //! several rounds, restarted each time on the same data directory. Afterwards every upload
 //! answered `201` or `202` is present with bytes matching its sha256, no record points at a
-//! missing or partial blob, no partial blob is visible, tokens accepted before a crash are
+//! missing or partial blob, no partial blob is visible, blobs left without a record by a
+//! kill are collected, tokens accepted before a crash are
 //! still refused as `token_replayed`, every pending upload is approved once its run is, and
 //! every upload is delivered to the App: the outbox and the pending uploads resume.
 //!
@@ -144,6 +145,17 @@ unauthenticated_per_repository_per_minute = 0
         api = gh.base_url(),
         key = key.display(),
     )
+}
+
+/// The names of the files under `blobs/`.
+fn blob_names(data: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for shard in std::fs::read_dir(data.join("blobs")).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            names.push(f.unwrap().file_name().into_string().unwrap());
+        }
+    }
+    names
 }
 
 /// A signed `workflow_run` completed with success: GitHub vouches for `run`.
@@ -313,7 +325,11 @@ async fn acknowledged_uploads_survive_sigkill() {
         );
     }
 
-    // Restart once more and check everything.
+    // Restart once more and check everything. A kill between a blob's commit and its
+    // record's insert leaves a complete blob no record names: with a grace of 1 s (no
+    // upload is in flight now), the collector deletes those at start.
+    let blobs_before = blob_names(&data).len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let port = free_port();
     let config = write_config(
         dir.path(),
@@ -322,7 +338,7 @@ async fn acknowledged_uploads_survive_sigkill() {
         &gh.issuer(),
         AUDIENCE,
         API_KEY,
-        &extra,
+        &format!("orphan_blob_grace_seconds = 1\n{extra}"),
     );
     let server = Server::start(&config, port, &log).await;
     assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
@@ -409,23 +425,30 @@ async fn acknowledged_uploads_survive_sigkill() {
         assert_eq!(sha256_hex(&bytes), r["sha256"].as_str().unwrap(), "{id}");
         assert_eq!(Some(bytes.len() as u64), r["size"].as_u64());
     }
-    // No partial blob is visible: every file under blobs/ is complete (either a record's,
-    // with its digest, or an orphan committed just before a kill, never readable).
+    // No partial blob is visible, and no blob without a record is left once the collector
+    // ran: blobs/ holds exactly the records' blobs (bounded wait for the collector).
     let ids: HashSet<&str> = by_id.keys().copied().collect();
-    let mut orphans = 0;
-    for shard in std::fs::read_dir(data.join("blobs")).unwrap() {
-        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-            let f = f.unwrap();
-            let name = f.file_name().into_string().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let names = blob_names(&data);
+        for name in &names {
             assert!(
                 !name.ends_with(".part"),
                 "partial file under blobs/: {name}"
             );
-            if !ids.contains(name.as_str()) {
-                orphans += 1;
-            }
         }
+        let unreferenced = names.iter().filter(|n| !ids.contains(n.as_str())).count();
+        if unreferenced == 0 {
+            assert_eq!(names.len(), ids.len(), "every record has its blob");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unreferenced} unreferenced blobs left after the collector ran"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let orphans = blobs_before - ids.len();
     // Tokens accepted before a crash are still spent.
     let mut replayed = 0;
     let tokens: Vec<&String> = acked.iter().filter_map(|a| a.token.as_ref()).collect();
@@ -445,7 +468,7 @@ async fn acknowledged_uploads_survive_sigkill() {
     println!(
         "crash: {kills} SIGKILLs, {} acknowledged uploads ({} pending, {approved_before_crash} \
          approvals before a crash) all present, all verified and all delivered ({deliveries} \
-         pushes received), {} records all intact, {orphans} unreferenced complete blobs, \
+         pushes received), {} records all intact, {orphans} unreferenced complete blobs collected, \
          {replayed} replays refused",
         acked.len(),
         pending,

@@ -132,6 +132,7 @@ impl Harness {
                 webhook_secrets: opts.webhook_secrets.clone(),
                 body_timeout: opts.body_timeout,
                 limits: opts.limits.clone(),
+                orphan_blob_grace: runproof_server::DEFAULT_ORPHAN_BLOB_GRACE,
             },
             clock: Arc::new(SystemClock),
             metrics: metrics_handle(),
