@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use runproof_core::ErrorCode;
 use runproof_core::ids::RepositoryId;
 use runproof_core::run_header::RunHeader;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -29,6 +29,12 @@ use crate::error::ApiError;
 const WINDOW: Duration = Duration::from_secs(60);
 /// Most addresses (or repositories) tracked at once; expired windows are dropped first.
 const MAX_TRACKED: usize = 100_000;
+/// What a webhook delivery with a bad signature counts against its address's per-IP limit:
+/// a sender that forges signatures is limited after a few tries.
+const BAD_SIGNATURE_WEIGHT: u32 = 10;
+/// The most bytes of webhook deliveries buffered at once, before their signatures are
+/// checked, in KiB (64 MiB): a bound on what concurrent forged deliveries can hold.
+const WEBHOOK_BUFFER_KIB: usize = 64 * 1024;
 
 /// `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +82,20 @@ impl<K: Eq + Hash> Windows<K> {
 
     /// Counts a request for `key`; the seconds to wait when it is over the limit.
     fn over_limit(&self, key: K, now: Instant) -> Option<u64> {
+        self.count(key, 1, now, true)
+    }
+
+    /// The seconds to wait when `key` is over the limit already; counts nothing.
+    fn blocked(&self, key: K, now: Instant) -> Option<u64> {
+        self.count(key, 0, now, true)
+    }
+
+    /// Counts `n` requests for `key` whatever the limit.
+    fn add(&self, key: K, n: u32, now: Instant) {
+        let _ = self.count(key, n, now, false);
+    }
+
+    fn count(&self, key: K, n: u32, now: Instant, check: bool) -> Option<u64> {
         if self.per_minute == 0 {
             return None;
         }
@@ -93,11 +113,11 @@ impl<K: Eq + Hash> Windows<K> {
         if now.duration_since(entry.0) >= WINDOW {
             *entry = (now, 0);
         }
-        if entry.1 >= self.per_minute {
+        if check && entry.1 >= self.per_minute {
             let left = WINDOW.saturating_sub(now.duration_since(entry.0));
             return Some(left.as_secs().max(1));
         }
-        entry.1 += 1;
+        entry.1 = entry.1.saturating_add(n);
         None
     }
 }
@@ -107,6 +127,7 @@ pub(crate) struct Limiter {
     in_flight: Option<Arc<Semaphore>>,
     per_ip: Windows<IpAddr>,
     per_repository: Windows<RepositoryId>,
+    webhook_buffer: Arc<Semaphore>,
 }
 
 impl Limiter {
@@ -116,7 +137,35 @@ impl Limiter {
                 .then(|| Arc::new(Semaphore::new(config.max_requests_in_flight))),
             per_ip: Windows::new(config.unauthenticated_per_ip_per_minute),
             per_repository: Windows::new(config.unauthenticated_per_repository_per_minute),
+            webhook_buffer: Arc::new(Semaphore::new(WEBHOOK_BUFFER_KIB)),
         })
+    }
+}
+
+/// What the webhook receiver may ask of the limits for a delivery that claims a signature.
+#[derive(Clone)]
+pub(crate) struct WebhookGuard {
+    limiter: Arc<Limiter>,
+    ip: Option<IpAddr>,
+}
+
+impl WebhookGuard {
+    /// A bad signature counts against the sender's address.
+    pub(crate) fn strike(&self) {
+        if let Some(ip) = self.ip {
+            self.limiter
+                .per_ip
+                .add(ip, BAD_SIGNATURE_WEIGHT, Instant::now());
+        }
+    }
+
+    /// Room to buffer `bytes` of a delivery before its signature is checked; `None` while
+    /// other deliveries hold the whole budget.
+    pub(crate) fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
+        Arc::clone(&self.limiter.webhook_buffer)
+            .try_acquire_many_owned(kib)
+            .ok()
     }
 }
 
@@ -128,12 +177,14 @@ fn named_repository(request: &Request) -> Option<RepositoryId> {
 }
 
 /// The middleware: the in-flight cap for every request, then the per-IP and the
-/// per-repository limits for requests without credentials. Health probes are exempt, and so are signed GitHub deliveries:
-/// GitHub sends them from shared addresses and does not retry a refused one, and their
-/// `X-Hub-Signature-256` is verified before anything is parsed.
+/// per-repository limits for requests without credentials. Health probes are exempt. So are
+/// deliveries that claim a GitHub signature, while their address is not over its limit:
+/// GitHub sends them from shared addresses and does not retry a refused one. They are not
+/// counted; the receiver counts those whose signature fails, and bounds the bytes buffered
+/// before the check ([`WebhookGuard`]).
 pub(crate) async fn enforce(
     State(limiter): State<Arc<Limiter>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let _permit = match &limiter.in_flight {
@@ -149,14 +200,32 @@ pub(crate) async fn enforce(
         },
         None => None,
     };
-    let probe = matches!(request.uri().path(), "/healthz" | "/readyz")
-        || (request.uri().path() == "/v1/github/webhooks"
-            && request.headers().contains_key("x-hub-signature-256"));
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let signed_delivery = request.uri().path() == "/v1/github/webhooks"
+        && request.headers().contains_key("x-hub-signature-256");
+    if signed_delivery {
+        if let Some(ip) = ip
+            && let Some(wait) = limiter.per_ip.blocked(ip, Instant::now())
+        {
+            metrics::counter!("runproof_rate_limited_total", "limit" => "unauthenticated")
+                .increment(1);
+            return ApiError::new(
+                ErrorCode::RateLimited,
+                "too many requests without valid credentials from this address",
+            )
+            .retry_after(wait)
+            .into_response();
+        }
+        request.extensions_mut().insert(WebhookGuard {
+            limiter: Arc::clone(&limiter),
+            ip,
+        });
+    }
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz") || signed_delivery;
     if !probe && !request.headers().contains_key(header::AUTHORIZATION) {
-        let ip = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
         if let Some(ip) = ip
             && let Some(wait) = limiter.per_ip.over_limit(ip, Instant::now())
         {
@@ -201,6 +270,38 @@ mod tests {
         assert_eq!(w.over_limit(a, t), Some(60));
         assert_eq!(w.over_limit(b, t), None);
         assert_eq!(w.over_limit(a, t + WINDOW), None);
+    }
+
+    #[test]
+    fn webhook_bytes_before_the_signature_check_share_one_budget() {
+        let limiter = Limiter::new(&LimitsConfig::default());
+        let guard = WebhookGuard {
+            limiter,
+            ip: Some([127, 0, 0, 1].into()),
+        };
+        let all = guard.reserve(WEBHOOK_BUFFER_KIB * 1024).unwrap();
+        assert!(guard.reserve(1).is_none(), "the budget is spent");
+        drop(all);
+        assert!(guard.reserve(25 * 1024 * 1024).is_some());
+    }
+
+    #[test]
+    fn strikes_count_several_requests() {
+        let limiter = Limiter::new(&LimitsConfig {
+            unauthenticated_per_ip_per_minute: 20,
+            ..LimitsConfig::default()
+        });
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let guard = WebhookGuard {
+            limiter: Arc::clone(&limiter),
+            ip: Some(ip),
+        };
+        let t = Instant::now();
+        assert_eq!(limiter.per_ip.blocked(ip, t), None);
+        guard.strike();
+        guard.strike();
+        assert!(limiter.per_ip.blocked(ip, Instant::now()).is_some());
+        assert!(limiter.per_ip.over_limit(ip, Instant::now()).is_some());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
 pub(crate) async fn receive(
     State(state): State<Arc<AppState>>,
+    guard: Option<axum::Extension<crate::limits::WebhookGuard>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -49,12 +50,38 @@ pub(crate) async fn receive(
     if declared.is_some_and(|n| n > MAX_WEBHOOK_BYTES) {
         return Err(too_large());
     }
+    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+    if signature.is_none() {
+        metrics::counter!("runproof_webhooks_total", "event" => "unknown", "outcome" => "bad_signature")
+            .increment(1);
+        return Err(ApiError::new(
+            ErrorCode::MissingCredentials,
+            SignatureError::Missing.to_string(),
+        ));
+    }
+    // The bytes buffered before the signature is checked come out of a shared budget.
+    let _room = match &guard {
+        Some(guard) => Some(
+            guard
+                .reserve(declared.unwrap_or(MAX_WEBHOOK_BYTES))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::RateLimited,
+                        "too many webhook bytes are being received; retry",
+                    )
+                    .retry_after(1)
+                })?,
+        ),
+        None => None,
+    };
     let body: Bytes = axum::body::to_bytes(body, MAX_WEBHOOK_BYTES)
         .await
         .map_err(|_| too_large())?;
 
-    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(e) = verify_signature(&body, signature, &state.config.webhook_secrets) {
+        if let Some(guard) = &guard {
+            guard.strike();
+        }
         metrics::counter!("runproof_webhooks_total", "event" => "unknown", "outcome" => "bad_signature")
             .increment(1);
         let code = match e {

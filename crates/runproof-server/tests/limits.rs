@@ -9,7 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, Options, bearer};
+use runproof_core::Secret;
 use runproof_server::{LimitsConfig, WebhookModeConfig};
+use runproof_testkit::WebhookSender;
+use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::test]
@@ -330,4 +333,59 @@ async fn rule_slow_body_is_cut_off_at_the_body_deadline() {
     // Only the genuine upload is stored; nothing of the slow one is kept.
     assert_eq!(h.record_count().await, 1);
     assert_eq!(h.blob_files(), (1, 0));
+}
+
+const WEBHOOK_SECRET: &str = "limits-webhook-secret-0123456789";
+
+async fn webhook_harness(per_ip: u32) -> (Harness, WebhookSender, WebhookSender) {
+    let h = Harness::start_with(Options {
+        webhook_secrets: vec![Secret::new(WEBHOOK_SECRET.into())],
+        limits: LimitsConfig {
+            unauthenticated_per_ip_per_minute: per_ip,
+            ..LimitsConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let url = format!("{}/v1/github/webhooks", h.url);
+    let genuine = WebhookSender::new(url.clone(), WEBHOOK_SECRET.as_bytes());
+    let forger = WebhookSender::new(url, b"not-the-webhook-secret-0123456789");
+    (h, genuine, forger)
+}
+
+#[tokio::test]
+async fn signed_deliveries_are_not_counted_against_the_address() {
+    let (h, genuine, _) = webhook_harness(3).await;
+    for _ in 0..10 {
+        let (status, body, _) = genuine
+            .send("ping", &json!({"zen": "Keep it logically awesome."}))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = h.upload_with(None, "name=a.txt", "x", &[]).await;
+    assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test]
+async fn rule_forged_webhook_signatures_count_against_the_address() {
+    let (h, genuine, forger) = webhook_harness(20).await;
+    let ping = json!({"zen": "Anything added dilutes everything else."});
+    // Each bad signature counts ten requests: the third try is over a limit of 20.
+    for _ in 0..2 {
+        let (status, body, _) = forger.send("ping", &ping).await.unwrap();
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body, _) = forger.send("ping", &ping).await.unwrap();
+    assert_eq!(status, 429, "{body}");
+    // The address is limited for everything without credentials until its window ends...
+    let (status, body) = h.upload_with(None, "name=a.txt", "x", &[]).await;
+    assert_eq!(status, 429, "{body}");
+    let (status, body, _) = genuine.send("ping", &ping).await.unwrap();
+    assert_eq!(status, 429, "{body}");
+    // ... while uploads with credentials are served.
+    let (status, body) = h
+        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
+        .await;
+    assert_eq!(status, 201, "{body}");
 }
