@@ -28,9 +28,6 @@ pub const DEFAULT_ORPHAN_BLOB_GRACE: Duration = Duration::from_secs(60 * 60);
 /// The most blobs one run examines, unless configured.
 pub const DEFAULT_MAX_BLOBS_PER_RUN: usize = 10_000;
 
-/// Ids asked about per store query.
-const LOOKUP_BATCH: usize = 500;
-
 /// Settings of [`collect_unreferenced_blobs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectorConfig {
@@ -107,30 +104,28 @@ pub async fn collect_unreferenced_blobs(
         .filter(|id| id.generated_at().is_some_and(|at| at < cutoff))
         .collect();
 
+    let missing = match state.store.ids_without_upload(&candidates).await {
+        Ok(missing) => missing,
+        Err(e) => {
+            tracing::warn!(error = %e, "blob collector: cannot look up upload records");
+            report.errors += 1;
+            Vec::new()
+        }
+    };
+    // Only ids that were asked about, whatever the store answers.
+    let asked: HashSet<&UploadId> = candidates.iter().collect();
     let mut delete_failures = 0_u64;
-    for batch in candidates.chunks(LOOKUP_BATCH) {
-        let missing = match state.store.ids_without_upload(batch).await {
-            Ok(missing) => missing,
-            Err(e) => {
-                tracing::warn!(error = %e, "blob collector: cannot look up upload records");
-                report.errors += 1;
-                continue;
+    for id in missing.iter().filter(|id| asked.contains(id)) {
+        match state.blobs.delete(id).await {
+            Ok(()) | Err(BlobError::NotFound) => {
+                report.deleted += 1;
+                metrics::counter!("runproof_unreferenced_blobs_deleted_total").increment(1);
             }
-        };
-        // Only ids that were asked about, whatever the store answers.
-        let asked: HashSet<&UploadId> = batch.iter().collect();
-        for id in missing.iter().filter(|id| asked.contains(id)) {
-            match state.blobs.delete(id).await {
-                Ok(()) | Err(BlobError::NotFound) => {
-                    report.deleted += 1;
-                    metrics::counter!("runproof_unreferenced_blobs_deleted_total").increment(1);
+            Err(e) => {
+                if delete_failures == 0 {
+                    tracing::warn!(error = %e, %id, "blob collector: cannot delete a blob");
                 }
-                Err(e) => {
-                    if delete_failures == 0 {
-                        tracing::warn!(error = %e, %id, "blob collector: cannot delete a blob");
-                    }
-                    delete_failures += 1;
-                }
+                delete_failures += 1;
             }
         }
     }

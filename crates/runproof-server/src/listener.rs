@@ -95,6 +95,8 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         let stopping = stopping.clone();
         tokio::spawn(async move {
+            // The connection's slot is free again when this task ends.
+            let _permit = permit;
             // The protocol is told from the first bytes, before hyper's own header deadline
             // runs: a client that sends nothing at all is held to the deadline here.
             if let Some(deadline) = header_timeout {
@@ -106,7 +108,6 @@ pub(crate) async fn serve(
                     () = stopping.cancelled() => false,
                 };
                 if !spoke {
-                    drop(permit);
                     return;
                 }
             }
@@ -117,7 +118,6 @@ pub(crate) async fn serve(
             if let Err(e) = watcher.watch(connection).await {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);

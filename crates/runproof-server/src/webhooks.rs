@@ -50,15 +50,9 @@ pub(crate) async fn receive(
     if declared.is_some_and(|n| n > MAX_WEBHOOK_BYTES) {
         return Err(too_large());
     }
-    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
-    if signature.is_none() {
-        metrics::counter!("runproof_webhooks_total", "event" => "unknown", "outcome" => "bad_signature")
-            .increment(1);
-        return Err(ApiError::new(
-            ErrorCode::MissingCredentials,
-            SignatureError::Missing.to_string(),
-        ));
-    }
+    let Some(signature) = headers.get("x-hub-signature-256").map(|v| v.as_bytes()) else {
+        return Err(refused(&SignatureError::Missing));
+    };
     // The bytes buffered before the signature is checked come out of a shared budget.
     let _room = match &guard {
         Some(guard) => Some(
@@ -78,17 +72,11 @@ pub(crate) async fn receive(
         .await
         .map_err(|_| too_large())?;
 
-    if let Err(e) = verify_signature(&body, signature, &state.config.webhook_secrets) {
+    if let Err(e) = verify_signature(&body, Some(signature), &state.config.webhook_secrets) {
         if let Some(guard) = &guard {
             guard.strike();
         }
-        metrics::counter!("runproof_webhooks_total", "event" => "unknown", "outcome" => "bad_signature")
-            .increment(1);
-        let code = match e {
-            SignatureError::Missing => ErrorCode::MissingCredentials,
-            _ => ErrorCode::BadSignature,
-        };
-        return Err(ApiError::new(code, e.to_string()));
+        return Err(refused(&e));
     }
 
     let event = header(&headers, "x-github-event")?;
@@ -121,6 +109,17 @@ pub(crate) async fn receive(
         .increment(1);
     tracing::info!(event = %event, delivery = %delivery.id, outcome, effects = effects.len(), "webhook");
     Ok((StatusCode::OK, Json(json!({ "status": outcome }))).into_response())
+}
+
+/// A delivery refused for its signature, counted as such.
+fn refused(e: &SignatureError) -> ApiError {
+    metrics::counter!("runproof_webhooks_total", "event" => "unknown", "outcome" => "bad_signature")
+        .increment(1);
+    let code = match e {
+        SignatureError::Missing => ErrorCode::MissingCredentials,
+        _ => ErrorCode::BadSignature,
+    };
+    ApiError::new(code, e.to_string())
 }
 
 fn too_large() -> ApiError {
