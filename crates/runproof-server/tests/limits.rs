@@ -15,6 +15,14 @@ use runproof_testkit::WebhookSender;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+/// An upload with credentials is accepted: everyone else is still served.
+async fn assert_others_served(h: &Harness) {
+    let (status, body) = h
+        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 #[tokio::test]
 async fn unauthenticated_requests_are_limited_per_ip_and_others_still_served() {
     let h = Harness::start_with(Options {
@@ -47,10 +55,7 @@ async fn unauthenticated_requests_are_limited_per_ip_and_others_still_served() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], "rate_limited");
     // Requests with credentials and health probes are still served.
-    let (status, body) = h
-        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
-        .await;
-    assert_eq!(status, 201, "{body}");
+    assert_others_served(&h).await;
     let resp = h
         .http
         .get(format!("{}/healthz", h.url))
@@ -171,10 +176,7 @@ async fn rule_unauthenticated_requests_are_limited_per_repository() {
     // Another repository, and uploads with credentials, are still served.
     let resp = pending(&h, 200, 1).await;
     assert_eq!(resp.status(), 202);
-    let (status, body) = h
-        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
-        .await;
-    assert_eq!(status, 201, "{body}");
+    assert_others_served(&h).await;
 }
 
 #[tokio::test]
@@ -260,10 +262,7 @@ async fn rule_silent_trickling_and_idle_connections_are_closed_at_the_header_dea
     );
     assert!(trickle.await.unwrap(), "trickling closed");
     // Everyone else is served.
-    let (status, body) = h
-        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
-        .await;
-    assert_eq!(status, 201, "{body}");
+    assert_others_served(&h).await;
 }
 
 #[tokio::test]
@@ -318,10 +317,7 @@ async fn rule_slow_body_is_cut_off_at_the_body_deadline() {
     );
     slow.write_all(head.as_bytes()).await.unwrap();
     // Meanwhile everyone else is served.
-    let (status, body) = h
-        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
-        .await;
-    assert_eq!(status, 201, "{body}");
+    assert_others_served(&h).await;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
         .await
@@ -384,8 +380,5 @@ async fn rule_forged_webhook_signatures_count_against_the_address() {
     let (status, body, _) = genuine.send("ping", &ping).await.unwrap();
     assert_eq!(status, 429, "{body}");
     // ... while uploads with credentials are served.
-    let (status, body) = h
-        .upload_with(Some(&bearer(&h.token())), "name=a.txt", "genuine", &[])
-        .await;
-    assert_eq!(status, 201, "{body}");
+    assert_others_served(&h).await;
 }

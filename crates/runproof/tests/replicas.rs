@@ -17,6 +17,8 @@
 //!   other delivers them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod proc;
+
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -38,10 +40,11 @@ use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::Connection as _;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use proc::Schema;
 
 const AUDIENCE: &str = "https://runproof.replicas.test";
 const APP_ID: u64 = 4242;
@@ -211,38 +214,6 @@ async fn receive(
     let entry = seen.by_delivery.entry(delivery).or_insert((0, upload));
     entry.0 += 1;
     StatusCode::OK
-}
-
-/// A schema of its own in the test database, dropped on drop (after the replicas).
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-                )))
-                .execute(&mut admin)
-                .await?;
-                admin.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop schema {}: {dropped:?}", self.name);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------

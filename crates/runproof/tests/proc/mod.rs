@@ -237,3 +237,37 @@ pub(crate) async fn list_status(
     }
     panic!("too many pages");
 }
+
+/// A schema of its own in the test database, dropped on drop (after the servers using it).
+pub(crate) struct Schema {
+    pub(crate) url: String,
+    pub(crate) name: String,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        use sqlx::Connection as _;
+
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                )))
+                .execute(&mut admin)
+                .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop schema {}: {dropped:?}", self.name);
+        }
+    }
+}
