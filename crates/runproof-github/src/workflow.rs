@@ -6,10 +6,13 @@
 //! (`uses: ./.github/workflows/x.yml`) runs at the same commit, so the check follows it
 //! ([`check_workflow`], bounded depth); one in another repository is not followed.
 //!
-//! Parsing is pure and bounded: the text is capped at [`MAX_WORKFLOW_BYTES`], the YAML is
-//! read event by event (no recursion in our code) into at most [`MAX_NODES`] nodes,
-//! anchors and aliases included (GitHub Actions accepts anchors), so an alias bomb ends
-//! in an error, not in memory exhaustion.
+//! Parsing is pure and bounded. The text is capped at [`MAX_WORKFLOW_BYTES`]. The YAML is
+//! read event by event into a flat index of its nodes (no tree, no recursion, so nothing
+//! is built or dropped recursively), keeping the text only of the scalars the check may
+//! read. Aliases are not copied: each one points at its anchored node, and the nesting
+//! depth, node count and scalar bytes are counted as if every alias were expanded, so an
+//! alias bomb or a deeply nested document ends in a [`WorkflowError`] long before memory
+//! or the stack runs out.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -20,6 +23,12 @@ use yaml_rust2::parser::{Event, Parser};
 pub const MAX_WORKFLOW_BYTES: usize = 512 * 1024;
 /// The most YAML nodes one workflow may expand to (aliases count again each time).
 pub const MAX_NODES: usize = 100_000;
+/// The deepest nesting of sequences and mappings, aliases expanded. Real workflows stay
+/// under ten levels.
+pub const MAX_DEPTH: usize = 64;
+/// The most scalar text one workflow may expand to, in bytes (aliases count again each
+/// time): eight times the file cap.
+pub const MAX_EXPANDED_BYTES: usize = 8 * MAX_WORKFLOW_BYTES;
 /// How deep reusable workflows in the same repository are followed (the workflow itself
 /// is depth 0). GitHub allows four levels of nesting.
 pub const MAX_REUSE_DEPTH: usize = 4;
@@ -31,118 +40,260 @@ pub enum WorkflowError {
     /// Over [`MAX_WORKFLOW_BYTES`].
     #[error("the workflow file is larger than {MAX_WORKFLOW_BYTES} bytes")]
     TooLarge,
-    /// Not YAML.
+    /// Not YAML, or an alias that refers to a node containing it.
     #[error("the workflow file is not valid YAML: {0}")]
     Yaml(String),
+    /// Nests deeper than [`MAX_DEPTH`], aliases expanded.
+    #[error("the workflow file nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
     /// Expands to more than [`MAX_NODES`] nodes.
     #[error("the workflow file expands to more than {MAX_NODES} nodes")]
-    TooComplex,
+    TooManyNodes,
+    /// Expands to more than [`MAX_EXPANDED_BYTES`] of scalar text.
+    #[error("the workflow file expands to more than {MAX_EXPANDED_BYTES} bytes of text")]
+    TooManyBytes,
     /// No `jobs` mapping.
     #[error("the workflow file has no jobs")]
     NoJobs,
 }
 
-/// A parsed YAML node, as far as the check needs it (tags and styles dropped).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Scalar(String),
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+/// The mapping keys the check reads; other keys' text is not kept.
+const KEYS: [&str; 3] = ["jobs", "steps", "uses"];
+
+/// One node of the flat index, in document order: a container's descendants follow it.
+#[derive(Debug)]
+enum Item {
+    /// A scalar, with its text where the check may read it.
+    Scalar(Option<Box<str>>),
+    /// An alias: the index of its anchored node (never an alias itself).
+    Alias(usize),
+    /// A sequence; `end` is the index after its last descendant.
+    Seq { end: usize },
+    /// A mapping of keys and values in turn; `end` as for a sequence.
+    Map { end: usize },
 }
 
-impl Node {
-    fn size(&self) -> usize {
-        match self {
-            Node::Scalar(_) => 1,
-            Node::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
-            Node::Map(entries) => {
-                1 + entries
-                    .iter()
-                    .map(|(k, v)| k.size() + v.size())
-                    .sum::<usize>()
+/// What an anchor stands for once expanded.
+#[derive(Debug, Clone, Copy)]
+struct Anchored {
+    index: usize,
+    nodes: usize,
+    bytes: usize,
+    /// Levels of nesting it adds: 0 for a scalar, 1 for a container of scalars.
+    depth: usize,
+}
+
+/// A container still open while reading.
+#[derive(Debug)]
+struct Frame {
+    index: usize,
+    anchor: usize,
+    nodes_before: usize,
+    bytes_before: usize,
+    /// The deepest child so far, in the sense of [`Anchored::depth`].
+    child_depth: usize,
+    map: bool,
+    /// In a mapping: the next child completes an entry (it is a value).
+    value_next: bool,
+    /// In a mapping: the pending key is `uses`.
+    key_is_uses: bool,
+}
+
+/// The first document of a workflow file as a flat index; `items[0]` is its root.
+#[derive(Debug, Default)]
+struct Doc {
+    items: Vec<Item>,
+}
+
+/// Running totals with every alias expanded, checked against the bounds at each step.
+#[derive(Debug, Default)]
+struct Expanded {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Expanded {
+    fn add(&mut self, nodes: usize, bytes: usize) -> Result<(), WorkflowError> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.nodes > MAX_NODES {
+            return Err(WorkflowError::TooManyNodes);
+        }
+        if self.bytes > MAX_EXPANDED_BYTES {
+            return Err(WorkflowError::TooManyBytes);
+        }
+        Ok(())
+    }
+}
+
+impl Doc {
+    /// Reads the first YAML document of `text` within every bound.
+    fn read(text: &str) -> Result<Doc, WorkflowError> {
+        if text.len() > MAX_WORKFLOW_BYTES {
+            return Err(WorkflowError::TooLarge);
+        }
+        let mut parser = Parser::new_from_str(text);
+        let mut doc = Doc::default();
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut anchors: HashMap<usize, Anchored> = HashMap::new();
+        let mut total = Expanded::default();
+        loop {
+            let (event, _) = parser
+                .next_token()
+                .map_err(|e| WorkflowError::Yaml(e.to_string()))?;
+            let index = doc.items.len();
+            // The node just completed, as it would be anchored.
+            let (done, anchor) = match event {
+                Event::StreamEnd => return Ok(doc),
+                Event::Scalar(value, _, anchor, _) => {
+                    let bytes = value.len();
+                    total.add(1, bytes)?;
+                    let wanted = anchor != 0
+                        || KEYS.contains(&value.as_str())
+                        || stack.last().is_some_and(|f| f.value_next && f.key_is_uses);
+                    let kept = wanted.then(|| value.into_boxed_str());
+                    doc.items.push(Item::Scalar(kept));
+                    (
+                        Anchored {
+                            index,
+                            nodes: 1,
+                            bytes,
+                            depth: 0,
+                        },
+                        anchor,
+                    )
+                }
+                Event::Alias(id) => {
+                    let Some(target) = anchors.get(&id).copied() else {
+                        return Err(WorkflowError::Yaml(
+                            "an alias refers to a node that contains it".into(),
+                        ));
+                    };
+                    if stack.len().saturating_add(target.depth) > MAX_DEPTH {
+                        return Err(WorkflowError::TooDeep);
+                    }
+                    total.add(target.nodes, target.bytes)?;
+                    doc.items.push(Item::Alias(target.index));
+                    (target, 0)
+                }
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    let map = matches!(event, Event::MappingStart(..));
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(WorkflowError::TooDeep);
+                    }
+                    total.add(1, 0)?;
+                    doc.items.push(if map {
+                        Item::Map { end: index }
+                    } else {
+                        Item::Seq { end: index }
+                    });
+                    stack.push(Frame {
+                        index,
+                        anchor,
+                        nodes_before: total.nodes - 1,
+                        bytes_before: total.bytes,
+                        child_depth: 0,
+                        map,
+                        value_next: false,
+                        key_is_uses: false,
+                    });
+                    continue;
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    let Some(frame) = stack.pop() else {
+                        return Err(WorkflowError::Yaml("unbalanced document".into()));
+                    };
+                    if let Some(Item::Seq { end } | Item::Map { end }) =
+                        doc.items.get_mut(frame.index)
+                    {
+                        *end = index;
+                    }
+                    (
+                        Anchored {
+                            index: frame.index,
+                            nodes: total.nodes - frame.nodes_before,
+                            bytes: total.bytes - frame.bytes_before,
+                            depth: frame.child_depth + 1,
+                        },
+                        frame.anchor,
+                    )
+                }
+                _ => continue,
+            };
+            if anchor != 0 {
+                anchors.insert(anchor, done);
+            }
+            let Some(parent) = stack.last_mut() else {
+                // The first document is complete; later ones are not read.
+                return Ok(doc);
+            };
+            parent.child_depth = parent.child_depth.max(done.depth);
+            if parent.map {
+                if !parent.value_next {
+                    parent.key_is_uses = doc.text(done.index) == Some("uses");
+                }
+                parent.value_next = !parent.value_next;
             }
         }
     }
 
-    fn get(&self, key: &str) -> Option<&Node> {
-        match self {
-            Node::Map(entries) => entries.iter().find_map(|(k, v)| match k {
-                Node::Scalar(s) if s == key => Some(v),
-                _ => None,
-            }),
+    /// The node an item stands for: itself, or the anchored node of an alias.
+    fn resolve(&self, index: usize) -> usize {
+        match self.items.get(index) {
+            Some(Item::Alias(target)) => *target,
+            _ => index,
+        }
+    }
+
+    fn text(&self, index: usize) -> Option<&str> {
+        match self.items.get(self.resolve(index)) {
+            Some(Item::Scalar(Some(text))) => Some(text),
             _ => None,
         }
     }
 
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Node::Scalar(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// A container being built: its anchor id and what it holds so far.
-enum Open {
-    Seq(usize, Vec<Node>),
-    Map(usize, Vec<(Node, Node)>, Option<Node>),
-}
-
-/// Reads the first YAML document of `text` into a [`Node`] tree, iteratively and within
-/// [`MAX_NODES`].
-fn parse_yaml(text: &str) -> Result<Option<Node>, WorkflowError> {
-    if text.len() > MAX_WORKFLOW_BYTES {
-        return Err(WorkflowError::TooLarge);
-    }
-    let mut parser = Parser::new_from_str(text);
-    let mut stack: Vec<Open> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
-    let mut nodes = 0usize;
-    loop {
-        let (event, _) = parser
-            .next_token()
-            .map_err(|e| WorkflowError::Yaml(e.to_string()))?;
-        let (node, anchor) = match event {
-            Event::StreamEnd => return Ok(None),
-            Event::Scalar(value, _, anchor, _) => (Node::Scalar(value), anchor),
-            Event::Alias(id) => {
-                let node = anchors
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or(Node::Scalar(String::new()));
-                nodes = nodes.saturating_add(node.size());
-                (node, 0)
-            }
-            Event::SequenceStart(anchor, _) => {
-                stack.push(Open::Seq(anchor, Vec::new()));
-                continue;
-            }
-            Event::MappingStart(anchor, _) => {
-                stack.push(Open::Map(anchor, Vec::new(), None));
-                continue;
-            }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Open::Seq(anchor, items)) => (Node::Seq(items), anchor),
-                Some(Open::Map(anchor, entries, _)) => (Node::Map(entries), anchor),
-                None => return Err(WorkflowError::Yaml("unbalanced document".into())),
-            },
-            _ => continue,
+    /// The children of a sequence or mapping (aliases resolved), or nothing.
+    fn children(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        let index = self.resolve(index);
+        let end = match self.items.get(index) {
+            Some(Item::Seq { end } | Item::Map { end }) => *end,
+            _ => index,
         };
-        nodes = nodes.saturating_add(1);
-        if nodes > MAX_NODES {
-            return Err(WorkflowError::TooComplex);
-        }
-        if anchor != 0 {
-            anchors.insert(anchor, node.clone());
-        }
-        match stack.last_mut() {
-            None => return Ok(Some(node)),
-            Some(Open::Seq(_, items)) => items.push(node),
-            Some(Open::Map(_, entries, key)) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
-        }
+        let mut next = index + 1;
+        std::iter::from_fn(move || {
+            if next >= end {
+                return None;
+            }
+            let child = next;
+            next = match self.items.get(child) {
+                Some(Item::Seq { end } | Item::Map { end }) => *end,
+                _ => child + 1,
+            };
+            Some(self.resolve(child))
+        })
+    }
+
+    fn is_map(&self, index: usize) -> bool {
+        matches!(self.items.get(self.resolve(index)), Some(Item::Map { .. }))
+    }
+
+    fn is_seq(&self, index: usize) -> bool {
+        matches!(self.items.get(self.resolve(index)), Some(Item::Seq { .. }))
+    }
+
+    /// The entries of a mapping, as (key, value) indices; nothing for other nodes.
+    fn entries(&self, index: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut children = self.is_map(index).then(|| self.children(index));
+        std::iter::from_fn(move || {
+            let children = children.as_mut()?;
+            Some((children.next()?, children.next()?))
+        })
+    }
+
+    /// The value of the first entry whose key is the scalar `key`.
+    fn get(&self, index: usize, key: &str) -> Option<usize> {
+        self.entries(index)
+            .find_map(|(k, v)| (self.text(k) == Some(key)).then_some(v))
     }
 }
 
@@ -164,24 +315,27 @@ pub struct WorkflowUses {
 /// [`WorkflowError`] when the text is too large, not YAML, too complex, or has no
 /// `jobs` mapping.
 pub fn parse_workflow(text: &str) -> Result<WorkflowUses, WorkflowError> {
-    let root = parse_yaml(text)?.ok_or(WorkflowError::NoJobs)?;
-    let Some(Node::Map(jobs)) = root.get("jobs") else {
-        return Err(WorkflowError::NoJobs);
-    };
+    let doc = Doc::read(text)?;
+    let jobs = doc
+        .get(0, "jobs")
+        .filter(|&jobs| doc.is_map(jobs))
+        .ok_or(WorkflowError::NoJobs)?;
     let mut uses = WorkflowUses::default();
-    for (_, job) in jobs {
-        if let Some(called) = job.get("uses").and_then(Node::as_str) {
+    for (_, job) in doc.entries(jobs) {
+        if let Some(called) = doc.get(job, "uses").and_then(|u| doc.text(u)) {
             if let Some(path) = local_workflow_path(called) {
                 uses.local_workflows.push(path);
             } else {
                 uses.remote_workflows.push(called.to_owned());
             }
         }
-        if let Some(Node::Seq(steps)) = job.get("steps") {
-            for step in steps {
-                if let Some(action) = step.get("uses").and_then(Node::as_str).and_then(action_of) {
-                    uses.actions.push(action);
-                }
+        let Some(steps) = doc.get(job, "steps").filter(|&s| doc.is_seq(s)) else {
+            continue;
+        };
+        for step in doc.children(steps) {
+            let action = doc.get(step, "uses").and_then(|u| doc.text(u));
+            if let Some(action) = action.and_then(action_of) {
+                uses.actions.push(action);
             }
         }
     }
@@ -418,10 +572,57 @@ jobs:
             ));
         }
         bomb.push_str("jobs: {}\n");
-        assert_eq!(parse_workflow(&bomb), Err(WorkflowError::TooComplex));
-        // Deep nesting is handled without recursion.
-        let deep = format!("jobs: {}{}", "[".repeat(200), "]".repeat(200));
-        assert!(parse_workflow(&deep).is_err());
+        assert_eq!(parse_workflow(&bomb), Err(WorkflowError::TooManyNodes));
+        assert!(matches!(
+            parse_workflow("a: &a [*a]\njobs: {}\n"),
+            Err(WorkflowError::Yaml(_))
+        ));
+    }
+
+    #[test]
+    fn anchors_anywhere_are_followed_and_first_keys_win() {
+        let text = r"
+on: push
+x-uses: &u runproof/upload-action@v2
+x-key: &k uses
+x-steps: &steps
+  - uses: actions/checkout@v4
+jobs: &jobs
+  a:
+    runs-on: x
+    steps: *steps
+  b: &b
+    runs-on: x
+    steps:
+      - uses: *u
+      - *k : other/action@v1
+  c: *b
+  d:
+    uses: ./.github/workflows/reuse.yml
+    uses: ./.github/workflows/ignored.yml
+";
+        let uses = parse_workflow(text).unwrap();
+        assert_eq!(
+            uses.actions,
+            [
+                "actions/checkout",
+                "runproof/upload-action",
+                "other/action",
+                "runproof/upload-action",
+                "other/action"
+            ]
+        );
+        assert_eq!(uses.local_workflows, [".github/workflows/reuse.yml"]);
+        for not_a_map in ["jobs: [a, b]\n", "jobs: x\n", "- jobs\n", "jobs:\n"] {
+            assert_eq!(parse_workflow(not_a_map), Err(WorkflowError::NoJobs));
+        }
+        let steps_not_a_list = "jobs:\n  a:\n    steps: {uses: o/n@v1}\n";
+        assert_eq!(parse_workflow(steps_not_a_list).unwrap().actions.len(), 0);
+        let second_document = "jobs: {}\n---\njobs: {a: {uses: o/r/w.yml@v1}}\n";
+        assert_eq!(
+            parse_workflow(second_document).unwrap(),
+            WorkflowUses::default()
+        );
     }
 
     fn files(entries: &[(&str, &str)]) -> HashMap<String, String> {
