@@ -2,12 +2,16 @@
 //! runproof makes with them. Also the `GITHUB_TOKEN` check.
 //!
 //! Every call has a timeout; rate-limit answers (`Retry-After`, `X-RateLimit-Remaining: 0`
-//! with `X-RateLimit-Reset`) become [`GithubError::RateLimited`] and make later calls wait
-//! out the limit instead of hammering GitHub. Server errors and transport failures are
-//! retried twice with a short backoff. Nothing here decides; callers map errors so that an
-//! outage is never a wrong accept or a wrong reject.
+//! with `X-RateLimit-Reset`) become [`GithubError::RateLimited`] and make later calls with
+//! the same credential wait out the limit instead of hammering GitHub. GitHub counts limits
+//! per credential, and so does the client ([`Credential`]): the App's JWT, each
+//! installation, each `GITHUB_TOKEN`. One tenant's spent token never holds back another's
+//! calls. Server errors and transport failures are retried twice with a short backoff.
+//! Nothing here decides; callers map errors so that an outage is never a wrong accept or a
+//! wrong reject.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +38,9 @@ const REFRESH_MARGIN_JWT: i64 = 60;
 const REFRESH_MARGIN_TOKEN: i64 = 300;
 /// The largest response body read from the API.
 const MAX_API_BYTES: usize = 1024 * 1024;
+/// The most credentials remembered as rate limited at once; past it, the limits that end
+/// soonest are forgotten first (a forgotten one costs one more call, answered 403 again).
+const MAX_LIMITED_CREDENTIALS: usize = 10_000;
 
 /// Why a call to GitHub's API did not give an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,13 +90,110 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// A thin REST client for `api_url` with timeouts, size caps, retries and rate-limit memory.
+/// The credential a call is made with, which is also the rate limit it counts against.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    /// The App's JWT: one limit for the App.
+    App(&'a Secret),
+    /// An installation access token: one limit per installation.
+    Installation(InstallationId, &'a Secret),
+    /// Any other token, such as a run's `GITHUB_TOKEN`: one limit per token.
+    Token(&'a Secret),
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::App(_) => f.write_str("App(<redacted>)"),
+            Self::Installation(id, _) => write!(f, "Installation({id}, <redacted>)"),
+            Self::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+impl Credential<'_> {
+    fn header(&self) -> String {
+        match self {
+            Self::App(jwt) => format!("Bearer {}", jwt.expose()),
+            Self::Installation(_, token) | Self::Token(token) => {
+                format!("token {}", token.expose())
+            }
+        }
+    }
+}
+
+/// Whose rate limit a call counts against. A token is known by a keyed hash only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LimitKey {
+    App,
+    Installation(InstallationId),
+    Token(u64),
+}
+
+/// Until when each credential is rate limited (Unix seconds), bounded.
+#[derive(Debug, Default)]
+struct RateLimits {
+    /// Keys the token hash with this process's random key: the map never holds a token,
+    /// and no one outside can aim a token at another's entry.
+    hasher: std::collections::hash_map::RandomState,
+    until: Mutex<HashMap<LimitKey, i64>>,
+}
+
+impl RateLimits {
+    fn key(&self, credential: &Credential<'_>) -> LimitKey {
+        match credential {
+            Credential::App(_) => LimitKey::App,
+            Credential::Installation(id, _) => LimitKey::Installation(*id),
+            Credential::Token(token) => {
+                let mut h = self.hasher.build_hasher();
+                token.expose().hash(&mut h);
+                LimitKey::Token(h.finish())
+            }
+        }
+    }
+
+    fn check(&self, key: LimitKey, now: i64) -> Result<(), GithubError> {
+        let until = self
+            .until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match until.get(&key) {
+            Some(&t) if t > now => Err(GithubError::RateLimited {
+                retry_after: u64::try_from(t - now).unwrap_or(1),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn block(&self, key: LimitKey, secs: u64, now: i64) {
+        let mut until = self
+            .until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let end = now.saturating_add(i64::try_from(secs).unwrap_or(3600));
+        let entry = until.entry(key).or_insert(end);
+        *entry = (*entry).max(end);
+        if until.len() > MAX_LIMITED_CREDENTIALS {
+            until.retain(|_, t| *t > now);
+        }
+        while until.len() > MAX_LIMITED_CREDENTIALS {
+            let Some(soonest) = until.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) else {
+                break;
+            };
+            until.remove(&soonest);
+        }
+    }
+}
+
+/// A thin REST client for `api_url` with timeouts, size caps, retries and rate-limit
+/// memory per credential.
 #[derive(Debug)]
 pub struct RestClient {
     http: reqwest::Client,
     base: Url,
-    /// Unix time before which no call is made, after a rate-limit answer.
-    blocked_until: Mutex<i64>,
+    /// Per credential, the Unix time before which no call is made with it, after a
+    /// rate-limit answer.
+    limits: RateLimits,
 }
 
 impl RestClient {
@@ -110,7 +214,7 @@ impl RestClient {
         Ok(Self {
             http,
             base,
-            blocked_until: Mutex::new(0),
+            limits: RateLimits::default(),
         })
     }
 
@@ -119,29 +223,8 @@ impl RestClient {
         Url::parse(&format!("{base}{path}")).map_err(|e| GithubError::Config(e.to_string()))
     }
 
-    fn check_blocked(&self) -> Result<(), GithubError> {
-        let until = *self
-            .blocked_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = now();
-        if until > now {
-            return Err(GithubError::RateLimited {
-                retry_after: u64::try_from(until - now).unwrap_or(1),
-            });
-        }
-        Ok(())
-    }
-
-    fn block_for(&self, secs: u64) {
-        let mut until = self
-            .blocked_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *until = (*until).max(now().saturating_add(i64::try_from(secs).unwrap_or(3600)));
-    }
-
-    /// Sends a request built by `build` (called again for each retry) and decodes JSON.
+    /// Sends `method path` with `credential` and decodes the JSON answer. Nothing is sent
+    /// while that credential is rate limited.
     ///
     /// # Errors
     /// [`GithubError`] for every non-2xx answer or failure.
@@ -149,14 +232,15 @@ impl RestClient {
         &self,
         method: reqwest::Method,
         path: &str,
-        authorization: &str,
+        credential: Credential<'_>,
     ) -> Result<T, GithubError> {
         let url = self.url(path)?;
+        let key = self.limits.key(&credential);
         let mut delays = [Duration::from_millis(200), Duration::from_millis(600)].into_iter();
         loop {
-            self.check_blocked()?;
+            self.limits.check(key, now())?;
             let result = self
-                .once::<T>(method.clone(), url.clone(), authorization)
+                .once::<T>(method.clone(), url.clone(), &credential, key)
                 .await;
             match result {
                 Err(GithubError::Unavailable(reason)) => match delays.next() {
@@ -183,9 +267,10 @@ impl RestClient {
         &self,
         method: reqwest::Method,
         url: Url,
-        authorization: &str,
+        credential: &Credential<'_>,
+        key: LimitKey,
     ) -> Result<T, GithubError> {
-        let mut auth = HeaderValue::from_str(authorization)
+        let mut auth = HeaderValue::from_str(&credential.header())
             .map_err(|_| GithubError::Config("credential is not a valid header value".into()))?;
         auth.set_sensitive(true);
         let resp = self
@@ -199,7 +284,7 @@ impl RestClient {
             .map_err(|e| GithubError::Unavailable(e.without_url().to_string()))?;
         let status = resp.status();
         if let Some(retry_after) = rate_limit(status, resp.headers()) {
-            self.block_for(retry_after);
+            self.limits.block(key, retry_after, now());
             return Err(GithubError::RateLimited { retry_after });
         }
         let body = read_capped(resp).await?;
@@ -370,11 +455,7 @@ impl GithubApp {
         let jwt = self.app_jwt()?;
         match self
             .rest
-            .call::<Installation>(
-                reqwest::Method::GET,
-                &path,
-                &format!("Bearer {}", jwt.expose()),
-            )
+            .call::<Installation>(reqwest::Method::GET, &path, Credential::App(&jwt))
             .await
         {
             Ok(i) => Ok(Some(i)),
@@ -407,7 +488,7 @@ impl GithubApp {
             .call(
                 reqwest::Method::POST,
                 &format!("/app/installations/{id}/access_tokens"),
-                &format!("Bearer {}", jwt.expose()),
+                Credential::App(&jwt),
             )
             .await?;
         let expires_at = parse_timestamp(&token.expires_at)
@@ -442,7 +523,7 @@ impl GithubApp {
             .call::<Repository>(
                 reqwest::Method::GET,
                 &path,
-                &format!("token {}", token.expose()),
+                Credential::Installation(installation, &token),
             )
             .await
         {
@@ -466,7 +547,7 @@ impl GithubApp {
             .call::<T>(
                 reqwest::Method::GET,
                 path,
-                &format!("token {}", token.expose()),
+                Credential::Installation(installation, &token),
             )
             .await
         {
@@ -492,7 +573,7 @@ impl GithubApp {
             .call::<Installation>(
                 reqwest::Method::GET,
                 &format!("/repositories/{repository_id}/installation"),
-                &format!("Bearer {}", jwt.expose()),
+                Credential::App(&jwt),
             )
             .await
         {
@@ -590,7 +671,7 @@ pub async fn installation_repositories(
     rest.call(
         reqwest::Method::GET,
         "/installation/repositories?per_page=2",
-        &format!("token {}", github_token.expose()),
+        Credential::Token(github_token),
     )
     .await
 }
@@ -631,6 +712,44 @@ mod tests {
         ] {
             assert!(repo_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rate_limit_memory_is_bounded_and_forgets_the_soonest_first() {
+        let limits = RateLimits::default();
+        let now = 1_000;
+        limits.block(LimitKey::App, 3600, now);
+        for i in 0..u64::try_from(MAX_LIMITED_CREDENTIALS).unwrap() + 50 {
+            limits.block(LimitKey::Token(i), 60, now);
+        }
+        assert!(
+            limits.until.lock().unwrap().len() <= MAX_LIMITED_CREDENTIALS,
+            "bounded"
+        );
+        assert!(
+            limits.check(LimitKey::App, now).is_err(),
+            "the longest stays"
+        );
+        assert!(
+            limits
+                .check(LimitKey::Installation(InstallationId(1)), now)
+                .is_ok()
+        );
+        assert!(limits.check(LimitKey::App, now + 3600).is_ok(), "and ends");
+    }
+
+    #[test]
+    fn tokens_are_remembered_by_a_keyed_hash() {
+        let limits = RateLimits::default();
+        let (a, b) = (Secret::new("ghs_a".into()), Secret::new("ghs_b".into()));
+        let key_a = limits.key(&Credential::Token(&a));
+        assert_eq!(key_a, limits.key(&Credential::Token(&a)));
+        assert_ne!(key_a, limits.key(&Credential::Token(&b)));
+        assert_eq!(
+            limits.key(&Credential::Installation(InstallationId(7), &a)),
+            LimitKey::Installation(InstallationId(7))
+        );
+        assert!(!format!("{:?}", Credential::Token(&a)).contains("ghs_a"));
     }
 
     #[test]

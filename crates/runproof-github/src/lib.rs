@@ -20,7 +20,7 @@ pub mod types;
 mod url_rules;
 pub mod workflow;
 
-pub use app::{GithubApp, GithubError, RestClient, installation_repositories};
+pub use app::{Credential, GithubApp, GithubError, RestClient, installation_repositories};
 pub use fetch::{FetchError, HttpFetcher};
 pub use jwks::{IssuerConfig, KeyCache, KeyCacheConfig, KeyError, parse_discovery};
 pub use url_rules::{UrlError, check_issuer_url, same_origin};

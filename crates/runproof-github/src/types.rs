@@ -37,6 +37,37 @@ pub struct Installation {
     pub repository_selection: Option<String>,
     /// When it was suspended, if it is.
     pub suspended_at: Option<String>,
+    /// When it was created, in Unix seconds (GitHub sends RFC 3339, older payloads a
+    /// number); `None` when absent or unreadable.
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub created_at: Option<i64>,
+    /// When GitHub last changed it, as `created_at`.
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub updated_at: Option<i64>,
+}
+
+impl Installation {
+    /// The latest time the object carries (`updated_at`, `created_at`, `suspended_at`), by
+    /// GitHub's clock: the time of the state it describes, to order deliveries by. `None`
+    /// when it carries none.
+    #[must_use]
+    pub fn as_of(&self) -> Option<i64> {
+        let suspended = self.suspended_at.as_deref().and_then(parse_timestamp);
+        [self.updated_at, self.created_at, suspended]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+}
+
+/// A time as RFC 3339 text or Unix seconds; anything else reads as `None`, so that an odd
+/// time never makes a whole payload unreadable.
+fn lenient_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => parse_timestamp(&s),
+        serde_json::Value::Number(n) => n.as_i64(),
+        _ => None,
+    })
 }
 
 /// `GET /installation/repositories`.
@@ -195,6 +226,32 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn installation_times_read_as_github_sends_them() {
+        // Shapes of octokit's recorded examples: RFC 3339 with an offset, and Unix seconds.
+        let suspend: Installation = serde_json::from_str(
+            r#"{"id": 1, "created_at": "2021-04-28T22:32:21.000-04:00",
+                "updated_at": "2021-04-28T22:32:50.000-04:00",
+                "suspended_at": "2021-04-29T02:32:50Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(suspend.as_of(), Some(1_619_663_570));
+        let unsuspend: Installation = serde_json::from_str(
+            r#"{"id": 1, "updated_at": "2021-04-28T22:32:50.000-04:00", "suspended_at": null}"#,
+        )
+        .unwrap();
+        assert_eq!(unsuspend.as_of(), suspend.as_of(), "the same second");
+        let old: Installation = serde_json::from_str(
+            r#"{"id": 2, "created_at": 1525109898, "updated_at": 1525109899}"#,
+        )
+        .unwrap();
+        assert_eq!(old.as_of(), Some(1_525_109_899));
+        let odd: Installation =
+            serde_json::from_str(r#"{"id": 3, "updated_at": true, "created_at": "yesterday"}"#)
+                .unwrap();
+        assert_eq!(odd.as_of(), None, "an odd time is no time, not an error");
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(10_000))]

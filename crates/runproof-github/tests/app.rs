@@ -137,3 +137,104 @@ async fn an_unusable_key_is_a_configuration_error() {
     .unwrap_err();
     assert!(matches!(err, GithubError::Config(_)));
 }
+
+/// An App with two installations on two organizations.
+async fn app_with_two_installations() -> (FakeGithub, GithubApp) {
+    let (gh, app) = app().await;
+    gh.add_installation(901, "other-org", 9920, &[(2_000_001, "other-org/repo")]);
+    (gh, app)
+}
+
+#[tokio::test]
+async fn rule_one_installation_at_its_rate_limit_does_not_hold_back_another() {
+    let (gh, app) = app_with_two_installations().await;
+    gh.set_installation_rate_limited(900, Some(3000));
+    let err = app
+        .repository("octo-org/octo-repo", InstallationId(900))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GithubError::RateLimited { retry_after } if retry_after > 60),
+        "{err:?}"
+    );
+    // Right after: installation 901 is served.
+    let repo = app
+        .repository("other-org/repo", InstallationId(901))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(repo.id, RepositoryId(2_000_001));
+    // 900 waits its limit out without asking GitHub again.
+    let before = gh.api_requests("repository");
+    let err = app
+        .repository("octo-org/octo-repo", InstallationId(900))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GithubError::RateLimited { .. }), "{err:?}");
+    assert_eq!(gh.api_requests("repository"), before);
+}
+
+#[tokio::test]
+async fn rule_a_spent_github_token_does_not_hold_back_other_tokens() {
+    let (gh, _app) = app().await;
+    let rest = RestClient::new(&gh.base_url(), Duration::from_secs(5)).unwrap();
+    let spent = gh.issue_github_token(&[(1_296_269, "octo-org/octo-repo")], 9919);
+    let fresh = gh.issue_github_token(&[(2_000_001, "other-org/repo")], 9920);
+    gh.set_token_rate_limited(&spent, Some(3000));
+    let err = installation_repositories(&rest, &Secret::new(spent.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GithubError::RateLimited { .. }), "{err:?}");
+    let seen = installation_repositories(&rest, &Secret::new(fresh))
+        .await
+        .unwrap();
+    assert_eq!(seen.repositories[0].id, RepositoryId(2_000_001));
+    let before = gh.api_requests("installation_repositories");
+    assert!(matches!(
+        installation_repositories(&rest, &Secret::new(spent)).await,
+        Err(GithubError::RateLimited { .. })
+    ));
+    assert_eq!(
+        gh.api_requests("installation_repositories"),
+        before,
+        "the spent token waits"
+    );
+}
+
+#[tokio::test]
+async fn rule_the_app_jwt_limit_holds_back_only_app_jwt_calls() {
+    let (gh, app) = app_with_two_installations().await;
+    // An installation token is cached before the App's limit is reached.
+    app.repository("octo-org/octo-repo", InstallationId(900))
+        .await
+        .unwrap()
+        .unwrap();
+    gh.set_app_jwt_rate_limited(Some(3000));
+    let err = app
+        .repository_installation("octo-org/octo-repo")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GithubError::RateLimited { .. }), "{err:?}");
+    // Calls with the installation token go on.
+    let repo = app
+        .repository("octo-org/octo-repo", InstallationId(900))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(repo.id, RepositoryId(1_296_269));
+    // A new installation token needs the App JWT: held back, without asking GitHub.
+    let before = gh.api_requests("access_tokens");
+    let err = app
+        .repository("other-org/repo", InstallationId(901))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GithubError::RateLimited { .. }), "{err:?}");
+    assert_eq!(gh.api_requests("access_tokens"), before);
+    // GITHUB_TOKEN checks are other credentials.
+    let token = gh.issue_github_token(&[(1_296_269, "octo-org/octo-repo")], 9919);
+    assert!(
+        installation_repositories(app.rest(), &Secret::new(token))
+            .await
+            .is_ok()
+    );
+}

@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, Secret};
 use runproof_github::types::{AccessToken, Installation, Repository};
-use runproof_github::{GithubError, RestClient, installation_repositories};
+use runproof_github::{Credential, GithubError, RestClient, installation_repositories};
 use serde_json::Value;
 
 fn dir() -> Option<PathBuf> {
@@ -107,12 +107,13 @@ async fn recorded_responses_parse_with_the_clients_types() {
     let base = serve(load(&dir)).await;
     let rest = RestClient::new(&base, Duration::from_secs(5)).unwrap();
     let get = reqwest::Method::GET;
+    let (x, t) = (Secret::new("x".into()), Secret::new("t".into()));
 
     let inst: Installation = rest
         .call(
             get.clone(),
             "/repos/ammarmallik/test-runner/installation",
-            "Bearer x",
+            Credential::App(&x),
         )
         .await
         .unwrap();
@@ -122,7 +123,10 @@ async fn recorded_responses_parse_with_the_clients_types() {
 
     // `/orgs/GithubApp-Test-Org/installation` is recorded twice (200 and 401); the 401 has its own test.
     for path in ["/app/installations/30614487", "/app/installations/241102"] {
-        let inst: Installation = rest.call(get.clone(), path, "Bearer x").await.unwrap();
+        let inst: Installation = rest
+            .call(get.clone(), path, Credential::App(&x))
+            .await
+            .unwrap();
         assert!(inst.account.is_some(), "{path}");
     }
 
@@ -130,7 +134,7 @@ async fn recorded_responses_parse_with_the_clients_types() {
         .call(
             reqwest::Method::POST,
             "/app/installations/36541767/access_tokens",
-            "Bearer x",
+            Credential::App(&x),
         )
         .await
         .unwrap();
@@ -145,7 +149,11 @@ async fn recorded_responses_parse_with_the_clients_types() {
     let repos = match repos {
         Ok(r) => r,
         Err(_) => rest
-            .call(get.clone(), "/installation/repositories", "token t")
+            .call(
+                get.clone(),
+                "/installation/repositories",
+                Credential::Token(&t),
+            )
             .await
             .unwrap(),
     };
@@ -155,14 +163,18 @@ async fn recorded_responses_parse_with_the_clients_types() {
         .call(
             get.clone(),
             "/installation/repositories?per_page=30&page=1",
-            "token t",
+            Credential::Token(&t),
         )
         .await
         .unwrap();
     assert_eq!(cassette.total_count, 1);
 
     let repo: Repository = rest
-        .call(get.clone(), "/repos/WorkflowCI/github", "token t")
+        .call(
+            get.clone(),
+            "/repos/WorkflowCI/github",
+            Credential::Token(&t),
+        )
         .await
         .unwrap();
     assert_eq!(repo.id, RepositoryId(132_843_536));
@@ -172,7 +184,7 @@ async fn recorded_responses_parse_with_the_clients_types() {
         .call::<Installation>(
             get.clone(),
             "/orgs/GithubApp-Test-Org-404/installation",
-            "Bearer x",
+            Credential::App(&x),
         )
         .await;
     assert_eq!(not_found.unwrap_err(), GithubError::NotFound);
@@ -180,7 +192,7 @@ async fn recorded_responses_parse_with_the_clients_types() {
         .call::<Installation>(
             get.clone(),
             "/orgs/GithubApp-Test-Org/installation?expired",
-            "Bearer x",
+            Credential::App(&x),
         )
         .await;
     assert!(
@@ -206,8 +218,13 @@ async fn recorded_401_for_an_expired_app_jwt_is_unauthorized() {
     );
     let base = serve(map).await;
     let rest = RestClient::new(&base, Duration::from_secs(5)).unwrap();
+    let x = Secret::new("x".into());
     let err = rest
-        .call::<Installation>(reqwest::Method::GET, "/orgs/x/installation", "Bearer x")
+        .call::<Installation>(
+            reqwest::Method::GET,
+            "/orgs/x/installation",
+            Credential::App(&x),
+        )
         .await
         .unwrap_err();
     assert_eq!(err, GithubError::Unauthorized);

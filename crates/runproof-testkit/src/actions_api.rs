@@ -52,7 +52,7 @@ async fn repository_by_id(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    api_route(&shared, ROUTE_REPOSITORY_BY_ID, |api, ctx| {
+    api_route(&shared, ROUTE_REPOSITORY_BY_ID, &headers, |api, ctx| {
         let visible = match api.authenticate_token(&headers, ctx.now) {
             Ok(v) => v,
             Err(refusal) => return refusal.into_response(),
@@ -76,33 +76,38 @@ async fn repository_installation_by_id(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    api_route(&shared, ROUTE_REPOSITORY_INSTALLATION_BY_ID, |api, ctx| {
-        let app_id = match api.authenticate_app(&headers, ctx.now) {
-            Ok(id) => id,
-            Err(refusal) => return refusal.into_response(),
-        };
-        let id = id.parse::<u64>().ok();
-        let found = api
-            .installations
-            .iter()
-            .find(|(_, inst)| inst.repositories.iter().any(|r| Some(r.id) == id));
-        match found {
-            Some((&installation_id, inst)) => axum::Json(
-                InstallationShape {
-                    api: &ctx.api_url,
-                    id: installation_id,
-                    account_login: &inst.account_login,
-                    account_id: inst.account_id,
-                    app_id,
-                    created_at: inst.created_at,
-                    suspended_at: inst.suspended_at,
-                }
-                .to_json(),
-            )
-            .into_response(),
-            None => not_found(DOCS_INSTALLATION),
-        }
-    })
+    api_route(
+        &shared,
+        ROUTE_REPOSITORY_INSTALLATION_BY_ID,
+        &headers,
+        |api, ctx| {
+            let app_id = match api.authenticate_app(&headers, ctx.now) {
+                Ok(id) => id,
+                Err(refusal) => return refusal.into_response(),
+            };
+            let id = id.parse::<u64>().ok();
+            let found = api
+                .installations
+                .iter()
+                .find(|(_, inst)| inst.repositories.iter().any(|r| Some(r.id) == id));
+            match found {
+                Some((&installation_id, inst)) => axum::Json(
+                    InstallationShape {
+                        api: &ctx.api_url,
+                        id: installation_id,
+                        account_login: &inst.account_login,
+                        account_id: inst.account_id,
+                        app_id,
+                        created_at: inst.created_at,
+                        suspended_at: inst.suspended_at,
+                    }
+                    .to_json(),
+                )
+                .into_response(),
+                None => not_found(DOCS_INSTALLATION),
+            }
+        },
+    )
 }
 
 async fn workflow_run(
@@ -110,7 +115,7 @@ async fn workflow_run(
     Path((owner, repo, run_id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    api_route(&shared, ROUTE_WORKFLOW_RUN, |api, ctx| {
+    api_route(&shared, ROUTE_WORKFLOW_RUN, &headers, |api, ctx| {
         let visible = match api.authenticate_token(&headers, ctx.now) {
             Ok(v) => v,
             Err(refusal) => return refusal.into_response(),
@@ -139,7 +144,7 @@ async fn contents(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    api_route(&shared, ROUTE_CONTENTS, |api, ctx| {
+    api_route(&shared, ROUTE_CONTENTS, &headers, |api, ctx| {
         let visible = match api.authenticate_token(&headers, ctx.now) {
             Ok(v) => v,
             Err(refusal) => return refusal.into_response(),

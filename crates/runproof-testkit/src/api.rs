@@ -38,6 +38,7 @@ const DOCS_ACCESS_TOKENS: &str =
     "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app";
 const DOCS_REPOSITORY: &str = "https://docs.github.com/rest/repos/repos#get-a-repository";
 const DOCS_INSTALLATION_REPOSITORIES: &str = "https://docs.github.com/rest/apps/installations#list-repositories-accessible-to-the-app-installation";
+const DOCS_RATE_LIMIT: &str = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api";
 const DOCS_SECONDARY_RATE_LIMIT: &str = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits";
 
 const JWT_UNDECODABLE: &str = "A JSON web token could not be decoded";
@@ -108,6 +109,12 @@ pub(crate) struct ApiState {
     pub(crate) access_tokens_issued: u64,
     pub(crate) outage: bool,
     pub(crate) rate_limited: Option<u64>,
+    /// Primary rate limits per credential: seconds until reset, by token.
+    pub(crate) limited_tokens: HashMap<String, u64>,
+    /// Primary rate limits of installations: every token of the installation is limited.
+    pub(crate) limited_installations: HashMap<u64, u64>,
+    /// The primary rate limit of App JWTs (every App).
+    pub(crate) limited_app_jwt: Option<u64>,
     /// Workflow runs by (lower-case `owner/name`, run id): GitHub's run objects.
     pub(crate) runs: HashMap<(String, u64), Value>,
     /// File contents by (lower-case `owner/name`, path, commit).
@@ -211,11 +218,54 @@ fn insert_header(headers: &mut HeaderMap, name: &'static str, value: impl ToStri
     }
 }
 
-/// Counts the request, applies the outage and rate-limit switches, runs `handler`
-/// under the API lock and adds GitHub's rate-limit headers to what it returns.
+/// GitHub's answer to a credential past its primary rate limit: `403`,
+/// `X-RateLimit-Remaining: 0` and the reset time, no `Retry-After`.
+fn primary_rate_limit(now: i64, reset_in: u64) -> Response {
+    let mut response = github_error(
+        StatusCode::FORBIDDEN,
+        "API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.",
+        DOCS_RATE_LIMIT,
+    );
+    let headers = response.headers_mut();
+    insert_header(headers, "x-ratelimit-limit", 5000);
+    insert_header(headers, "x-ratelimit-remaining", 0);
+    insert_header(
+        headers,
+        "x-ratelimit-reset",
+        now.saturating_add(i64::try_from(reset_in).unwrap_or(i64::MAX)),
+    );
+    insert_header(headers, "x-ratelimit-used", 5000);
+    insert_header(headers, "x-ratelimit-resource", "core");
+    response
+}
+
+impl ApiState {
+    /// How long the credential of this request is rate limited, if it is: a limited
+    /// token, a token of a limited installation, or an App JWT while JWTs are limited.
+    fn credential_limit(&self, headers: &HeaderMap) -> Option<u64> {
+        let credential = credential(headers, &["token", "bearer"])?;
+        if let Some(secs) = self.limited_tokens.get(credential) {
+            return Some(*secs);
+        }
+        match self.tokens.get(credential) {
+            Some(Grant::Installation {
+                installation_id, ..
+            }) => self.limited_installations.get(installation_id).copied(),
+            Some(Grant::Fixed { .. }) => None,
+            None => self
+                .limited_app_jwt
+                .filter(|_| credential.split('.').count() == 3),
+        }
+    }
+}
+
+/// Counts the request, applies the outage and rate-limit switches (global, then the
+/// request's credential's), runs `handler` under the API lock and adds GitHub's
+/// rate-limit headers to what it returns.
 pub(crate) fn api_route(
     shared: &Shared,
     route: &str,
+    headers: &HeaderMap,
     handler: impl FnOnce(&mut ApiState, &Ctx) -> Response,
 ) -> Response {
     let ctx = Ctx {
@@ -250,6 +300,9 @@ pub(crate) fn api_route(
         insert_header(headers, "x-ratelimit-used", 5000);
         insert_header(headers, "x-ratelimit-resource", "core");
         return response;
+    }
+    if let Some(reset_in) = api.credential_limit(headers) {
+        return primary_rate_limit(ctx.now, reset_in);
     }
     let mut response = handler(&mut api, &ctx);
     drop(api);
@@ -451,7 +504,7 @@ async fn repo_installation(
     Path((owner, repo)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    api_route(&shared, ROUTE_REPO_INSTALLATION, |api, ctx| {
+    api_route(&shared, ROUTE_REPO_INSTALLATION, &headers, |api, ctx| {
         let app_id = match api.authenticate_app(&headers, ctx.now) {
             Ok(id) => id,
             Err(refusal) => return refusal.into_response(),
@@ -536,7 +589,7 @@ async fn create_access_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    api_route(&shared, ROUTE_ACCESS_TOKENS, |api, ctx| {
+    api_route(&shared, ROUTE_ACCESS_TOKENS, &headers, |api, ctx| {
         if let Err(refusal) = api.authenticate_app(&headers, ctx.now) {
             return refusal.into_response();
         }
@@ -600,53 +653,58 @@ async fn installation_repositories(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    api_route(&shared, ROUTE_INSTALLATION_REPOSITORIES, |api, ctx| {
-        let visible = match api.authenticate_token(&headers, ctx.now) {
-            Ok(visible) => visible,
-            Err(refusal) => return refusal.into_response(),
-        };
-        if ["per_page", "page"]
-            .iter()
-            .any(|key| query.get(*key).is_some_and(|v| v.parse::<usize>().is_err()))
-        {
-            return github_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Invalid request.",
-                DOCS_INSTALLATION_REPOSITORIES,
-            );
-        }
-        let per_page = query_number(&query, "per_page", 30).clamp(1, 100);
-        let page = query_number(&query, "page", 1).max(1);
-        let total = visible.len();
-        let repositories: Vec<Value> = visible
-            .iter()
-            .skip(per_page.saturating_mul(page - 1))
-            .take(per_page)
-            .map(|r| repository_json(&ctx.api_url, r.id, &r.full_name, r.owner_id))
-            .collect();
-        let last = total.div_ceil(per_page).max(1);
-        let mut response = axum::Json(json!({
-            "total_count": total,
-            "repository_selection": "selected",
-            "repositories": repositories,
-        }))
-        .into_response();
-        if page < last {
-            let url = |p: usize| {
-                format!(
-                    "<{}/installation/repositories?per_page={per_page}&page={p}>",
-                    ctx.api_url
-                )
+    api_route(
+        &shared,
+        ROUTE_INSTALLATION_REPOSITORIES,
+        &headers,
+        |api, ctx| {
+            let visible = match api.authenticate_token(&headers, ctx.now) {
+                Ok(visible) => visible,
+                Err(refusal) => return refusal.into_response(),
             };
-            let link = format!(
-                "{}; rel=\"next\", {}; rel=\"last\"",
-                url(page + 1),
-                url(last)
-            );
-            insert_header(response.headers_mut(), "link", link);
-        }
-        response
-    })
+            if ["per_page", "page"]
+                .iter()
+                .any(|key| query.get(*key).is_some_and(|v| v.parse::<usize>().is_err()))
+            {
+                return github_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid request.",
+                    DOCS_INSTALLATION_REPOSITORIES,
+                );
+            }
+            let per_page = query_number(&query, "per_page", 30).clamp(1, 100);
+            let page = query_number(&query, "page", 1).max(1);
+            let total = visible.len();
+            let repositories: Vec<Value> = visible
+                .iter()
+                .skip(per_page.saturating_mul(page - 1))
+                .take(per_page)
+                .map(|r| repository_json(&ctx.api_url, r.id, &r.full_name, r.owner_id))
+                .collect();
+            let last = total.div_ceil(per_page).max(1);
+            let mut response = axum::Json(json!({
+                "total_count": total,
+                "repository_selection": "selected",
+                "repositories": repositories,
+            }))
+            .into_response();
+            if page < last {
+                let url = |p: usize| {
+                    format!(
+                        "<{}/installation/repositories?per_page={per_page}&page={p}>",
+                        ctx.api_url
+                    )
+                };
+                let link = format!(
+                    "{}; rel=\"next\", {}; rel=\"last\"",
+                    url(page + 1),
+                    url(last)
+                );
+                insert_header(response.headers_mut(), "link", link);
+            }
+            response
+        },
+    )
 }
 
 async fn repository(
@@ -654,7 +712,7 @@ async fn repository(
     Path((owner, repo)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    api_route(&shared, ROUTE_REPOSITORY, |api, ctx| {
+    api_route(&shared, ROUTE_REPOSITORY, &headers, |api, ctx| {
         let visible = match api.authenticate_token(&headers, ctx.now) {
             Ok(visible) => visible,
             Err(refusal) => return refusal.into_response(),

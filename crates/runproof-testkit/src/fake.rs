@@ -475,6 +475,33 @@ impl FakeGithub {
         self.shared().api().rate_limited = retry_after_secs;
     }
 
+    /// Puts one token (a `GITHUB_TOKEN` or an installation token) past its primary rate
+    /// limit for `reset_in_secs` (`None` lifts it): requests with it answer 403 with
+    /// `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset`, as GitHub does; other
+    /// credentials are served. The limit lasts until lifted, whatever the reset says.
+    pub fn set_token_rate_limited(&self, token: &str, reset_in_secs: Option<u64>) {
+        let mut api = self.shared().api();
+        match reset_in_secs {
+            Some(secs) => api.limited_tokens.insert(token.to_owned(), secs),
+            None => api.limited_tokens.remove(token),
+        };
+    }
+
+    /// As [`FakeGithub::set_token_rate_limited`], for every token of an installation.
+    pub fn set_installation_rate_limited(&self, installation_id: u64, reset_in_secs: Option<u64>) {
+        let mut api = self.shared().api();
+        match reset_in_secs {
+            Some(secs) => api.limited_installations.insert(installation_id, secs),
+            None => api.limited_installations.remove(&installation_id),
+        };
+    }
+
+    /// As [`FakeGithub::set_token_rate_limited`], for App JWTs (any request whose
+    /// credential is not a known token and looks like a JWT).
+    pub fn set_app_jwt_rate_limited(&self, reset_in_secs: Option<u64>) {
+        self.shared().api().limited_app_jwt = reset_in_secs;
+    }
+
     // ----- Workflow runs and files (webhook mode) -----
 
     /// Serves `run` at `GET /repos/{owner}/{repo}/actions/runs/{run_id}` as a run object
