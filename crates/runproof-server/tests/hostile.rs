@@ -457,10 +457,22 @@ async fn hostile_requests_are_refused_and_store_nothing() {
         },
     ];
     for name in [
-        "", "a%2Fb", "a%5Cb", "..", "a..b", "%2E%2E", "a%00b", "a%0Ab", "%7F",
+        "",
+        "%2Fa",
+        "a%2F%2Fb",
+        "a%2F",
+        "a%2F.%2Fb",
+        "a%2F..%2Fb",
+        "a%5Cb",
+        "..",
+        "a..b",
+        "%2E%2E",
+        "a%00b",
+        "a%0Ab",
+        "%7F",
     ] {
         reqs.push(Req {
-            rule: "names: 1-255 bytes, no / \\ .. or controls",
+            rule: "names: 1-255 bytes, a relative path, no \\ .. or controls",
             auth: ok(),
             query: format!("name={name}"),
             body: b"x".to_vec(),

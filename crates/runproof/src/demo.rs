@@ -202,7 +202,9 @@ pub async fn run() -> anyhow::Result<bool> {
     };
     let opts = UploadOptions {
         url: base.clone(),
-        audience: None,
+        // The demo's audience is not the loopback server's host: say it, as a workflow would.
+        audience: Some(DEMO_AUDIENCE.to_owned()),
+        base: Some(dir.path().to_path_buf()),
         files: vec![file.clone()],
         attempts: 3,
         timeout: std::time::Duration::from_secs(30),

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runproof::client::{
-    Auth, GithubTokenAuth, PendingClaim, TokenSource, UploadOptions, UploadStatus,
-    upload_all_report, wait_for_outcome, write_github_files,
+    Auth, GithubTokenAuth, PendingClaim, TokenSource, UploadOptions, UploadStatus, log_lines_safe,
+    log_safe, upload_all_report, wait_for_outcome, write_github_files,
 };
 use runproof::verify_token::{Outcome, VerifyTokenArgs};
 use runproof::{config, demo, serve, verify_token};
@@ -50,9 +50,14 @@ enum Command {
         /// The runproof server's URL.
         #[arg(long, env = "RUNPROOF_URL")]
         url: String,
-        /// The audience to request; asked from the server when absent.
+        /// The audience to request. When absent it is asked from the server, and accepted only
+        /// when its host is the server's.
         #[arg(long, env = "RUNPROOF_AUDIENCE")]
         audience: Option<String>,
+        /// The directory the files must be under; each upload is named by its path relative
+        /// to it (`/`-separated). Default: the working directory.
+        #[arg(long)]
+        base: Option<PathBuf>,
         /// Attempts per file, the first included.
         #[arg(long, default_value_t = 5)]
         attempts: usize,
@@ -72,7 +77,7 @@ enum Command {
         /// The longest `--wait` waits, in seconds.
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
-        /// The files.
+        /// The files: regular files under the base directory, reached without a symlink.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -101,7 +106,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", log_lines_safe(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -152,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upload {
             url,
             audience,
+            base,
             attempts,
             timeout,
             no_progress,
@@ -169,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = UploadOptions {
                 url,
                 audience,
+                base,
                 files,
                 attempts: attempts.max(1),
                 timeout: Duration::from_secs(timeout.max(1)),
@@ -251,7 +258,7 @@ async fn pending_outcome(
     let mut ok = true;
     for s in &statuses {
         match &s.reason {
-            Some(reason) => eprintln!("{}: {} ({reason})", s.id, s.status),
+            Some(reason) => eprintln!("{}: {} ({})", s.id, s.status, log_safe(reason)),
             None => eprintln!("{}: {}", s.id, s.status),
         }
         ok &= !s.failed() && (!wait || s.status == "verified");
@@ -304,7 +311,7 @@ async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
         "  export ACTIONS_ID_TOKEN_REQUEST_TOKEN='{}'",
         env.github.token_request_token()
     );
-    println!("  runproof upload --url {url} FILE");
+    println!("  runproof upload --url {url} --audience {audience} FILE");
     let run = env.github.run();
     let github_token = env.github.issue_github_token(
         &[(run.repository_id, &run.repository)],

@@ -169,26 +169,35 @@ async fn upload_as_an_actions_job_writes_outputs_and_summary() {
     )
     .await
     .unwrap();
-    let a = dir.path().join("report one.json");
-    let b = dir.path().join("b.bin");
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(ws.join("out/deep")).unwrap();
+    let a = ws.join("out/deep/report one.json");
+    let b = ws.join("b.bin");
     std::fs::write(&a, "{\"ok\": true}").unwrap();
     std::fs::write(&b, vec![3u8; 300_000]).unwrap();
     let output = dir.path().join("github_output");
     let summary = dir.path().join("step_summary");
     let mut cmd = bin();
-    cmd.args(["upload", "--url", &env.server.url()])
-        .arg(&a)
-        .arg(&b)
-        .env(
-            "ACTIONS_ID_TOKEN_REQUEST_URL",
-            env.github.token_request_url(),
-        )
-        .env(
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-            env.github.token_request_token(),
-        )
-        .env("GITHUB_OUTPUT", &output)
-        .env("GITHUB_STEP_SUMMARY", &summary);
+    // The dev server's audience is not its loopback host, so it is given, as a workflow would.
+    cmd.args([
+        "upload",
+        "--url",
+        &env.server.url(),
+        "--audience",
+        DEMO_AUDIENCE,
+    ])
+    .args(["out/deep/report one.json", "b.bin"])
+    .current_dir(&ws)
+    .env(
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        env.github.token_request_url(),
+    )
+    .env(
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        env.github.token_request_token(),
+    )
+    .env("GITHUB_OUTPUT", &output)
+    .env("GITHUB_STEP_SUMMARY", &summary);
     let out = run(cmd).await;
     assert!(
         out.status.success(),
@@ -200,15 +209,19 @@ async fn upload_as_an_actions_job_writes_outputs_and_summary() {
         .map(str::to_owned)
         .collect();
     assert_eq!(ids.len(), 2);
+    // The delimiter form: `upload-ids<<DELIMITER`, the value, the delimiter.
     let written = std::fs::read_to_string(&output).unwrap();
-    assert_eq!(written, format!("upload-ids={}\n", ids.join(",")));
+    let lines: Vec<&str> = written.lines().collect();
+    let delimiter = lines[0].strip_prefix("upload-ids<<").unwrap();
+    assert_eq!(lines[1..], [ids.join(",").as_str(), delimiter], "{written}");
     let summary = std::fs::read_to_string(&summary).unwrap();
     assert!(
-        summary.contains("report one.json") && summary.contains(&ids[1]),
+        summary.contains("out\\/deep\\/report one\\.json") && summary.contains(&ids[1]),
         "{summary}"
     );
 
     let http = reqwest::Client::new();
+    let mut names = Vec::new();
     for id in &ids {
         let record: Value = http
             .get(format!("{}/v1/uploads/{id}", env.server.url()))
@@ -223,7 +236,13 @@ async fn upload_as_an_actions_job_writes_outputs_and_summary() {
             record["mode"], "session",
             "two files go through one upload session"
         );
+        names.push(record["name"].as_str().unwrap().to_owned());
     }
+    assert_eq!(
+        names,
+        ["out/deep/report one.json", "b.bin"],
+        "named by their path"
+    );
     for (id, path) in ids.iter().zip([&a, &b]) {
         let bytes = http
             .get(format!("{}/v1/uploads/{id}/content", env.server.url()))

@@ -59,15 +59,16 @@ async fn start(script: Vec<u16>) -> (String, Arc<Flaky>) {
         seen: Mutex::default(),
         script,
     });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let audience = format!("{url}/audience");
     let app = axum::Router::new()
         .route("/v1/uploads", post(handler))
         .route(
             "/.well-known/runproof",
-            get(|| async { axum::Json(json!({"audience": "https://flaky.test"})) }),
+            get(move || async move { axum::Json(json!({ "audience": audience })) }),
         )
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, state)
 }
@@ -76,6 +77,7 @@ fn options(url: &str, file: std::path::PathBuf) -> UploadOptions {
     UploadOptions {
         url: url.to_owned(),
         audience: None,
+        base: file.parent().map(std::path::Path::to_path_buf),
         files: vec![file],
         attempts: 4,
         timeout: Duration::from_secs(10),
@@ -127,7 +129,7 @@ async fn retries_5xx_and_429_with_a_fresh_token_and_a_fresh_stream() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(claims["aud"], "https://flaky.test");
+    assert_eq!(claims["aud"], format!("{url}/audience"));
 }
 
 #[tokio::test]

@@ -56,7 +56,10 @@ fn spec(env: &DevEnvironment, run_id: u64) -> RunSpec {
 }
 
 fn upload_args<'a>(cmd: &'a mut Command, url: &str, file: &std::path::Path) -> &'a mut Command {
+    // Files must be under the base directory (the working directory by default).
     cmd.args(["upload", "--mode", "pending", "--url", url, "--no-progress"])
+        .arg("--base")
+        .arg(file.parent().unwrap_or(file))
         .arg(file)
 }
 
