@@ -43,7 +43,9 @@ pub use model::{
 pub use open::{PoolSettings, open_store};
 pub use outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
 pub use postgres::{OUTBOX_CHANNEL, PostgresOptions, PostgresStore};
-pub use s3::{S3BlobStore, S3Config};
+pub use s3::{
+    BufferUsage, DEFAULT_MAX_BUFFER_BYTES, MIN_BUFFER_BYTES, S3BlobStore, S3Config,
+};
 pub use session::{NewSession, SessionRecord, SessionUse};
 pub use sqlite::{SqliteOptions, SqliteStore};
 

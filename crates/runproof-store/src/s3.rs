@@ -7,11 +7,20 @@
 //!
 //! S3 makes an object visible only whole, on a single PUT or on
 //! CompleteMultipartUpload, so nothing is visible before commit:
-//! - A body smaller than one part stays in memory and is PUT to `blobs/<id>` on commit.
+//! - A body smaller than one part is buffered and PUT to `blobs/<id>` on commit.
 //! - A larger one streams as a multipart upload in fixed-size parts, with a bounded number
 //!   in flight. Its id is only known at commit, so it goes to `tmp/<uuid>`; commit
 //!   completes the upload, copies the object server-side to `blobs/<id>` and deletes it
 //!   from `tmp/`.
+//!
+//! Memory: every writer of a store shares one budget ([`S3Config::max_buffer_bytes`]).
+//! A part being filled takes memory from it in blocks, only when the budget has room at
+//! once; otherwise the part goes to an unnamed temporary file (deleted by the system when
+//! closed, even on a crash) and is read back, under the budget, to be sent. A client
+//! that stalls therefore holds budget only for what it already sent, never waits for
+//! it, and can never make another writer wait for it either: bytes read back from disk
+//! take their memory from a share of the budget that only sends hold, which the store
+//! releases, not the clients.
 //!
 //! Aborting or dropping a writer aborts its multipart upload (on drop, in a background
 //! task). A crash can still leave incomplete multipart uploads (invisible, but billed) and
@@ -19,12 +28,14 @@
 //! the bucket should have a lifecycle rule that aborts incomplete multipart uploads after a
 //! day (the S3 API offers no cheap way for us to find them).
 
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
@@ -33,6 +44,7 @@ use object_store::{
     ObjectStoreExt, PutPayload,
 };
 use runproof_core::Secret;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream, Smallest};
@@ -44,6 +56,15 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one upload being sent at once. With the part being filled, memory per writer
 /// stays under `(MAX_PARTS_IN_FLIGHT + 1) * PART_SIZE`.
 const MAX_PARTS_IN_FLIGHT: usize = 2;
+/// The first block of memory a part takes: most bodies are small.
+const FIRST_BLOCK: usize = 64 * 1024;
+/// The largest block of memory a part takes at once; `PART_SIZE` is a multiple of it.
+const BLOCK: usize = 1024 * 1024;
+/// The default of [`S3Config::max_buffer_bytes`].
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
+/// The least [`S3Config::max_buffer_bytes`]: room for a part being filled and another
+/// being sent.
+pub const MIN_BUFFER_BYTES: u64 = 2 * PART_SIZE as u64;
 /// The largest object a single S3 CopyObject accepts: the bound on a multipart body.
 const MAX_BLOB_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// How long a request may wait for the server: for response headers (so also for a part
@@ -76,6 +97,13 @@ pub struct S3Config {
     pub secret_access_key: Option<Secret>,
     /// Allows a plain `http://` endpoint (`AWS_ALLOW_HTTP=true` also does).
     pub allow_http: bool,
+    /// The most memory that the part buffers of every upload in progress hold together,
+    /// in bytes ([`DEFAULT_MAX_BUFFER_BYTES`] when `None`; at least
+    /// [`MIN_BUFFER_BYTES`]). Past it, parts being filled go to temporary files.
+    pub max_buffer_bytes: Option<u64>,
+    /// Where those temporary files go; the system's temporary directory when `None`. On
+    /// a memory-backed file system (`tmpfs`) they count against memory: choose a disk.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl S3Config {
@@ -121,6 +149,122 @@ struct Inner {
     prefix: Path,
     blobs: Path,
     tmp: Path,
+    /// Memory for the part buffers of every writer.
+    budget: Arc<Budget>,
+}
+
+/// How much of its memory budget an [`S3BlobStore`] holds in part buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BufferUsage {
+    /// The budget: [`S3Config::max_buffer_bytes`].
+    pub budget: u64,
+    /// Bytes of part buffers held now, by parts being filled or sent.
+    pub held: u64,
+    /// The most bytes ever held at once since the store was opened.
+    pub peak: u64,
+    /// Parts that went to a temporary file because the budget had no room for them.
+    pub spilled_parts: u64,
+}
+
+/// Memory for part buffers, shared by every writer of one store.
+#[derive(Debug)]
+struct Budget {
+    /// Blocks of parts being filled. Taken only when free at once (else the part spills),
+    /// so no writer ever waits for what a stalled client holds; a block's share moves
+    /// with its bytes when the part is sent.
+    filling: Arc<Semaphore>,
+    /// Spilled parts read back to be sent. Waited for: only sends hold it, and the
+    /// store, not a client, paces them.
+    sending: Arc<Semaphore>,
+    total: u64,
+    held: AtomicU64,
+    peak: AtomicU64,
+    spilled_parts: AtomicU64,
+    spill_dir: PathBuf,
+}
+
+impl Budget {
+    fn new(total: u64, spill_dir: PathBuf) -> Self {
+        let total = usize::try_from(total)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        let sending = (total / 4).max(PART_SIZE);
+        Self {
+            filling: Arc::new(Semaphore::new(total.saturating_sub(sending))),
+            sending: Arc::new(Semaphore::new(sending)),
+            total: total as u64,
+            held: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+            spilled_parts: AtomicU64::new(0),
+            spill_dir,
+        }
+    }
+
+    /// `bytes` for a block of a part being filled, if free now.
+    fn try_fill(self: &Arc<Self>, bytes: usize) -> Option<Lease> {
+        let permits = u32::try_from(bytes).ok()?;
+        let permit = Arc::clone(&self.filling)
+            .try_acquire_many_owned(permits)
+            .ok()?;
+        Some(self.lease(permit, bytes))
+    }
+
+    /// `bytes` (at most a part) to read a spilled part back, once free.
+    async fn send(self: &Arc<Self>, bytes: usize) -> Result<Lease, BlobError> {
+        let permits = u32::try_from(bytes).map_err(|_| closed())?;
+        let permit = Arc::clone(&self.sending)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| closed())?;
+        Ok(self.lease(permit, bytes))
+    }
+
+    fn lease(self: &Arc<Self>, permit: OwnedSemaphorePermit, bytes: usize) -> Lease {
+        let bytes = bytes as u64;
+        let held = self.held.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(held, Ordering::Relaxed);
+        metrics::gauge!("runproof_s3_buffer_bytes").set(held as f64);
+        Lease {
+            _permit: permit,
+            bytes,
+            budget: Arc::clone(self),
+        }
+    }
+
+    fn usage(&self) -> BufferUsage {
+        BufferUsage {
+            budget: self.total,
+            held: self.held.load(Ordering::Relaxed),
+            peak: self.peak.load(Ordering::Relaxed),
+            spilled_parts: self.spilled_parts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A share of the budget, held as long as the bytes it pays for; given back on drop.
+struct Lease {
+    _permit: OwnedSemaphorePermit,
+    bytes: u64,
+    budget: Arc<Budget>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let held = self
+            .budget
+            .held
+            .fetch_sub(self.bytes, Ordering::Relaxed)
+            .saturating_sub(self.bytes);
+        metrics::gauge!("runproof_s3_buffer_bytes").set(held as f64);
+    }
+}
+
+/// The size of the next block of a part holding `part_len` bytes: doubling from
+/// [`FIRST_BLOCK`] to [`BLOCK`], so that a small body takes little and blocks end exactly
+/// at the part's end.
+fn next_block(part_len: usize) -> usize {
+    part_len.clamp(FIRST_BLOCK, BLOCK).min(PART_SIZE - part_len)
 }
 
 impl std::fmt::Debug for S3BlobStore {
@@ -143,12 +287,34 @@ impl S3BlobStore {
     ///
     /// # Errors
     /// [`BlobError::Io`] of kind `InvalidInput` when the configuration is invalid (no
-    /// bucket, a bad prefix or endpoint, an `http://` endpoint without `allow_http`).
+    /// bucket, a bad prefix or endpoint, an `http://` endpoint without `allow_http`, a
+    /// buffer budget under [`MIN_BUFFER_BYTES`]), or [`BlobError`] when no temporary file
+    /// can be created in the spill directory.
     pub async fn open(config: S3Config) -> Result<Self, BlobError> {
         let prefix = parse_prefix(&config.prefix)?;
         if config.bucket.is_empty() {
             return Err(invalid_config("no S3 bucket configured"));
         }
+        let max_buffer_bytes = config.max_buffer_bytes.unwrap_or(DEFAULT_MAX_BUFFER_BYTES);
+        if max_buffer_bytes < MIN_BUFFER_BYTES {
+            return Err(invalid_config(
+                "the S3 buffer budget must be at least 16 MiB (two parts)",
+            ));
+        }
+        let spill_dir = config.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let probe_dir = spill_dir.clone();
+        tokio::task::spawn_blocking(move || tempfile::tempfile_in(&probe_dir).map(drop))
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))?
+            .map_err(|e| {
+                BlobError::Io(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot create a temporary file in the S3 spill directory {}: {e}",
+                        spill_dir.display()
+                    ),
+                ))
+            })?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_client_options(client_options(config.allow_http));
@@ -186,11 +352,20 @@ impl S3BlobStore {
             blobs: prefix.clone().join("blobs"),
             tmp: prefix.clone().join("tmp"),
             prefix,
+            budget: Arc::new(Budget::new(max_buffer_bytes, spill_dir)),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(delete_stale_tmp(Arc::clone(&inner)));
         }
         Ok(Self { inner })
+    }
+}
+
+impl S3BlobStore {
+    /// How much of the buffer budget its writers hold, and have held at most.
+    #[must_use]
+    pub fn buffer_usage(&self) -> BufferUsage {
+        self.inner.budget.usage()
     }
 }
 
@@ -325,7 +500,10 @@ impl BlobStore for S3BlobStore {
         Ok(Box::new(S3BlobWriter {
             staging: self.inner.fresh_tmp(""),
             store: Arc::clone(&self.inner),
-            buffer: BytesMut::new(),
+            blocks: Vec::new(),
+            spill: None,
+            part_len: 0,
+            spilled: false,
             len: 0,
             upload: None,
             parts: JoinSet::new(),
@@ -455,13 +633,21 @@ struct S3BlobWriter {
     store: Arc<Inner>,
     /// `tmp/<uuid>`: where a multipart upload goes.
     staging: Path,
-    /// The part being filled (or the whole body while it is smaller than a part).
-    buffer: BytesMut,
+    /// The part being filled (or the whole body while it is smaller than a part), while
+    /// it is in memory: full blocks but the last, each with its share of the budget.
+    blocks: Vec<(BytesMut, Lease)>,
+    /// The temporary file a part goes to when the budget has no room for it; kept, and
+    /// emptied, for the next part that spills.
+    spill: Option<std::fs::File>,
+    /// Bytes in the part being filled.
+    part_len: usize,
+    /// The part being filled is in `spill`, not in `blocks`.
+    spilled: bool,
     /// Bytes accepted so far.
     len: u64,
     /// Started when the first part is full.
     upload: Option<Box<dyn MultipartUpload>>,
-    /// Parts being sent.
+    /// Parts being sent, each with the budget its bytes hold until it is sent.
     parts: JoinSet<object_store::Result<()>>,
     /// The multipart upload is complete: `staging` is an object to delete.
     staged: bool,
@@ -473,7 +659,7 @@ struct S3BlobWriter {
 }
 
 impl S3BlobWriter {
-    /// Sends the full buffer as the next part, starting the upload if needed, once fewer
+    /// Sends the full part as the next one, starting the upload if needed, once fewer
     /// than [`MAX_PARTS_IN_FLIGHT`] parts are in flight.
     async fn send_part(&mut self) -> Result<(), BlobError> {
         if self.upload.is_none() {
@@ -486,10 +672,15 @@ impl S3BlobWriter {
             self.upload = Some(upload);
         }
         self.wait_for_parts(MAX_PARTS_IN_FLIGHT - 1).await?;
+        let (payload, leases) = self.take_part().await?;
         let upload = self.upload.as_mut().ok_or_else(closed)?;
-        let part = std::mem::take(&mut self.buffer).freeze();
         // Part numbers are assigned here, in call order, whatever order the tasks end in.
-        self.parts.spawn(upload.put_part(PutPayload::from(part)));
+        let sending = upload.put_part(payload);
+        self.parts.spawn(async move {
+            let result = sending.await;
+            drop(leases);
+            result
+        });
         Ok(())
     }
 
@@ -506,14 +697,101 @@ impl S3BlobWriter {
         Ok(())
     }
 
-    /// Appends to the buffer, growing it geometrically but never past one part.
-    fn buffer_extend(&mut self, bytes: &[u8]) {
-        let needed = self.buffer.len() + bytes.len();
-        if needed > self.buffer.capacity() {
-            let target = needed.max(self.buffer.capacity() * 2).min(PART_SIZE);
-            self.buffer.reserve(target - self.buffer.len());
+    /// Appends to the part being filled (the caller keeps it within [`PART_SIZE`]): in
+    /// memory while the budget has room, then in the spill file.
+    async fn append(&mut self, mut bytes: &[u8]) -> Result<(), BlobError> {
+        if !self.spilled {
+            while !bytes.is_empty() {
+                let room = self
+                    .blocks
+                    .last()
+                    .map_or(0, |(block, _)| block.capacity() - block.len());
+                if room == 0 {
+                    let size = next_block(self.part_len);
+                    let Some(lease) = self.store.budget.try_fill(size) else {
+                        break;
+                    };
+                    self.blocks.push((BytesMut::with_capacity(size), lease));
+                    continue;
+                }
+                let (head, tail) = bytes.split_at(room.min(bytes.len()));
+                if let Some((block, _)) = self.blocks.last_mut() {
+                    block.extend_from_slice(head);
+                }
+                self.part_len += head.len();
+                bytes = tail;
+            }
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            // No room: this part goes to disk, with what it holds in memory so far.
+            self.store
+                .budget
+                .spilled_parts
+                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("runproof_s3_spilled_parts_total").increment(1);
+            self.spilled = true;
+            let (mut data, leases): (Vec<Bytes>, Vec<Lease>) = std::mem::take(&mut self.blocks)
+                .into_iter()
+                .map(|(block, lease)| (block.freeze(), lease))
+                .unzip();
+            data.push(Bytes::copy_from_slice(bytes));
+            self.part_len += bytes.len();
+            let written = self.spill_write(data).await;
+            drop(leases);
+            return written;
         }
-        self.buffer.extend_from_slice(bytes);
+        self.part_len += bytes.len();
+        self.spill_write(vec![Bytes::copy_from_slice(bytes)]).await
+    }
+
+    /// Appends `data` to the spill file, creating it on first use, off the async threads.
+    async fn spill_write(&mut self, data: Vec<Bytes>) -> Result<(), BlobError> {
+        let file = self.spill.take();
+        let dir = self.store.budget.spill_dir.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => tempfile::tempfile_in(&dir)?,
+            };
+            for bytes in &data {
+                file.write_all(bytes)?;
+            }
+            Ok::<_, io::Error>(file)
+        })
+        .await
+        .map_err(|e| BlobError::Io(io::Error::other(e)))?
+        .map_err(spill_error)?;
+        self.spill = Some(file);
+        Ok(())
+    }
+
+    /// Takes the part being filled, to be sent, with the budget its bytes hold: a part in
+    /// memory as it is, a spilled one read back once the budget for sending has room.
+    async fn take_part(&mut self) -> Result<(PutPayload, Vec<Lease>), BlobError> {
+        let len = std::mem::take(&mut self.part_len);
+        if !std::mem::take(&mut self.spilled) {
+            let (blocks, leases): (Vec<Bytes>, Vec<Lease>) = std::mem::take(&mut self.blocks)
+                .into_iter()
+                .map(|(block, lease)| (block.freeze(), lease))
+                .unzip();
+            return Ok((blocks.into_iter().collect(), leases));
+        }
+        let lease = self.store.budget.send(len).await?;
+        let mut file = self.spill.take().ok_or_else(closed)?;
+        let (file, part) = tokio::task::spawn_blocking(move || {
+            file.seek(SeekFrom::Start(0))?;
+            let mut part = vec![0; len];
+            file.read_exact(&mut part)?;
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok::<_, io::Error>((file, part))
+        })
+        .await
+        .map_err(|e| BlobError::Io(io::Error::other(e)))?
+        .map_err(spill_error)?;
+        self.spill = Some(file);
+        Ok((PutPayload::from(part), vec![lease]))
     }
 
     async fn commit_inner(&mut self, id: &UploadId) -> Result<(), BlobError> {
@@ -523,16 +801,17 @@ impl S3BlobWriter {
         }
         if self.upload.is_none() {
             // Smaller than a part: one PUT, visible whole or not at all.
-            let body = std::mem::take(&mut self.buffer).freeze();
+            let (body, leases) = self.take_part().await?;
             self.store
                 .store
-                .put(&dest, PutPayload::from(body))
+                .put(&dest, body)
                 .await
                 .map_err(store_error)?;
+            drop(leases);
             self.finished = true;
             return Ok(());
         }
-        if !self.buffer.is_empty() {
+        if self.part_len > 0 {
             self.send_part().await?;
         }
         self.wait_for_parts(0).await?;
@@ -559,7 +838,8 @@ impl S3BlobWriter {
     /// Takes what must be cleaned up on the store, leaving nothing for `Drop`.
     fn take_leftovers(&mut self) -> Leftovers {
         self.finished = true;
-        self.buffer = BytesMut::new();
+        self.blocks = Vec::new();
+        self.spill = None;
         Leftovers {
             store: Arc::clone(&self.store),
             parts: std::mem::take(&mut self.parts),
@@ -605,6 +885,10 @@ fn closed() -> BlobError {
     BlobError::Io(io::Error::other("blob writer already closed"))
 }
 
+fn spill_error(e: io::Error) -> BlobError {
+    BlobError::Io(io::Error::new(e.kind(), format!("S3 spill file: {e}")))
+}
+
 fn broken() -> BlobError {
     BlobError::Io(io::Error::other(
         "an earlier write to this blob failed or was cancelled",
@@ -630,11 +914,11 @@ impl BlobWriter for S3BlobWriter {
         self.broken = true;
         let mut rest = chunk;
         while !rest.is_empty() {
-            let n = (PART_SIZE - self.buffer.len()).min(rest.len());
+            let n = (PART_SIZE - self.part_len).min(rest.len());
             let (head, tail) = rest.split_at(n);
-            self.buffer_extend(head);
+            self.append(head).await?;
             rest = tail;
-            if self.buffer.len() == PART_SIZE {
+            if self.part_len == PART_SIZE {
                 self.send_part().await?;
             }
         }

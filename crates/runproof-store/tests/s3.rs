@@ -10,7 +10,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use runproof_core::Secret;
 use runproof_store::testsuite::{self, read_to_vec};
-use runproof_store::{BlobError, BlobStore, S3BlobStore, S3Config, UploadId};
+use runproof_store::{
+    BlobError, BlobStore, BlobWriter, MIN_BUFFER_BYTES, S3BlobStore, S3Config, UploadId,
+};
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use sha2::{Digest, Sha256};
@@ -66,6 +68,8 @@ impl Server {
             access_key_id: Some(ACCESS_KEY.into()),
             secret_access_key: Some(Secret::new(SECRET_KEY.into())),
             allow_http: true,
+            max_buffer_bytes: None,
+            spill_dir: None,
         }
     }
 
@@ -219,6 +223,79 @@ async fn multipart_blob_round_trips_with_ranges() {
     testsuite::large_blob_streams_through(&store, size).await;
     store.delete(&id).await.unwrap();
     assert!(server.objects().is_empty());
+}
+
+/// Writes bytes `from..to` of the pattern, in chunks of the sizes a client sends.
+async fn write_range(writer: &mut dyn BlobWriter, from: usize, to: usize) {
+    let mut at = from;
+    while at < to {
+        let len = (64 * 1024).min(to - at);
+        let chunk: Vec<u8> = (at..at + len).map(pattern).collect();
+        writer.write(&chunk).await.unwrap();
+        at += len;
+    }
+}
+
+/// Issue 11, finding 7: every upload in progress buffered up to a part (and two more in
+/// flight) in memory, with no bound over all of them. Stalled bodies that each sent part
+/// of a part must hold no more than the budget together, and the uploads must still
+/// complete, byte for byte, once their clients go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_s3_part_buffers_share_one_memory_budget() {
+    const WRITERS: usize = 16;
+    const STALLED_AT: usize = 3 * MIB + 17;
+    const SIZE: usize = 10 * MIB + 5;
+    let server = Server::start().await;
+    let spill = TempDir::new().unwrap();
+    let mut config = server.config();
+    config.max_buffer_bytes = Some(MIN_BUFFER_BYTES);
+    config.spill_dir = Some(spill.path().to_path_buf());
+    let store = S3BlobStore::open(config).await.unwrap();
+
+    let mut writers = Vec::new();
+    for _ in 0..WRITERS {
+        let mut writer = store.begin().await.unwrap();
+        write_range(writer.as_mut(), 0, STALLED_AT).await;
+        writers.push(writer);
+    }
+    let stalled = store.buffer_usage();
+    eprintln!(
+        "{WRITERS} uploads stalled at {STALLED_AT} bytes: {stalled:?} ({} bytes asked)",
+        WRITERS * STALLED_AT
+    );
+    assert!(
+        stalled.peak <= stalled.budget,
+        "{WRITERS} stalled uploads held {} bytes, over the budget of {}",
+        stalled.peak,
+        stalled.budget
+    );
+    assert!(stalled.spilled_parts > 0, "{stalled:?}");
+
+    // The clients go on, all at once: every upload completes, intact.
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut writer in writers {
+        tasks.spawn(async move {
+            write_range(writer.as_mut(), STALLED_AT, SIZE).await;
+            let id = UploadId::generate();
+            writer.commit(&id).await.unwrap();
+            id
+        });
+    }
+    let want = Sha256::digest((0..SIZE).map(pattern).collect::<Vec<u8>>());
+    let mut done = 0;
+    while let Some(id) = tasks.join_next().await {
+        let id = id.unwrap();
+        let body = read_to_vec(&store, &id, 0, None).await.unwrap();
+        assert_eq!(body.len(), SIZE);
+        assert_eq!(Sha256::digest(&body), want, "blob {id} differs");
+        done += 1;
+    }
+    assert_eq!(done, WRITERS);
+    let after = store.buffer_usage();
+    eprintln!("after completion: {after:?}");
+    assert!(after.peak <= after.budget, "{after:?}");
+    assert_eq!(after.held, 0, "every part buffer is given back");
+    server.await_no_incomplete_uploads().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

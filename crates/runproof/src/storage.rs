@@ -19,8 +19,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use runproof_core::Secret;
 use runproof_store::{
-    BlobStore, LocalBlobStore, PoolSettings, PostgresOptions, PostgresStore, S3BlobStore, S3Config,
-    Store, open_store,
+    BlobStore, LocalBlobStore, MIN_BUFFER_BYTES, PoolSettings, PostgresOptions, PostgresStore,
+    S3BlobStore, S3Config, Store, open_store,
 };
 use serde::Deserialize;
 
@@ -58,6 +58,11 @@ pub struct S3Section {
     pub secret_access_key_file: Option<PathBuf>,
     /// Allows a plain `http://` endpoint (loopback test servers).
     pub allow_http: bool,
+    /// The most memory the part buffers of all uploads in progress hold together, in
+    /// bytes (default 256 MiB, at least 16 MiB); past it, parts go to temporary files.
+    pub max_buffer_bytes: Option<u64>,
+    /// Where those temporary files go (default: the system's temporary directory).
+    pub spill_dir: Option<PathBuf>,
 }
 
 /// The database backend a URL names.
@@ -233,6 +238,15 @@ pub fn resolve(
                     config.secret_access_key = Some(Secret::new(key.to_owned()));
                 }
                 config.allow_http = s3.allow_http;
+                if let Some(bytes) = s3.max_buffer_bytes
+                    && bytes < MIN_BUFFER_BYTES
+                {
+                    bail!(
+                        "`s3.max_buffer_bytes` must be at least {MIN_BUFFER_BYTES} (16 MiB: a part being filled and one being sent)"
+                    );
+                }
+                config.max_buffer_bytes = s3.max_buffer_bytes;
+                config.spill_dir.clone_from(&s3.spill_dir);
                 if let Some(endpoint) = &s3.endpoint {
                     let parsed = url::Url::parse(endpoint)
                         .map_err(|_| anyhow::anyhow!("`s3.endpoint`: not a URL"))?;
@@ -409,6 +423,8 @@ mod tests {
                     secret_access_key: Some(Secret::new("s3cr3t".into())),
                     secret_access_key_file: None,
                     allow_http: true,
+                    max_buffer_bytes: Some(64 * 1024 * 1024),
+                    spill_dir: Some(PathBuf::from("/var/tmp/runproof")),
                 }),
             )
             .unwrap();
@@ -426,6 +442,8 @@ mod tests {
             assert_eq!(c.prefix, "some/prefix");
             assert_eq!(c.region.as_deref(), Some("eu-west-1"));
             assert!(c.allow_http);
+            assert_eq!(c.max_buffer_bytes, Some(64 * 1024 * 1024));
+            assert_eq!(c.spill_dir.as_deref(), Some(Path::new("/var/tmp/runproof")));
             let debug = format!("{s:?}");
             assert!(
                 !debug.contains("pw") && !debug.contains("s3cr3t"),
@@ -444,7 +462,7 @@ mod tests {
             Option<S3Section>,
             &'static str,
         );
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             (
                 Some("mysql://u:pw@db/x"),
                 None,
@@ -509,6 +527,16 @@ mod tests {
                     ..S3Section::default()
                 }),
                 "allow_http",
+            ),
+            (
+                None,
+                Some("s3://b"),
+                DatabaseSection::default(),
+                Some(S3Section {
+                    max_buffer_bytes: Some(1024 * 1024),
+                    ..S3Section::default()
+                }),
+                "s3.max_buffer_bytes",
             ),
         ];
         for (url, blobs, db, s3, needle) in cases {
