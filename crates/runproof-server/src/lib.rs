@@ -50,7 +50,7 @@ pub use collector::{
 };
 pub use delivery::{DeliveryConfig, record_of, spawn_delivery_worker};
 pub use error::{ApiError, status_of};
-pub use limits::LimitsConfig;
+pub use limits::{ForwardedHeader, ForwardedHeaderError, IpBlock, IpBlockError, LimitsConfig};
 pub use sessions::SessionConfig;
 pub use webhook_mode::{
     SweepReport, UNVERIFIED_ISSUER, WebhookMode, WebhookModeConfig, pending_identity, sweep,
@@ -283,6 +283,8 @@ pub async fn serve(
     let worker = spawn_delivery_worker(Arc::clone(&state));
     let limits = listener::ConnectionLimits {
         max_connections: state.config.limits.max_connections,
+        max_connections_per_address: state.config.limits.max_connections_per_address,
+        trusted_proxies: state.config.limits.trusted_proxies.clone(),
         header_timeout: Duration::from_secs(state.config.limits.header_timeout_seconds),
     };
     let result = listener::serve(listener, router(state), limits, shutdown).await;

@@ -1,18 +1,21 @@
 //! `POST /v1/github/webhooks`: GitHub's signed deliveries.
 //!
-//! The raw body (at most 25 MiB) is checked against `X-Hub-Signature-256` with every
-//! configured secret before a byte of it is parsed. The delivery id and its effects are
-//! then written in one transaction, so a redelivery answers 200 and changes nothing.
+//! The raw body (at most 25 MiB, within `[limits] webhook_body_timeout_seconds`) is checked
+//! against `X-Hub-Signature-256` with every configured secret before a byte of it is parsed.
+//! The delivery id and its effects are then written in one transaction, so a redelivery answers 200 and changes nothing.
 //! Everything a delivery does is a few rows, so the answer comes well within GitHub's
 //! 10 seconds.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt as _;
 use runproof_core::ErrorCode;
 use runproof_core::webhook::{SignatureError, verify_signature};
 use runproof_github::types::{
@@ -26,6 +29,7 @@ use runproof_store::{
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::limits::{WebhookBuffer, WebhookGuard};
 use crate::{ApiError, AppState};
 
 /// The largest delivery accepted; GitHub caps payloads at 25 MiB.
@@ -33,7 +37,7 @@ pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
 pub(crate) async fn receive(
     State(state): State<Arc<AppState>>,
-    guard: Option<axum::Extension<crate::limits::WebhookGuard>>,
+    guard: Option<axum::Extension<WebhookGuard>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -53,31 +57,35 @@ pub(crate) async fn receive(
     let Some(signature) = headers.get("x-hub-signature-256").map(|v| v.as_bytes()) else {
         return Err(refused(&SignatureError::Missing));
     };
-    // The bytes buffered before the signature is checked come out of a shared budget.
-    let _room = match &guard {
-        Some(guard) => Some(
-            guard
-                .reserve(declared.unwrap_or(MAX_WEBHOOK_BYTES))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::RateLimited,
-                        "too many webhook bytes are being received; retry",
-                    )
-                    .retry_after(1)
-                })?,
-        ),
-        None => None,
-    };
-    let body: Bytes = axum::body::to_bytes(body, MAX_WEBHOOK_BYTES)
+    let guard = guard.map(|axum::Extension(guard)| guard);
+    // GitHub sends a delivery's body at once: one that trickles is not GitHub's.
+    let deadline = Duration::from_secs(state.config.limits.webhook_body_timeout_seconds.max(1));
+    let (body, buffer) = tokio::time::timeout(deadline, read_delivery(body, guard.as_ref()))
         .await
-        .map_err(|_| too_large())?;
+        .unwrap_or_else(|_| {
+            metrics::counter!("runproof_webhooks_total", "event" => "unknown", "outcome" => "body_timeout")
+                .increment(1);
+            Err(ApiError::invalid("the delivery's body was not received in time")
+                .with_status(StatusCode::REQUEST_TIMEOUT))
+        })?;
 
+    // Checked even when the address is over its limit: a genuine delivery is never
+    // refused for what forged ones from the same address did.
     if let Err(e) = verify_signature(&body, Some(signature), &state.config.webhook_secrets) {
-        if let Some(guard) = &guard {
-            guard.strike();
-        }
-        return Err(refused(&e));
+        let refusal = refused(&e);
+        return Err(match guard.as_ref().and_then(WebhookGuard::strike) {
+            Some(wait) => ApiError::new(
+                ErrorCode::RateLimited,
+                "too many deliveries with bad signatures from this address",
+            )
+            .retry_after(wait),
+            None => refusal,
+        });
     }
+    if let Some(guard) = &guard {
+        guard.verified();
+    }
+    drop(buffer);
 
     let event = header(&headers, "x-github-event")?;
     let delivery_id = header(&headers, "x-github-delivery")?;
@@ -109,6 +117,39 @@ pub(crate) async fn receive(
         .increment(1);
     tracing::info!(event = %event, delivery = %delivery.id, outcome, effects = effects.len(), "webhook");
     Ok((StatusCode::OK, Json(json!({ "status": outcome }))).into_response())
+}
+
+/// Reads a delivery's body, at most [`MAX_WEBHOOK_BYTES`], holding room for each chunk in
+/// the budgets of unverified deliveries as it arrives; the room is given back when the
+/// returned buffer drops.
+async fn read_delivery(
+    mut body: Body,
+    guard: Option<&WebhookGuard>,
+) -> Result<(Bytes, Option<WebhookBuffer>), ApiError> {
+    let mut buffer = guard.map(WebhookGuard::buffer);
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ApiError::invalid("the delivery's body could not be read"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = bytes.len().saturating_add(data.len());
+        if total > MAX_WEBHOOK_BYTES {
+            return Err(too_large());
+        }
+        if let Some(buffer) = &mut buffer
+            && !buffer.grow_to(total)
+        {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many webhook bytes are being received; retry",
+            )
+            .retry_after(1));
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok((bytes.freeze(), buffer))
 }
 
 /// A delivery refused for its signature, counted as such.

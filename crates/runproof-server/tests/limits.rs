@@ -1,12 +1,14 @@
-//! Self-defence: the in-flight cap, and the per-IP and per-repository limits for requests
-//! without credentials, answer `429 rate_limited` with `Retry-After`; the connection cap
-//! holds new connections back; the header deadline closes silent, trickling and idle
-//! connections. The server keeps serving everyone else.
+//! Self-defence: the in-flight cap, the per-IP and per-repository limits for requests
+//! without credentials, and the limit on failed credentials answer `429 rate_limited` with
+//! `Retry-After`; the connection cap holds new connections back; the header deadline closes
+//! silent, trickling and idle connections; webhook deliveries whose signatures are not
+//! checked yet are bounded in time, number and bytes per address; addresses forwarded by
+//! trusted proxies are the clients'. The server keeps serving everyone else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Harness, Options, bearer};
 use runproof_core::Secret;
@@ -110,6 +112,17 @@ async fn requests_over_the_in_flight_cap_are_refused_at_once_then_served_again()
     }
     let resp = refused.expect("the third request was refused");
     assert_eq!(resp.headers()["retry-after"], "1");
+    // Health checks are never behind the cap.
+    for probe in ["healthz", "readyz"] {
+        let status = h
+            .http
+            .get(format!("{}/{probe}", h.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{probe}");
+    }
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], "rate_limited");
     // Dropping the slow clients frees the slots; the server serves again.
@@ -377,8 +390,331 @@ async fn rule_forged_webhook_signatures_count_against_the_address() {
     // The address is limited for everything without credentials until its window ends...
     let (status, body) = h.upload_with(None, "name=a.txt", "x", &[]).await;
     assert_eq!(status, 429, "{body}");
+    // ... but a correctly signed delivery from it is still checked and served, and so are
+    // uploads with credentials.
     let (status, body, _) = genuine.send("ping", &ping).await.unwrap();
-    assert_eq!(status, 429, "{body}");
-    // ... while uploads with credentials are served.
+    assert_eq!(status, 200, "{body}");
     assert_others_served(&h).await;
+}
+
+#[tokio::test]
+async fn rule_failed_credentials_count_against_the_address() {
+    let h = Harness::start_with(Options {
+        limits: LimitsConfig {
+            unauthenticated_per_ip_per_minute: 3,
+            unauthenticated_per_repository_per_minute: 0,
+            ..LimitsConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    // Good credentials are not counted.
+    for i in 0..5 {
+        let (status, body) = h
+            .upload_with(
+                Some(&bearer(&h.token())),
+                &format!("name={i}.txt"),
+                "ok",
+                &[],
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Junk in `Authorization` no longer skips the limit: each failure counts.
+    for junk in ["Bearer junk", "Basic dXNlcjpwYXNz", "Bearer a.b.c"] {
+        let (status, body) = h.upload_with(Some(junk), "name=j.txt", "x", &[]).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body) = h
+        .upload_with(Some("Bearer junk"), "name=j.txt", "x", &[])
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    // A wrong API key is a failed credential too, and is refused now.
+    let resp = h
+        .http
+        .get(format!("{}/v1/uploads", h.url))
+        .header("authorization", "Bearer not-the-api-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    // The failures count against the address's limit for requests without credentials.
+    let (status, body) = h.upload_with(None, "name=a.txt", "x", &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(h.record_count().await, 5);
+}
+
+#[tokio::test]
+async fn rule_only_uploads_count_against_a_repository() {
+    let h = Harness::start_with(Options {
+        limits: LimitsConfig {
+            unauthenticated_per_ip_per_minute: 0,
+            unauthenticated_per_repository_per_minute: 3,
+            ..LimitsConfig::default()
+        },
+        webhook_mode: Some(WebhookModeConfig::default()),
+        ..Options::default()
+    })
+    .await;
+    // Requests that name repository 100 but upload nothing do not spend its quota.
+    for _ in 0..10 {
+        let resp = h
+            .http
+            .get(format!("{}/.well-known/runproof", h.url))
+            .header("x-runproof-run", "100/1/1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    for run in 1..=3 {
+        let resp = pending(&h, 100, run).await;
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    }
+    assert_eq!(pending(&h, 100, 4).await.status(), 429);
+}
+
+const GITHUB_ADDRESS: &str = "140.82.115.1";
+const ATTACKER_ADDRESS: &str = "203.0.113.66";
+
+/// A `ping` delivery signed with `secret`, as forwarded by a proxy for `client`: the status,
+/// and how long the answer took.
+async fn delivery_for(h: &Harness, secret: &[u8], client: &str) -> (u16, Duration) {
+    let body = serde_json::to_vec(&json!({"zen": "Practicality beats purity."})).unwrap();
+    let started = Instant::now();
+    let resp = h
+        .http
+        .post(format!("{}/v1/github/webhooks", h.url))
+        .header("x-forwarded-for", client)
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", uuid_like())
+        .header(
+            "x-hub-signature-256",
+            runproof_testkit::webhook::sign_webhook(secret, &body),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), started.elapsed())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("delivery-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A delivery that claims a signature and a length, and sends `body` of it.
+async fn held_delivery(
+    h: &Harness,
+    client: Option<&str>,
+    length: usize,
+    body: &[u8],
+) -> tokio::net::TcpStream {
+    let addr = h.url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let forwarded = client
+        .map(|c| format!("X-Forwarded-For: {c}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST /v1/github/webhooks HTTP/1.1\r\nHost: {addr}\r\n{forwarded}\
+         X-GitHub-Event: ping\r\nX-GitHub-Delivery: {}\r\n\
+         X-Hub-Signature-256: sha256={}\r\nContent-Length: {length}\r\n\r\n",
+        uuid_like(),
+        "0".repeat(64),
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s
+}
+
+/// The status of the answer on `stream`, or `None` when none comes `within`.
+async fn answer(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<u16> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    let read = async {
+        while !head.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok()?;
+    let line = String::from_utf8_lossy(&head);
+    line.split(' ').nth(1)?.parse().ok()
+}
+
+fn proxied(limits: LimitsConfig) -> Options {
+    Options {
+        webhook_secrets: vec![Secret::new(WEBHOOK_SECRET.into())],
+        limits: LimitsConfig {
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            ..limits
+        },
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn rule_idle_and_forged_deliveries_do_not_lock_up_health_checks_or_signed_deliveries() {
+    let h = Harness::start_with(proxied(LimitsConfig {
+        max_requests_in_flight: 16,
+        max_unverified_deliveries_per_address: 4,
+        webhook_body_timeout_seconds: 2,
+        header_timeout_seconds: 2,
+        ..LimitsConfig::default()
+    }))
+    .await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    // One address holds 40 connections: 10 silent, 30 forged deliveries that announce
+    // 1000 bytes and send none.
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut forged = Vec::new();
+    for _ in 0..30 {
+        forged.push(held_delivery(&h, Some(ATTACKER_ADDRESS), 1000, b"").await);
+    }
+    // Health checks and other addresses' signed deliveries are served at once.
+    let started = Instant::now();
+    let resp = h
+        .http
+        .get(format!("{}/healthz", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let health = started.elapsed();
+    let resp = h
+        .http
+        .get(format!("{}/readyz", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, signed) = delivery_for(&h, WEBHOOK_SECRET.as_bytes(), GITHUB_ADDRESS).await;
+    assert_eq!(status, 200);
+    eprintln!(
+        "while 40 idle and forged connections are held: /healthz in {health:?}, a signed delivery in {signed:?}"
+    );
+    assert!(health < Duration::from_secs(5) && signed < Duration::from_secs(5));
+    // Every forged delivery is answered: refused at once beyond the address's four, the
+    // others cut off at the body deadline.
+    let mut statuses = Vec::new();
+    for stream in &mut forged {
+        statuses.push(answer(stream, Duration::from_secs(10)).await);
+    }
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(408 | 429))),
+        "{statuses:?}"
+    );
+    let timed_out = statuses.iter().filter(|s| **s == Some(408)).count();
+    assert!((4..30).contains(&timed_out), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn rule_slow_deliveries_do_not_hold_the_webhook_budget() {
+    // A long body deadline: the budget alone must keep genuine deliveries served.
+    let h = Harness::start_with(proxied(LimitsConfig {
+        webhook_body_timeout_seconds: 60,
+        ..LimitsConfig::default()
+    }))
+    .await;
+    // Three deliveries announce 25, 25 and 14 MiB (64 MiB in all) and send one byte each.
+    let mut slow = Vec::new();
+    for mib in [25, 25, 14] {
+        slow.push(held_delivery(&h, Some(ATTACKER_ADDRESS), mib * 1024 * 1024, b"{").await);
+    }
+    // Genuine deliveries, from GitHub's address and from the attacker's own, keep being
+    // served while the slow ones are held.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        for client in [GITHUB_ADDRESS, ATTACKER_ADDRESS] {
+            let (status, _) = delivery_for(&h, WEBHOOK_SECRET.as_bytes(), client).await;
+            assert_eq!(status, 200, "a signed delivery from {client}");
+        }
+    }
+    for stream in &mut slow {
+        assert_eq!(
+            answer(stream, Duration::from_millis(50)).await,
+            None,
+            "still held"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rule_forged_deliveries_behind_a_trusted_proxy_do_not_block_other_clients() {
+    let h = Harness::start_with(proxied(LimitsConfig {
+        unauthenticated_per_ip_per_minute: 20,
+        ..LimitsConfig::default()
+    }))
+    .await;
+    let forger = b"not-the-webhook-secret-0123456789";
+    // Forged deliveries through the proxy strike their own client's address: 401, 401,
+    // then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(delivery_for(&h, forger, ATTACKER_ADDRESS).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+    // Other clients behind the same proxy are served: GitHub's deliveries and the
+    // discovery document the client needs.
+    assert_eq!(
+        delivery_for(&h, WEBHOOK_SECRET.as_bytes(), GITHUB_ADDRESS)
+            .await
+            .0,
+        200
+    );
+    let resp = h
+        .http
+        .get(format!("{}/.well-known/runproof", h.url))
+        .header("x-forwarded-for", "198.51.100.20")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A correctly signed delivery is never refused for the strikes of forged ones.
+    assert_eq!(
+        delivery_for(&h, WEBHOOK_SECRET.as_bytes(), ATTACKER_ADDRESS)
+            .await
+            .0,
+        200
+    );
+    // The forger stays limited, whatever it writes into `X-Forwarded-For` itself: the
+    // proxy's entry is the rightmost.
+    let resp = h
+        .http
+        .get(format!("{}/.well-known/runproof", h.url))
+        .header(
+            "x-forwarded-for",
+            format!("198.51.100.21, {ATTACKER_ADDRESS}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+}
+
+#[tokio::test]
+async fn a_forwarded_address_is_not_believed_from_an_untrusted_peer() {
+    let (h, _, forger) = webhook_harness(20).await;
+    let ping = json!({"zen": "Mind your words, they are important."});
+    for _ in 0..3 {
+        let _ = forger.send("ping", &ping).await.unwrap();
+    }
+    // 127.0.0.1 is not a trusted proxy here: its `X-Forwarded-For` changes nothing.
+    let resp = h
+        .http
+        .get(format!("{}/.well-known/runproof", h.url))
+        .header("x-forwarded-for", "198.51.100.20")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 55] = [
+pub const ENV_KEYS: [&str; 59] = [
     "listen",
     "data_dir",
     "database_url",
@@ -70,6 +70,10 @@ pub const ENV_KEYS: [&str; 55] = [
     "limits.max_requests_in_flight",
     "limits.unauthenticated_per_ip_per_minute",
     "limits.unauthenticated_per_repository_per_minute",
+    "limits.max_connections_per_address",
+    "limits.webhook_body_timeout_seconds",
+    "limits.max_unverified_deliveries_per_address",
+    "limits.forwarded_header",
 ];
 
 /// The whole configuration. Every key has a safe default except `oidc.audience`.
@@ -589,16 +593,31 @@ fn resolve_github(github: Option<&mut GithubConfig>) -> anyhow::Result<GithubPar
 pub struct LimitsSection {
     /// Most open connections; at the cap, new ones wait in the listen backlog. 0: no cap.
     pub max_connections: usize,
-    /// The longest a client may take to send a request's head (and a keep-alive connection
-    /// may stay idle), in seconds. 0: no deadline.
+    /// Most open connections from one client address (IPv6: one /64); more are closed at
+    /// once. Trusted proxies are exempt. 0: no cap.
+    pub max_connections_per_address: usize,
+    /// The longest a client may take, from connecting, to send its first request's head
+    /// (and a connection may stay with no request in progress), in seconds. 0: no deadline.
     pub header_timeout_seconds: u64,
+    /// The longest a webhook delivery may take to send its body, in seconds (at least 1).
+    pub webhook_body_timeout_seconds: u64,
+    /// Most webhook deliveries from one address whose signatures are not checked yet.
+    /// 0: no cap.
+    pub max_unverified_deliveries_per_address: usize,
     /// Most requests served at once; more answer `429 rate_limited`. 0: no cap.
     pub max_requests_in_flight: usize,
-    /// Requests without `Authorization` accepted per client IP per minute. 0: no limit.
+    /// Requests without credentials, and failed credentials, accepted per client address
+    /// per minute. 0: no limit.
     pub unauthenticated_per_ip_per_minute: u32,
-    /// Requests without `Authorization` accepted per minute that name one repository in
+    /// Uploads without credentials accepted per minute that name one repository in
     /// `X-Runproof-Run`, from all addresses together. 0: no limit.
     pub unauthenticated_per_repository_per_minute: u32,
+    /// Proxies (addresses or blocks such as `10.0.0.0/8`) whose forwarded client address
+    /// is believed. Empty: the peer is the client.
+    pub trusted_proxies: Vec<runproof_server::IpBlock>,
+    /// The header those proxies write the client's address into: `x-forwarded-for` or
+    /// `forwarded`.
+    pub forwarded_header: runproof_server::ForwardedHeader,
 }
 
 impl Default for LimitsSection {
@@ -606,10 +625,35 @@ impl Default for LimitsSection {
         let d = runproof_server::LimitsConfig::default();
         Self {
             max_connections: d.max_connections,
+            max_connections_per_address: d.max_connections_per_address,
             header_timeout_seconds: d.header_timeout_seconds,
+            webhook_body_timeout_seconds: d.webhook_body_timeout_seconds,
+            max_unverified_deliveries_per_address: d.max_unverified_deliveries_per_address,
             max_requests_in_flight: d.max_requests_in_flight,
             unauthenticated_per_ip_per_minute: d.unauthenticated_per_ip_per_minute,
             unauthenticated_per_repository_per_minute: d.unauthenticated_per_repository_per_minute,
+            trusted_proxies: d.trusted_proxies,
+            forwarded_header: d.forwarded_header,
+        }
+    }
+}
+
+impl LimitsSection {
+    /// The server's limits.
+    #[must_use]
+    pub fn server(&self) -> runproof_server::LimitsConfig {
+        runproof_server::LimitsConfig {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            header_timeout_seconds: self.header_timeout_seconds,
+            webhook_body_timeout_seconds: self.webhook_body_timeout_seconds.max(1),
+            max_unverified_deliveries_per_address: self.max_unverified_deliveries_per_address,
+            max_requests_in_flight: self.max_requests_in_flight,
+            unauthenticated_per_ip_per_minute: self.unauthenticated_per_ip_per_minute,
+            unauthenticated_per_repository_per_minute: self
+                .unauthenticated_per_repository_per_minute,
+            trusted_proxies: self.trusted_proxies.clone(),
+            forwarded_header: self.forwarded_header,
         }
     }
 }
@@ -650,6 +694,39 @@ mod tests {
         assert!(err.contains("lisen"), "{err}");
     }
 
+    #[test]
+    fn trusted_proxies_are_address_blocks() {
+        let r = parse(
+            "[oidc]\naudience = \"x\"\n[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]\n\
+             forwarded_header = \"forwarded\"\n",
+        )
+        .unwrap();
+        let limits = r.config.limits.server();
+        assert_eq!(limits.trusted_proxies.len(), 2);
+        assert!(limits.trusted_proxies[0].contains([10, 1, 2, 3].into()));
+        assert_eq!(
+            limits.forwarded_header,
+            runproof_server::ForwardedHeader::Forwarded
+        );
+        for bad in [
+            "trusted_proxies = [\"10.0.0.0/33\"]",
+            "trusted_proxies = [\"proxy.internal\"]",
+            "forwarded_header = \"x-real-ip\"",
+        ] {
+            let err = parse(&format!("[oidc]\naudience = \"x\"\n[limits]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("limits."), "{bad}: {err}");
+        }
+        let defaults = parse("[oidc]\naudience = \"x\"\n")
+            .unwrap()
+            .config
+            .limits
+            .server();
+        assert!(defaults.trusted_proxies.is_empty());
+        assert_eq!(defaults, runproof_server::LimitsConfig::default());
+    }
+
     /// A plausible value for each key of [`ENV_KEYS`].
     fn env_value(key: &str) -> &'static str {
         match key {
@@ -661,6 +738,7 @@ mod tests {
             "github.api_url" | "s3.endpoint" => "https://internal.example",
             "delivery.url" | "delivery.public_url" => "https://app.example/hook",
             "webhook_mode.require_action" => "owner/upload",
+            "limits.forwarded_header" => "forwarded",
             "database.schema" => "runproof_env",
             "s3.region" => "eu-west-1",
             "s3.access_key_id" => "AKIDEXAMPLE",
@@ -690,6 +768,13 @@ mod tests {
             assert_eq!(config.limits.max_connections, 7);
             assert_eq!(config.limits.header_timeout_seconds, 7);
             assert_eq!(config.limits.max_requests_in_flight, 7);
+            assert_eq!(config.limits.max_connections_per_address, 7);
+            assert_eq!(config.limits.webhook_body_timeout_seconds, 7);
+            assert_eq!(config.limits.max_unverified_deliveries_per_address, 7);
+            assert_eq!(
+                config.limits.forwarded_header,
+                runproof_server::ForwardedHeader::Forwarded
+            );
             assert_eq!(config.orphan_blob_grace_seconds, 7);
             assert_eq!(config.database.schema.as_deref(), Some("runproof_env"));
             assert_eq!(config.database.connect_timeout_seconds, Some(7));

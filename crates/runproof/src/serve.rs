@@ -81,15 +81,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             webhook_secrets: resolved.webhook_secrets.clone(),
             body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
             orphan_blob_grace: Duration::from_secs(config.orphan_blob_grace_seconds.max(1)),
-            limits: runproof_server::LimitsConfig {
-                max_connections: config.limits.max_connections,
-                header_timeout_seconds: config.limits.header_timeout_seconds,
-                max_requests_in_flight: config.limits.max_requests_in_flight,
-                unauthenticated_per_ip_per_minute: config.limits.unauthenticated_per_ip_per_minute,
-                unauthenticated_per_repository_per_minute: config
-                    .limits
-                    .unauthenticated_per_repository_per_minute,
-            },
+            limits: config.limits.server(),
         },
         clock: Arc::new(SystemClock),
         metrics: metrics_handle(),
