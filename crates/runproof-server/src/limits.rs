@@ -88,7 +88,7 @@ impl Default for LimitsConfig {
             max_connections_per_address: 128,
             header_timeout_seconds: 30,
             webhook_body_timeout_seconds: 10,
-            max_unverified_deliveries_per_address: 16,
+            max_unverified_deliveries_per_address: 64,
             max_requests_in_flight: 512,
             unauthenticated_per_ip_per_minute: 600,
             unauthenticated_per_repository_per_minute: 300,
