@@ -11,7 +11,7 @@
 //! wrong reject.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -144,11 +144,7 @@ impl RateLimits {
         match credential {
             Credential::App(_) => LimitKey::App,
             Credential::Installation(id, _) => LimitKey::Installation(*id),
-            Credential::Token(token) => {
-                let mut h = self.hasher.build_hasher();
-                token.expose().hash(&mut h);
-                LimitKey::Token(h.finish())
-            }
+            Credential::Token(token) => LimitKey::Token(self.hasher.hash_one(token.expose())),
         }
     }
 
