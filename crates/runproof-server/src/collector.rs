@@ -13,12 +13,18 @@
 //! not make a fresh blob look old. Entries whose names are not upload ids are never
 //! listed, so never deleted. Several replicas may run it at once: deleting a blob that is
 //! already gone succeeds.
+//!
+//! Whose blobs: only a blob store bound to this database is collected
+//! ([`runproof_store::bind_namespace`], run at start by `runproof serve`). Each run first
+//! checks that the database records a namespace and that the blob store's marker names it;
+//! otherwise it deletes nothing, since the blobs of a database that is not ours (another
+//! deployment sharing the directory or S3 prefix) have no records here.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use runproof_core::UnixTime;
-use runproof_store::{BlobError, UploadId};
+use runproof_store::{BlobError, UploadId, check_namespace};
 
 use crate::AppState;
 
@@ -82,6 +88,16 @@ pub async fn collect_unreferenced_blobs(
     let Some(cutoff) = cutoff(state.clock.now(), config.grace) else {
         return report;
     };
+    if let Err(e) = check_namespace(&*state.store, &*state.blobs).await {
+        tracing::warn!(
+            error = %e,
+            "blob collector: the blob store is not bound to this database; nothing is deleted"
+        );
+        metrics::counter!("runproof_collector_refused_total").increment(1);
+        report.errors += 1;
+        report.resume_after = after.cloned();
+        return report;
+    }
     let listed = match state
         .blobs
         .list_committed(cutoff, after, config.max_blobs_per_run)

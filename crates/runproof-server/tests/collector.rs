@@ -15,7 +15,8 @@ use runproof_server::{
     collect_unreferenced_blobs, metrics_handle,
 };
 use runproof_store::{
-    BlobError, LocalBlobStore, Mode, NewUpload, PendingRun, SqliteStore, UploadId, UploadStatus,
+    BlobError, LocalBlobStore, Mode, NewUpload, PendingRun, Site, SqliteStore, UploadId,
+    UploadStatus, bind_namespace,
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -41,10 +42,27 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A database and blobs of its own, bound to each other as `runproof serve` binds them.
     async fn new() -> Self {
         let dir = TempDir::new().unwrap();
         let root = dir.path().to_path_buf();
-        let store = SqliteStore::open(&format!("sqlite://{}", root.join("db.sqlite").display()))
+        let f = Self::on(dir, &root).await;
+        bind_namespace(
+            &*f.state.store,
+            &*f.state.blobs,
+            &site(&root.join("db.sqlite"), &root),
+            UnixTime(1_700_000_000),
+        )
+        .await
+        .unwrap();
+        f
+    }
+
+    /// A database of its own (in `dir`), blobs in `blob_root`, bound to nothing.
+    async fn on(dir: TempDir, blob_root: &Path) -> Self {
+        let root = blob_root.to_path_buf();
+        let db = dir.path().join("db.sqlite");
+        let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
         let blobs = LocalBlobStore::open(&root).await.unwrap();
@@ -158,6 +176,14 @@ impl Fixture {
 
     async fn exists(&self, id: &UploadId) -> bool {
         self.state.blobs.exists(id).await.unwrap()
+    }
+}
+
+fn site(database: &Path, blobs: &Path) -> Site {
+    Site {
+        database: format!("sqlite://{}", database.display()),
+        schema: None,
+        blob_store: format!("file://{}", blobs.display()),
     }
 }
 
@@ -394,4 +420,47 @@ async fn replicas_collecting_at_once_agree() {
         assert!(!f.exists(id).await);
     }
     assert_eq!(read(&f, &kept).await, b"kept");
+}
+
+/// Issue 11: two deployments with databases of their own that share one blob directory
+/// deleted each other's live blobs, which have no record in the other's database. A
+/// collector whose database is not the one the blob store's marker names deletes nothing,
+/// whether its database was never bound or is bound to a namespace of its own.
+#[tokio::test]
+async fn rule_the_collector_never_deletes_another_databases_blobs() {
+    let owner = Fixture::new().await;
+    let old = 2 * HOUR;
+    let live = id_aged(owner.now, old, 1);
+    owner.commit(&live, b"the owner's upload", old).await;
+    owner
+        .insert(&live, b"the owner's upload", UploadStatus::Verified)
+        .await;
+
+    let other = Fixture::on(TempDir::new().unwrap(), &owner.root).await;
+    let report = other.collect(&CollectorConfig::default(), None).await;
+    assert_eq!((report.listed, report.deleted), (0, 0), "{report:?}");
+    assert_eq!(report.errors, 1, "{report:?}");
+    assert!(other.exists(&live).await, "never bound: nothing deleted");
+
+    // Bound to a namespace of its own (its own marker was never written here).
+    other
+        .state
+        .store
+        .bind_namespace("another-namespace", "file:///elsewhere", UnixTime(1))
+        .await
+        .unwrap();
+    let report = other.collect(&CollectorConfig::default(), None).await;
+    assert_eq!((report.deleted, report.errors), (0, 1), "{report:?}");
+    assert!(
+        other.exists(&live).await,
+        "another namespace: nothing deleted"
+    );
+    assert_eq!(read(&owner, &live).await, b"the owner's upload");
+
+    // The owner still collects its own orphans.
+    let orphan = id_aged(owner.now, old, 2);
+    owner.commit(&orphan, b"orphan", old).await;
+    let report = owner.collect(&CollectorConfig::default(), None).await;
+    assert_eq!((report.deleted, report.errors), (1, 0), "{report:?}");
+    assert!(owner.exists(&live).await);
 }

@@ -79,6 +79,30 @@ pub trait BlobStore: Send + Sync + 'static {
         after: Option<&UploadId>,
         limit: usize,
     ) -> Result<Vec<UploadId>, BlobError>;
+
+    /// The namespace marker ([`crate::MARKER_NAME`]): which database this blob store
+    /// belongs to; `None` when there is none.
+    ///
+    /// # Errors
+    /// [`BlobError`] when it cannot be read, or is larger than
+    /// [`crate::MAX_MARKER_BYTES`].
+    async fn read_marker(&self) -> Result<Option<Vec<u8>>, BlobError>;
+
+    /// Writes `marker` as the namespace marker unless there is one (atomically where the
+    /// store allows), and returns the marker in place afterwards: `marker`, or the one
+    /// found.
+    ///
+    /// # Errors
+    /// [`BlobError`] when it cannot be written or read back.
+    async fn claim_marker(&self, marker: &[u8]) -> Result<Vec<u8>, BlobError>;
+}
+
+/// The error for a marker larger than [`crate::MAX_MARKER_BYTES`].
+pub(crate) fn oversized_marker() -> BlobError {
+    BlobError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "the namespace marker is larger than a marker can be",
+    ))
 }
 
 /// A blob being written. Dropping it without committing discards the bytes.

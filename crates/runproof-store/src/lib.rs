@@ -21,6 +21,7 @@ mod blob;
 mod github;
 mod local;
 mod model;
+mod namespace;
 mod open;
 mod outbox;
 mod postgres;
@@ -39,6 +40,10 @@ pub use github::{
 pub use model::{
     Cursor, ListFilter, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord,
     UploadStatus,
+};
+pub use namespace::{
+    MARKER_NAME, MAX_MARKER_BYTES, NamespaceError, NamespaceMarker, NamespaceRecord, Site,
+    bind_namespace, check_namespace,
 };
 pub use open::{PoolSettings, open_store};
 pub use outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
@@ -424,6 +429,26 @@ pub trait Store: Send + Sync + 'static {
     /// poll; `None` when the backend cannot tell (the worker polls). Wake-ups may be
     /// coalesced, spurious or (across reconnections) lost: they never replace polling.
     async fn outbox_notifications(&self) -> Option<tokio::sync::mpsc::Receiver<()>>;
+
+    /// The namespace this database records (see [`bind_namespace`]), if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn namespace(&self) -> Result<Option<NamespaceRecord>, StoreError>;
+
+    /// Records the namespace `id`, bound to `blob_store`, unless another namespace is
+    /// recorded; when namespace `id` is, records `blob_store` as its blob store. Returns
+    /// the namespace recorded afterwards, whose id the caller compares with `id`: a
+    /// recorded id never changes. Atomic.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn bind_namespace(
+        &self,
+        id: &str,
+        blob_store: &str,
+        now: UnixTime,
+    ) -> Result<NamespaceRecord, StoreError>;
 
     /// Checks that the database answers.
     ///

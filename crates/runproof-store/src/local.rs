@@ -4,6 +4,7 @@
 //! - `tmp/`: bodies being written, one uniquely named file each. Never read from.
 //! - `blobs/<xx>/<id>`: committed bodies, where `xx` is the id's last two hex digits.
 //! - `lock`: held shared by every open store, exclusively while `tmp/` is cleaned.
+//! - `.runproof-namespace`: the marker naming the database that owns these blobs.
 //!
 //! A body reaches `blobs/` only by a rename after it is complete and fsynced, so a crash
 //! leaves at most a stray file in `tmp/`, which the next [`LocalBlobStore::open`] deletes.
@@ -17,8 +18,9 @@ use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
-use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream, Smallest};
+use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream, Smallest, oversized_marker};
 use crate::model::UploadId;
+use crate::namespace::{MARKER_NAME, MAX_MARKER_BYTES};
 
 /// Write buffer per blob being written: bounds memory per upload.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -327,6 +329,71 @@ impl BlobStore for LocalBlobStore {
         })
         .await
     }
+
+    async fn read_marker(&self) -> Result<Option<Vec<u8>>, BlobError> {
+        let path = self.inner.root.join(MARKER_NAME);
+        blocking(move || read_marker_blocking(&path)).await
+    }
+
+    async fn claim_marker(&self, marker: &[u8]) -> Result<Vec<u8>, BlobError> {
+        let inner = Arc::clone(&self.inner);
+        let marker = marker.to_vec();
+        blocking(move || claim_marker_blocking(&inner, &marker)).await
+    }
+}
+
+/// The marker at `path`, if any, read up to one byte past the most a marker can be.
+fn read_marker_blocking(path: &Path) -> Result<Option<Vec<u8>>, BlobError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_MARKER_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(io_error)?;
+    if bytes.len() > MAX_MARKER_BYTES {
+        return Err(oversized_marker());
+    }
+    Ok(Some(bytes))
+}
+
+/// Writes the marker whole to `tmp/`, then links it into place, which fails when a marker
+/// exists: of two stores claiming at once, one marker wins whole.
+fn claim_marker_blocking(inner: &Inner, marker: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let dest = inner.root.join(MARKER_NAME);
+    let staged = inner
+        .tmp
+        .join(format!("marker-{}", uuid::Uuid::new_v4().hyphenated()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&staged)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, marker)?;
+            file.sync_all()
+        });
+    let linked = written.and_then(|()| std::fs::hard_link(&staged, &dest));
+    if let Err(e) = std::fs::remove_file(&staged)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, file = %staged.display(), "cannot remove a staged marker");
+    }
+    match linked {
+        Ok(()) => std::fs::File::open(&inner.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error)?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_error(e)),
+    }
+    read_marker_blocking(&dest)?.ok_or_else(|| {
+        BlobError::Io(io::Error::other(
+            "the namespace marker vanished right after it was written",
+        ))
+    })
 }
 
 /// A body being written to `tmp/`.

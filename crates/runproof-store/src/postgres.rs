@@ -37,6 +37,7 @@ use crate::github::{
 use crate::model::{
     Cursor, ListFilter, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
 };
+use crate::namespace::{self, NamespaceRecord};
 use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
 use crate::row::{
     BindingRow, DeliveryRow, GrantRow, InstallationRow, PendingUploadRow, Resolution,
@@ -1293,6 +1294,32 @@ impl Store for PostgresStore {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(forward_notifications(self.pool.clone(), tx, None));
         Some(rx)
+    }
+
+    async fn namespace(&self) -> Result<Option<NamespaceRecord>, StoreError> {
+        sqlx::query_as(namespace::NAMESPACE_SQL)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_error)
+    }
+
+    async fn bind_namespace(
+        &self,
+        id: &str,
+        blob_store: &str,
+        now: UnixTime,
+    ) -> Result<NamespaceRecord, StoreError> {
+        sqlx::query(namespace::BIND_NAMESPACE_SQL)
+            .bind(id)
+            .bind(blob_store)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        sqlx::query_as(namespace::NAMESPACE_SQL)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg_error)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 //! - `blobs/<id>`: committed bodies.
 //! - `tmp/<uuid>`: the body of a large upload between its completion and its copy to
 //!   `blobs/`, and `ping` probes. Never read from.
+//! - `.runproof-namespace`: the marker naming the database that owns these blobs.
 //!
 //! S3 makes an object visible only whole, on a single PUT or on
 //! CompleteMultipartUpload, so nothing is visible before commit:
@@ -41,14 +42,15 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{
     ClientConfigKey, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore,
-    ObjectStoreExt, PutPayload,
+    ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 use runproof_core::Secret;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream, Smallest};
+use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream, Smallest, oversized_marker};
 use crate::model::UploadId;
+use crate::namespace::{MARKER_NAME, MAX_MARKER_BYTES};
 
 /// Size of each part of a multipart upload, and the most a body buffers before one starts.
 /// S3 wants parts of at least 5 MiB (but the last) and at most 10,000 of them.
@@ -149,6 +151,8 @@ struct Inner {
     prefix: Path,
     blobs: Path,
     tmp: Path,
+    /// `<prefix>/.runproof-namespace`.
+    marker: Path,
     /// Memory for the part buffers of every writer.
     budget: Arc<Budget>,
 }
@@ -351,6 +355,7 @@ impl S3BlobStore {
             bucket: config.bucket,
             blobs: prefix.clone().join("blobs"),
             tmp: prefix.clone().join("tmp"),
+            marker: prefix.clone().join(MARKER_NAME),
             prefix,
             budget: Arc::new(Budget::new(max_buffer_bytes, spill_dir)),
         });
@@ -451,6 +456,27 @@ impl Inner {
             return None;
         }
         UploadId::parse(name.as_ref())
+    }
+
+    /// The namespace marker, if any, refused when larger than a marker can be.
+    async fn read_marker(&self) -> Result<Option<Vec<u8>>, BlobError> {
+        let result = match self
+            .store
+            .get_opts(&self.marker, GetOptions::default())
+            .await
+        {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error(e)),
+        };
+        if result.meta.size > MAX_MARKER_BYTES as u64 {
+            return Err(oversized_marker());
+        }
+        let bytes = result.bytes().await.map_err(store_error)?;
+        if bytes.len() > MAX_MARKER_BYTES {
+            return Err(oversized_marker());
+        }
+        Ok(Some(bytes.to_vec()))
     }
 
     fn fresh_tmp(&self, kind: &str) -> Path {
@@ -625,6 +651,38 @@ impl BlobStore for S3BlobStore {
             previous = Some(meta.location);
         }
         Ok(smallest.into_sorted())
+    }
+
+    async fn read_marker(&self) -> Result<Option<Vec<u8>>, BlobError> {
+        self.inner.read_marker().await
+    }
+
+    async fn claim_marker(&self, marker: &[u8]) -> Result<Vec<u8>, BlobError> {
+        let path = &self.inner.marker;
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let payload = || PutPayload::from(marker.to_vec());
+        match self.inner.store.put_opts(path, payload(), create).await {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            // Conditional writes turned off (`AWS_CONDITIONAL_PUT=disabled`): look first.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                if self.inner.read_marker().await?.is_none() {
+                    self.inner
+                        .store
+                        .put(path, payload())
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        self.inner.read_marker().await?.ok_or_else(|| {
+            BlobError::Io(io::Error::other(
+                "the namespace marker vanished right after it was written",
+            ))
+        })
     }
 }
 

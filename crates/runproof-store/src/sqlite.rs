@@ -21,6 +21,7 @@ use crate::github::{
 use crate::model::{
     Cursor, ListFilter, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
 };
+use crate::namespace::{self, NamespaceRecord};
 use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
 use crate::row::{
     BindingRow, DeliveryRow, GrantRow, InstallationRow, PendingUploadRow, Resolution,
@@ -1089,6 +1090,32 @@ impl Store for SqliteStore {
     async fn outbox_notifications(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
         // No cross-process signal in SQLite: delivery workers poll.
         None
+    }
+
+    async fn namespace(&self) -> Result<Option<NamespaceRecord>, StoreError> {
+        sqlx::query_as(namespace::NAMESPACE_SQL)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn bind_namespace(
+        &self,
+        id: &str,
+        blob_store: &str,
+        now: UnixTime,
+    ) -> Result<NamespaceRecord, StoreError> {
+        sqlx::query(namespace::BIND_NAMESPACE_SQL)
+            .bind(id)
+            .bind(blob_store)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        sqlx::query_as(namespace::NAMESPACE_SQL)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

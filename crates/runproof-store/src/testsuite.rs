@@ -199,6 +199,28 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
 
+/// A recorded namespace id never changes; binding the same id again moves it to another
+/// blob store. (The database may be bound already by an earlier run.)
+pub async fn namespace_id_is_recorded_once(store: &dyn Store) {
+    let first = store
+        .bind_namespace(&unique("ns"), "file:///first", UnixTime(1_700_000_000))
+        .await
+        .unwrap();
+    assert_eq!(store.namespace().await.unwrap().as_ref(), Some(&first));
+    let other = store
+        .bind_namespace(&unique("ns"), "file:///other", UnixTime(1_700_000_001))
+        .await
+        .unwrap();
+    assert_eq!(other, first, "another id changes nothing");
+    let moved = store
+        .bind_namespace(&first.id, "s3://bucket/moved", UnixTime(1_700_000_002))
+        .await
+        .unwrap();
+    assert_eq!(moved.id, first.id);
+    assert_eq!(moved.blob_store, "s3://bucket/moved");
+    assert_eq!(store.namespace().await.unwrap(), Some(moved));
+}
+
 /// Runs every [`Store`] test.
 pub async fn store_suite(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
@@ -234,6 +256,7 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     expire_pending_and_blobs_to_delete(&*store).await;
     pending_quotas_count_uploads(&*store).await;
     ids_without_upload_counts_every_status(&*store).await;
+    namespace_id_is_recorded_once(&*store).await;
 }
 
 /// A `jti` is accepted once per issuer; the same `jti` of another issuer is distinct.
@@ -1959,6 +1982,21 @@ pub async fn blob_suite(store: Arc<dyn BlobStore>) {
     interleaved_writers_stay_apart(&*store).await;
     large_blob_streams_through(&*store, 20 * 1024 * 1024).await;
     committed_blobs_list_in_id_order(&*store).await;
+    namespace_marker_is_written_once(&*store).await;
+}
+
+/// The namespace marker is written only when absent: the first claim wins, whole. Needs a
+/// blob store without a marker.
+pub async fn namespace_marker_is_written_once(store: &dyn BlobStore) {
+    assert_eq!(store.read_marker().await.unwrap(), None);
+    let first = br#"{"namespace": "first", "database": "sqlite:///a.db"}"#;
+    let second = br#"{"namespace": "second", "database": "sqlite:///b.db"}"#;
+    assert_eq!(store.claim_marker(first).await.unwrap(), first);
+    assert_eq!(store.claim_marker(second).await.unwrap(), first);
+    assert_eq!(
+        store.read_marker().await.unwrap().as_deref(),
+        Some(&first[..])
+    );
 }
 
 /// Committed bytes read back whole and by `offset`/`len` ranges.

@@ -9,9 +9,11 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use runproof_core::Secret;
+use runproof_core::UnixTime;
 use runproof_store::testsuite::{self, read_to_vec};
 use runproof_store::{
-    BlobError, BlobStore, BlobWriter, MIN_BUFFER_BYTES, S3BlobStore, S3Config, UploadId,
+    BlobError, BlobStore, BlobWriter, MARKER_NAME, MIN_BUFFER_BYTES, NamespaceError, S3BlobStore,
+    S3Config, Site, SqliteStore, UploadId, bind_namespace, check_namespace,
 };
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
@@ -153,9 +155,66 @@ async fn suite() {
     let left = server.objects();
     assert!(
         left.iter()
-            .all(|k| k.starts_with(&format!("{PREFIX}/blobs/"))),
+            .all(|k| k.starts_with(&format!("{PREFIX}/blobs/"))
+                || *k == format!("{PREFIX}/{MARKER_NAME}")),
         "{left:?}"
     );
+}
+
+/// Issue 11: two deployments with databases of their own but one S3 prefix delete each
+/// other's blobs. The second to bind the prefix is refused, naming both databases; a
+/// prefix of its own in the same bucket is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_an_s3_prefix_belongs_to_one_database() {
+    let server = Server::start().await;
+    let dir = TempDir::new().unwrap();
+    let sqlite = |name: &str| {
+        let url = format!("sqlite://{}", dir.path().join(name).display());
+        async move { SqliteStore::open(&url).await.unwrap() }
+    };
+    let (first, second) = (sqlite("first.db").await, sqlite("second.db").await);
+    let site = |database: &str, prefix: &str| Site {
+        database: database.into(),
+        schema: None,
+        blob_store: format!("s3://{BUCKET}/{prefix}"),
+    };
+    let now = UnixTime(1_700_000_000);
+    let store = server.store().await;
+    let bound = bind_namespace(&first, &store, &site("sqlite:///first.db", PREFIX), now)
+        .await
+        .unwrap();
+    assert!(
+        server
+            .objects()
+            .contains(&format!("{PREFIX}/{MARKER_NAME}")),
+        "{:?}",
+        server.objects()
+    );
+    let err = bind_namespace(&second, &store, &site("sqlite:///second.db", PREFIX), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NamespaceError::Claimed { .. }), "{err:?}");
+    let message = err.to_string();
+    for needle in ["sqlite:///first.db", "sqlite:///second.db", &bound.id] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+
+    let mut config = server.config();
+    config.prefix = "deploy/two".into();
+    let own = S3BlobStore::open(config).await.unwrap();
+    bind_namespace(
+        &second,
+        &own,
+        &site("sqlite:///second.db", "deploy/two"),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(check_namespace(&first, &store).await.unwrap(), bound);
+    assert!(matches!(
+        check_namespace(&second, &store).await,
+        Err(NamespaceError::Claimed { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

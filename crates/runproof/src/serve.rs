@@ -19,15 +19,18 @@ use crate::config::Resolved;
 ///
 /// # Errors
 /// When the database or blob storage cannot be opened (within bounded time: see
-/// [`crate::storage`]), or an issuer URL is refused.
+/// [`crate::storage`]), the blob store belongs to another database
+/// ([`crate::storage::bind`]), or an issuer URL is refused.
 pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
     let config = &resolved.config;
     let store = crate::storage::open_database(&resolved.storage.database).await?;
     let blobs = crate::storage::open_blobs(&resolved.storage.blobs).await?;
+    let namespace = crate::storage::bind(&resolved.storage, &*store, &*blobs).await?;
     tracing::info!(
         database = %resolved.storage.database.display_url(),
         schema = resolved.storage.database.schema.as_deref().unwrap_or("(default)"),
         blobs = %resolved.storage.blobs.display(),
+        namespace = %namespace.id,
         "storage ready"
     );
     let issuers: Vec<IssuerConfig> = resolved

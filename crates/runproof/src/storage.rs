@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use runproof_core::Secret;
+use runproof_core::UnixTime;
 use runproof_store::{
-    BlobStore, LocalBlobStore, MIN_BUFFER_BYTES, PoolSettings, PostgresOptions, PostgresStore,
-    S3BlobStore, S3Config, Store, open_store,
+    BlobStore, LocalBlobStore, MIN_BUFFER_BYTES, NamespaceError, NamespaceRecord, PoolSettings,
+    PostgresOptions, PostgresStore, S3BlobStore, S3Config, Site, Store, bind_namespace, open_store,
 };
 use serde::Deserialize;
 
@@ -130,6 +131,22 @@ impl BlobLocation {
             Self::Local(dir) => format!("file://{}", dir.display()),
             Self::S3(c) if c.prefix.is_empty() => format!("s3://{}", c.bucket),
             Self::S3(c) => format!("s3://{}/{}", c.bucket, c.prefix),
+        }
+    }
+
+    /// What the database records as its blob store: a local directory by its absolute
+    /// path (once it exists), a bucket with its endpoint when one is configured.
+    #[must_use]
+    pub fn identity(&self) -> String {
+        match self {
+            Self::Local(dir) => {
+                let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+                format!("file://{}", dir.display())
+            }
+            Self::S3(c) => match &c.endpoint {
+                Some(endpoint) => format!("{} at {endpoint}", self.display()),
+                None => self.display(),
+            },
         }
     }
 }
@@ -362,6 +379,38 @@ pub async fn open_blobs(blobs: &BlobLocation) -> anyhow::Result<Arc<dyn BlobStor
     }
 }
 
+/// Binds the database and the blob store to each other, or refuses to go on when the blob
+/// store belongs to another database (see [`runproof_store::bind_namespace`]): a
+/// deployment never runs the collector of unreferenced blobs over another's blobs.
+///
+/// # Errors
+/// When the blob store's marker names another database (the message names both), the
+/// database is bound to another blob store and this one has no marker, or either fails.
+pub async fn bind(
+    storage: &Storage,
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+) -> anyhow::Result<NamespaceRecord> {
+    let site = Site {
+        database: storage.database.display_url(),
+        schema: storage.database.schema.clone(),
+        blob_store: storage.blobs.identity(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let now = UnixTime(i64::try_from(now).unwrap_or(i64::MAX));
+    match bind_namespace(store, blobs, &site, now).await {
+        Ok(bound) => Ok(bound),
+        Err(e @ (NamespaceError::Store(_) | NamespaceError::Blob(_))) => Err(anyhow::Error::new(e)
+            .context(format!(
+                "cannot bind the database {} to the blob store {}",
+                site.database, site.blob_store
+            ))),
+        Err(e) => Err(anyhow::Error::new(e)),
+    }
+}
+
 /// A URL without user information, query and fragment (`postgres://db.internal:5432/app`).
 #[must_use]
 pub fn redact_url(raw: &str) -> String {
@@ -556,6 +605,38 @@ mod tests {
         let debug = format!("{resolved:?}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
         assert!(debug.contains("postgres://db/x"), "{debug}");
+    }
+
+    /// Issue 11: two deployments with databases of their own (two SQLite files here; two
+    /// PostgreSQL schemas alike) and one blob directory deleted each other's blobs. The
+    /// second refuses to start, naming both databases.
+    #[tokio::test]
+    async fn rule_a_second_database_on_the_same_blobs_refuses_to_start() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let blobs_dir = dir.path().join("shared-blobs");
+        let start = |db: &str| {
+            let url = format!("sqlite://{}", dir.path().join(db).display());
+            let blobs = format!("file://{}", blobs_dir.display());
+            async move {
+                let storage = storage(Some(&url), Some(&blobs), DatabaseSection::default(), None)?;
+                let store = open_database(&storage.database).await?;
+                let blobs = open_blobs(&storage.blobs).await?;
+                bind(&storage, &*store, &*blobs).await
+            }
+        };
+        let first = start("first.db").await.unwrap();
+        assert_eq!(start("first.db").await.unwrap(), first, "a restart");
+        let err = format!("{:#}", start("second.db").await.unwrap_err());
+        for needle in [
+            "first.db",
+            "second.db",
+            "shared-blobs",
+            "another deployment",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        // The first one still starts.
+        assert_eq!(start("first.db").await.unwrap(), first);
     }
 
     #[test]
