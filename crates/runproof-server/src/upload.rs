@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,8 @@ use runproof_core::digest::parse_content_digest;
 use runproof_core::name::UploadName;
 use runproof_core::{ErrorCode, RunIdentity};
 use runproof_store::{
-    BlobError, BlobWriter, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadStatus,
+    BlobError, BlobWriter, IdempotencyScope, Mode, NewUpload, PendingRun, SessionAsk, StoreError,
+    UploadId, UploadRecord, UploadStatus,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +21,8 @@ use sha2::{Digest, Sha256};
 use crate::auth::{Credentials, credentials, verify_oidc};
 use crate::binding::bind;
 use crate::github_token;
-use crate::sessions::use_session;
+use crate::sessions::{SessionReservation, use_session};
+use crate::webhook_mode::Reservation;
 use crate::{ApiError, AppState};
 use runproof_core::session::looks_like_session_token;
 
@@ -38,17 +40,30 @@ struct Admitted {
     identity: RunIdentity,
     /// The most bytes this upload may take.
     cap: u64,
-    /// The session the upload counts against, by token hash.
-    session: Option<String>,
     /// The run claimed, for an upload held pending (webhook mode).
     pending: Option<PendingRun>,
 }
 
-/// The body's facts once it is fully received and its blob committed.
+/// The body once it is fully received and checked, its blob not yet committed.
 struct Received {
-    id: UploadId,
+    writer: Box<dyn BlobWriter>,
     size: u64,
     sha256: [u8; 32],
+}
+
+/// What the client asked to store with the body.
+struct Described {
+    name: String,
+    content_type: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+/// What became of a received upload.
+enum Stored {
+    /// Inserted with this status (or found inserted after a lost commit answer).
+    New(UploadRecord, UploadStatus),
+    /// An upload of the same scope and idempotency key was there first.
+    Replayed(UploadRecord),
 }
 
 pub(crate) async fn create_upload(
@@ -56,6 +71,29 @@ pub(crate) async fn create_upload(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+) -> Result<Response, ApiError> {
+    let mut reservation = None;
+    let mut session = None;
+    let answer = receive_upload(state, uri, headers, body, &mut reservation, &mut session).await;
+    // Refunded before the answer goes out unless the insert consumed it, so that a
+    // client's next request finds the room again. A request cancelled midway refunds it
+    // when the reservation is dropped.
+    if let Some(unused) = reservation {
+        unused.refund().await;
+    }
+    if let Some(unused) = session {
+        unused.release().await;
+    }
+    answer
+}
+
+async fn receive_upload(
+    state: Arc<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    reservation: &mut Option<Reservation>,
+    session: &mut Option<SessionReservation>,
 ) -> Result<Response, ApiError> {
     let params: Query<UploadParams> = Query::try_from_uri(&uri)
         .map_err(|_| ApiError::invalid("the query string is malformed"))?;
@@ -65,12 +103,14 @@ pub(crate) async fn create_upload(
         .ok_or_else(|| ApiError::invalid("the `name` query parameter is required"))?;
     let name = UploadName::parse(name).map_err(|e| ApiError::invalid(e.to_string()))?;
 
-    let admitted = admit(&state, &headers).await?;
-
+    // A request with neither Content-Length nor chunked encoding has an empty body: the
+    // body's size hint knows that when the header is absent.
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| body.size_hint().exact());
+    let admitted = admit(&state, &headers, declared_len, reservation, session).await?;
     if declared_len.is_some_and(|len| len > admitted.cap) {
         return Err(too_large(admitted.cap));
     }
@@ -84,9 +124,10 @@ pub(crate) async fn create_upload(
     let idempotency_key = optional_header(&headers, "idempotency-key")?;
 
     if let Some(key) = &idempotency_key {
+        let scope = IdempotencyScope::new(admitted.mode, &admitted.identity);
         let existing = state
             .store
-            .find_by_idempotency_key(admitted.identity.repository_id, key)
+            .find_by_idempotency_key(&scope, key)
             .await
             .map_err(|e| ApiError::storage(&e))?;
         if let Some(existing) = existing {
@@ -95,7 +136,86 @@ pub(crate) async fn create_upload(
     }
 
     let received = receive_body(&state, body, expected_digest, admitted.cap).await?;
+    let described = Described {
+        name: name.as_str().to_owned(),
+        content_type,
+        idempotency_key,
+    };
+    // Every byte is in: from here the client is not needed. Commit and insert run to
+    // their end in a task of their own, so that a client gone now (its request's future
+    // dropped) leaves no blob without a record, and no reservation behind.
+    let task = tokio::spawn(store_upload(
+        Arc::clone(&state),
+        received,
+        described,
+        admitted,
+        reservation.take(),
+        session.take(),
+    ));
+    let stored = task.await.map_err(|e| ApiError::storage(&e))??;
+    match stored {
+        Stored::Replayed(existing) => Ok(replayed(existing)),
+        Stored::New(record, UploadStatus::Pending) => Ok(pending_response(
+            crate::webhook_mode::after_insert(&state, record).await,
+        )),
+        Stored::New(record, _) => {
+            let location = HeaderValue::from_str(&format!("/v1/uploads/{}", record.id)).ok();
+            let mut resp = (StatusCode::CREATED, Json(record)).into_response();
+            if let Some(location) = location {
+                resp.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(resp)
+        }
+    }
+}
 
+/// Commits the blob and inserts its record, then settles what was reserved for it: on
+/// success the reservations are used (a session's unused bytes go back), otherwise they
+/// are given back before the answer goes out.
+async fn store_upload(
+    state: Arc<AppState>,
+    received: Received,
+    described: Described,
+    admitted: Admitted,
+    reservation: Option<Reservation>,
+    session: Option<SessionReservation>,
+) -> Result<Stored, ApiError> {
+    let result =
+        commit_and_insert(&state, received, described, admitted, reservation.as_ref()).await;
+    match &result {
+        Ok(Stored::New(record, _)) => {
+            if let Some(consumed) = reservation {
+                consumed.consumed();
+            }
+            if let Some(session) = session {
+                session.settle(record.size).await;
+            }
+        }
+        Ok(Stored::Replayed(_)) | Err(_) => {
+            if let Some(unused) = reservation {
+                unused.refund().await;
+            }
+            if let Some(unused) = session {
+                unused.release().await;
+            }
+        }
+    }
+    result
+}
+
+async fn commit_and_insert(
+    state: &AppState,
+    received: Received,
+    described: Described,
+    admitted: Admitted,
+    reservation: Option<&Reservation>,
+) -> Result<Stored, ApiError> {
+    let id = UploadId::generate();
+    received
+        .writer
+        .commit(&id)
+        .await
+        .map_err(|e| blob_error(&e))?;
     let now = state.clock.now();
     let status = if admitted.pending.is_some() {
         UploadStatus::Pending
@@ -103,20 +223,22 @@ pub(crate) async fn create_upload(
         UploadStatus::Verified
     };
     let mut new = NewUpload {
-        id: received.id.clone(),
+        id: id.clone(),
         status,
         mode: admitted.mode,
-        name: name.as_str().to_owned(),
+        name: described.name,
         size: received.size,
         sha256: received.sha256,
-        content_type,
-        created_at: now,
+        content_type: described.content_type,
+        // A pending upload is received when its request's head was, not its last byte.
+        created_at: reservation.map_or(now, Reservation::admitted_at),
         verified_at: (status == UploadStatus::Verified).then_some(now),
         identity: admitted.identity,
         reason: None,
-        idempotency_key,
+        idempotency_key: described.idempotency_key,
         deliveries: Vec::new(),
         pending_run: admitted.pending,
+        pending_reservation: reservation.map(|r| r.id().clone()),
     };
     if let Some(delivery) = state
         .delivery
@@ -126,61 +248,85 @@ pub(crate) async fn create_upload(
         new.deliveries
             .extend(delivery.delivery_for("upload.verified", &crate::delivery::record_of(&new)));
     }
-    match state.store.insert_upload(&new).await {
-        Ok(record) => {
-            if let Some(hash) = &admitted.session
-                && let Err(e) = state.store.add_session_bytes(hash, record.size).await
-            {
-                tracing::warn!(error = %e, "cannot count the session's bytes");
-            }
-            if !new.deliveries.is_empty() {
-                state.delivery_wake.notify_one();
-            }
-            metrics::counter!("runproof_uploads_total", "mode" => new.mode.as_str(), "status" => status.as_str())
-                .increment(1);
-            metrics::counter!("runproof_upload_bytes_total").increment(received.size);
-            tracing::info!(
-                id = %record.id,
-                repository_id = %record.identity.repository_id,
-                run_id = %record.identity.run_id,
-                size = record.size,
-                status = status.as_str(),
-                "upload stored"
-            );
-            if status == UploadStatus::Pending {
-                return Ok(pending_response(
-                    crate::webhook_mode::after_insert(&state, record).await,
-                ));
-            }
-            let location = HeaderValue::from_str(&format!("/v1/uploads/{}", record.id)).ok();
-            let mut resp = (StatusCode::CREATED, Json(record)).into_response();
-            if let Some(location) = location {
-                resp.headers_mut().insert(header::LOCATION, location);
-            }
-            Ok(resp)
+    let record = match state.store.insert_upload(&new).await {
+        Ok(record) => record,
+        Err(StoreError::Conflict(existing)) => {
+            // Our record was not inserted: the blob is ours alone.
+            delete_blob(state, &id).await;
+            return Ok(Stored::Replayed(*existing));
         }
-        Err(err) => {
-            if let Err(e) = state.blobs.delete(&received.id).await {
-                tracing::warn!(error = %e, id = %received.id, "could not delete blob of a failed insert");
-            }
-            match err {
-                StoreError::Conflict(existing) => Ok(replayed(*existing)),
-                other => Err(ApiError::storage(&other)),
+        Err(StoreError::CommitUnknown(cause)) => {
+            // Deleting the blob of a record that did commit would leave an idempotent
+            // retry a record without content: look first, and when even that cannot
+            // tell, keep the blob (the collector deletes it later if no record names it).
+            match state.store.get_upload(&id).await {
+                Ok(Some(record)) => {
+                    tracing::warn!(%id, %cause, "the insert committed though its answer was lost");
+                    record
+                }
+                Ok(None) => {
+                    delete_blob(state, &id).await;
+                    return Err(ApiError::storage(&cause));
+                }
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "cannot tell whether the insert committed; the blob is kept");
+                    return Err(ApiError::storage(&cause));
+                }
             }
         }
+        Err(other) => {
+            delete_blob(state, &id).await;
+            return Err(ApiError::storage(&other));
+        }
+    };
+    if !new.deliveries.is_empty() {
+        state.delivery_wake.notify_one();
+    }
+    metrics::counter!("runproof_uploads_total", "mode" => new.mode.as_str(), "status" => status.as_str())
+        .increment(1);
+    metrics::counter!("runproof_upload_bytes_total").increment(received.size);
+    tracing::info!(
+        id = %record.id,
+        repository_id = %record.identity.repository_id,
+        run_id = %record.identity.run_id,
+        size = record.size,
+        status = status.as_str(),
+        "upload stored"
+    );
+    Ok(Stored::New(record, status))
+}
+
+async fn delete_blob(state: &AppState, id: &UploadId) {
+    if let Err(e) = state.blobs.delete(id).await {
+        tracing::warn!(error = %e, %id, "could not delete blob of a failed insert");
     }
 }
 
-/// Checks credentials and decides the mode, before any byte of the body is read.
-async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiError> {
+/// Checks credentials and decides the mode, before any byte of the body is read. Room
+/// reserved in the pending quotas (webhook mode) is left in `reservation`, and what a
+/// session reserved for the body (`declared_len` bytes, or up to the cap) in `session`.
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    declared_len: Option<u64>,
+    reservation: &mut Option<Reservation>,
+    session: &mut Option<SessionReservation>,
+) -> Result<Admitted, ApiError> {
     match credentials(headers)? {
         Credentials::Bearer(token) if looks_like_session_token(token) => {
-            let grant = use_session(state, token).await?;
+            let max = state.config.max_upload_bytes;
+            let ask = match declared_len {
+                Some(len) if len > max => return Err(too_large(max)),
+                Some(len) => SessionAsk::Exactly(len),
+                None => SessionAsk::UpTo(max),
+            };
+            let grant = use_session(state, token, ask).await?;
+            let cap = grant.reservation.bytes();
+            *session = Some(grant.reservation);
             Ok(Admitted {
                 mode: Mode::Session,
                 identity: grant.identity,
-                cap: state.config.max_upload_bytes.min(grant.bytes_left),
-                session: Some(grant.token_hash),
+                cap,
                 pending: None,
             })
         }
@@ -191,7 +337,6 @@ async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiErr
                 mode: Mode::Oidc,
                 identity,
                 cap: state.config.max_upload_bytes,
-                session: None,
                 pending: None,
             })
         }
@@ -202,18 +347,17 @@ async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiErr
                 mode: Mode::GithubToken,
                 identity,
                 cap: state.config.max_upload_bytes,
-                session: None,
                 pending: None,
             })
         }
         Credentials::None => match state.webhook_mode.as_ref() {
             Some(mode) => {
                 let admission = crate::webhook_mode::admit(state, mode, headers).await?;
+                *reservation = Some(admission.reservation);
                 Ok(Admitted {
                     mode: Mode::Webhook,
                     identity: admission.identity,
                     cap: admission.cap,
-                    session: None,
                     pending: Some(admission.claim),
                 })
             }
@@ -225,14 +369,22 @@ async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiErr
     }
 }
 
-/// Streams the body into a new blob, hashing and counting as it goes, and commits it.
+/// Streams the body into a new blob, hashing and counting as it goes, and checks its
+/// digest; the blob is left to commit.
 async fn receive_body(
     state: &AppState,
     body: Body,
     expected: Option<[u8; 32]>,
     cap: u64,
 ) -> Result<Received, ApiError> {
-    let mut writer = state.blobs.begin().await.map_err(|e| blob_error(&e))?;
+    // Begun in a task of its own: a local blob's file is created on a blocking thread,
+    // so a request dropped meanwhile (its client gone) would leave the file behind. The
+    // task hands the writer over, or drops it, discarding the file, once nobody waits.
+    let blobs = Arc::clone(&state.blobs);
+    let mut writer = tokio::spawn(async move { blobs.begin().await })
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+        .map_err(|e| blob_error(&e))?;
     let streamed = tokio::time::timeout(
         state.config.body_timeout,
         stream_into(&mut *writer, body, cap),
@@ -256,9 +408,11 @@ async fn receive_body(
             "the body does not match its Content-Digest",
         ));
     }
-    let id = UploadId::generate();
-    writer.commit(&id).await.map_err(|e| blob_error(&e))?;
-    Ok(Received { id, size, sha256 })
+    Ok(Received {
+        writer,
+        size,
+        sha256,
+    })
 }
 
 async fn stream_into(

@@ -25,7 +25,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use runproof_core::correlation::{Decision, RejectReason, Rules, RunClaim, RunFacts, decide};
+use runproof_core::correlation::{
+    Decision, RejectReason, Rules, RunClaim, RunFacts, Screening, decide, screen,
+};
 use runproof_core::run_header::{RunHeader, parse_sha};
 use runproof_core::{
     ErrorCode, InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime,
@@ -34,7 +36,8 @@ use runproof_github::GithubError;
 use runproof_github::types::parse_timestamp;
 use runproof_github::workflow::{WorkflowCheck, check_workflow};
 use runproof_store::{
-    ListFilter, PENDING_EXPIRED_REASON, PendingRun, UploadId, UploadRecord, UploadStatus,
+    CountableClaims, ListFilter, PENDING_EXPIRED_REASON, PendingLimits, PendingReservation,
+    PendingRun, ReservationId, Reserved, Store, UploadId, UploadRecord, UploadStatus,
     WebhookEffect, WorkflowRunRecord,
 };
 use serde_json::json;
@@ -56,6 +59,8 @@ const CACHE_BOUND: usize = 10_000;
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs asked of GitHub per sweep, at most (rate limits).
 const SWEEP_API_BUDGET: usize = 50;
+/// How long after the body deadline an unconsumed reservation still counts, in seconds.
+const RESERVATION_GRACE_SECONDS: i64 = 60;
 
 /// The `[webhook_mode]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +73,9 @@ pub struct WebhookModeConfig {
     pub allow_forks: bool,
     /// `owner/name` of an action the run's workflow must use (the workflow check).
     pub require_action: Option<String>,
-    /// The most uploads one run may make in this mode (all attempts, any status).
+    /// The most uploads in this mode, per run attempt, that may still be approved:
+    /// pending or verified (rejected and expired ones do not count), and, once the run is
+    /// known, naming its commit and received since the attempt started.
     pub max_uploads_per_run: u64,
     /// The most bytes pending at once for one repository.
     pub max_pending_bytes_per_repository: u64,
@@ -115,6 +122,15 @@ impl WebhookMode {
             config,
             checks: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The rules of the pure decision, with the policy of `state`.
+    fn rules<'a>(&self, state: &'a AppState) -> Rules<'a> {
+        Rules {
+            policy: &state.verifier.config().policy,
+            allow_forks: self.config.allow_forks,
+            grace_period_seconds: self.config.grace_period_seconds,
         }
     }
 
@@ -180,6 +196,7 @@ impl Vouched {
                 head_repository_id: r.head_repository_id,
                 event: r.event.clone(),
                 completed_at: r.completed_at,
+                run_started_at: r.run_started_at,
             },
             full_name: r.repository_full_name.clone(),
             owner_id: r.owner_id,
@@ -221,8 +238,69 @@ pub(crate) struct PendingAdmission {
     pub(crate) identity: RunIdentity,
     /// The run claimed.
     pub(crate) claim: PendingRun,
-    /// The most bytes the body may take.
+    /// The most bytes the body may take: what is reserved for it.
     pub(crate) cap: u64,
+    /// The room held in the pending quotas while the body is read.
+    pub(crate) reservation: Reservation,
+}
+
+/// Room held in the pending quotas for one upload. The insert of the upload consumes it
+/// ([`Reservation::consumed`] then disarms it); otherwise it is refunded
+/// ([`Reservation::refund`]), or, when dropped unsettled (the request was cancelled), in
+/// the background.
+pub(crate) struct Reservation {
+    /// The reservation, as the insert names it.
+    id: ReservationId,
+    /// When the request's head arrived: the upload's time of receipt, which the run
+    /// attempt's start is compared with (so that a slow body cannot carry a claim made
+    /// before the attempt existed past its start).
+    admitted_at: UnixTime,
+    /// Where to refund it.
+    store: Arc<dyn Store>,
+    /// Refund on drop.
+    armed: bool,
+}
+
+impl Reservation {
+    /// The reservation's id, for [`runproof_store::NewUpload::pending_reservation`].
+    pub(crate) fn id(&self) -> &ReservationId {
+        &self.id
+    }
+
+    /// When the upload was received (its request's head), for its record.
+    pub(crate) fn admitted_at(&self) -> UnixTime {
+        self.admitted_at
+    }
+
+    /// The upload that consumed it is stored: nothing to refund.
+    pub(crate) fn consumed(mut self) {
+        self.armed = false;
+    }
+
+    /// Refunds it now (no upload consumed it). Should that fail, it expires.
+    pub(crate) async fn refund(mut self) {
+        self.armed = false;
+        if let Err(e) = self.store.release_pending(&self.id).await {
+            tracing::warn!(error = %e, "cannot refund a pending-quota reservation; it expires");
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Without a runtime (shutting down) the reservation expires on its own.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, id) = (Arc::clone(&self.store), self.id.clone());
+            runtime.spawn(async move {
+                if let Err(e) = store.release_pending(&id).await {
+                    tracing::warn!(error = %e, "cannot refund a pending-quota reservation; it expires");
+                }
+            });
+        }
+    }
 }
 
 /// The identity of an upload that is still pending: the claim, every field unverified.
@@ -286,7 +364,7 @@ pub(crate) async fn admit(
             .repository_binding(claim.repository_id)
             .await
             .map_err(storage)?
-        && !b.is_active()
+        && b.is_refused()
     {
         return Err(ApiError::new(
             ErrorCode::NotInstalled,
@@ -296,59 +374,134 @@ pub(crate) async fn admit(
             ),
         ));
     }
-    let config = &mode.config;
-    let count = store
-        .run_upload_count(claim.repository_id, claim.run_id)
-        .await
-        .map_err(storage)?;
-    if count >= config.max_uploads_per_run {
-        return Err(rate_limited(
-            format!(
-                "run {} already made {count} uploads in the webhook mode (the most is {})",
-                claim.run_id, config.max_uploads_per_run
-            ),
-            3600,
-        ));
-    }
-    let (uploads, bytes) = store.pending_total().await.map_err(storage)?;
-    if uploads >= config.max_pending_uploads {
-        return Err(rate_limited(
-            "too many uploads are pending approval; retry later",
-            60,
-        ));
-    }
-    let (_, repo_bytes) = store
-        .pending_usage(claim.repository_id)
-        .await
-        .map_err(storage)?;
-    let room_total = config.max_pending_bytes.saturating_sub(bytes);
-    let room_repo = config
-        .max_pending_bytes_per_repository
-        .saturating_sub(repo_bytes);
+    let now = state.clock.now();
+    let countable = match screen(
+        &claim_of_pending(&claim),
+        &known_facts(state, mode, &claim).await?,
+        mode.rules(state),
+        now,
+    ) {
+        Screening::Admit(countable) => countable,
+        Screening::Refuse(reason) => {
+            metrics::counter!("runproof_webhook_mode_total", "outcome" => "refused", "via" => "admission")
+                .increment(1);
+            return Err(ApiError::new(ErrorCode::PolicyDenied, reason.to_string()));
+        }
+    };
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if room_repo == 0 || declared.is_some_and(|len| len > room_repo) {
+    let max_bytes = state.config.max_upload_bytes;
+    if declared.is_some_and(|len| len > max_bytes) {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!(
-                "repository {} has {repo_bytes} bytes pending approval; the most is {}",
-                claim.repository_id, config.max_pending_bytes_per_repository
-            ),
+            format!("the body exceeds the limit of {max_bytes} bytes"),
         ));
     }
-    if room_total == 0 || declared.is_some_and(|len| len > room_total) {
-        return Err(rate_limited(
-            "too many bytes are pending approval; retry later",
-            60,
-        ));
-    }
+    let config = &mode.config;
+    let request = PendingReservation {
+        id: ReservationId::generate(),
+        claim: claim.clone(),
+        declared_bytes: declared,
+        max_bytes,
+        limits: PendingLimits {
+            max_uploads_per_run: config.max_uploads_per_run,
+            max_pending_bytes_per_repository: config.max_pending_bytes_per_repository,
+            max_pending_uploads: config.max_pending_uploads,
+            max_pending_bytes: config.max_pending_bytes,
+        },
+        countable: countable.map(|c| CountableClaims {
+            head_sha: c.head_sha,
+            not_before: c.not_before,
+        }),
+        created_at: now,
+        expires_at: now.plus(reservation_lifetime(state.config.body_timeout)),
+    };
+    let bytes = match store.reserve_pending(&request).await.map_err(storage)? {
+        Reserved::Granted { bytes } => bytes,
+        Reserved::RunFull { count } => {
+            return Err(rate_limited(
+                format!(
+                    "attempt {} of run {} has {count} uploads in the webhook mode that may still \
+                     be approved (the most is {})",
+                    claim.run_attempt, claim.run_id, config.max_uploads_per_run
+                ),
+                60,
+            ));
+        }
+        Reserved::RepositoryFull { pending_bytes } => {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "repository {} has {pending_bytes} bytes pending approval; the most is {}",
+                    claim.repository_id, config.max_pending_bytes_per_repository
+                ),
+            ));
+        }
+        Reserved::TooManyUploads => {
+            return Err(rate_limited(
+                "too many uploads are pending approval; retry later",
+                60,
+            ));
+        }
+        _ => {
+            return Err(rate_limited(
+                "too many bytes are pending approval; retry later",
+                60,
+            ));
+        }
+    };
     Ok(PendingAdmission {
         identity: pending_identity(&claim),
-        cap: state.config.max_upload_bytes.min(room_repo).min(room_total),
+        cap: bytes,
         claim,
+        reservation: Reservation {
+            id: request.id,
+            admitted_at: now,
+            store: Arc::clone(&state.store),
+            armed: true,
+        },
     })
+}
+
+/// How long a reservation counts when nothing consumes or refunds it (the process died
+/// while reading the body): the body deadline, and a minute to store the upload.
+fn reservation_lifetime(body_timeout: Duration) -> i64 {
+    i64::try_from(body_timeout.as_secs())
+        .unwrap_or(i64::MAX)
+        .saturating_add(RESERVATION_GRACE_SECONDS)
+}
+
+/// What is known of the claimed run before the body is read: its attempts stored from
+/// signed webhooks, and a recent answer of GitHub's API (not asked here).
+async fn known_facts(
+    state: &AppState,
+    mode: &WebhookMode,
+    claim: &PendingRun,
+) -> Result<Vec<RunFacts>, ApiError> {
+    let mut known: Vec<RunFacts> = state
+        .store
+        .workflow_run_attempts(claim.repository_id, claim.run_id)
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+        .iter()
+        .map(|r| Vouched::from_record(r).facts)
+        .collect();
+    known.extend(
+        mode.cached_run((claim.repository_id, claim.run_id))
+            .map(|run| run.facts),
+    );
+    Ok(known)
+}
+
+fn claim_of_pending(claim: &PendingRun) -> RunClaim {
+    RunClaim {
+        repository_id: claim.repository_id,
+        run_id: claim.run_id,
+        run_attempt: claim.run_attempt,
+        head_sha: claim.head_sha.clone(),
+    }
 }
 
 fn claim_of(upload: &UploadRecord) -> RunClaim {
@@ -376,16 +529,10 @@ async fn settle(
     upload: &UploadRecord,
     run: &Vouched,
 ) -> Result<Option<UploadStatus>, Transient> {
-    let policy = &state.verifier.config().policy;
-    let rules = Rules {
-        policy,
-        allow_forks: mode.config.allow_forks,
-        grace_period_seconds: mode.config.grace_period_seconds,
-    };
     match decide(
         &claim_of(upload),
         &run.facts,
-        rules,
+        mode.rules(state),
         unix(upload.created_at),
     ) {
         Decision::Wait => Ok(None),
@@ -583,7 +730,7 @@ async fn confirm_with_api(
     if let Some(run) = mode.cached_run((claim.repository_id, claim.run_id)) {
         return Ok(Some(run));
     }
-    let app = &binding.app;
+    let app = binding.lookups(claim.repository_id);
     let gh = |e: GithubError| format!("GitHub: {e}");
     let installation = match state
         .store
@@ -592,8 +739,8 @@ async fn confirm_with_api(
         .map_err(|e| format!("storage: {e}"))?
     {
         Some(b) if b.is_active() => b.installation_id,
-        Some(_) => return Ok(None),
-        None => match app
+        Some(b) if b.is_refused() => return Ok(None),
+        _ => match app
             .repository_installation_by_id(claim.repository_id)
             .await
             .map_err(gh)?
@@ -635,6 +782,11 @@ async fn confirm_with_api(
             event: run.event.clone(),
             // A completed run without a time counts as completed long ago (fail closed).
             completed_at: (status == "completed").then(|| updated_at.unwrap_or(UnixTime(0))),
+            run_started_at: run
+                .run_started_at
+                .as_deref()
+                .and_then(parse_timestamp)
+                .map(UnixTime),
         },
         full_name: repo.full_name.clone(),
         owner_id: repo.owner.id,

@@ -150,6 +150,7 @@ impl Fixture {
                 run_attempt: 1,
                 head_sha: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4".into(),
             }),
+            pending_reservation: None,
         };
         self.state.store.insert_upload(&upload).await.unwrap();
         if matches!(status, UploadStatus::Rejected | UploadStatus::Expired) {

@@ -314,8 +314,11 @@ async fn rule_grace_period_after_completion() {
     h.stop().await;
 }
 
+/// Claims made before their run is known: another repository, run or attempt stays
+/// pending (the attempt may start later); another commit is rejected once the run is
+/// known, and refused at once after that.
 #[tokio::test]
-async fn rule_mismatched_repository_run_attempt_or_sha_stays_pending() {
+async fn rule_mismatched_claims_stay_pending_or_are_rejected() {
     let h = start(WebhookModeConfig::default(), false).await;
     let r = run();
     let cases: Vec<(&str, RunSpec)> = vec![
@@ -356,15 +359,32 @@ async fn rule_mismatched_repository_run_attempt_or_sha_stays_pending() {
     }
     send_run(&h, &payload(&r, "in_progress", "in_progress")).await;
     send_run(&h, &payload(&r, "completed", "completed")).await;
-    for (rule, id) in &ids {
+    let (other_commit, waiting) = ids.split_last().unwrap();
+    let s = settled(&h, &other_commit.1).await;
+    assert_eq!(s["status"], "rejected", "{}: {s}", other_commit.0);
+    assert!(
+        s["reason"].as_str().unwrap().contains("commit"),
+        "{}: {s}",
+        other_commit.0
+    );
+    for (rule, id) in waiting {
         still_pending(&h, id, rule).await;
     }
     // The sweeper settles nothing either.
     let report = runproof_server::sweep(&h.state).await;
     assert_eq!(report.settled, 0);
-    for (rule, id) in &ids {
+    for (rule, id) in waiting {
         assert_eq!(status_of(&h, id).await["status"], "pending", "{rule}");
     }
+    // The run known, another commit is refused before the body and stores nothing.
+    let before = h.record_count().await;
+    let (code, body, _) = upload_pending(&h, &cases[3].1, "claim").await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (403, Some("policy_denied")),
+        "{body}"
+    );
+    assert_eq!(h.record_count().await, before);
     h.stop().await;
 }
 
@@ -467,13 +487,14 @@ async fn rule_replayed_delivery_has_no_second_effect() {
         .unwrap();
     assert_eq!((status, text.contains("processed")), (200, true), "{text}");
 
-    // The same delivery id, replayed with a body for another commit (re-signed, as an
+    // The same delivery id, replayed with a body for another run (re-signed, as an
     // attacker holding the secret could not do; even then): no effect.
     let other = RunSpec {
+        run_id: r.run_id + 1,
         sha: "2".repeat(40),
         ..r.clone()
     };
-    let (_, pending, _) = upload_pending(&h, &other, "other sha").await;
+    let (_, pending, _) = upload_pending(&h, &other, "other run").await;
     let id = pending["id"].as_str().unwrap();
     let body2 = serde_json::to_vec(&payload(&other, "in_progress", "in_progress")).unwrap();
     let sig2 = sign_webhook(SECRET.as_bytes(), &body2);
@@ -553,10 +574,14 @@ async fn quotas_bound_pending_uploads() {
         "{body}"
     );
     assert_eq!(h.record_count().await, 0, "refused uploads store nothing");
+    let repo = runproof_core::RepositoryId(r.repository_id);
+    let pending_bytes = || async { h.state.store.pending_total().await.unwrap().1 };
+    assert_eq!(pending_bytes().await, 0, "refused uploads hold no bytes");
 
     // Per run: two uploads, then 429 with Retry-After.
     assert_eq!(upload_pending(&h, &r, "12345").await.0, 202);
     assert_eq!(upload_pending(&h, &r, "1234").await.0, 202);
+    assert_eq!(h.state.store.pending_usage(repo).await.unwrap(), (2, 9));
     let (code, body, _) = upload_pending(&h, &r, "1").await;
     assert_eq!(
         (code, body["code"].as_str()),
@@ -589,6 +614,7 @@ async fn quotas_bound_pending_uploads() {
     );
     assert!(body["_retry_after"].is_string(), "{body}");
     assert_eq!(upload_pending(&h, &elsewhere, "123456").await.0, 202);
+    assert_eq!(pending_bytes().await, 15, "exactly the overall byte quota");
     // Overall uploads (3): a fourth waits.
     let third = RunSpec {
         repository_id: 77_002,
@@ -601,6 +627,7 @@ async fn quotas_bound_pending_uploads() {
         "{body}"
     );
     assert_eq!(h.record_count().await, 3);
+    assert_eq!(pending_bytes().await, 15, "refusals add no bytes");
 
     // Approval frees the repository's and the overall quota.
     send_run(&h, &payload(&r, "in_progress", "in_progress")).await;
@@ -639,7 +666,8 @@ async fn expiry_marks_old_pending_uploads_and_deletes_rejected_and_expired_blobs
     )
     .await;
     let r = run();
-    // Verified: stays. Rejected (fork): blob deleted. Wrong sha: expires, blob deleted.
+    // Verified: stays. Rejected (fork): blob deleted. A run never seen: expires, blob
+    // deleted.
     let good = RunSpec {
         run_id: 1,
         ..r.clone()
@@ -656,11 +684,11 @@ async fn expiry_marks_old_pending_uploads_and_deletes_rejected_and_expired_blobs
     send_run(&h, &p).await;
     let (_, rejected, _) = upload_pending(&h, &fork, "fork").await;
     assert_eq!(rejected["status"], "rejected");
-    let wrong = RunSpec {
-        sha: "3".repeat(40),
+    let unseen = RunSpec {
+        run_id: 3,
         ..good.clone()
     };
-    let (_, pending, _) = upload_pending(&h, &wrong, "wrong sha").await;
+    let (_, pending, _) = upload_pending(&h, &unseen, "unseen run").await;
     assert_eq!(pending["status"], "pending");
     assert_eq!(count_files(&h.root.join("blobs")), 3);
 
@@ -937,7 +965,7 @@ async fn pending_uploads_survive_a_restart_and_are_approved_later() {
         installation_id: None,
         repository_full_name: r2.repository.clone(),
         owner_id: runproof_core::OwnerId(r2.repository_owner_id),
-        run_started_at: None,
+        run_started_at: Some(runproof_core::UnixTime(now())),
         updated_at: runproof_core::UnixTime(now()),
         completed_at: None,
         received_at: runproof_core::UnixTime(now()),
@@ -973,16 +1001,9 @@ async fn pending_uploads_survive_a_restart_and_are_approved_later() {
 
 fn realworld_dir() -> Option<std::path::PathBuf> {
     let d = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/realworld/webhook_payloads");
-    if d.exists() {
-        Some(d)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found (../shared/realworld is absent)",
-            d.display()
-        );
-        None
-    }
+        .join("../../tests/fixtures/realworld/webhook_payloads");
+    assert!(d.is_dir(), "{} is missing", d.display());
+    Some(d)
 }
 
 fn realworld(dir: &std::path::Path, path: &str) -> Value {
@@ -1014,6 +1035,19 @@ async fn real_payloads_drive_approval() {
     let octocrab = realworld(&dir, "octocrab/workflow_run_event.json")["payload"].clone();
     let requested = realworld(&dir, "workflow_run/requested.payload.json");
     let completed = realworld(&dir, "workflow_run/completed.payload.json");
+    // octocrab's payload predates `run_started_at`: it cannot show that the attempt had
+    // started when the upload arrived, so it approves nothing (fail closed).
+    let (run_header, sha) = claim_of(&octocrab);
+    let (code, body, _) = upload_claiming(&h, &run_header, &sha, "no start").await;
+    assert_eq!(code, 202, "{body}");
+    let waiting = body["id"].as_str().unwrap().to_owned();
+    send_run(&h, &octocrab).await;
+    still_pending(&h, &waiting, "no run_started_at: nothing approves").await;
+    // The same run described again, later, with its start.
+    let mut octocrab = octocrab;
+    let wr = &mut octocrab["workflow_run"];
+    wr["run_started_at"] = wr["created_at"].clone();
+    wr["updated_at"] = json!("2021-09-17T12:02:00Z");
     for (name, p, want) in [
         ("octocrab workflow_run_event.json", &octocrab, "verified"),
         ("octokit requested.payload.json", &requested, "verified"),
@@ -1046,6 +1080,7 @@ async fn real_payloads_drive_approval() {
         body
     };
     assert_eq!(rec_octocrab["identity"]["installation_id"], 18_995_746);
+    assert_eq!(status_of(&h, &waiting).await["status"], "verified");
     assert_eq!(rec_octocrab["identity"]["run_attempt"], 1);
 
     // octokit's completed example finished in 2020: an upload now is far past the grace
@@ -1108,5 +1143,193 @@ async fn rule_not_installed_repository_is_refused_or_rejected() {
         (403, Some("not_installed")),
         "{body}"
     );
+    h.stop().await;
+}
+
+/// A claim of attempt 7 of a known run, with its public commit, made before a maintainer
+/// re-ran the run: the signed event of attempt 7 (even `requested`) rejects it, since
+/// the upload was received before the attempt existed.
+#[tokio::test]
+async fn rule_upload_made_before_its_run_attempt_existed_is_rejected() {
+    let h = start(WebhookModeConfig::default(), false).await;
+    let earlier = RunSpec {
+        run_id: 9_001,
+        run_attempt: 6,
+        ..run()
+    };
+    send_run(&h, &payload(&earlier, "completed", "completed")).await;
+    let claimed = RunSpec {
+        run_attempt: 7,
+        ..earlier.clone()
+    };
+    let (code, body, _) = upload_pending(&h, &claimed, "early").await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (202, Some("pending")),
+        "attempt 7 may still start: {body}"
+    );
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    // Attempt 7 starts two minutes later (more than the 60 s allowed for clocks).
+    let mut requested = payload(&claimed, "requested", "queued");
+    requested["workflow_run"]["run_started_at"] = json!(rfc3339(now() + 120));
+    send_run(&h, &requested).await;
+    let s = settled(&h, &id).await;
+    assert_eq!(s["status"], "rejected", "{s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("before the run attempt started"),
+        "{s}"
+    );
+    // While the attempt has not started, a new claim of it is refused at once.
+    let (code, body, _) = upload_pending(&h, &claimed, "still early").await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (403, Some("policy_denied")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+/// Lockout: 100 claims naming a known run with a wrong commit are refused before their
+/// bodies and count against nothing; claims of an attempt that has not started count
+/// against that attempt only; the genuine upload is then approved.
+#[tokio::test]
+async fn rule_wrong_claims_of_a_known_run_do_not_lock_out_the_genuine_upload() {
+    let h = start(WebhookModeConfig::default(), false).await;
+    let r = run();
+    send_run(&h, &payload(&r, "in_progress", "in_progress")).await;
+    let wrong = RunSpec {
+        sha: "f".repeat(40),
+        ..r.clone()
+    };
+    for i in 0..100 {
+        let (code, body, _) = upload_pending(&h, &wrong, "forged").await;
+        assert_eq!(
+            (code, body["code"].as_str()),
+            (403, Some("policy_denied")),
+            "claim {i}: {body}"
+        );
+    }
+    assert_eq!(h.record_count().await, 0, "refused claims store nothing");
+    let next_attempt = RunSpec {
+        run_attempt: 2,
+        ..r.clone()
+    };
+    for _ in 0..3 {
+        assert_eq!(upload_pending(&h, &next_attempt, "not yet").await.0, 202);
+    }
+    let (code, body, _) = upload_pending(&h, &r, "genuine").await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (201, Some("verified")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+/// Claims made while the run was unknown count against its quota, until the run is
+/// known: those naming another commit are then rejected and stop counting.
+#[tokio::test]
+async fn rule_claims_that_can_no_longer_be_approved_stop_counting() {
+    let h = start(
+        WebhookModeConfig {
+            max_uploads_per_run: 3,
+            ..WebhookModeConfig::default()
+        },
+        false,
+    )
+    .await;
+    let r = run();
+    let wrong = RunSpec {
+        sha: "f".repeat(40),
+        ..r.clone()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (code, body, _) = upload_pending(&h, &wrong, "forged").await;
+        assert_eq!(code, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (code, body, _) = upload_pending(&h, &r, "too soon").await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (429, Some("rate_limited")),
+        "the run unknown, every claim counts: {body}"
+    );
+    send_run(&h, &payload(&r, "in_progress", "in_progress")).await;
+    for id in &ids {
+        assert_eq!(settled(&h, id).await["status"], "rejected");
+    }
+    let (code, body, _) = upload_pending(&h, &r, "genuine").await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (201, Some("verified")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+/// 20 parallel 900-byte pending uploads against 1000 pending bytes per repository: the
+/// room is reserved before each body is read, so at most one is stored, never more bytes
+/// than the quota; the refused ones leave nothing reserved behind.
+#[tokio::test]
+async fn rule_parallel_pending_uploads_never_exceed_the_byte_quota() {
+    let h = start(
+        WebhookModeConfig {
+            max_pending_bytes_per_repository: 1000,
+            ..WebhookModeConfig::default()
+        },
+        false,
+    )
+    .await;
+    let r = run();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (http, url) = (h.http.clone(), h.url.clone());
+            let claimed = RunSpec {
+                run_id: 20_000 + i,
+                ..r.clone()
+            };
+            tokio::spawn(async move {
+                let (run_header, sha) = run_headers(&claimed);
+                // The body comes a little later, so that every request is admitted (or
+                // not) before any body is stored.
+                let body = futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, std::io::Error>(vec![b'x'; 900])
+                });
+                http.post(format!("{url}/v1/uploads?name=big.bin"))
+                    .header("x-runproof-run", run_header)
+                    .header("x-runproof-sha", sha)
+                    .header("content-length", "900")
+                    .body(reqwest::Body::wrap_stream(body))
+                    .send()
+                    .await
+                    .map(|resp| resp.status().as_u16())
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(202) => stored += 1,
+            // Refused before the body (the connection may close before it is sent).
+            Ok(413) | Err(_) => {}
+            Ok(other) => panic!("unexpected status {other}"),
+        }
+    }
+    let repo = runproof_core::RepositoryId(r.repository_id);
+    let (uploads, bytes) = h.state.store.pending_usage(repo).await.unwrap();
+    assert!(bytes <= 1000, "{bytes} bytes pending against a quota of 1000");
+    assert_eq!((stored, uploads, bytes), (1, 1, 900));
+    // Nothing of the refused ones is still reserved: the 100 bytes left are free.
+    let claimed = RunSpec {
+        run_id: 20_100,
+        ..r.clone()
+    };
+    assert_eq!(upload_pending(&h, &claimed, "y".repeat(100).leak()).await.0, 202);
     h.stop().await;
 }

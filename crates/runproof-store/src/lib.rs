@@ -25,6 +25,7 @@ mod namespace;
 mod open;
 mod outbox;
 mod postgres;
+mod reservation;
 mod row;
 mod s3;
 mod session;
@@ -34,12 +35,12 @@ pub mod testsuite;
 
 pub use blob::{BlobError, BlobStore, BlobWriter, LocalBlobStore, ReadStream};
 pub use github::{
-    Delivery, Installation, InstalledRepository, MAX_DELIVERY_ID_LEN, RepositoryBinding,
-    RepositorySelection, WebhookEffect, WorkflowRunRecord,
+    Delivery, Installation, InstalledRepository, KnownInstallation, MAX_DELIVERY_ID_LEN,
+    RepositoryBinding, RepositorySelection, WebhookEffect, WorkflowRunRecord,
 };
 pub use model::{
-    Cursor, ListFilter, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord,
-    UploadStatus,
+    Cursor, IdempotencyScope, ListFilter, Mode, NewUpload, PendingRun, StoreError, UploadId,
+    UploadRecord, UploadStatus,
 };
 pub use namespace::{
     MARKER_NAME, MAX_MARKER_BYTES, NamespaceError, NamespaceMarker, NamespaceRecord, Site,
@@ -48,10 +49,13 @@ pub use namespace::{
 pub use open::{PoolSettings, open_store};
 pub use outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
 pub use postgres::{OUTBOX_CHANNEL, PostgresOptions, PostgresStore};
+pub use reservation::{
+    CountableClaims, PendingLimits, PendingReservation, ReservationId, Reserved,
+};
 pub use s3::{
     BufferUsage, DEFAULT_MAX_BUFFER_BYTES, MIN_BUFFER_BYTES, S3BlobStore, S3Config,
 };
-pub use session::{NewSession, SessionRecord, SessionUse};
+pub use session::{NewSession, SessionAsk, SessionRecord, SessionUse};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;
@@ -67,13 +71,16 @@ pub const MAX_DELIVERY_ERROR_CHARS: usize = 500;
 /// Ids looked up per statement by [`Store::ids_without_upload`].
 const ID_BATCH: usize = 1000;
 
+/// The most attempts of one run that [`Store::workflow_run_attempts`] returns.
+pub const MAX_RUN_ATTEMPTS_LISTED: u32 = 100;
+
 /// The reason [`Store::expire_pending`] records.
 pub const PENDING_EXPIRED_REASON: &str = "pending_ttl elapsed";
 
 /// Upload records, the replay guard and GitHub App state.
 ///
 /// Implementations must make [`Store::consume_jti`], [`Store::insert_upload`],
-/// [`Store::apply_webhook`], [`Store::use_session`], [`Store::claim_deliveries`] and
+/// [`Store::apply_webhook`], [`Store::reserve_session`], [`Store::claim_deliveries`] and
 /// [`Store::resolve_pending`] atomic with respect to concurrent callers, including
 /// callers in other processes.
 #[async_trait]
@@ -103,14 +110,17 @@ pub trait Store: Send + Sync + 'static {
     /// `upload.deliveries` (status pending, due at `upload.created_at`) in the same
     /// transaction.
     ///
-    /// When `upload.idempotency_key` is set and a record with the same repository id and
-    /// key exists, nothing is inserted (no delivery either) and
-    /// `Err(StoreError::Conflict(existing))` is returned.
+    /// When `upload.idempotency_key` is set and a record with the same key exists in the
+    /// same [`IdempotencyScope`] (`upload.mode` and `upload.identity`), nothing is inserted
+    /// (no delivery either) and `Err(StoreError::Conflict(existing))` is returned. The
+    /// scope is stored with the record and never changes.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] as above, [`StoreError::Invalid`] when the upload id or a
-    /// delivery id exists already or a value cannot be stored, or [`StoreError`] when the
-    /// database fails.
+    /// delivery id exists already or a value cannot be stored,
+    /// [`StoreError::CommitUnknown`] when the answer to the commit was lost (the record may
+    /// exist: look it up before deleting its blob), or [`StoreError`] when the database
+    /// fails (then nothing was stored).
     async fn insert_upload(&self, upload: &NewUpload) -> Result<UploadRecord, StoreError>;
 
     /// The record with this id, if any.
@@ -119,13 +129,14 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`] when the database fails.
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError>;
 
-    /// A record by repository id and idempotency key, if any.
+    /// The record inserted with this idempotency key in this scope, if any. A record of
+    /// another scope is never returned, whatever its key.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn find_by_idempotency_key(
         &self,
-        repository_id: RepositoryId,
+        scope: &IdempotencyScope,
         key: &str,
     ) -> Result<Option<UploadRecord>, StoreError>;
 
@@ -177,24 +188,25 @@ pub trait Store: Send + Sync + 'static {
         repository_id: RepositoryId,
     ) -> Result<Option<RepositoryBinding>, StoreError>;
 
-    /// The installation with this id and whether it was deleted, if known.
+    /// The installation with this id, if known.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn get_installation(
         &self,
         id: InstallationId,
-    ) -> Result<Option<(Installation, bool)>, StoreError>;
+    ) -> Result<Option<KnownInstallation>, StoreError>;
 
-    /// The most recently updated installation on the account `account_id` and whether it
-    /// was deleted, if any (at the same update time, one that is not deleted).
+    /// The installation on the account `account_id`, if any: one that is not deleted
+    /// first, then the one whose state is the latest by GitHub's clock, then the one most
+    /// recently received.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn installation_for_account(
         &self,
         account_id: OwnerId,
-    ) -> Result<Option<(Installation, bool)>, StoreError>;
+    ) -> Result<Option<KnownInstallation>, StoreError>;
 
     /// The workflow run attempt, as the latest webhook described it, if known.
     ///
@@ -319,6 +331,45 @@ pub trait Store: Send + Sync + 'static {
         run_id: RunId,
     ) -> Result<u64, StoreError>;
 
+    /// Reserves room in the pending quotas for an upload (webhook mode) before its body
+    /// is read, in one atomic step: of concurrent calls, on any replica, never more than
+    /// the quotas allow are granted. Reservations that expired (before
+    /// `reservation.created_at`) are forgotten first.
+    ///
+    /// The sums are those of pending uploads plus live reservations: uploads and bytes
+    /// overall, bytes of the claimed repository, and, for the claimed attempt, uploads
+    /// (pending or verified) and reservations that match
+    /// [`PendingReservation::countable`]. A granted reservation counts until
+    /// [`Store::insert_upload`] consumes it ([`NewUpload::pending_reservation`], in the
+    /// insert's transaction), [`Store::release_pending`] refunds it, or it expires.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when an id or a size is beyond the database's integers,
+    /// [`StoreError::Invalid`] when a reservation with this id exists, or [`StoreError`]
+    /// when the database fails (then nothing is reserved).
+    async fn reserve_pending(
+        &self,
+        reservation: &PendingReservation,
+    ) -> Result<Reserved, StoreError>;
+
+    /// Refunds a reservation no upload consumed (no effect when it is gone: consumed,
+    /// refunded or expired).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn release_pending(&self, id: &ReservationId) -> Result<(), StoreError>;
+
+    /// The attempts of a run as the latest webhooks described them, highest attempt
+    /// first, at most [`MAX_RUN_ATTEMPTS_LISTED`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn workflow_run_attempts(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+    ) -> Result<Vec<WorkflowRunRecord>, StoreError>;
+
     /// Stores a new session.
     ///
     /// # Errors
@@ -326,24 +377,36 @@ pub trait Store: Send + Sync + 'static {
     /// cannot be stored, or [`StoreError`] when the database fails.
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
 
-    /// Takes one upload from the session's budget, atomically: of concurrent calls, no
-    /// more than `max_uploads` in all are granted.
+    /// Reserves one upload and `ask`'s bytes from the session's budget, in one atomic
+    /// step: of concurrent calls, no more than `max_uploads` uploads and `max_bytes` bytes
+    /// in all are ever reserved. What an upload does not use goes back with
+    /// [`Store::release_session`].
     ///
-    /// Granted when the session exists, is not revoked, expires after `now`, and has
-    /// uploads and bytes left; otherwise says why not (absent or revoked:
-    /// [`SessionUse::Unknown`]; then expired; then exhausted).
+    /// Granted when the session exists, is not revoked, expires after `now`, has an upload
+    /// left and the bytes `ask` needs; otherwise says why not (absent or revoked:
+    /// [`SessionUse::Unknown`]; then expired; then exhausted; then short of bytes).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn use_session(&self, token_hash: &str, now: UnixTime) -> Result<SessionUse, StoreError>;
+    async fn reserve_session(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        ask: SessionAsk,
+    ) -> Result<SessionUse, StoreError>;
 
-    /// Adds `bytes` to what the session has stored (no effect when there is no such
-    /// session). Saturating: a total beyond the database's integers is stored as the
-    /// largest one, which exhausts any budget.
+    /// Gives back `uploads` uploads and `bytes` bytes reserved by
+    /// [`Store::reserve_session`] and not used (no effect when there is no such session;
+    /// the counts never go below zero).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn add_session_bytes(&self, token_hash: &str, bytes: u64) -> Result<(), StoreError>;
+    async fn release_session(
+        &self,
+        token_hash: &str,
+        uploads: u64,
+        bytes: u64,
+    ) -> Result<(), StoreError>;
 
     /// Revokes a session. Returns `true` when it existed and was not yet revoked.
     ///

@@ -153,7 +153,8 @@ pub struct NewUpload {
     pub identity: RunIdentity,
     /// Why it was rejected, if it was.
     pub reason: Option<String>,
-    /// The client's `Idempotency-Key`, if any; unique per repository id.
+    /// The client's `Idempotency-Key`, if any; unique within the upload's
+    /// [`IdempotencyScope`] (its mode and identity as received).
     pub idempotency_key: Option<String>,
     /// Pushes announcing this upload, enqueued in the same transaction as the record
     /// (none when an idempotency conflict stores nothing).
@@ -161,6 +162,9 @@ pub struct NewUpload {
     /// The run a `pending` upload claims to come from (webhook mode), kept for
     /// correlation with `workflow_run` webhooks and per-run quotas.
     pub pending_run: Option<PendingRun>,
+    /// The reservation of room in the pending quotas this upload consumes: deleted in
+    /// the insert's transaction, so that from then on the upload's own size counts.
+    pub pending_reservation: Option<crate::ReservationId>,
 }
 
 /// The run an unauthenticated upload claims (webhook mode), as the client declared it;
@@ -175,6 +179,42 @@ pub struct PendingRun {
     pub run_attempt: u32,
     /// The commit sha the client named.
     pub head_sha: String,
+}
+
+/// Who may be answered with an upload found by its `Idempotency-Key`: the whole identity
+/// proven when the upload was received (how, by which issuer, for which repository, run
+/// and attempt). A key is unique within its scope, and a replay answers only a request
+/// of the same scope, so that a key never carries a record across trust levels (a
+/// stranger's pending upload and a verified one of the same repository never meet).
+///
+/// Computed once, from the mode and identity of the upload as inserted; it does not
+/// follow the identity when a pending upload is approved later.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyScope(String);
+
+impl IdempotencyScope {
+    /// The scope of a request verified by `mode` as `identity`.
+    #[must_use]
+    pub fn new(mode: Mode, identity: &RunIdentity) -> Self {
+        let attempt = identity
+            .run_attempt
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        // The issuer last: every field before it is a word without spaces, so no two
+        // identities share a text. Migration 0006 builds the same text for older rows.
+        Self(format!(
+            "{} {} {} {attempt} {}",
+            mode.as_str(),
+            identity.repository_id,
+            identity.run_id,
+            identity.issuer
+        ))
+    }
+
+    /// The scope as stored.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A stored upload, as the read API returns it.
@@ -237,7 +277,7 @@ impl Cursor {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// A record with the same repository id and idempotency key exists.
+    /// A record with the same idempotency scope and key exists.
     #[error("an upload with this idempotency key exists")]
     Conflict(Box<UploadRecord>),
     /// The database could not be reached or failed.
@@ -252,6 +292,11 @@ pub enum StoreError {
     /// A value cannot be stored (such as an integer beyond the database's range).
     #[error("invalid value: {0}")]
     Invalid(String),
+    /// The database was asked to commit and no answer came back (the connection was lost
+    /// while the `COMMIT` was in flight): the change may be stored or not. Look before
+    /// undoing anything that a stored change would need.
+    #[error("commit outcome unknown: {0}")]
+    CommitUnknown(String),
 }
 
 #[cfg(test)]

@@ -31,22 +31,24 @@ use crate::ID_BATCH;
 use crate::PENDING_EXPIRED_REASON;
 use crate::Store;
 use crate::github::{
-    Delivery, Installation, InstalledRepository, RepositoryBinding, WebhookEffect,
-    WorkflowRunRecord,
+    Delivery, Installation, InstallationAccess, InstalledRepository, KnownInstallation, Removed,
+    RepositoryBinding, WebhookEffect, WorkflowRunRecord,
 };
 use crate::model::{
-    Cursor, ListFilter, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
+    Cursor, IdempotencyScope, ListFilter, NewUpload, PendingRun, StoreError, UploadId,
+    UploadRecord, UploadStatus,
 };
 use crate::namespace::{self, NamespaceRecord};
 use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::reservation::{self, PendingReservation, ReservationId, ReservationParams, Reserved};
 use crate::row::{
-    BindingRow, DeliveryRow, GrantRow, InstallationRow, PendingUploadRow, Resolution,
-    SessionParams, SessionRow, UploadParams, UploadRow, WorkflowRunParams, WorkflowRunRow,
-    clamp_limit, delivery_columns, into_deliveries, into_upload_ids, payload_json,
-    saturating_bytes, sql_id, stored_count, truncate_error, upload_columns, workflow_run_columns,
-    workflow_run_replaces,
+    BindingRow, DeliveryRow, GrantRow, InstallationRow, ListedRow, PendingUploadRow,
+    RELEASE_SESSION_SQL, RESERVE_SESSION_SQL, Resolution, SessionParams, SessionRow, UploadParams,
+    UploadRow, WorkflowRunParams, WorkflowRunRow, clamp_limit, delivery_columns, into_deliveries,
+    into_upload_ids, payload_json, sql_id, stored_count, truncate_error, upload_columns,
+    workflow_run_columns, workflow_run_replaces,
 };
-use crate::session::{NewSession, SessionRecord, SessionUse, refusal};
+use crate::session::{NewSession, SessionAsk, SessionRecord, SessionUse, refusal};
 
 /// The longest schema name PostgreSQL keeps (`NAMEDATALEN - 1`); longer names would be
 /// truncated silently, so that two different names could meet.
@@ -65,7 +67,8 @@ const LISTEN_MAX_BACKOFF: Duration = Duration::from_secs(30);
 macro_rules! pg_installation_columns {
     () => {
         "id, account_id, account_login, repository_selection, \
-         suspended::INT4::INT8 AS suspended, deleted::INT4::INT8 AS deleted"
+         suspended::INT4::INT8 AS suspended, deleted::INT4::INT8 AS deleted, state_at, \
+         unsettled::INT4::INT8 AS unsettled"
     };
 }
 
@@ -267,6 +270,18 @@ fn pg_error(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(msg)
 }
 
+/// A failed `COMMIT`: an answer from the database is a definite rollback; anything else
+/// (the connection lost while the `COMMIT` was in flight) leaves the outcome unknown.
+fn pg_commit_error(e: sqlx::Error) -> StoreError {
+    if matches!(e, sqlx::Error::Database(_)) {
+        return pg_error(e);
+    }
+    match pg_error(e) {
+        StoreError::Unavailable(msg) => StoreError::CommitUnknown(msg),
+        other => other,
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
@@ -318,6 +333,23 @@ async fn insert_deliveries(
         .execute(&mut *conn)
         .await
         .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Deletes the reservation an inserted upload consumes, inside the insert's transaction
+/// (so that a reservation's sums see either the reservation or the upload, never
+/// neither).
+async fn consume_reservation(
+    conn: &mut PgConnection,
+    id: Option<&ReservationId>,
+) -> Result<(), StoreError> {
+    if let Some(id) = id {
+        sqlx::query(reservation::RELEASE_SQL)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(pg_error)?;
+    }
     Ok(())
 }
 
@@ -442,19 +474,6 @@ async fn apply_effect(
         WebhookEffect::UpsertInstallation(installation) => {
             upsert_installation(conn, installation, now).await
         }
-        WebhookEffect::SetSuspended {
-            installation_id,
-            suspended,
-        } => {
-            sqlx::query("UPDATE installations SET suspended = $1, updated_at = $2 WHERE id = $3")
-                .bind(*suspended)
-                .bind(now.0)
-                .bind(sql_id(installation_id.get())?)
-                .execute(&mut *conn)
-                .await
-                .map_err(pg_error)?;
-            Ok(())
-        }
         WebhookEffect::DeleteInstallation(installation_id) => {
             sqlx::query("UPDATE installations SET deleted = TRUE, updated_at = $1 WHERE id = $2")
                 .bind(now.0)
@@ -467,96 +486,153 @@ async fn apply_effect(
         WebhookEffect::AddRepositories {
             installation_id,
             repositories,
-        } => add_repositories(conn, *installation_id, repositories, now).await,
+            as_of,
+        } => {
+            // Row locks in id order, so that two deliveries listing the same repositories
+            // in different orders cannot deadlock. Stable: a repeated id keeps its last name.
+            let mut sorted: Vec<&InstalledRepository> = repositories.iter().collect();
+            sorted.sort_by_key(|r| r.id.get());
+            for repository in sorted {
+                list_repository(conn, *installation_id, repository, false, *as_of, now).await?;
+            }
+            Ok(())
+        }
         WebhookEffect::RemoveRepositories {
             installation_id,
             repository_ids,
-        } => remove_repositories(conn, *installation_id, repository_ids, now).await,
+            as_of,
+        } => {
+            let mut sorted: Vec<RepositoryId> = repository_ids.clone();
+            sorted.sort_by_key(|id| id.get());
+            for id in sorted {
+                let repository = InstalledRepository {
+                    id,
+                    full_name: String::new(),
+                };
+                list_repository(conn, *installation_id, &repository, true, *as_of, now).await?;
+            }
+            Ok(())
+        }
         WebhookEffect::UpsertWorkflowRun(run) => upsert_workflow_run(conn, run).await,
     }
 }
 
+/// Inserts an installation, or merges its access state by event time (see
+/// [`crate::github::Ordered`]); `deleted` is never cleared.
 async fn upsert_installation(
     conn: &mut PgConnection,
     installation: &Installation,
     now: UnixTime,
 ) -> Result<(), StoreError> {
-    // `deleted` is left alone on conflict: a deleted installation stays deleted.
-    sqlx::query(
+    let id = sql_id(installation.id.get())?;
+    let inserted = sqlx::query(
         "INSERT INTO installations (id, account_id, account_login, repository_selection, \
-         suspended, deleted, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6) \
-         ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
-         account_login = excluded.account_login, \
-         repository_selection = excluded.repository_selection, \
-         suspended = excluded.suspended, updated_at = excluded.updated_at",
+         suspended, deleted, updated_at, state_at, unsettled) \
+         VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7, FALSE) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(sql_id(installation.id.get())?)
+    .bind(id)
     .bind(sql_id(installation.account_id.get())?)
     .bind(&installation.account_login)
     .bind(installation.repository_selection.as_str())
     .bind(installation.suspended)
     .bind(now.0)
+    .bind(installation.as_of.map_or(0, |t| t.0))
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(());
+    }
+    // The row lock orders concurrent deliveries for one installation.
+    let row = sqlx::query_as::<_, InstallationRow>(concat!(
+        "SELECT ",
+        pg_installation_columns!(),
+        " FROM installations WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    let kept = row
+        .access()?
+        .merge(InstallationAccess::of(installation), installation.as_of);
+    sqlx::query(
+        "UPDATE installations SET account_id = $1, account_login = $2, \
+         repository_selection = $3, suspended = $4, state_at = $5, unsettled = $6, \
+         updated_at = $7 WHERE id = $8",
+    )
+    .bind(sql_id(installation.account_id.get())?)
+    .bind(&installation.account_login)
+    .bind(kept.state.selection.as_str())
+    .bind(kept.state.suspended)
+    .bind(kept.as_of)
+    .bind(kept.unsettled)
+    .bind(now.0)
+    .bind(id)
     .execute(&mut *conn)
     .await
     .map_err(pg_error)?;
     Ok(())
 }
 
-async fn add_repositories(
+/// Lists (`removed` false) or removes a repository of an installation as of `as_of`,
+/// merging with what is kept by event time. A removal of a repository never listed
+/// leaves a tombstone: "removed" must not read as "unknown", which a caller might resolve
+/// through the account's installation.
+async fn list_repository(
     conn: &mut PgConnection,
     installation_id: InstallationId,
-    repositories: &[InstalledRepository],
+    repository: &InstalledRepository,
+    removed: bool,
+    as_of: Option<UnixTime>,
     now: UnixTime,
 ) -> Result<(), StoreError> {
     let installation_id = sql_id(installation_id.get())?;
-    // Row locks in id order, so that two deliveries listing the same repositories in
-    // different orders cannot deadlock. Stable: a repeated id keeps its last name.
-    let mut sorted: Vec<&InstalledRepository> = repositories.iter().collect();
-    sorted.sort_by_key(|r| r.id.get());
-    for repository in sorted {
-        sqlx::query(
-            "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
-             removed, updated_at) VALUES ($1, $2, $3, FALSE, $4) \
-             ON CONFLICT (installation_id, repository_id) DO UPDATE SET \
-             full_name = excluded.full_name, removed = FALSE, updated_at = excluded.updated_at",
-        )
-        .bind(installation_id)
-        .bind(sql_id(repository.id.get())?)
-        .bind(&repository.full_name)
-        .bind(now.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(pg_error)?;
+    let repository_id = sql_id(repository.id.get())?;
+    let inserted = sqlx::query(
+        "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
+         removed, updated_at, state_at, unsettled) VALUES ($1, $2, $3, $4, $5, $6, FALSE) \
+         ON CONFLICT (installation_id, repository_id) DO NOTHING",
+    )
+    .bind(installation_id)
+    .bind(repository_id)
+    .bind(&repository.full_name)
+    .bind(removed)
+    .bind(now.0)
+    .bind(as_of.map_or(0, |t| t.0))
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(());
     }
-    Ok(())
-}
-
-async fn remove_repositories(
-    conn: &mut PgConnection,
-    installation_id: InstallationId,
-    repository_ids: &[RepositoryId],
-    now: UnixTime,
-) -> Result<(), StoreError> {
-    let installation_id = sql_id(installation_id.get())?;
-    // Id order, as in `add_repositories`.
-    let mut sorted: Vec<RepositoryId> = repository_ids.to_vec();
-    sorted.sort_by_key(|id| id.get());
-    for repository_id in sorted {
-        // A tombstone even for a repository never listed: "removed" must not read as
-        // "unknown", which a caller might resolve through the account's installation.
-        sqlx::query(
-            "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
-             removed, updated_at) VALUES ($1, $2, '', TRUE, $3) \
-             ON CONFLICT (installation_id, repository_id) DO UPDATE SET \
-             removed = TRUE, updated_at = excluded.updated_at",
-        )
-        .bind(installation_id)
-        .bind(sql_id(repository_id.get())?)
-        .bind(now.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(pg_error)?;
-    }
+    let row = sqlx::query_as::<_, ListedRow>(
+        "SELECT removed::INT4::INT8 AS removed, state_at, unsettled::INT4::INT8 AS unsettled \
+         FROM installation_repositories WHERE installation_id = $1 AND repository_id = $2 \
+         FOR UPDATE",
+    )
+    .bind(installation_id)
+    .bind(repository_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    let kept = row.access()?.merge(Removed(removed), as_of);
+    sqlx::query(
+        "UPDATE installation_repositories SET \
+         full_name = CASE WHEN $1 = '' THEN full_name ELSE $1 END, \
+         removed = $2, state_at = $3, unsettled = $4, updated_at = $5 \
+         WHERE installation_id = $6 AND repository_id = $7",
+    )
+    .bind(&repository.full_name)
+    .bind(kept.state.0)
+    .bind(kept.as_of)
+    .bind(kept.unsettled)
+    .bind(now.0)
+    .bind(installation_id)
+    .bind(repository_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
     Ok(())
 }
 
@@ -639,9 +715,10 @@ impl Store for PostgresStore {
         let inserted = sqlx::query_as::<_, UploadRow>(concat!(
             "INSERT INTO uploads (id, status, mode, name, size, sha256, content_type, \
              created_at, verified_at, identity_json, repository_id, reason, idempotency_key, \
-             pending_repository_id, pending_run_id, pending_run_attempt, pending_head_sha) \
+             pending_repository_id, pending_run_id, pending_run_attempt, pending_head_sha, \
+             idempotency_scope) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17) RETURNING ",
+             $17, $18) RETURNING ",
             upload_columns!()
         ))
         .bind(upload.id.as_str())
@@ -661,6 +738,7 @@ impl Store for PostgresStore {
         .bind(params.pending_run_id)
         .bind(params.pending_run_attempt)
         .bind(upload.pending_run.as_ref().map(|p| p.head_sha.as_str()))
+        .bind(params.idempotency_scope.as_deref())
         .fetch_one(&mut *tx)
         .await;
         let row = match inserted {
@@ -670,8 +748,8 @@ impl Store for PostgresStore {
                 // A concurrent insert with the same key has committed by now (the
                 // violation is only raised once it has), so the lookup finds it.
                 if let Some(key) = &upload.idempotency_key {
-                    let repo = upload.identity.repository_id;
-                    if let Some(existing) = self.find_by_idempotency_key(repo, key).await? {
+                    let scope = IdempotencyScope::new(upload.mode, &upload.identity);
+                    if let Some(existing) = self.find_by_idempotency_key(&scope, key).await? {
                         return Err(StoreError::Conflict(Box::new(existing)));
                     }
                 }
@@ -685,7 +763,8 @@ impl Store for PostgresStore {
         };
         let record = row.into_record()?;
         insert_deliveries(&mut tx, &upload.deliveries, &payloads, upload.created_at).await?;
-        tx.commit().await.map_err(pg_error)?;
+        consume_reservation(&mut tx, upload.pending_reservation.as_ref()).await?;
+        tx.commit().await.map_err(pg_commit_error)?;
         Ok(record)
     }
 
@@ -705,15 +784,15 @@ impl Store for PostgresStore {
 
     async fn find_by_idempotency_key(
         &self,
-        repository_id: RepositoryId,
+        scope: &IdempotencyScope,
         key: &str,
     ) -> Result<Option<UploadRecord>, StoreError> {
         sqlx::query_as::<_, UploadRow>(concat!(
             "SELECT ",
             upload_columns!(),
-            " FROM uploads WHERE repository_id = $1 AND idempotency_key = $2"
+            " FROM uploads WHERE idempotency_scope = $1 AND idempotency_key = $2"
         ))
-        .bind(sql_id(repository_id.get())?)
+        .bind(scope.as_str())
         .bind(key)
         .fetch_optional(&self.pool)
         .await
@@ -800,11 +879,14 @@ impl Store for PostgresStore {
         sqlx::query_as::<_, BindingRow>(
             "SELECT i.id AS installation_id, i.account_id, \
              i.suspended::INT4::INT8 AS suspended, i.deleted::INT4::INT8 AS deleted, \
-             r.removed::INT4::INT8 AS removed \
+             r.removed::INT4::INT8 AS removed, \
+             r.unsettled::INT4::INT8 AS repository_unsettled, \
+             i.unsettled::INT4::INT8 AS installation_unsettled \
              FROM installation_repositories r JOIN installations i ON i.id = r.installation_id \
              WHERE r.repository_id = $1 \
              ORDER BY CASE WHEN NOT r.removed AND NOT i.deleted THEN 0 ELSE 1 END, \
-             i.suspended, r.updated_at DESC, i.updated_at DESC, i.id DESC LIMIT 1",
+             i.suspended, r.state_at DESC, r.updated_at DESC, i.updated_at DESC, i.id DESC \
+             LIMIT 1",
         )
         .bind(sql_id(repository_id.get())?)
         .fetch_optional(&self.pool)
@@ -817,7 +899,7 @@ impl Store for PostgresStore {
     async fn get_installation(
         &self,
         id: InstallationId,
-    ) -> Result<Option<(Installation, bool)>, StoreError> {
+    ) -> Result<Option<KnownInstallation>, StoreError> {
         sqlx::query_as::<_, InstallationRow>(concat!(
             "SELECT ",
             pg_installation_columns!(),
@@ -834,12 +916,12 @@ impl Store for PostgresStore {
     async fn installation_for_account(
         &self,
         account_id: OwnerId,
-    ) -> Result<Option<(Installation, bool)>, StoreError> {
+    ) -> Result<Option<KnownInstallation>, StoreError> {
         sqlx::query_as::<_, InstallationRow>(concat!(
             "SELECT ",
             pg_installation_columns!(),
             " FROM installations WHERE account_id = $1 \
-             ORDER BY updated_at DESC, deleted, id DESC LIMIT 1"
+             ORDER BY deleted, state_at DESC, updated_at DESC, id DESC LIMIT 1"
         ))
         .bind(sql_id(account_id.get())?)
         .fetch_optional(&self.pool)
@@ -1057,6 +1139,84 @@ impl Store for PostgresStore {
         stored_count(count, "count")
     }
 
+    async fn reserve_pending(&self, r: &PendingReservation) -> Result<Reserved, StoreError> {
+        let params = ReservationParams::new(r)?;
+        let mut tx = self.pool.begin().await.map_err(pg_error)?;
+        // Held until commit: reservations wait for each other. Inserts need not: one
+        // that consumes a reservation only lowers the sums, and a statement of READ
+        // COMMITTED sees it whole or not at all.
+        sqlx::query(reservation::PG_LOCK_SQL)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        sqlx::query(reservation::PURGE_SQL)
+            .bind(r.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        let sums: (i64, i64, i64, i64) = sqlx::query_as(reservation::SUMS_SQL)
+            .bind(params.repository_id)
+            .bind(params.run_id)
+            .bind(params.run_attempt)
+            .bind(params.counted_sha.as_deref())
+            .bind(params.counted_since)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        let outcome = reservation::decide(r, sums)?;
+        if let Reserved::Granted { bytes } = outcome {
+            let done = sqlx::query(reservation::INSERT_SQL)
+                .bind(r.id.as_str())
+                .bind(params.repository_id)
+                .bind(params.run_id)
+                .bind(params.run_attempt)
+                .bind(&r.claim.head_sha)
+                .bind(reservation::sql_bytes(bytes)?)
+                .bind(r.created_at.0)
+                .bind(r.expires_at.0)
+                .execute(&mut *tx)
+                .await;
+            match done {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Invalid(format!(
+                        "reservation {} already exists",
+                        r.id.as_str()
+                    )));
+                }
+                Err(e) => return Err(pg_error(e)),
+            }
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(outcome)
+    }
+
+    async fn release_pending(&self, id: &ReservationId) -> Result<(), StoreError> {
+        sqlx::query(reservation::RELEASE_SQL)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn workflow_run_attempts(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+    ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
+        sqlx::query_as::<_, WorkflowRunRow>(reservation::ATTEMPTS_SQL)
+            .bind(sql_id(repository_id.get())?)
+            .bind(sql_id(run_id.get())?)
+            .bind(i64::from(crate::MAX_RUN_ATTEMPTS_LISTED))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?
+            .into_iter()
+            .map(WorkflowRunRow::into_record)
+            .collect()
+    }
+
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         let params = SessionParams::new(session)?;
         let done = sqlx::query(
@@ -1082,43 +1242,42 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn use_session(&self, token_hash: &str, now: UnixTime) -> Result<SessionUse, StoreError> {
-        // One statement: concurrent callers queue on the row lock and each re-checks the
-        // limits against the row as the previous one left it.
-        let granted = sqlx::query_as::<_, GrantRow>(
-            "UPDATE sessions SET uploads_used = uploads_used + 1 \
-             WHERE token_hash = $1 AND NOT revoked AND expires_at > $2 \
-             AND uploads_used < max_uploads AND bytes_used < max_bytes \
-             RETURNING identity_json, max_bytes - bytes_used AS bytes_left",
-        )
-        .bind(token_hash)
-        .bind(now.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(pg_error)?;
+    async fn reserve_session(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        ask: SessionAsk,
+    ) -> Result<SessionUse, StoreError> {
+        let (wanted, fewest) = ask.bounds();
+        let granted = sqlx::query_as::<_, GrantRow>(RESERVE_SESSION_SQL)
+            .bind(wanted)
+            .bind(fewest)
+            .bind(token_hash)
+            .bind(now.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_error)?;
         if let Some(row) = granted {
-            let (identity, bytes_left) = row.into_grant()?;
-            return Ok(SessionUse::Granted {
-                identity,
-                bytes_left,
-            });
+            return row.into_grant();
         }
         let record = self.get_session(token_hash).await?;
         Ok(refusal(record.as_ref(), now))
     }
 
-    async fn add_session_bytes(&self, token_hash: &str, bytes: u64) -> Result<(), StoreError> {
-        let (bytes, headroom) = saturating_bytes(bytes);
-        sqlx::query(
-            "UPDATE sessions SET bytes_used = CASE WHEN bytes_used > $1 \
-             THEN 9223372036854775807 ELSE bytes_used + $2 END WHERE token_hash = $3",
-        )
-        .bind(headroom)
-        .bind(bytes)
-        .bind(token_hash)
-        .execute(&self.pool)
-        .await
-        .map_err(pg_error)?;
+    async fn release_session(
+        &self,
+        token_hash: &str,
+        uploads: u64,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        let sql = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        sqlx::query(RELEASE_SESSION_SQL)
+            .bind(sql(uploads))
+            .bind(sql(bytes))
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
         Ok(())
     }
 

@@ -15,22 +15,25 @@ use crate::ID_BATCH;
 use crate::PENDING_EXPIRED_REASON;
 use crate::Store;
 use crate::github::{
-    Delivery, Installation, InstalledRepository, RepositoryBinding, WebhookEffect,
-    WorkflowRunRecord,
+    Delivery, Installation, InstallationAccess, InstalledRepository, KnownInstallation, Removed,
+    RepositoryBinding, WebhookEffect, WorkflowRunRecord,
 };
 use crate::model::{
-    Cursor, ListFilter, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
+    Cursor, IdempotencyScope, ListFilter, NewUpload, PendingRun, StoreError, UploadId,
+    UploadRecord, UploadStatus,
 };
 use crate::namespace::{self, NamespaceRecord};
 use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::reservation::{self, PendingReservation, ReservationId, ReservationParams, Reserved};
 use crate::row::{
-    BindingRow, DeliveryRow, GrantRow, InstallationRow, PendingUploadRow, Resolution,
-    SessionParams, SessionRow, UploadParams, UploadRow, WorkflowRunParams, WorkflowRunRow,
-    clamp_limit, delivery_columns, installation_columns, into_deliveries, into_upload_ids,
-    payload_json, saturating_bytes, session_columns, sql_bool, sql_id, stored_count,
-    truncate_error, upload_columns, workflow_run_columns, workflow_run_replaces,
+    BindingRow, DeliveryRow, GrantRow, InstallationRow, ListedRow, PendingUploadRow,
+    RELEASE_SESSION_SQL, RESERVE_SESSION_SQL, Resolution, SessionParams, SessionRow, UploadParams,
+    UploadRow, WorkflowRunParams, WorkflowRunRow, clamp_limit, delivery_columns,
+    installation_columns, into_deliveries, into_upload_ids, payload_json, session_columns,
+    sql_bool, sql_id, stored_count, truncate_error, upload_columns, workflow_run_columns,
+    workflow_run_replaces,
 };
-use crate::session::{NewSession, SessionRecord, SessionUse, refusal};
+use crate::session::{NewSession, SessionAsk, SessionRecord, SessionUse, refusal};
 
 /// Tuning of [`SqliteStore::open_with`].
 #[derive(Debug, Clone)]
@@ -219,6 +222,21 @@ async fn insert_deliveries(
     Ok(())
 }
 
+/// Deletes the reservation an inserted upload consumes, inside the insert's transaction.
+async fn consume_reservation(
+    conn: &mut SqliteConnection,
+    id: Option<&ReservationId>,
+) -> Result<(), StoreError> {
+    if let Some(id) = id {
+        sqlx::query(reservation::RELEASE_SQL)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
 /// Builds the listing statement from fixed fragments; every value is bound.
 fn list_sql(filter: &ListFilter, with_cursor: bool) -> String {
     let mut sql = String::from(concat!(
@@ -250,19 +268,6 @@ async fn apply_effect(
         WebhookEffect::UpsertInstallation(installation) => {
             upsert_installation(conn, installation, now).await
         }
-        WebhookEffect::SetSuspended {
-            installation_id,
-            suspended,
-        } => {
-            sqlx::query("UPDATE installations SET suspended = ?, updated_at = ? WHERE id = ?")
-                .bind(sql_bool(*suspended))
-                .bind(now.0)
-                .bind(sql_id(installation_id.get())?)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error)?;
-            Ok(())
-        }
         WebhookEffect::DeleteInstallation(installation_id) => {
             sqlx::query("UPDATE installations SET deleted = 1, updated_at = ? WHERE id = ?")
                 .bind(now.0)
@@ -275,88 +280,147 @@ async fn apply_effect(
         WebhookEffect::AddRepositories {
             installation_id,
             repositories,
-        } => add_repositories(conn, *installation_id, repositories, now).await,
+            as_of,
+        } => {
+            for repository in repositories {
+                list_repository(conn, *installation_id, repository, false, *as_of, now).await?;
+            }
+            Ok(())
+        }
         WebhookEffect::RemoveRepositories {
             installation_id,
             repository_ids,
-        } => remove_repositories(conn, *installation_id, repository_ids, now).await,
+            as_of,
+        } => {
+            for id in repository_ids {
+                let repository = InstalledRepository {
+                    id: *id,
+                    full_name: String::new(),
+                };
+                list_repository(conn, *installation_id, &repository, true, *as_of, now).await?;
+            }
+            Ok(())
+        }
         WebhookEffect::UpsertWorkflowRun(run) => upsert_workflow_run(conn, run).await,
     }
 }
 
+/// Inserts an installation, or merges its access state by event time (see
+/// [`crate::github::Ordered`]); `deleted` is never cleared.
 async fn upsert_installation(
     conn: &mut SqliteConnection,
     installation: &Installation,
     now: UnixTime,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let id = sql_id(installation.id.get())?;
+    let inserted = sqlx::query(
         "INSERT INTO installations (id, account_id, account_login, repository_selection, \
-         suspended, deleted, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?) \
-         ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
-         account_login = excluded.account_login, \
-         repository_selection = excluded.repository_selection, \
-         suspended = excluded.suspended, updated_at = excluded.updated_at",
+         suspended, deleted, updated_at, state_at, unsettled) VALUES (?, ?, ?, ?, ?, 0, ?, ?, 0) \
+         ON CONFLICT (id) DO NOTHING",
     )
-    .bind(sql_id(installation.id.get())?)
+    .bind(id)
     .bind(sql_id(installation.account_id.get())?)
     .bind(&installation.account_login)
     .bind(installation.repository_selection.as_str())
     .bind(sql_bool(installation.suspended))
     .bind(now.0)
+    .bind(installation.as_of.map_or(0, |t| t.0))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(());
+    }
+    // The delivery's transaction holds the write lock (BEGIN IMMEDIATE): read and write
+    // cannot interleave with another delivery.
+    let row = sqlx::query_as::<_, InstallationRow>(concat!(
+        "SELECT ",
+        installation_columns!(),
+        " FROM installations WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let kept = row
+        .access()?
+        .merge(InstallationAccess::of(installation), installation.as_of);
+    sqlx::query(
+        "UPDATE installations SET account_id = ?, account_login = ?, repository_selection = ?, \
+         suspended = ?, state_at = ?, unsettled = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(sql_id(installation.account_id.get())?)
+    .bind(&installation.account_login)
+    .bind(kept.state.selection.as_str())
+    .bind(sql_bool(kept.state.suspended))
+    .bind(kept.as_of)
+    .bind(sql_bool(kept.unsettled))
+    .bind(now.0)
+    .bind(id)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
     Ok(())
 }
 
-async fn add_repositories(
+/// Lists (`removed` false) or removes a repository of an installation as of `as_of`,
+/// merging with what is kept by event time. A removal of a repository never listed
+/// leaves a tombstone: "removed" must not read as "unknown", which a caller might resolve
+/// through the account's installation.
+async fn list_repository(
     conn: &mut SqliteConnection,
     installation_id: InstallationId,
-    repositories: &[InstalledRepository],
+    repository: &InstalledRepository,
+    removed: bool,
+    as_of: Option<UnixTime>,
     now: UnixTime,
 ) -> Result<(), StoreError> {
     let installation_id = sql_id(installation_id.get())?;
-    for repository in repositories {
-        sqlx::query(
-            "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
-             removed, updated_at) VALUES (?, ?, ?, 0, ?) \
-             ON CONFLICT (installation_id, repository_id) DO UPDATE SET \
-             full_name = excluded.full_name, removed = 0, updated_at = excluded.updated_at",
-        )
-        .bind(installation_id)
-        .bind(sql_id(repository.id.get())?)
-        .bind(&repository.full_name)
-        .bind(now.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    let repository_id = sql_id(repository.id.get())?;
+    let inserted = sqlx::query(
+        "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
+         removed, updated_at, state_at, unsettled) VALUES (?, ?, ?, ?, ?, ?, 0) \
+         ON CONFLICT (installation_id, repository_id) DO NOTHING",
+    )
+    .bind(installation_id)
+    .bind(repository_id)
+    .bind(&repository.full_name)
+    .bind(sql_bool(removed))
+    .bind(now.0)
+    .bind(as_of.map_or(0, |t| t.0))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(());
     }
-    Ok(())
-}
-
-async fn remove_repositories(
-    conn: &mut SqliteConnection,
-    installation_id: InstallationId,
-    repository_ids: &[RepositoryId],
-    now: UnixTime,
-) -> Result<(), StoreError> {
-    let installation_id = sql_id(installation_id.get())?;
-    for repository_id in repository_ids {
-        // A tombstone even for a repository never listed: "removed" must not read as
-        // "unknown", which a caller might resolve through the account's installation.
-        sqlx::query(
-            "INSERT INTO installation_repositories (installation_id, repository_id, full_name, \
-             removed, updated_at) VALUES (?, ?, '', 1, ?) \
-             ON CONFLICT (installation_id, repository_id) DO UPDATE SET \
-             removed = 1, updated_at = excluded.updated_at",
-        )
-        .bind(installation_id)
-        .bind(sql_id(repository_id.get())?)
-        .bind(now.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    }
+    let row = sqlx::query_as::<_, ListedRow>(
+        "SELECT removed, state_at, unsettled FROM installation_repositories \
+         WHERE installation_id = ? AND repository_id = ?",
+    )
+    .bind(installation_id)
+    .bind(repository_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let kept = row.access()?.merge(Removed(removed), as_of);
+    sqlx::query(
+        "UPDATE installation_repositories SET \
+         full_name = CASE WHEN ? = '' THEN full_name ELSE ? END, \
+         removed = ?, state_at = ?, unsettled = ?, updated_at = ? \
+         WHERE installation_id = ? AND repository_id = ?",
+    )
+    .bind(&repository.full_name)
+    .bind(&repository.full_name)
+    .bind(sql_bool(kept.state.0))
+    .bind(kept.as_of)
+    .bind(sql_bool(kept.unsettled))
+    .bind(now.0)
+    .bind(installation_id)
+    .bind(repository_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 
@@ -443,8 +507,9 @@ impl Store for SqliteStore {
         let inserted = sqlx::query_as::<_, UploadRow>(concat!(
             "INSERT INTO uploads (id, status, mode, name, size, sha256, content_type, \
              created_at, verified_at, identity_json, repository_id, reason, idempotency_key, \
-             pending_repository_id, pending_run_id, pending_run_attempt, pending_head_sha) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+             pending_repository_id, pending_run_id, pending_run_attempt, pending_head_sha, \
+             idempotency_scope) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
             upload_columns!()
         ))
         .bind(upload.id.as_str())
@@ -464,6 +529,7 @@ impl Store for SqliteStore {
         .bind(params.pending_run_id)
         .bind(params.pending_run_attempt)
         .bind(upload.pending_run.as_ref().map(|p| p.head_sha.as_str()))
+        .bind(params.idempotency_scope.as_deref())
         .fetch_one(&mut *tx)
         .await;
         let row = match inserted {
@@ -471,8 +537,8 @@ impl Store for SqliteStore {
             Err(e) if is_unique_violation(&e) => {
                 tx.rollback().await.map_err(db_error)?;
                 if let Some(key) = &upload.idempotency_key {
-                    let repo = upload.identity.repository_id;
-                    if let Some(existing) = self.find_by_idempotency_key(repo, key).await? {
+                    let scope = IdempotencyScope::new(upload.mode, &upload.identity);
+                    if let Some(existing) = self.find_by_idempotency_key(&scope, key).await? {
                         return Err(StoreError::Conflict(Box::new(existing)));
                     }
                 }
@@ -486,6 +552,7 @@ impl Store for SqliteStore {
         };
         let record = row.into_record()?;
         insert_deliveries(&mut tx, &upload.deliveries, &payloads, upload.created_at).await?;
+        consume_reservation(&mut tx, upload.pending_reservation.as_ref()).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(record)
     }
@@ -506,15 +573,15 @@ impl Store for SqliteStore {
 
     async fn find_by_idempotency_key(
         &self,
-        repository_id: RepositoryId,
+        scope: &IdempotencyScope,
         key: &str,
     ) -> Result<Option<UploadRecord>, StoreError> {
         sqlx::query_as::<_, UploadRow>(concat!(
             "SELECT ",
             upload_columns!(),
-            " FROM uploads WHERE repository_id = ? AND idempotency_key = ?"
+            " FROM uploads WHERE idempotency_scope = ? AND idempotency_key = ?"
         ))
-        .bind(sql_id(repository_id.get())?)
+        .bind(scope.as_str())
         .bind(key)
         .fetch_optional(&self.pool)
         .await
@@ -604,11 +671,13 @@ impl Store for SqliteStore {
         repository_id: RepositoryId,
     ) -> Result<Option<RepositoryBinding>, StoreError> {
         sqlx::query_as::<_, BindingRow>(
-            "SELECT i.id AS installation_id, i.account_id, i.suspended, i.deleted, r.removed \
+            "SELECT i.id AS installation_id, i.account_id, i.suspended, i.deleted, r.removed, \
+             r.unsettled AS repository_unsettled, i.unsettled AS installation_unsettled \
              FROM installation_repositories r JOIN installations i ON i.id = r.installation_id \
              WHERE r.repository_id = ? \
              ORDER BY CASE WHEN r.removed = 0 AND i.deleted = 0 THEN 0 ELSE 1 END, \
-             i.suspended, r.updated_at DESC, i.updated_at DESC, i.id DESC LIMIT 1",
+             i.suspended, r.state_at DESC, r.updated_at DESC, i.updated_at DESC, i.id DESC \
+             LIMIT 1",
         )
         .bind(sql_id(repository_id.get())?)
         .fetch_optional(&self.pool)
@@ -621,7 +690,7 @@ impl Store for SqliteStore {
     async fn get_installation(
         &self,
         id: InstallationId,
-    ) -> Result<Option<(Installation, bool)>, StoreError> {
+    ) -> Result<Option<KnownInstallation>, StoreError> {
         sqlx::query_as::<_, InstallationRow>(concat!(
             "SELECT ",
             installation_columns!(),
@@ -638,12 +707,12 @@ impl Store for SqliteStore {
     async fn installation_for_account(
         &self,
         account_id: OwnerId,
-    ) -> Result<Option<(Installation, bool)>, StoreError> {
+    ) -> Result<Option<KnownInstallation>, StoreError> {
         sqlx::query_as::<_, InstallationRow>(concat!(
             "SELECT ",
             installation_columns!(),
             " FROM installations WHERE account_id = ? \
-             ORDER BY updated_at DESC, deleted, id DESC LIMIT 1"
+             ORDER BY deleted, state_at DESC, updated_at DESC, id DESC LIMIT 1"
         ))
         .bind(sql_id(account_id.get())?)
         .fetch_optional(&self.pool)
@@ -860,6 +929,83 @@ impl Store for SqliteStore {
         stored_count(count, "count")
     }
 
+    async fn reserve_pending(&self, r: &PendingReservation) -> Result<Reserved, StoreError> {
+        let params = ReservationParams::new(r)?;
+        // IMMEDIATE takes the write lock first: no other reservation or insert runs
+        // between the sums and the reservation that relies on them.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        sqlx::query(reservation::PURGE_SQL)
+            .bind(r.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let sums: (i64, i64, i64, i64) = sqlx::query_as(reservation::SUMS_SQL)
+            .bind(params.repository_id)
+            .bind(params.run_id)
+            .bind(params.run_attempt)
+            .bind(params.counted_sha.as_deref())
+            .bind(params.counted_since)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let outcome = reservation::decide(r, sums)?;
+        if let Reserved::Granted { bytes } = outcome {
+            let done = sqlx::query(reservation::INSERT_SQL)
+                .bind(r.id.as_str())
+                .bind(params.repository_id)
+                .bind(params.run_id)
+                .bind(params.run_attempt)
+                .bind(&r.claim.head_sha)
+                .bind(reservation::sql_bytes(bytes)?)
+                .bind(r.created_at.0)
+                .bind(r.expires_at.0)
+                .execute(&mut *tx)
+                .await;
+            match done {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Invalid(format!(
+                        "reservation {} already exists",
+                        r.id.as_str()
+                    )));
+                }
+                Err(e) => return Err(db_error(e)),
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcome)
+    }
+
+    async fn release_pending(&self, id: &ReservationId) -> Result<(), StoreError> {
+        sqlx::query(reservation::RELEASE_SQL)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn workflow_run_attempts(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+    ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
+        sqlx::query_as::<_, WorkflowRunRow>(reservation::ATTEMPTS_SQL)
+            .bind(sql_id(repository_id.get())?)
+            .bind(sql_id(run_id.get())?)
+            .bind(i64::from(crate::MAX_RUN_ATTEMPTS_LISTED))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(WorkflowRunRow::into_record)
+            .collect()
+    }
+
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         let params = SessionParams::new(session)?;
         let done = sqlx::query(
@@ -885,41 +1031,42 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn use_session(&self, token_hash: &str, now: UnixTime) -> Result<SessionUse, StoreError> {
-        let granted = sqlx::query_as::<_, GrantRow>(
-            "UPDATE sessions SET uploads_used = uploads_used + 1 \
-             WHERE token_hash = ? AND revoked = 0 AND expires_at > ? \
-             AND uploads_used < max_uploads AND bytes_used < max_bytes \
-             RETURNING identity_json, max_bytes - bytes_used AS bytes_left",
-        )
-        .bind(token_hash)
-        .bind(now.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
+    async fn reserve_session(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        ask: SessionAsk,
+    ) -> Result<SessionUse, StoreError> {
+        let (wanted, fewest) = ask.bounds();
+        let granted = sqlx::query_as::<_, GrantRow>(RESERVE_SESSION_SQL)
+            .bind(wanted)
+            .bind(fewest)
+            .bind(token_hash)
+            .bind(now.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
         if let Some(row) = granted {
-            let (identity, bytes_left) = row.into_grant()?;
-            return Ok(SessionUse::Granted {
-                identity,
-                bytes_left,
-            });
+            return row.into_grant();
         }
         let record = self.get_session(token_hash).await?;
         Ok(refusal(record.as_ref(), now))
     }
 
-    async fn add_session_bytes(&self, token_hash: &str, bytes: u64) -> Result<(), StoreError> {
-        let (bytes, headroom) = saturating_bytes(bytes);
-        sqlx::query(
-            "UPDATE sessions SET bytes_used = CASE WHEN bytes_used > ? \
-             THEN 9223372036854775807 ELSE bytes_used + ? END WHERE token_hash = ?",
-        )
-        .bind(headroom)
-        .bind(bytes)
-        .bind(token_hash)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+    async fn release_session(
+        &self,
+        token_hash: &str,
+        uploads: u64,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        let sql = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        sqlx::query(RELEASE_SESSION_SQL)
+            .bind(sql(uploads))
+            .bind(sql(bytes))
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -1222,6 +1369,7 @@ mod tests {
                             id: repo,
                             full_name: "octo-org/repo".into(),
                         }],
+                        as_of: None,
                     },
                 ];
                 let won = store.apply_webhook(&d, &effects).await;

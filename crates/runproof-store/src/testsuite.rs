@@ -16,10 +16,11 @@ use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, U
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BlobError, BlobStore, Cursor, Delivery, DeliveryRecord, DeliveryStatus, Installation,
-    InstalledRepository, ListFilter, Mode, NewDelivery, NewSession, NewUpload, PendingRun,
-    RepositoryBinding, RepositorySelection, SessionUse, Store, StoreError, UploadId, UploadStatus,
-    WebhookEffect, WorkflowRunRecord,
+    BlobError, BlobStore, CountableClaims, Cursor, Delivery, DeliveryRecord, DeliveryStatus,
+    IdempotencyScope, Installation, InstalledRepository, KnownInstallation, ListFilter, Mode,
+    NewDelivery, NewSession, NewUpload, PendingLimits, PendingReservation, PendingRun,
+    RepositoryBinding, RepositorySelection, ReservationId, Reserved, SessionAsk, SessionUse, Store,
+    StoreError, UploadId, UploadStatus, WebhookEffect, WorkflowRunRecord,
 };
 
 /// A repository id no other run of the suite uses (random, below 2^52).
@@ -64,6 +65,7 @@ pub fn installation(id: InstallationId) -> Installation {
         account_login: "octo-org".into(),
         repository_selection: RepositorySelection::Selected,
         suspended: false,
+        as_of: None,
     }
 }
 
@@ -135,6 +137,7 @@ pub fn new_upload(repository_id: RepositoryId) -> NewUpload {
         idempotency_key: None,
         deliveries: Vec::new(),
         pending_run: None,
+        pending_reservation: None,
     }
 }
 
@@ -229,6 +232,7 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     purge_removes_only_expired_jtis(&*store).await;
     insert_then_get_round_trips(&*store).await;
     idempotency_key_conflict_returns_existing(&*store).await;
+    rule_idempotency_keys_never_cross_scopes(&*store).await;
     duplicate_id_is_refused(&*store).await;
     list_filters_by_status_and_repository(&*store).await;
     list_paginates_newest_first(&*store).await;
@@ -238,11 +242,12 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     installation_binding_lifecycle(&*store).await;
     binding_prefers_an_active_installation(&*store).await;
     installation_for_account_is_the_latest(&*store).await;
+    rule_late_installation_deliveries_never_revive_access(&*store).await;
     workflow_run_keeps_the_latest_and_never_regresses(&*store).await;
     purge_forgets_old_deliveries(&*store).await;
     purge_forgets_old_workflow_runs(&*store).await;
     session_grants_up_to_max_uploads(&*store).await;
-    session_bytes_shrink_then_exhaust(&*store).await;
+    session_bytes_are_reserved_then_released(&*store).await;
     session_expires(&*store).await;
     revoked_and_unknown_sessions_are_unknown(&*store).await;
     concurrent_session_uses_respect_the_limit(Arc::clone(&store)).await;
@@ -255,6 +260,10 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     concurrent_resolutions_have_one_winner(Arc::clone(&store)).await;
     expire_pending_and_blobs_to_delete(&*store).await;
     pending_quotas_count_uploads(&*store).await;
+    rule_parallel_pending_reservations_never_exceed_the_quotas(Arc::clone(&store)).await;
+    pending_reservations_are_consumed_refunded_or_expire(&*store).await;
+    run_quota_counts_only_claims_that_could_be_approved(&*store).await;
+    workflow_run_attempts_list_the_highest_first(&*store).await;
     ids_without_upload_counts_every_status(&*store).await;
     namespace_id_is_recorded_once(&*store).await;
 }
@@ -366,14 +375,15 @@ pub async fn insert_then_get_round_trips(store: &dyn Store) {
     assert_eq!(store.get_upload(&UploadId::generate()).await.unwrap(), None);
 }
 
-/// A second insert with the same repository and idempotency key returns the first
-/// record as a conflict; the same key in another repository is independent.
+/// A second insert with the same idempotency scope and key returns the first record as a
+/// conflict; the same key in another repository is independent.
 pub async fn idempotency_key_conflict_returns_existing(store: &dyn Store) {
     let repo = unique_repository_id();
     let key = unique("key");
     let mut first = new_upload(repo);
     first.idempotency_key = Some(key.clone());
     let stored = store.insert_upload(&first).await.unwrap();
+    let scope = IdempotencyScope::new(first.mode, &first.identity);
 
     let mut again = new_upload(repo);
     again.idempotency_key = Some(key.clone());
@@ -384,11 +394,14 @@ pub async fn idempotency_key_conflict_returns_existing(store: &dyn Store) {
     }
     assert_eq!(store.get_upload(&again.id).await.unwrap(), None);
     assert_eq!(
-        store.find_by_idempotency_key(repo, &key).await.unwrap(),
+        store.find_by_idempotency_key(&scope, &key).await.unwrap(),
         Some(stored)
     );
     assert_eq!(
-        store.find_by_idempotency_key(repo, "absent").await.unwrap(),
+        store
+            .find_by_idempotency_key(&scope, "absent")
+            .await
+            .unwrap(),
         None
     );
 
@@ -399,6 +412,108 @@ pub async fn idempotency_key_conflict_returns_existing(store: &dyn Store) {
     // Without a key, uploads never conflict.
     store.insert_upload(&new_upload(repo)).await.unwrap();
     store.insert_upload(&new_upload(repo)).await.unwrap();
+}
+
+/// A key is scoped to the whole identity an upload was received with (mode, issuer,
+/// repository, run, attempt): the same key in the same repository under any other scope
+/// neither conflicts nor is found, so a stranger's pending upload never answers a
+/// verified request, nor the other way round; and a pending upload keeps its scope after
+/// it is approved.
+pub async fn rule_idempotency_keys_never_cross_scopes(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let key = unique("key");
+    let run = pending_run(repo);
+    let mut pending = pending_upload(&run, 1_700_000_000);
+    pending.identity.issuer = "unverified".into();
+    pending.identity.run_id = run.run_id;
+    pending.idempotency_key = Some(key.clone());
+    let pending_scope = IdempotencyScope::new(pending.mode, &pending.identity);
+    let stranger = store.insert_upload(&pending).await.unwrap();
+
+    let mut verified = new_upload(repo);
+    verified.identity.run_id = run.run_id;
+    verified.idempotency_key = Some(key.clone());
+    let verified_scope = IdempotencyScope::new(verified.mode, &verified.identity);
+    assert_ne!(pending_scope, verified_scope);
+    let genuine = store
+        .insert_upload(&verified)
+        .await
+        .expect("a verified upload is not answered by a stranger's record");
+    assert_ne!(genuine.id, stranger.id);
+    assert_eq!(
+        store
+            .find_by_idempotency_key(&verified_scope, &key)
+            .await
+            .unwrap(),
+        Some(genuine.clone())
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key(&pending_scope, &key)
+            .await
+            .unwrap(),
+        Some(stranger.clone())
+    );
+
+    // Each field of the scope separates: mode, issuer, run, attempt.
+    let mut variants = Vec::new();
+    let mut v = verified.clone();
+    v.mode = Mode::Session;
+    variants.push(v);
+    let mut v = verified.clone();
+    v.identity.issuer = "https://attacker.example".into();
+    variants.push(v);
+    let mut v = verified.clone();
+    v.identity.run_id = RunId(unique_u64());
+    variants.push(v);
+    let mut v = verified.clone();
+    v.identity.run_attempt = Some(2);
+    variants.push(v);
+    let mut v = verified.clone();
+    v.identity.run_attempt = None;
+    variants.push(v);
+    for mut v in variants {
+        let scope = IdempotencyScope::new(v.mode, &v.identity);
+        assert_eq!(
+            store.find_by_idempotency_key(&scope, &key).await.unwrap(),
+            None,
+            "{scope:?}"
+        );
+        v.id = UploadId::generate();
+        let record = store.insert_upload(&v).await.expect("another scope");
+        assert_ne!(record.id, genuine.id);
+    }
+
+    // Approval rewrites the identity, not the scope it was received with.
+    let approved = identity(repo);
+    assert!(
+        store
+            .resolve_pending(
+                &stranger.id,
+                UploadStatus::Verified,
+                Some(&approved),
+                None,
+                UnixTime(1_700_000_100),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    let found = store
+        .find_by_idempotency_key(&pending_scope, &key)
+        .await
+        .unwrap()
+        .expect("still found by its own scope");
+    assert_eq!(found.id, stranger.id);
+    assert_eq!(found.status, UploadStatus::Verified);
+    assert_eq!(
+        store
+            .find_by_idempotency_key(&verified_scope, &key)
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some(genuine.id)
+    );
 }
 
 /// Inserting an id twice is refused and leaves the first record alone.
@@ -523,6 +638,24 @@ async fn apply(store: &dyn Store, received_at: i64, effects: Vec<WebhookEffect>)
     assert!(applied, "a fresh delivery is applied");
 }
 
+/// The store's view of `installation`.
+fn known(installation: &Installation, deleted: bool, unsettled: bool) -> Option<KnownInstallation> {
+    Some(KnownInstallation {
+        installation: installation.clone(),
+        deleted,
+        unsettled,
+    })
+}
+
+/// `installation` as of `at`, suspended or not.
+fn installation_at(installation: &Installation, suspended: bool, at: i64) -> Installation {
+    Installation {
+        suspended,
+        as_of: Some(UnixTime(at)),
+        ..installation.clone()
+    }
+}
+
 /// A redelivery (same delivery id) returns `false` and changes nothing, whatever its
 /// effects.
 pub async fn redelivery_has_no_second_effect(store: &dyn Store) {
@@ -535,16 +668,13 @@ pub async fn redelivery_has_no_second_effect(store: &dyn Store) {
     let mut again = first.clone();
     again.received_at = UnixTime(1_700_000_100);
     let other = [
-        WebhookEffect::SetSuspended {
-            installation_id: inst.id,
-            suspended: true,
-        },
+        WebhookEffect::UpsertInstallation(installation_at(&inst, true, 1_700_000_100)),
         WebhookEffect::DeleteInstallation(inst.id),
     ];
     assert!(!store.apply_webhook(&again, &other).await.unwrap());
     assert_eq!(
         store.get_installation(inst.id).await.unwrap(),
-        Some((inst.clone(), false))
+        known(&inst, false, false)
     );
 
     // An empty or oversized id is refused rather than deduplicated with others.
@@ -557,7 +687,7 @@ pub async fn redelivery_has_no_second_effect(store: &dyn Store) {
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     assert_eq!(
         store.get_installation(inst.id).await.unwrap(),
-        Some((inst, false))
+        known(&inst, false, false)
     );
 }
 
@@ -588,9 +718,12 @@ pub async fn concurrent_deliveries_have_one_winner(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(winners.len(), 1, "exactly one concurrent delivery must win");
-    let (stored, deleted) = store.get_installation(base.id).await.unwrap().unwrap();
-    assert!(!deleted);
-    assert_eq!(stored.account_login, format!("login-{}", winners[0]));
+    let stored = store.get_installation(base.id).await.unwrap().unwrap();
+    assert!(!stored.deleted);
+    assert_eq!(
+        stored.installation.account_login,
+        format!("login-{}", winners[0])
+    );
 }
 
 /// When an effect fails, nothing of the delivery is kept, its id included: a retry
@@ -607,6 +740,7 @@ pub async fn failed_delivery_applies_nothing(store: &dyn Store) {
                 id: RepositoryId(u64::MAX),
                 full_name: "octo-org/too-big".into(),
             }],
+            as_of: None,
         },
     ];
     let err = store.apply_webhook(&d, &bad).await.unwrap_err();
@@ -617,14 +751,19 @@ pub async fn failed_delivery_applies_nothing(store: &dyn Store) {
     assert!(store.apply_webhook(&d, &good).await.unwrap());
     assert_eq!(
         store.get_installation(inst.id).await.unwrap(),
-        Some((inst, false))
+        known(&inst, false, false)
     );
 }
 
 /// A repository's binding follows its installation through creation, suspension,
-/// removal, re-adding and deletion; an unknown repository has none.
+/// removal, re-adding and deletion, each event later than the one before; an unknown
+/// repository has none.
 pub async fn installation_binding_lifecycle(store: &dyn Store) {
-    let inst = installation(unique_installation_id());
+    let inst = installation_at(
+        &installation(unique_installation_id()),
+        false,
+        1_600_000_000,
+    );
     let (repo, sibling) = (unique_repository_id(), unique_repository_id());
     let listed = |id| InstalledRepository {
         id,
@@ -637,6 +776,7 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
             suspended,
             deleted,
             removed,
+            unsettled: false,
         })
     };
     assert_eq!(store.repository_binding(repo).await.unwrap(), None);
@@ -651,6 +791,7 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
             WebhookEffect::AddRepositories {
                 installation_id: inst.id,
                 repositories: vec![listed(repo), listed(sibling)],
+                as_of: inst.as_of,
             },
         ],
     )
@@ -660,21 +801,34 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
     assert!(got.unwrap().is_active());
     assert_eq!(
         store.get_installation(inst.id).await.unwrap(),
-        Some((inst.clone(), false))
+        known(&inst, false, false)
     );
 
     // installation.suspend, then installation.unsuspend
-    let suspend = |suspended| WebhookEffect::SetSuspended {
-        installation_id: inst.id,
-        suspended,
-    };
-    apply(store, 1_700_000_010, vec![suspend(true)]).await;
+    let suspended = installation_at(&inst, true, 1_600_000_010);
+    apply(
+        store,
+        1_700_000_010,
+        vec![WebhookEffect::UpsertInstallation(suspended.clone())],
+    )
+    .await;
     let got = store.repository_binding(repo).await.unwrap();
     assert_eq!(got, binding(true, false, false));
-    assert!(!got.unwrap().is_active());
-    let (stored, _) = store.get_installation(inst.id).await.unwrap().unwrap();
-    assert!(stored.suspended);
-    apply(store, 1_700_000_020, vec![suspend(false)]).await;
+    assert!(got.as_ref().unwrap().is_refused());
+    assert_eq!(
+        store.get_installation(inst.id).await.unwrap(),
+        known(&suspended, false, false)
+    );
+    apply(
+        store,
+        1_700_000_020,
+        vec![WebhookEffect::UpsertInstallation(installation_at(
+            &inst,
+            false,
+            1_600_000_020,
+        ))],
+    )
+    .await;
     assert_eq!(
         store.repository_binding(repo).await.unwrap(),
         binding(false, false, false)
@@ -684,11 +838,12 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
     let remove = WebhookEffect::RemoveRepositories {
         installation_id: inst.id,
         repository_ids: vec![repo],
+        as_of: Some(UnixTime(1_600_000_030)),
     };
     apply(store, 1_700_000_030, vec![remove]).await;
     let got = store.repository_binding(repo).await.unwrap();
     assert_eq!(got, binding(false, false, true));
-    assert!(!got.unwrap().is_active());
+    assert!(got.unwrap().is_refused());
     assert_eq!(
         store.repository_binding(sibling).await.unwrap(),
         binding(false, false, false)
@@ -696,6 +851,7 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
     let add = WebhookEffect::AddRepositories {
         installation_id: inst.id,
         repositories: vec![listed(repo)],
+        as_of: Some(UnixTime(1_600_000_040)),
     };
     apply(store, 1_700_000_040, vec![add]).await;
     assert_eq!(
@@ -708,6 +864,7 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
     let remove = WebhookEffect::RemoveRepositories {
         installation_id: inst.id,
         repository_ids: vec![stranger],
+        as_of: None,
     };
     apply(store, 1_700_000_045, vec![remove]).await;
     assert_eq!(
@@ -724,14 +881,12 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
     .await;
     let got = store.repository_binding(repo).await.unwrap();
     assert_eq!(got, binding(false, true, false));
-    assert!(!got.unwrap().is_active());
-    assert_eq!(
-        store.get_installation(inst.id).await.unwrap(),
-        Some((inst.clone(), true))
-    );
+    assert!(got.unwrap().is_refused());
+    let stored = store.get_installation(inst.id).await.unwrap().unwrap();
+    assert!(stored.deleted);
 
     // An upsert updates the fields but never revives a deleted installation.
-    let mut updated = inst.clone();
+    let mut updated = installation_at(&inst, false, 1_600_000_060);
     updated.account_login = "renamed-org".into();
     updated.repository_selection = RepositorySelection::All;
     apply(
@@ -742,12 +897,231 @@ pub async fn installation_binding_lifecycle(store: &dyn Store) {
     .await;
     assert_eq!(
         store.get_installation(inst.id).await.unwrap(),
-        Some((updated, true))
+        known(&updated, true, false)
     );
     assert_eq!(
         store.repository_binding(repo).await.unwrap(),
         binding(false, true, false)
     );
+}
+
+/// Installation deliveries applied out of order: each state is ordered by its event's own
+/// time, never by arrival. A late `created`, `unsuspend`, `added` or selection of every
+/// repository never revives access that a later event removed; at the same second, or
+/// without a time, a removal or suspension is applied at once and a relaxation leaves the
+/// stricter state, unsettled, for the reader to confirm with GitHub.
+pub async fn rule_late_installation_deliveries_never_revive_access(store: &dyn Store) {
+    let base = installation(unique_installation_id());
+    let (repo, other) = (unique_repository_id(), unique_repository_id());
+    let listed = |id| InstalledRepository {
+        id,
+        full_name: format!("octo-org/repo-{id}"),
+    };
+    let at = |t| Some(UnixTime(t));
+    let created = installation_at(&base, false, 100);
+    let suspended = installation_at(&base, true, 200);
+    let binding = || store.repository_binding(repo);
+
+    // suspend (t=200) arrives first, then the created (t=100) it followed: still suspended.
+    apply(
+        store,
+        1_700_000_000,
+        vec![WebhookEffect::UpsertInstallation(suspended.clone())],
+    )
+    .await;
+    apply(
+        store,
+        1_700_000_001,
+        vec![
+            WebhookEffect::UpsertInstallation(created.clone()),
+            WebhookEffect::AddRepositories {
+                installation_id: base.id,
+                repositories: vec![listed(repo), listed(other)],
+                as_of: at(100),
+            },
+        ],
+    )
+    .await;
+    let got = store.get_installation(base.id).await.unwrap().unwrap();
+    assert!(
+        got.installation.suspended && !got.unsettled,
+        "a late created does not unsuspend: {got:?}"
+    );
+    assert!(binding().await.unwrap().unwrap().is_refused());
+
+    // unsuspend (t=300), then a late delivery carrying the suspended state (t=200).
+    apply(
+        store,
+        1_700_000_002,
+        vec![WebhookEffect::UpsertInstallation(installation_at(
+            &base, false, 300,
+        ))],
+    )
+    .await;
+    apply(
+        store,
+        1_700_000_003,
+        vec![WebhookEffect::UpsertInstallation(suspended.clone())],
+    )
+    .await;
+    assert!(binding().await.unwrap().unwrap().is_active(), "unsuspended");
+
+    // removed (t=400) arrives before the added (t=350) that preceded it: removed.
+    apply(
+        store,
+        1_700_000_004,
+        vec![WebhookEffect::RemoveRepositories {
+            installation_id: base.id,
+            repository_ids: vec![repo],
+            as_of: at(400),
+        }],
+    )
+    .await;
+    apply(
+        store,
+        1_700_000_005,
+        vec![WebhookEffect::AddRepositories {
+            installation_id: base.id,
+            repositories: vec![listed(repo)],
+            as_of: at(350),
+        }],
+    )
+    .await;
+    let got = binding().await.unwrap().unwrap();
+    assert!(got.removed && got.is_refused(), "a late added: {got:?}");
+
+    // An added of the same second as the removal: the order is unknown. The removal
+    // stays, unsettled; a removal of the same second again settles it at once.
+    let add_now = WebhookEffect::AddRepositories {
+        installation_id: base.id,
+        repositories: vec![listed(repo)],
+        as_of: at(400),
+    };
+    apply(store, 1_700_000_006, vec![add_now.clone()]).await;
+    let got = binding().await.unwrap().unwrap();
+    assert!(got.removed && got.unsettled && !got.is_active() && !got.is_refused());
+    apply(
+        store,
+        1_700_000_007,
+        vec![WebhookEffect::RemoveRepositories {
+            installation_id: base.id,
+            repository_ids: vec![repo],
+            as_of: at(400),
+        }],
+    )
+    .await;
+    assert!(binding().await.unwrap().unwrap().is_refused());
+    // Without a time, an added cannot be ordered either.
+    apply(
+        store,
+        1_700_000_008,
+        vec![WebhookEffect::AddRepositories {
+            installation_id: base.id,
+            repositories: vec![listed(repo)],
+            as_of: None,
+        }],
+    )
+    .await;
+    let got = binding().await.unwrap().unwrap();
+    assert!(got.removed && got.unsettled, "{got:?}");
+    // A later added settles it.
+    apply(
+        store,
+        1_700_000_009,
+        vec![WebhookEffect::AddRepositories {
+            installation_id: base.id,
+            repositories: vec![listed(repo)],
+            as_of: at(500),
+        }],
+    )
+    .await;
+    assert!(binding().await.unwrap().unwrap().is_active());
+
+    // An unsuspend of the same second as the suspension (GitHub's unsuspend payloads can
+    // carry the suspension's `updated_at`): suspended, unsettled. A suspension of that
+    // second still settles at once.
+    apply(
+        store,
+        1_700_000_010,
+        vec![WebhookEffect::UpsertInstallation(installation_at(
+            &base, true, 600,
+        ))],
+    )
+    .await;
+    apply(
+        store,
+        1_700_000_011,
+        vec![WebhookEffect::UpsertInstallation(installation_at(
+            &base, false, 600,
+        ))],
+    )
+    .await;
+    let got = store.get_installation(base.id).await.unwrap().unwrap();
+    assert!(got.installation.suspended && got.unsettled, "{got:?}");
+    let b = binding().await.unwrap().unwrap();
+    assert!(b.suspended && b.unsettled && !b.is_refused());
+    let sibling = store.repository_binding(other).await.unwrap().unwrap();
+    assert!(
+        sibling.unsettled,
+        "every repository of the installation: {sibling:?}"
+    );
+
+    // Selection: a late "all" does not widen a later "selected"; the account's
+    // installation then covers only the repositories it lists.
+    let account = unique_owner_id();
+    let mut wide = installation(unique_installation_id());
+    wide.account_id = account;
+    let narrow = Installation {
+        repository_selection: RepositorySelection::Selected,
+        as_of: at(800),
+        ..wide.clone()
+    };
+    let all = Installation {
+        repository_selection: RepositorySelection::All,
+        as_of: at(700),
+        ..wide.clone()
+    };
+    apply(
+        store,
+        1_700_000_012,
+        vec![WebhookEffect::UpsertInstallation(narrow)],
+    )
+    .await;
+    apply(
+        store,
+        1_700_000_013,
+        vec![WebhookEffect::UpsertInstallation(all)],
+    )
+    .await;
+    let got = store
+        .installation_for_account(account)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.installation.repository_selection,
+        RepositorySelection::Selected
+    );
+    assert_eq!(got.installation.as_of, at(800));
+
+    // A deleted installation stays deleted whatever comes later, and is never unsettled.
+    apply(
+        store,
+        1_700_000_014,
+        vec![WebhookEffect::DeleteInstallation(base.id)],
+    )
+    .await;
+    apply(
+        store,
+        1_700_000_015,
+        vec![
+            WebhookEffect::UpsertInstallation(installation_at(&base, false, 900)),
+            add_now,
+        ],
+    )
+    .await;
+    let got = binding().await.unwrap().unwrap();
+    assert!(got.deleted && got.is_refused(), "{got:?}");
 }
 
 /// When two installations list a repository, the binding is the active one, whichever
@@ -773,6 +1147,7 @@ pub async fn binding_prefers_an_active_installation(store: &dyn Store) {
                 WebhookEffect::AddRepositories {
                     installation_id: inst.id,
                     repositories: listed(),
+                    as_of: None,
                 },
             ],
         )
@@ -796,6 +1171,7 @@ pub async fn binding_prefers_an_active_installation(store: &dyn Store) {
         vec![WebhookEffect::RemoveRepositories {
             installation_id: new.id,
             repository_ids: vec![repo],
+            as_of: None,
         }],
     )
     .await;
@@ -814,8 +1190,8 @@ pub async fn binding_prefers_an_active_installation(store: &dyn Store) {
     );
 }
 
-/// An account's installation is its most recently updated one; other accounts' are
-/// never returned.
+/// An account's installation is its live one, else its latest; other accounts' are never
+/// returned.
 pub async fn installation_for_account_is_the_latest(store: &dyn Store) {
     let account = unique_owner_id();
     assert_eq!(store.installation_for_account(account).await.unwrap(), None);
@@ -830,7 +1206,7 @@ pub async fn installation_for_account_is_the_latest(store: &dyn Store) {
     .await;
     assert_eq!(
         store.installation_for_account(account).await.unwrap(),
-        Some((first.clone(), false))
+        known(&first, false, false)
     );
     apply(
         store,
@@ -840,7 +1216,7 @@ pub async fn installation_for_account_is_the_latest(store: &dyn Store) {
     .await;
     assert_eq!(
         store.installation_for_account(account).await.unwrap(),
-        Some((first.clone(), true))
+        known(&first, true, false)
     );
 
     let mut second = installation(unique_installation_id());
@@ -853,7 +1229,22 @@ pub async fn installation_for_account_is_the_latest(store: &dyn Store) {
     .await;
     assert_eq!(
         store.installation_for_account(account).await.unwrap(),
-        Some((second, false))
+        known(&second, false, false)
+    );
+    // A late delivery for the deleted one does not hide the live one.
+    apply(
+        store,
+        1_700_000_025,
+        vec![WebhookEffect::UpsertInstallation(first.clone())],
+    )
+    .await;
+    assert_eq!(
+        store
+            .installation_for_account(account)
+            .await
+            .unwrap()
+            .map(|k| k.installation.id),
+        Some(second.id)
     );
     let elsewhere = installation(unique_installation_id());
     apply(
@@ -862,12 +1253,12 @@ pub async fn installation_for_account_is_the_latest(store: &dyn Store) {
         vec![WebhookEffect::UpsertInstallation(elsewhere.clone())],
     )
     .await;
-    let (got, _) = store
+    let got = store
         .installation_for_account(account)
         .await
         .unwrap()
         .unwrap();
-    assert_ne!(got.id, elsewhere.id);
+    assert_ne!(got.installation.id, elsewhere.id);
 }
 
 /// A workflow run is replaced by a later `updated_at` (or, at the same one, by a later
@@ -987,28 +1378,32 @@ pub async fn purge_forgets_old_workflow_runs(store: &dyn Store) {
     assert!(get(&runs[2]).await.unwrap().is_some());
 }
 
-/// A session grants exactly `max_uploads` uploads, each with its identity; then it is
-/// exhausted. A token hash cannot be reused.
+/// A session grants exactly `max_uploads` uploads, each with its identity and the bytes
+/// it asked for; then it is exhausted. A token hash cannot be reused.
 pub async fn session_grants_up_to_max_uploads(store: &dyn Store) {
     let repo = unique_repository_id();
     let session = new_session(repo, 1_000, 1_000_000, 3, 1_000);
     store.create_session(&session).await.unwrap();
     let now = UnixTime(2_000);
     for _ in 0..3 {
-        match store.use_session(&session.token_hash, now).await.unwrap() {
-            SessionUse::Granted {
-                identity,
-                bytes_left,
-            } => {
+        match store
+            .reserve_session(&session.token_hash, now, SessionAsk::UpTo(100))
+            .await
+            .unwrap()
+        {
+            SessionUse::Granted { identity, reserved } => {
                 assert_eq!(identity, session.identity);
-                assert_eq!(bytes_left, 1_000);
+                assert_eq!(reserved, 100);
             }
             other => panic!("expected a grant, got {other:?}"),
         }
     }
     for _ in 0..2 {
         assert_eq!(
-            store.use_session(&session.token_hash, now).await.unwrap(),
+            store
+                .reserve_session(&session.token_hash, now, SessionAsk::Exactly(0))
+                .await
+                .unwrap(),
             SessionUse::Exhausted
         );
     }
@@ -1017,7 +1412,11 @@ pub async fn session_grants_up_to_max_uploads(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.uploads_used, 3, "refusals do not count");
+    assert_eq!(
+        (record.uploads_used, record.bytes_used),
+        (3, 300),
+        "refusals take nothing"
+    );
     assert_eq!(record.max_uploads, 3);
     assert_eq!(record.identity, session.identity);
     assert_eq!(record.expires_at, session.expires_at);
@@ -1030,75 +1429,107 @@ pub async fn session_grants_up_to_max_uploads(store: &dyn Store) {
     let unlimited = new_session(repo, 1_000, 1_000_000, u64::MAX, u64::MAX);
     store.create_session(&unlimited).await.unwrap();
     assert!(matches!(
-        store.use_session(&unlimited.token_hash, now).await.unwrap(),
-        SessionUse::Granted { .. }
+        store
+            .reserve_session(&unlimited.token_hash, now, SessionAsk::Exactly(1 << 40))
+            .await
+            .unwrap(),
+        SessionUse::Granted { reserved, .. } if reserved == 1 << 40
     ));
 }
 
-/// Bytes stored shrink what the next upload may take; once the budget is spent the
-/// session is exhausted, whatever uploads remain.
-pub async fn session_bytes_shrink_then_exhaust(store: &dyn Store) {
+/// Bytes are taken when an upload is admitted, exactly or up to a cap, never beyond the
+/// budget; what is given back can be taken again; counts never go below zero.
+pub async fn session_bytes_are_reserved_then_released(store: &dyn Store) {
     let session = new_session(unique_repository_id(), 1_000, 1_000_000, 10, 100);
     store.create_session(&session).await.unwrap();
     let now = UnixTime(2_000);
-    let bytes_left = |u: SessionUse| match u {
-        SessionUse::Granted { bytes_left, .. } => bytes_left,
+    let hash = &session.token_hash;
+    let reserve = |ask| store.reserve_session(hash, now, ask);
+    let reserved = |u: SessionUse| match u {
+        SessionUse::Granted { reserved, .. } => reserved,
         other => panic!("expected a grant, got {other:?}"),
     };
-    let hash = &session.token_hash;
-    assert_eq!(bytes_left(store.use_session(hash, now).await.unwrap()), 100);
-    store.add_session_bytes(hash, 60).await.unwrap();
-    assert_eq!(bytes_left(store.use_session(hash, now).await.unwrap()), 40);
-    store.add_session_bytes(hash, 0).await.unwrap();
-    store.add_session_bytes(hash, 40).await.unwrap();
+    let used = || async {
+        let r = store.get_session(hash).await.unwrap().unwrap();
+        (r.uploads_used, r.bytes_used)
+    };
     assert_eq!(
-        store.use_session(hash, now).await.unwrap(),
-        SessionUse::Exhausted
+        reserved(reserve(SessionAsk::Exactly(60)).await.unwrap()),
+        60
     );
-    let record = store.get_session(hash).await.unwrap().unwrap();
-    assert_eq!((record.uploads_used, record.bytes_used), (2, 100));
-
-    // Overshooting (an upload larger than announced) stays exhausted.
-    store.add_session_bytes(hash, 5).await.unwrap();
+    assert_eq!(used().await, (1, 60));
     assert_eq!(
-        store.use_session(hash, now).await.unwrap(),
-        SessionUse::Exhausted
+        reserve(SessionAsk::Exactly(41)).await.unwrap(),
+        SessionUse::NoRoom { bytes_left: 40 },
+        "an exact ask is all or nothing"
     );
-    // Unknown sessions are left alone.
-    store.add_session_bytes("absent", 5).await.unwrap();
-    assert_eq!(store.get_session("absent").await.unwrap(), None);
-    // Totals beyond the database's integers saturate rather than wrap or fail.
-    let max = i64::MAX.unsigned_abs();
-    store.add_session_bytes(hash, max - 200).await.unwrap();
-    let record = store.get_session(hash).await.unwrap().unwrap();
-    assert_eq!(record.bytes_used, max - 95);
-    for more in [u64::MAX, max, 1] {
-        store.add_session_bytes(hash, more).await.unwrap();
-        let record = store.get_session(hash).await.unwrap().unwrap();
-        assert_eq!(record.bytes_used, max);
+    assert_eq!(used().await, (1, 60), "a refusal takes nothing");
+    assert_eq!(
+        reserved(reserve(SessionAsk::UpTo(50)).await.unwrap()),
+        40,
+        "an ask up to a cap takes what is left"
+    );
+    assert_eq!(used().await, (2, 100));
+    for ask in [
+        SessionAsk::UpTo(1),
+        SessionAsk::UpTo(50),
+        SessionAsk::Exactly(1),
+    ] {
+        assert_eq!(
+            reserve(ask).await.unwrap(),
+            SessionUse::Exhausted,
+            "{ask:?}"
+        );
     }
     assert_eq!(
-        store.use_session(hash, now).await.unwrap(),
-        SessionUse::Exhausted
+        reserved(reserve(SessionAsk::Exactly(0)).await.unwrap()),
+        0,
+        "an empty body needs no byte"
     );
-    let big = new_session(unique_repository_id(), 1_000, 1_000_000, 10, u64::MAX);
-    store.create_session(&big).await.unwrap();
+    assert_eq!(used().await, (3, 100));
+
+    store.release_session(hash, 1, 30).await.unwrap();
+    assert_eq!(used().await, (2, 70));
+    assert_eq!(
+        reserved(reserve(SessionAsk::Exactly(30)).await.unwrap()),
+        30
+    );
+    assert_eq!(used().await, (3, 100));
+    store.release_session(hash, 0, 0).await.unwrap();
+    assert_eq!(used().await, (3, 100));
     store
-        .add_session_bytes(&big.token_hash, max - 1)
+        .release_session(hash, u64::MAX, u64::MAX)
         .await
         .unwrap();
+    assert_eq!(used().await, (0, 0), "never below zero");
+
+    // Unknown sessions are left alone.
+    store.release_session("absent", 1, 5).await.unwrap();
+    assert_eq!(store.get_session("absent").await.unwrap(), None);
+
+    // Budgets beyond the database's integers: everything that fits, then nothing.
+    let max = i64::MAX.unsigned_abs();
+    let big = new_session(unique_repository_id(), 1_000, 1_000_000, 10, u64::MAX);
+    store.create_session(&big).await.unwrap();
+    let reserve_big = |ask| store.reserve_session(&big.token_hash, now, ask);
     assert_eq!(
-        store.use_session(&big.token_hash, now).await.unwrap(),
-        SessionUse::Granted {
-            identity: big.identity.clone(),
-            bytes_left: 1
-        }
+        reserved(reserve_big(SessionAsk::Exactly(max - 1)).await.unwrap()),
+        max - 1
     );
-    store.add_session_bytes(&big.token_hash, 2).await.unwrap();
     assert_eq!(
-        store.use_session(&big.token_hash, now).await.unwrap(),
+        reserve_big(SessionAsk::Exactly(u64::MAX)).await.unwrap(),
+        SessionUse::NoRoom { bytes_left: 1 }
+    );
+    assert_eq!(
+        reserved(reserve_big(SessionAsk::UpTo(u64::MAX)).await.unwrap()),
+        1
+    );
+    assert_eq!(
+        reserve_big(SessionAsk::UpTo(u64::MAX)).await.unwrap(),
         SessionUse::Exhausted
     );
+    let r = store.get_session(&big.token_hash).await.unwrap().unwrap();
+    assert_eq!(r.bytes_used, max);
 }
 
 /// A session works until just before `expires_at`, then is expired, even with uploads
@@ -1108,12 +1539,18 @@ pub async fn session_expires(store: &dyn Store) {
     store.create_session(&session).await.unwrap();
     let hash = &session.token_hash;
     assert!(matches!(
-        store.use_session(hash, UnixTime(1_009)).await.unwrap(),
+        store
+            .reserve_session(hash, UnixTime(1_009), SessionAsk::Exactly(1))
+            .await
+            .unwrap(),
         SessionUse::Granted { .. }
     ));
     for at in [1_010, 1_011, 9_999] {
         assert_eq!(
-            store.use_session(hash, UnixTime(at)).await.unwrap(),
+            store
+                .reserve_session(hash, UnixTime(at), SessionAsk::Exactly(1))
+                .await
+                .unwrap(),
             SessionUse::Expired
         );
     }
@@ -1121,14 +1558,14 @@ pub async fn session_expires(store: &dyn Store) {
     store.create_session(&spent).await.unwrap();
     assert_eq!(
         store
-            .use_session(&spent.token_hash, UnixTime(1_005))
+            .reserve_session(&spent.token_hash, UnixTime(1_005), SessionAsk::Exactly(1))
             .await
             .unwrap(),
         SessionUse::Exhausted
     );
     assert_eq!(
         store
-            .use_session(&spent.token_hash, UnixTime(1_010))
+            .reserve_session(&spent.token_hash, UnixTime(1_010), SessionAsk::Exactly(1))
             .await
             .unwrap(),
         SessionUse::Expired
@@ -1142,56 +1579,102 @@ pub async fn revoked_and_unknown_sessions_are_unknown(store: &dyn Store) {
     let hash = &session.token_hash;
     let now = UnixTime(2_000);
     assert!(matches!(
-        store.use_session(hash, now).await.unwrap(),
+        store
+            .reserve_session(hash, now, SessionAsk::Exactly(1))
+            .await
+            .unwrap(),
         SessionUse::Granted { .. }
     ));
     assert!(store.revoke_session(hash).await.unwrap());
     assert!(!store.revoke_session(hash).await.unwrap());
     assert_eq!(
-        store.use_session(hash, now).await.unwrap(),
+        store
+            .reserve_session(hash, now, SessionAsk::Exactly(1))
+            .await
+            .unwrap(),
         SessionUse::Unknown
     );
     // Revoked wins over expired.
     assert_eq!(
-        store.use_session(hash, UnixTime(2_000_000)).await.unwrap(),
+        store
+            .reserve_session(hash, UnixTime(2_000_000), SessionAsk::Exactly(1))
+            .await
+            .unwrap(),
         SessionUse::Unknown
     );
     assert!(store.get_session(hash).await.unwrap().unwrap().revoked);
 
     let absent = unique("absent-session");
     assert_eq!(
-        store.use_session(&absent, now).await.unwrap(),
+        store
+            .reserve_session(&absent, now, SessionAsk::Exactly(1))
+            .await
+            .unwrap(),
         SessionUse::Unknown
     );
     assert!(!store.revoke_session(&absent).await.unwrap());
     assert_eq!(store.get_session(&absent).await.unwrap(), None);
 }
 
-/// 32 concurrent uses of a session allowing 10 uploads: exactly 10 are granted.
+/// Concurrent reservations never take more than the budget, in bytes or in uploads: 32
+/// concurrent asks of 90 bytes from 1 000 get exactly 11 grants (990 bytes), then asks up
+/// to a cap share the last 10 bytes; 32 concurrent asks from a session of 10 uploads get
+/// exactly 10.
 pub async fn concurrent_session_uses_respect_the_limit(store: Arc<dyn Store>) {
-    let session = new_session(unique_repository_id(), 1_000, 1_000_000, 10, 1_000);
-    store.create_session(&session).await.unwrap();
-    let tasks: Vec<_> = (0..32)
-        .map(|_| {
-            let (store, hash) = (Arc::clone(&store), session.token_hash.clone());
-            tokio::spawn(async move { store.use_session(&hash, UnixTime(2_000)).await })
-        })
-        .collect();
-    let (mut granted, mut exhausted) = (0, 0);
-    for task in tasks {
-        match task.await.expect("task").expect("use_session") {
-            SessionUse::Granted { .. } => granted += 1,
-            SessionUse::Exhausted => exhausted += 1,
-            other => panic!("unexpected {other:?}"),
+    async fn race(
+        store: &Arc<dyn Store>,
+        hash: &str,
+        asks: Vec<SessionAsk>,
+    ) -> (Vec<u64>, Vec<SessionUse>) {
+        let tasks: Vec<_> = asks
+            .into_iter()
+            .map(|ask| {
+                let (store, hash) = (Arc::clone(store), hash.to_owned());
+                tokio::spawn(
+                    async move { store.reserve_session(&hash, UnixTime(2_000), ask).await },
+                )
+            })
+            .collect();
+        let (mut granted, mut refused) = (Vec::new(), Vec::new());
+        for task in tasks {
+            match task.await.expect("task").expect("reserve_session") {
+                SessionUse::Granted { reserved, .. } => granted.push(reserved),
+                other => refused.push(other),
+            }
         }
+        (granted, refused)
     }
-    assert_eq!((granted, exhausted), (10, 22));
-    let record = store
-        .get_session(&session.token_hash)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(record.uploads_used, 10);
+    let bytes = new_session(unique_repository_id(), 1_000, 1_000_000, 100, 1_000);
+    store.create_session(&bytes).await.unwrap();
+    let (granted, refused) =
+        race(&store, &bytes.token_hash, vec![SessionAsk::Exactly(90); 32]).await;
+    assert_eq!(granted, vec![90; 11], "rule: session byte budget");
+    assert!(
+        refused
+            .iter()
+            .all(|r| matches!(r, SessionUse::NoRoom { .. })),
+        "{refused:?}"
+    );
+    let (granted, refused) = race(&store, &bytes.token_hash, vec![SessionAsk::UpTo(90); 8]).await;
+    assert_eq!(granted, vec![10], "the last bytes go to one ask");
+    assert!(
+        refused.iter().all(|r| *r == SessionUse::Exhausted),
+        "{refused:?}"
+    );
+    let record = store.get_session(&bytes.token_hash).await.unwrap().unwrap();
+    assert_eq!((record.uploads_used, record.bytes_used), (12, 1_000));
+
+    let count = new_session(unique_repository_id(), 1_000, 1_000_000, 10, 1_000);
+    store.create_session(&count).await.unwrap();
+    let (granted, refused) =
+        race(&store, &count.token_hash, vec![SessionAsk::Exactly(10); 32]).await;
+    assert_eq!(granted.len(), 10, "rule: session upload count");
+    assert!(
+        refused.iter().all(|r| *r == SessionUse::Exhausted),
+        "{refused:?}"
+    );
+    let record = store.get_session(&count.token_hash).await.unwrap().unwrap();
+    assert_eq!((record.uploads_used, record.bytes_used), (10, 100));
 }
 
 /// Purging deletes sessions expired before the cutoff and keeps the rest, including
@@ -1872,6 +2355,307 @@ pub async fn pending_quotas_count_uploads(store: &dyn Store) {
             .await
             .unwrap(),
         0
+    );
+}
+
+/// Quotas that never refuse, for tests that look at one quota only.
+#[must_use]
+pub fn roomy_limits() -> PendingLimits {
+    PendingLimits {
+        max_uploads_per_run: u64::MAX,
+        max_pending_bytes_per_repository: u64::MAX >> 2,
+        max_pending_uploads: u64::MAX,
+        max_pending_bytes: u64::MAX >> 2,
+    }
+}
+
+/// A reservation of `declared` bytes (or of a body of unknown length, up to 1 MiB)
+/// claiming `run`, taken at `at` and expiring an hour later.
+#[must_use]
+pub fn reservation(
+    run: &PendingRun,
+    declared: Option<u64>,
+    limits: PendingLimits,
+    at: i64,
+) -> PendingReservation {
+    PendingReservation {
+        id: ReservationId::generate(),
+        claim: run.clone(),
+        declared_bytes: declared,
+        max_bytes: 1024 * 1024,
+        limits,
+        countable: None,
+        created_at: UnixTime(at),
+        expires_at: UnixTime(at + 3600),
+    }
+}
+
+/// 20 concurrent reservations of 900 bytes against 1000 pending bytes per repository:
+/// exactly one is granted, and once consumed the repository holds 900 bytes, not more.
+/// Then 20 concurrent bodies of unknown length share the 1000 bytes left in a fresh
+/// repository without going over.
+pub async fn rule_parallel_pending_reservations_never_exceed_the_quotas(store: Arc<dyn Store>) {
+    let t = 5_000_000_000;
+    let repo = unique_repository_id();
+    let limits = PendingLimits {
+        max_pending_bytes_per_repository: 1000,
+        ..roomy_limits()
+    };
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let r = reservation(&pending_run(repo), Some(900), limits, t);
+            tokio::spawn(async move { (store.reserve_pending(&r).await, r) })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for task in tasks {
+        let (outcome, r) = task.await.expect("task");
+        match outcome.expect("reserve_pending") {
+            Reserved::Granted { bytes } => {
+                assert_eq!(bytes, 900);
+                granted.push(r);
+            }
+            Reserved::RepositoryFull { pending_bytes } => assert_eq!(pending_bytes, 900),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(granted.len(), 1, "one 900-byte body fits in 1000 bytes");
+    let r = &granted[0];
+    let mut upload = pending_upload(&r.claim, t);
+    upload.size = 900;
+    upload.pending_reservation = Some(r.id.clone());
+    store.insert_upload(&upload).await.unwrap();
+    assert_eq!(store.pending_usage(repo).await.unwrap(), (1, 900));
+    let more = reservation(&pending_run(repo), Some(101), limits, t);
+    assert_eq!(
+        store.reserve_pending(&more).await.unwrap(),
+        Reserved::RepositoryFull { pending_bytes: 900 },
+        "the upload's 900 bytes count once the reservation is consumed"
+    );
+
+    // Bodies of unknown length: each takes what is left (at most max_bytes).
+    let fresh = unique_repository_id();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let mut r = reservation(&pending_run(fresh), None, limits, t);
+            r.max_bytes = 300;
+            tokio::spawn(async move { store.reserve_pending(&r).await })
+        })
+        .collect();
+    let mut reserved = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("reserve_pending") {
+            Reserved::Granted { bytes } => {
+                assert!((1..=300).contains(&bytes), "{bytes}");
+                reserved += bytes;
+            }
+            Reserved::RepositoryFull { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(reserved, 1000, "300 + 300 + 300 + 100, never more");
+}
+
+/// A reservation counts in every pending sum until it is consumed by an insert,
+/// refunded, or expires; overall uploads and bytes are bounded like a repository's.
+pub async fn pending_reservations_are_consumed_refunded_or_expire(store: &dyn Store) {
+    let t = 5_100_000_000;
+    let repo = unique_repository_id();
+    let run = pending_run(repo);
+    let (uploads, bytes) = store.pending_total().await.unwrap();
+    let limits = PendingLimits {
+        max_uploads_per_run: 3,
+        max_pending_bytes_per_repository: 100,
+        max_pending_uploads: uploads + 3,
+        max_pending_bytes: bytes + 150,
+    };
+    let a = reservation(&run, Some(60), limits, t);
+    assert_eq!(
+        store.reserve_pending(&a).await.unwrap(),
+        Reserved::Granted { bytes: 60 }
+    );
+    // Unknown length: what is left of the repository's 100 bytes.
+    let b = reservation(&run, None, limits, t);
+    assert_eq!(
+        store.reserve_pending(&b).await.unwrap(),
+        Reserved::Granted { bytes: 40 }
+    );
+    let c = reservation(&run, Some(1), limits, t);
+    assert_eq!(
+        store.reserve_pending(&c).await.unwrap(),
+        Reserved::RepositoryFull { pending_bytes: 100 }
+    );
+    // A refund makes room again; refunding twice, or something unknown, does nothing.
+    store.release_pending(&b.id).await.unwrap();
+    let mut same_id = reservation(&run, Some(1), limits, t);
+    same_id.id = a.id.clone();
+    assert!(matches!(
+        store.reserve_pending(&same_id).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.release_pending(&b.id).await.unwrap();
+    store
+        .release_pending(&ReservationId::generate())
+        .await
+        .unwrap();
+    let d = reservation(&run, Some(40), limits, t);
+    assert_eq!(
+        store.reserve_pending(&d).await.unwrap(),
+        Reserved::Granted { bytes: 40 }
+    );
+    // The attempt now has two live reservations; a third claim of it is one too many
+    // once an upload of it exists.
+    let mut upload = pending_upload(&run, t);
+    upload.size = 10;
+    upload.pending_reservation = Some(d.id.clone());
+    store.insert_upload(&upload).await.unwrap();
+    assert_eq!(store.pending_usage(repo).await.unwrap(), (1, 10));
+    let e = reservation(&run, Some(1), limits, t);
+    assert_eq!(
+        store.reserve_pending(&e).await.unwrap(),
+        Reserved::Granted { bytes: 1 }
+    );
+    let f = reservation(&run, Some(1), limits, t);
+    assert_eq!(
+        store.reserve_pending(&f).await.unwrap(),
+        Reserved::RunFull { count: 3 }
+    );
+    // Overall: three uploads at once (a, the upload, e), then 150 bytes.
+    let elsewhere = reservation(&pending_run(unique_repository_id()), Some(1), limits, t);
+    assert_eq!(
+        store.reserve_pending(&elsewhere).await.unwrap(),
+        Reserved::TooManyUploads
+    );
+    store.release_pending(&e.id).await.unwrap();
+    let big = reservation(&pending_run(unique_repository_id()), Some(81), limits, t);
+    assert_eq!(
+        store.reserve_pending(&big).await.unwrap(),
+        Reserved::TooManyBytes,
+        "60 + 10 + 81 > 150"
+    );
+    // Once expired (a crash while reading the body), a reservation stops counting.
+    let later = reservation(&run, Some(90), limits, a.expires_at.0);
+    assert_eq!(
+        store.reserve_pending(&later).await.unwrap(),
+        Reserved::Granted { bytes: 90 }
+    );
+    store.release_pending(&later.id).await.unwrap();
+    assert_eq!(
+        store.pending_total().await.unwrap(),
+        (uploads + 1, bytes + 10)
+    );
+}
+
+/// The per-attempt quota counts only uploads that could still be approved: pending or
+/// verified, of that attempt, naming the run's commit, received since the attempt
+/// started (when those are known); rejected uploads and other attempts never count.
+pub async fn run_quota_counts_only_claims_that_could_be_approved(store: &dyn Store) {
+    let t = 5_200_000_000;
+    let run = pending_run(unique_repository_id());
+    let mut wrong_sha = run.clone();
+    wrong_sha.head_sha = "1".repeat(40);
+    let mut attempt_2 = run.clone();
+    attempt_2.run_attempt = 2;
+    let mut uploads = vec![
+        pending_upload(&wrong_sha, t),
+        pending_upload(&wrong_sha, t),
+        pending_upload(&attempt_2, t),
+        pending_upload(&run, t - 100),
+        pending_upload(&run, t),
+    ];
+    let mut verified = pending_upload(&run, t);
+    verified.status = UploadStatus::Verified;
+    let rejected = pending_upload(&run, t);
+    uploads.push(verified);
+    uploads.push(rejected.clone());
+    for u in &uploads {
+        store.insert_upload(u).await.unwrap();
+    }
+    assert!(
+        store
+            .resolve_pending(
+                &rejected.id,
+                UploadStatus::Rejected,
+                None,
+                None,
+                UnixTime(t),
+                &[]
+            )
+            .await
+            .unwrap()
+    );
+    let limits = PendingLimits {
+        max_uploads_per_run: 3,
+        ..roomy_limits()
+    };
+    // The run unknown: every pending or verified claim of the attempt counts (5).
+    let unknown = reservation(&run, Some(1), limits, t);
+    assert_eq!(
+        store.reserve_pending(&unknown).await.unwrap(),
+        Reserved::RunFull { count: 5 }
+    );
+    // The run known: the commit narrows it to 3, the attempt's start to 2.
+    let mut by_commit = reservation(&run, Some(1), limits, t);
+    by_commit.countable = Some(CountableClaims {
+        head_sha: run.head_sha.clone(),
+        not_before: None,
+    });
+    assert_eq!(
+        store.reserve_pending(&by_commit).await.unwrap(),
+        Reserved::RunFull { count: 3 }
+    );
+    let mut since_start = by_commit.clone();
+    since_start.id = ReservationId::generate();
+    since_start.countable = Some(CountableClaims {
+        head_sha: run.head_sha.clone(),
+        not_before: Some(UnixTime(t - 50)),
+    });
+    assert_eq!(
+        store.reserve_pending(&since_start).await.unwrap(),
+        Reserved::Granted { bytes: 1 }
+    );
+    // That reservation counts too: a third is one too many.
+    let mut third = since_start.clone();
+    third.id = ReservationId::generate();
+    assert_eq!(
+        store.reserve_pending(&third).await.unwrap(),
+        Reserved::RunFull { count: 3 }
+    );
+    store.release_pending(&since_start.id).await.unwrap();
+}
+
+/// The recorded attempts of a run come highest first, and only that run's.
+pub async fn workflow_run_attempts_list_the_highest_first(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let run_id = RunId(unique_u64());
+    let mut effects = Vec::new();
+    for attempt in [2, 1, 3] {
+        let mut run = workflow_run(repo, run_id, 1_700_000_000 + i64::from(attempt));
+        run.run_attempt = attempt;
+        effects.push(WebhookEffect::UpsertWorkflowRun(run));
+    }
+    let mut other = workflow_run(repo, RunId(unique_u64()), 1_700_000_000);
+    other.run_attempt = 9;
+    effects.push(WebhookEffect::UpsertWorkflowRun(other));
+    apply(store, 1_700_000_010, effects).await;
+    let attempts: Vec<u32> = store
+        .workflow_run_attempts(repo, run_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.run_attempt)
+        .collect();
+    assert_eq!(attempts, [3, 2, 1]);
+    let first = &store.workflow_run_attempts(repo, run_id).await.unwrap()[2];
+    assert_eq!(first.run_started_at, Some(UnixTime(1_700_000_001)));
+    assert!(
+        store
+            .workflow_run_attempts(unique_repository_id(), run_id)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

@@ -34,9 +34,10 @@ async fn post_pending(
         .await?;
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
+    // A problem's `status` is a number: its `code` says what happened.
     let what = body
-        .get("status")
-        .or_else(|| body.get("code"))
+        .get("code")
+        .or_else(|| body.get("status"))
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
@@ -52,7 +53,8 @@ fn id_of(record: &Value) -> String {
 }
 
 /// Adds the webhook-mode rows: an upload before its webhook and one after, a run found by
-/// active confirmation, a fork run rejected, and a wrong sha that expires.
+/// active confirmation, a fork run rejected, a wrong sha refused, and a claim of a run
+/// never seen that expires.
 ///
 /// # Errors
 /// When a request cannot be sent at all.
@@ -85,18 +87,27 @@ pub(crate) async fn rows(
         )
     };
 
-    // A claim with the wrong commit: its run is known, the sha is not the run's. It stays
-    // pending until pending_ttl (1 s in the demo) and the sweeper expire it.
-    let wrong = spec(9_100_005);
-    sender.send("workflow_run", &webhook(&wrong)).await?;
+    // A claim with the wrong commit: its run is known, the sha is not the run's, so it
+    // can never be approved: refused before its body, nothing stored.
+    let known = spec(9_100_005);
+    sender.send("workflow_run", &webhook(&known)).await?;
     let wrong_claim = RunSpec {
         sha: "0".repeat(40),
-        ..wrong.clone()
+        ..known.clone()
     };
-    let wrong_at = Instant::now();
-    let (got, wrong_record) = post_pending(&http, base, &wrong_claim, "wrong sha").await?;
     rows.push(Row {
-        request: "webhook mode: a claim with another commit than its run's".into(),
+        request: "webhook mode: a claim with another commit than its known run's".into(),
+        expected: "403 policy_denied".into(),
+        got: post_pending(&http, base, &wrong_claim, "wrong sha").await?.0,
+    });
+
+    // A claim of a run that GitHub never vouches for: it stays pending until pending_ttl
+    // (1 s in the demo) and the sweeper expire it.
+    let unseen = spec(9_100_006);
+    let wrong_at = Instant::now();
+    let (got, wrong_record) = post_pending(&http, base, &unseen, "unseen run").await?;
+    rows.push(Row {
+        request: "webhook mode: a claim of a run no webhook describes".into(),
         expected: "202 pending".into(),
         got,
     });
@@ -166,7 +177,7 @@ pub(crate) async fn rows(
         got: post_pending(&http, base, &fork, "fork").await?.0,
     });
 
-    // The wrong-sha upload, once pending_ttl has passed: the sweeper expires it and
+    // The unseen run's upload, once pending_ttl has passed: the sweeper expires it and
     // deletes its content (and the rejected one's).
     if let Some(left) = Duration::from_millis(2100).checked_sub(wrong_at.elapsed()) {
         tokio::time::sleep(left).await;

@@ -97,7 +97,9 @@ fn expected(kind: &str) -> &'static [(u16, &'static str)] {
         "wh_fork" | "wh_denied_event" | "wh_too_late" | "wh_not_installed" => {
             &[(202, "pending"), (202, "rejected")]
         }
-        "wh_wrong_sha" | "wh_forged_webhook" => &[(202, "pending")],
+        // Another commit of a run already known is refused before the body.
+        "wh_wrong_sha" => &[(202, "pending"), (403, "policy_denied")],
+        "wh_forged_webhook" => &[(202, "pending")],
         "wh_malformed_run" => &[(400, "invalid_request"), CLOSED],
         "flood_repository" => &[(400, "invalid_request"), (429, "rate_limited"), CLOSED],
         "webhook" => &[(200, "processed")],
@@ -114,10 +116,10 @@ fn end_state(kind: &str) -> Option<(&'static str, &'static str)> {
         "session" => ("verified", "session"),
         "github_token" => ("verified", "github_token"),
         "pending" => ("verified", "webhook"),
-        "wh_fork" | "wh_denied_event" | "wh_too_late" | "wh_not_installed" => {
+        "wh_fork" | "wh_denied_event" | "wh_too_late" | "wh_not_installed" | "wh_wrong_sha" => {
             ("rejected", "webhook")
         }
-        "wh_wrong_sha" | "wh_forged_webhook" => ("expired", "webhook"),
+        "wh_forged_webhook" => ("expired", "webhook"),
         _ => return None,
     })
 }
@@ -172,13 +174,21 @@ fn pending_headers(run: &RunSpec) -> Vec<(&'static str, String)> {
 
 /// A signed `workflow_run` completed/success delivery for `run`.
 fn completed(run: &RunSpec) -> Value {
-    workflow_run_payload(
+    started_early(workflow_run_payload(
         "completed",
         run,
         Some(INSTALLATION),
         "completed",
         Some("success"),
-    )
+    ))
+}
+
+/// The fake stamps `run_started_at` with the time a payload is built; a run starts before
+/// its uploads, and an upload received before its attempt started is rejected.
+fn started_early(mut payload: Value) -> Value {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    payload["workflow_run"]["run_started_at"] = json!(rfc3339(now - 600));
+    payload
 }
 
 #[derive(Clone, Copy)]
@@ -469,13 +479,13 @@ impl Ctx {
                 if st.run.is_none() {
                     let run = self.own_run(rng);
                     if rng.below(3) == 0 {
-                        let started = workflow_run_payload(
+                        let started = started_early(workflow_run_payload(
                             "in_progress",
                             &run,
                             Some(INSTALLATION),
                             "in_progress",
                             None,
-                        );
+                        ));
                         self.webhook(Signing::Signed, &started).await;
                     }
                     st.run = Some((run, 0, 1 + rng.below(3) as u32));
@@ -721,7 +731,7 @@ unauthenticated_per_repository_per_minute = {PER_REPOSITORY_LIMIT}
             .filter_map(|r| {
                 let id = r["id"].as_str().unwrap();
                 let kind = tally.stored.get(id).map(|(k, _)| *k);
-                (!matches!(kind, Some("wh_wrong_sha" | "wh_forged_webhook")))
+                (!matches!(kind, Some("wh_forged_webhook")))
                     .then(|| format!("{id} ({kind:?})"))
             })
             .collect()
