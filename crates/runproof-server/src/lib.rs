@@ -94,6 +94,10 @@ pub struct ServerConfig {
     /// How old an unreferenced blob must be before the collector deletes it. It must
     /// exceed the longest time between a blob's commit and its record's insert.
     pub orphan_blob_grace: Duration,
+    /// Where `/metrics` is served. `None`: on the main listener, to the read API's keys
+    /// only. `Some`: not on the main listener, but on this address, without a key (the
+    /// binary binds it and runs [`serve_metrics`]).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +110,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(600),
             limits: LimitsConfig::default(),
             orphan_blob_grace: DEFAULT_ORPHAN_BLOB_GRACE,
+            metrics_listen: None,
         }
     }
 }
@@ -192,7 +197,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// The service's routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let limiter = limits::Limiter::new(&state.config.limits);
-    Router::new()
+    let routes = Router::new()
         .route(
             "/v1/uploads",
             post(upload::create_upload).get(read_api::list_uploads),
@@ -210,8 +215,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/deliveries/{id}/retry", post(deliveries_api::retry))
         .route("/.well-known/runproof", get(ops::well_known))
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/readyz", get(ops::readyz));
+    let routes = if state.config.metrics_listen.is_none() {
+        routes.route("/metrics", get(ops::metrics_for_api_keys))
+    } else {
+        routes
+    };
+    routes
         .fallback(ops::not_found)
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -223,6 +233,37 @@ pub fn router(state: Arc<AppState>) -> Router {
             limits::enforce,
         ))
         .with_state(state)
+}
+
+/// The routes of the metrics listener ([`ServerConfig::metrics_listen`]): `GET /metrics`,
+/// without a key.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
+/// Connections the metrics listener keeps open at once: scrapers are few.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// Serves [`metrics_router`] on `listener` until `shutdown` resolves, with the main
+/// listener's header deadline and a small cap on connections.
+///
+/// # Errors
+/// An I/O error from the listener.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = listener::ConnectionLimits {
+        max_connections: METRICS_MAX_CONNECTIONS,
+        max_connections_per_address: 0,
+        trusted_proxies: Vec::new(),
+        header_timeout: Duration::from_secs(state.config.limits.header_timeout_seconds),
+    };
+    listener::serve(listener, metrics_router(state), limits, shutdown).await
 }
 
 /// Housekeeping ticks between two passes of the blob collector: an hour.

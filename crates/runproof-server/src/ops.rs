@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use runproof_core::ErrorCode;
 use serde_json::json;
 
+use crate::read_api::require_api_key;
 use crate::{ApiError, AppState};
 
 /// `GET /.well-known/runproof`: what a client needs to know to upload.
@@ -41,7 +42,19 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (StatusCode::OK, "ready").into_response()
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics` on the main listener: Prometheus text format, for the read API's keys
+/// only (the counts tell outsiders what traffic and failures there are).
+pub(crate) async fn metrics_for_api_keys(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = require_api_key(&state, &headers) {
+        return e.into_response();
+    }
+    metrics(State(state)).await
+}
+
+/// `GET /metrics` on the metrics listener: Prometheus text format.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.run_upkeep();
     (

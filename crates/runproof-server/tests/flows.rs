@@ -380,7 +380,7 @@ async fn operations_endpoints_answer() {
     let (status, _) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
     assert_eq!(status, 201);
     let _ = h.upload(Some(&bearer("x.y.z")), "a", "1").await;
-    let text = h.get("/metrics", None).await.text().await.unwrap();
+    let text = h.get("/metrics", Some(API_KEY)).await.text().await.unwrap();
     for needle in [
         "runproof_verifications_total{mode=\"oidc\",outcome=\"accepted\",code=\"ok\"}",
         "outcome=\"rejected\",code=\"malformed_token\"",

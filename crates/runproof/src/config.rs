@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 59] = [
+pub const ENV_KEYS: [&str; 62] = [
     "listen",
     "data_dir",
     "database_url",
@@ -65,6 +65,9 @@ pub const ENV_KEYS: [&str; 59] = [
     "s3.secret_access_key",
     "s3.secret_access_key_file",
     "s3.allow_http",
+    "s3.max_buffer_bytes",
+    "s3.spill_dir",
+    "metrics_listen",
     "limits.max_connections",
     "limits.header_timeout_seconds",
     "limits.max_requests_in_flight",
@@ -83,6 +86,9 @@ pub struct Config {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, without a key, instead of on `listen` (where it takes
+    /// an API key).
+    pub metrics_listen: Option<SocketAddr>,
     /// Where the SQLite database and blobs live by default.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -730,7 +736,7 @@ mod tests {
     /// A plausible value for each key of [`ENV_KEYS`].
     fn env_value(key: &str) -> &'static str {
         match key {
-            "listen" => "127.0.0.1:9999",
+            "listen" | "metrics_listen" => "127.0.0.1:9999",
             "database_url" => "postgres://runproof@127.0.0.1:5432/runproof",
             "blob_store" => "s3://bucket/prefix",
             "log_format" => "json",
@@ -743,7 +749,7 @@ mod tests {
             "s3.region" => "eu-west-1",
             "s3.access_key_id" => "AKIDEXAMPLE",
             "s3.secret_access_key" => "not-a-real-secret",
-            k if k.ends_with("_file") || k == "data_dir" => "/etc/runproof/x",
+            k if k.ends_with("_file") || k.ends_with("_dir") => "/etc/runproof/x",
             k if k.ends_with("enabled")
                 || k.ends_with("allow_forks")
                 || k.ends_with("allow_http")
@@ -781,6 +787,9 @@ mod tests {
             let s3 = config.s3.as_ref().ok_or("no [s3]")?;
             assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
             assert!(s3.allow_http);
+            assert_eq!(s3.max_buffer_bytes, Some(7));
+            assert!(s3.spill_dir.is_some());
+            assert_eq!(config.metrics_listen, Some(([127, 0, 0, 1], 9999).into()));
             assert_eq!(config.sessions.max_uploads, 7);
             assert_eq!(config.webhook_mode.max_pending_uploads, 7);
             Ok(())

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt as _;
 use runproof_core::{Verifier, VerifierConfig};
 use runproof_github::{GithubApp, IssuerConfig, KeyCache, KeyCacheConfig, RestClient};
 use runproof_server::{
@@ -85,6 +86,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
             orphan_blob_grace: Duration::from_secs(config.orphan_blob_grace_seconds.max(1)),
             limits: config.limits.server(),
+            metrics_listen: config.metrics_listen,
         },
         clock: Arc::new(SystemClock),
         metrics: metrics_handle(),
@@ -108,30 +110,61 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` without a key, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     refresher: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
-    /// Binds `listen` and serves `state` in the background.
+    /// Binds `listen` (and `metrics_listen`, when set) and serves `state` in the
+    /// background.
     ///
     /// # Errors
-    /// When the address cannot be bound.
+    /// When an address cannot be bound.
     pub async fn start(state: Arc<AppState>, listen: SocketAddr) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        let metrics_listener = match state.config.metrics_listen {
+            Some(metrics_listen) => {
+                Some(TcpListener::bind(metrics_listen).await.with_context(|| {
+                    format!("`metrics_listen`: cannot listen on {metrics_listen}")
+                })?)
+            }
+            None => None,
+        };
         let refresher = state.keys.spawn_refresher();
         let (tx, rx) = oneshot::channel();
+        let stopped = rx.shared();
+        let (metrics_addr, metrics_task) = match metrics_listener {
+            Some(listener) => {
+                let metrics_addr = listener.local_addr()?;
+                tracing::info!(%metrics_addr, "serving /metrics, without a key");
+                let stopped = stopped.clone();
+                let task = tokio::spawn(runproof_server::serve_metrics(
+                    listener,
+                    Arc::clone(&state),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ));
+                (Some(metrics_addr), Some(task))
+            }
+            None => (None, None),
+        };
         let task = tokio::spawn(runproof_server::serve(listener, state, async move {
-            let _ = rx.await;
+            let _ = stopped.await;
         }));
         Ok(Self {
             addr,
+            metrics_addr,
             stop: Some(tx),
             task,
+            metrics_task,
             refresher,
         })
     }
@@ -152,6 +185,9 @@ impl RunningServer {
         }
         self.refresher.abort();
         (&mut self.task).await.context("server task")??;
+        if let Some(task) = self.metrics_task.take() {
+            task.await.context("metrics server task")??;
+        }
         Ok(())
     }
 }
@@ -186,4 +222,47 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `metrics_listen`: `/metrics` on its own listener, without a key, and not on the main
+    /// one.
+    #[tokio::test]
+    async fn metrics_listen_serves_metrics_on_a_listener_of_its_own() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let toml = format!(
+            "data_dir = {:?}\nmetrics_listen = \"127.0.0.1:0\"\n\
+             api_keys = [\"serve-test-api-key-0123\"]\n\
+             [oidc]\naudience = \"https://runproof.test\"\n\
+             [[oidc.issuers]]\nissuer = \"http://127.0.0.1:9\"\n",
+            dir.path().display().to_string()
+        );
+        let resolved = crate::config::from_toml_str(&toml).unwrap();
+        let state = build_state(&resolved).await.unwrap();
+        let server = RunningServer::start(state, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let metrics_addr = server.metrics_addr.unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let resp = http
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let resp = http
+            .get(format!("{}/metrics", server.url()))
+            .bearer_auth("serve-test-api-key-0123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        tokio::time::timeout(Duration::from_secs(10), server.stop())
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

@@ -499,6 +499,7 @@ max_backoff_seconds = 2
         let text = self
             .http
             .get(format!("{}/metrics", self.url(replica)))
+            .bearer_auth(API_KEY)
             .send()
             .await
             .unwrap()

@@ -282,6 +282,7 @@ backoff_seconds = 1
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let metrics = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(API_KEY)
         .send()
         .await
         .unwrap()

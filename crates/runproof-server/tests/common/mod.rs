@@ -42,6 +42,8 @@ pub struct Options {
     pub limits: runproof_server::LimitsConfig,
     /// The longest a client may take to send an upload body.
     pub body_timeout: Duration,
+    /// `/metrics` off the main listener (served by `serve_metrics` there) when set.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             webhook_mode: None,
             limits: runproof_server::LimitsConfig::default(),
             body_timeout: Duration::from_secs(30),
+            metrics_listen: None,
         }
     }
 }
@@ -133,6 +136,7 @@ impl Harness {
                 body_timeout: opts.body_timeout,
                 limits: opts.limits.clone(),
                 orphan_blob_grace: runproof_server::DEFAULT_ORPHAN_BLOB_GRACE,
+                metrics_listen: opts.metrics_listen,
             },
             clock: Arc::new(SystemClock),
             metrics: metrics_handle(),
