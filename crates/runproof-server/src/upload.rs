@@ -352,7 +352,8 @@ async fn admit(
         }
         Credentials::None => match state.webhook_mode.as_ref() {
             Some(mode) => {
-                let admission = crate::webhook_mode::admit(state, mode, headers).await?;
+                let admission =
+                    crate::webhook_mode::admit(state, mode, headers, declared_len).await?;
                 *reservation = Some(admission.reservation);
                 Ok(Admitted {
                     mode: Mode::Webhook,

@@ -334,12 +334,15 @@ fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ApiError {
     ApiError::new(ErrorCode::RateLimited, detail).retry_after(retry_after)
 }
 
-/// Admits an upload without credentials: the run headers, installation (when known to be
-/// absent), and the quotas. Nothing of the body is read.
+/// Admits an upload without credentials whose body declares `declared` bytes (`None`:
+/// unknown until read): the run headers, installation (when known to be absent), what is
+/// known of the run ([`screen`]), and room reserved in the quotas. Nothing of the body is
+/// read.
 pub(crate) async fn admit(
     state: &AppState,
     mode: &WebhookMode,
     headers: &HeaderMap,
+    declared: Option<u64>,
 ) -> Result<PendingAdmission, ApiError> {
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
     let (Some(run), Some(sha)) = (header("x-runproof-run"), header("x-runproof-sha")) else {
@@ -388,10 +391,6 @@ pub(crate) async fn admit(
             return Err(ApiError::new(ErrorCode::PolicyDenied, reason.to_string()));
         }
     };
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     let max_bytes = state.config.max_upload_bytes;
     if declared.is_some_and(|len| len > max_bytes) {
         return Err(ApiError::new(
