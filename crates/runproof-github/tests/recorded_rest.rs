@@ -16,17 +16,10 @@ use runproof_github::{Credential, GithubError, RestClient, installation_reposito
 use serde_json::Value;
 
 fn dir() -> Option<PathBuf> {
-    let d =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realworld/rest_responses");
-    if d.exists() {
-        Some(d)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found (../shared/realworld is absent)",
-            d.display()
-        );
-        None
-    }
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/realworld/rest_responses");
+    assert!(d.is_dir(), "{} is missing", d.display());
+    Some(d)
 }
 
 /// (method, path with query) → (status, body)

@@ -513,16 +513,9 @@ async fn webhook_receiver_answers_ping_ignores_other_events_and_caps_the_body() 
 
 fn payload_dir() -> Option<std::path::PathBuf> {
     let d = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/realworld/webhook_payloads");
-    if d.exists() {
-        Some(d)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found (../shared/realworld is absent)",
-            d.display()
-        );
-        None
-    }
+        .join("../../tests/fixtures/realworld/webhook_payloads");
+    assert!(d.is_dir(), "{} is missing", d.display());
+    Some(d)
 }
 
 fn event_of(dir_name: &str, file: &str) -> String {

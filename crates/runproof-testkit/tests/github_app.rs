@@ -117,15 +117,11 @@ fn repo_ids(body: &Value) -> Vec<u64> {
         .collect()
 }
 
-/// `../shared/realworld` from the project root, if present.
-fn realworld() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/realworld");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} not found", dir.display());
-        None
-    }
+/// `tests/fixtures/realworld` of the workspace.
+fn realworld() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/realworld");
+    assert!(dir.is_dir(), "{} is missing", dir.display());
+    dir
 }
 
 fn recorded_body(dir: &Path, file: &str) -> Value {
@@ -698,7 +694,7 @@ async fn rate_limit_headers() {
 
 #[tokio::test]
 async fn shapes_match_recorded_github_responses() {
-    let Some(dir) = realworld() else { return };
+    let dir = realworld();
     let (fake, app) = start().await;
     let jwt = app_jwt(&app);
 

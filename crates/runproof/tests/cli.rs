@@ -25,19 +25,12 @@ async fn run(mut cmd: Command) -> Output {
         .unwrap()
 }
 
-fn realworld(name: &str) -> Option<PathBuf> {
+fn realworld(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/realworld/oidc")
+        .join("../../tests/fixtures/realworld/oidc")
         .join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found (../shared/realworld is absent)",
-            p.display()
-        );
-        None
-    }
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
 }
 
 #[tokio::test]
@@ -76,9 +69,7 @@ async fn verify_token_accepts_real_tokens_inside_their_lifetime_only() {
         ),
     ];
     for (token, jwks, aud, inside, exp, repo_id) in cases {
-        let (Some(token), Some(jwks)) = (realworld(token), realworld(jwks)) else {
-            return;
-        };
+        let (token, jwks) = (realworld(token), realworld(jwks));
         let mut cmd = bin();
         cmd.args(["verify-token", "--jwks"])
             .arg(&jwks)
