@@ -2,9 +2,14 @@
 //!
 //! GitHub sends numeric ids in OIDC claims as JSON strings (`"repository_id": "123"`)
 //! and in REST and webhook payloads as numbers. Both forms parse; anything else
-//! (negative, fractional, empty, non-digit) is refused.
+//! (negative, fractional, empty, non-digit, or above [`MAX_ID`]) is refused.
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+/// The largest id accepted: `i64::MAX`, the largest a database integer holds. GitHub's ids
+/// stay far below it; a larger one can only come from an outsider, and is refused as
+/// input rather than failing later as storage.
+pub const MAX_ID: u64 = i64::MAX.unsigned_abs();
 
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {
@@ -59,19 +64,20 @@ id_type!(
     InstallationId
 );
 
-/// Parses a plain decimal without sign, spaces or leading `+`.
+/// Parses a plain decimal without sign or spaces, at most [`MAX_ID`].
 fn parse_decimal(s: &str) -> Result<u64, std::num::ParseIntError> {
-    if s.starts_with('+') {
-        // `u64::from_str` accepts a leading plus; ids never carry one.
+    if s.starts_with(['+', '-']) {
+        // `from_str` accepts a sign; ids never carry one.
         return "x".parse::<u64>();
     }
-    s.parse::<u64>()
+    // Parsed as i64 so that anything above MAX_ID is an overflow error; unsigned now.
+    s.parse::<i64>().map(i64::unsigned_abs)
 }
 
 /// Deserializes an id given as a JSON number or a JSON string of decimal digits.
 ///
 /// # Errors
-/// Fails on anything that is not a non-negative integer in either form.
+/// Fails on anything that is not a non-negative integer up to [`MAX_ID`] in either form.
 pub fn deserialize_id<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -80,7 +86,8 @@ pub fn deserialize_id<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
         Str(std::borrow::Cow<'a, str>),
     }
     match Raw::deserialize(d)? {
-        Raw::Num(n) => Ok(n),
+        Raw::Num(n) if n <= MAX_ID => Ok(n),
+        Raw::Num(_) => Err(serde::de::Error::custom("id out of range")),
         Raw::Str(s) => {
             parse_decimal(&s).map_err(|_| serde::de::Error::custom("id is not a decimal integer"))
         }
@@ -109,6 +116,31 @@ mod tests {
             "\"-1\"", "-1", "\"\"", "\"1.5\"", "1.5", "\"+1\"", "\" 1\"", "null", "\"0x10\"",
         ] {
             assert!(serde_json::from_str::<RepositoryId>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rule_ids_beyond_what_a_database_holds_are_refused() {
+        let max: RepositoryId = serde_json::from_str("9223372036854775807").unwrap();
+        assert_eq!(max.get(), MAX_ID);
+        let max: RunId = serde_json::from_str("\"9223372036854775807\"").unwrap();
+        assert_eq!(max.get(), MAX_ID);
+        assert_eq!("9223372036854775807".parse::<RunId>(), Ok(RunId(MAX_ID)));
+        for bad in [
+            "9223372036854775808",
+            "\"9223372036854775808\"",
+            "18446744073709551615",
+            "\"18446744073709551615\"",
+            "18446744073709551616",
+        ] {
+            assert!(serde_json::from_str::<RepositoryId>(bad).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<InstallationId>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        for bad in ["9223372036854775808", "18446744073709551615", "-0", "-1"] {
+            assert!(bad.parse::<RepositoryId>().is_err(), "{bad}");
         }
     }
 }

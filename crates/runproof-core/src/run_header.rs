@@ -4,7 +4,7 @@
 //! GitHub may treat them as facts. Until then they are marked unverified.
 
 use crate::claims::is_commit_sha;
-use crate::ids::{RepositoryId, RunId};
+use crate::ids::{MAX_ID, RepositoryId, RunId};
 
 /// A parsed `X-Runproof-Run: <repository_id>/<run_id>/<run_attempt>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,7 +21,8 @@ pub struct RunHeader {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunHeaderError {
-    /// Not `<repository_id>/<run_id>/<run_attempt>` with decimal, non-zero parts.
+    /// Not `<repository_id>/<run_id>/<run_attempt>` with decimal, non-zero parts, each id
+    /// at most [`MAX_ID`] and the attempt a `u32`.
     #[error("X-Runproof-Run must be <repository_id>/<run_id>/<run_attempt>")]
     Run,
     /// Not a 40- or 64-digit lowercase hex commit id.
@@ -33,7 +34,7 @@ fn decimal(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok().filter(|n| *n > 0)
+    s.parse().ok().filter(|n| (1..=MAX_ID).contains(n))
 }
 
 impl RunHeader {
@@ -74,6 +75,23 @@ pub fn parse_sha(value: &str) -> Result<String, RunHeaderError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rule_run_header_ids_fit_a_database_integer() {
+        let max = RunHeader::parse("9223372036854775807/9223372036854775807/1").unwrap();
+        assert_eq!(
+            (max.repository_id.get(), max.run_id.get()),
+            (MAX_ID, MAX_ID)
+        );
+        for bad in [
+            "9223372036854775808/2/1",
+            "18446744073709551615/2/1",
+            "1/9223372036854775808/1",
+            "1/18446744073709551615/1",
+        ] {
+            assert_eq!(RunHeader::parse(bad), Err(RunHeaderError::Run), "{bad:?}");
+        }
+    }
 
     #[test]
     fn parses_the_three_ids() {

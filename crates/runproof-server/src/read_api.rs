@@ -232,9 +232,19 @@ pub(crate) async fn get_content(
     h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // The bytes and their type are the uploader's: never let a browser render them in
+    // our origin, sniff another type, or run anything they contain.
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(&record.name),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
     );
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.sha256)) {
         h.insert(header::ETAG, etag);
@@ -252,6 +262,58 @@ pub(crate) async fn get_content(
     Ok(resp)
 }
 
+/// `attachment` with the upload's name in two safe forms: `filename=` with ASCII letters,
+/// digits, `.`, `-` and `_` only (anything else becomes `_`), and RFC 5987's `filename*=`
+/// with every other byte of the UTF-8 name percent-encoded. Neither can carry a quote, a
+/// CR or LF, a path separator or a leading dot.
+fn content_disposition(name: &str) -> HeaderValue {
+    let name: String = name
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if c == '/' || c == '\\' || c.is_control() || is_format(c) || (i == 0 && c == '.') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let ascii = if ascii.is_empty() {
+        "upload".to_owned()
+    } else {
+        ascii
+    };
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        // RFC 5987 attr-char, less the few that some readers treat specially.
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&format!(
+        "attachment; filename={ascii}; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// Invisible characters that reorder or hide text (bidirectional controls, zero-width
+/// marks), with which a name could show another extension than it has.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn hex_digest(hex_str: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(hex_str).ok()?;
     bytes.try_into().ok()
@@ -260,6 +322,47 @@ fn hex_digest(hex_str: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_content_disposition_names_are_safe() {
+        let cd = |n: &str| content_disposition(n).to_str().unwrap().to_owned();
+        assert_eq!(
+            cd("results.sarif"),
+            "attachment; filename=results.sarif; filename*=UTF-8''results.sarif"
+        );
+        assert_eq!(
+            cd("r\u{e9}sum\u{e9} 1.pdf"),
+            "attachment; filename=r_sum__1.pdf; filename*=UTF-8''r%C3%A9sum%C3%A9%201.pdf"
+        );
+        assert_eq!(
+            cd(".evil\"; filename=x.html"),
+            "attachment; filename=_evil___filename_x.html; \
+             filename*=UTF-8''_evil%22%3B%20filename%3Dx.html"
+        );
+        for hostile in [
+            "a/b",
+            "a\\b",
+            "a\r\nSet-Cookie: x=1",
+            "\u{202e}lmth.exe",
+            "..",
+            "'\"<>",
+        ] {
+            let value = cd(hostile);
+            assert!(value.starts_with("attachment; filename="), "{value}");
+            for bad in ['"', '\r', '\n', '/', '\\', ' ', '\''] {
+                let params = value.trim_start_matches("attachment; filename=");
+                let (plain, ext) = params.split_once("; filename*=UTF-8''").unwrap();
+                assert!(
+                    !plain.contains(bad) && !ext.contains(bad),
+                    "{hostile:?} -> {value}"
+                );
+            }
+            assert!(
+                !value.contains("filename=.") && !value.contains("''."),
+                "{value}"
+            );
+        }
+    }
 
     #[test]
     fn ranges_resolve_against_size() {

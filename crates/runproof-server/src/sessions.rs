@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use runproof_core::session::{token_from_random, token_hash};
 use runproof_core::{ErrorCode, RunIdentity};
-use runproof_store::{NewSession, SessionUse};
+use runproof_store::{NewSession, SessionAsk, SessionUse, Store};
 use serde_json::json;
 
 use crate::auth::{Credentials, credentials, record_outcome, verify_oidc};
@@ -141,37 +141,127 @@ fn invalid() -> ApiError {
     )
 }
 
-/// A session granted for one upload: its identity and the bytes it may take.
+/// A session granted for one upload: its identity and what it reserved.
 pub(crate) struct SessionGrant {
     pub(crate) identity: RunIdentity,
-    pub(crate) token_hash: String,
-    pub(crate) bytes_left: u64,
+    pub(crate) reservation: SessionReservation,
 }
 
-/// Checks a session token and takes one upload from its budget.
-pub(crate) async fn use_session(state: &AppState, token: &str) -> Result<SessionGrant, ApiError> {
+/// One upload and some bytes taken from a session's budget before the body is read.
+/// Dropped unsettled (a refusal, a failed body, a client gone, a replayed answer), it
+/// gives both back, in a task of its own.
+pub(crate) struct SessionReservation {
+    store: Arc<dyn Store>,
+    token_hash: String,
+    /// Bytes reserved: the most this upload may store.
+    bytes: u64,
+    /// Whether the upload and bytes go back on drop.
+    armed: bool,
+}
+
+impl SessionReservation {
+    /// Bytes reserved: the most this upload may store.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The upload is stored with `used` bytes: the upload counts, the rest of the bytes go
+    /// back now, so that the session's next upload finds them.
+    pub(crate) async fn settle(mut self, used: u64) {
+        self.armed = false;
+        let unused = self.bytes.saturating_sub(used);
+        if unused > 0
+            && let Err(e) = self
+                .store
+                .release_session(&self.token_hash, 0, unused)
+                .await
+        {
+            tracing::warn!(error = %e, unused, "cannot give unused bytes back to a session");
+        }
+    }
+}
+
+impl SessionReservation {
+    /// Nothing was stored: the upload and every byte go back now.
+    pub(crate) async fn release(mut self) {
+        self.armed = false;
+        if let Err(e) = self
+            .store
+            .release_session(&self.token_hash, 1, self.bytes)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot give a session reservation back");
+        }
+    }
+}
+
+impl Drop for SessionReservation {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Without a runtime (shutting down) the session keeps the reservation: its budget
+        // only ever errs on the side of less.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, hash, bytes) = (
+                Arc::clone(&self.store),
+                std::mem::take(&mut self.token_hash),
+                self.bytes,
+            );
+            runtime.spawn(async move {
+                if let Err(e) = store.release_session(&hash, 1, bytes).await {
+                    tracing::warn!(error = %e, "cannot give a session reservation back");
+                }
+            });
+        }
+    }
+}
+
+/// Checks a session token and reserves one upload and `ask`'s bytes from its budget;
+/// then checks that the App is still installed on the session's repository (it may have
+/// been uninstalled or suspended since the session was opened).
+pub(crate) async fn use_session(
+    state: &AppState,
+    token: &str,
+    ask: SessionAsk,
+) -> Result<SessionGrant, ApiError> {
     let started = Instant::now();
-    let result = use_inner(state, token).await;
+    let result = use_inner(state, token, ask).await;
     record_outcome("session", started, result.as_ref().err().map(|e| e.code));
     result
 }
 
-async fn use_inner(state: &AppState, token: &str) -> Result<SessionGrant, ApiError> {
+async fn use_inner(
+    state: &AppState,
+    token: &str,
+    ask: SessionAsk,
+) -> Result<SessionGrant, ApiError> {
     let hash = token_hash(token).ok_or_else(invalid)?;
     match state
         .store
-        .use_session(&hash, state.clock.now())
+        .reserve_session(&hash, state.clock.now(), ask)
         .await
         .map_err(|e| ApiError::storage(&e))?
     {
         SessionUse::Granted {
-            identity,
-            bytes_left,
-        } => Ok(SessionGrant {
-            identity,
-            token_hash: hash,
-            bytes_left,
-        }),
+            mut identity,
+            reserved,
+        } => {
+            let reservation = SessionReservation {
+                store: Arc::clone(&state.store),
+                token_hash: hash,
+                bytes: reserved,
+                armed: true,
+            };
+            if let Err(refused) = bind(state, &mut identity).await {
+                reservation.release().await;
+                return Err(refused);
+            }
+            Ok(SessionGrant {
+                identity,
+                reservation,
+            })
+        }
         SessionUse::Expired => Err(ApiError::new(
             ErrorCode::TokenExpired,
             "the session has expired; open a new one",
@@ -179,6 +269,10 @@ async fn use_inner(state: &AppState, token: &str) -> Result<SessionGrant, ApiErr
         SessionUse::Exhausted => Err(ApiError::new(
             ErrorCode::PolicyDenied,
             "the session's upload or byte limit is reached; open a new one",
+        )),
+        SessionUse::NoRoom { bytes_left } => Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body exceeds the {bytes_left} bytes left in the session"),
         )),
         _ => Err(invalid()),
     }

@@ -432,3 +432,183 @@ async fn shutdown_lets_an_in_flight_upload_finish() {
         "no longer accepting"
     );
 }
+
+/// Every blob under `blobs/` has a record, once uploads in flight have settled (waits up
+/// to 10 s for the two to agree).
+async fn assert_every_blob_has_a_record(h: &Harness, why: &str) {
+    let mut last = (0, 0, 0);
+    for _ in 0..100 {
+        let (blobs, tmp) = h.blob_files();
+        let records = h.record_count().await;
+        last = (blobs, records, tmp);
+        if blobs == records && tmp == 0 {
+            println!("{why}: {records} records, each with its blob");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{why}: {} blobs for {} records, {} partial bodies",
+        last.0, last.1, last.2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_a_client_reset_after_its_last_byte_leaves_no_unreferenced_blob() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let body = vec![b'r'; 4096];
+    for i in 0..200 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/uploads?name=reset-{i} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+            h.token(),
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(&body).await.unwrap();
+        // An RST, not a FIN, at a point that sweeps the time the server takes to commit
+        // and insert (0 to 20 ms after the last byte).
+        tokio::time::sleep(Duration::from_micros(100 * (i % 200))).await;
+        conn.set_zero_linger().unwrap();
+        drop(conn);
+    }
+    assert_every_blob_has_a_record(
+        &h,
+        "rule: commit and insert finish when the client has gone",
+    )
+    .await;
+    assert!(
+        h.record_count().await > 0,
+        "some bodies arrived whole before their reset"
+    );
+    h.stop().await;
+}
+
+/// Idempotency keys are scoped to the whole proven identity (mode, issuer, repository,
+/// run, attempt): a stranger's pending upload never answers a genuine OIDC upload with
+/// the same key, and a request without credentials naming the repository never gets a
+/// verified upload's record back.
+#[tokio::test]
+async fn rule_idempotency_keys_do_not_cross_trust_levels() {
+    let h = Harness::start_with(Options {
+        webhook_mode: Some(runproof_server::WebhookModeConfig::default()),
+        ..Default::default()
+    })
+    .await;
+    let run = h.gh.run();
+    let run_header = format!("{}/{}/{}", run.repository_id, run.run_id, run.run_attempt);
+    let unauthenticated = |key: &'static str| {
+        let (h, run_header, sha) = (&h, run_header.clone(), run.sha.clone());
+        async move {
+            h.upload_with(
+                None,
+                "name=results.json",
+                "stranger",
+                &[
+                    ("x-runproof-run", &run_header),
+                    ("x-runproof-sha", &sha),
+                    ("idempotency-key", key),
+                ],
+            )
+            .await
+        }
+    };
+
+    let (status, stranger) = unauthenticated("key-pending-first").await;
+    assert_eq!(status, 202, "{stranger}");
+    assert_eq!(stranger["status"], "pending");
+    let (status, genuine) = h
+        .upload_with(
+            Some(&bearer(&h.token())),
+            "name=results.json",
+            "genuine",
+            &[("idempotency-key", "key-pending-first")],
+        )
+        .await;
+    assert_eq!(
+        status, 201,
+        "rule: a stranger's pending upload never answers a verified request: {genuine}"
+    );
+    assert_ne!(genuine["id"], stranger["id"]);
+    assert_eq!(
+        (genuine["status"].as_str(), genuine["mode"].as_str()),
+        (Some("verified"), Some("oidc"))
+    );
+
+    let (status, verified) = h
+        .upload_with(
+            Some(&bearer(&h.token())),
+            "name=results.json",
+            "genuine",
+            &[("idempotency-key", "key-verified-first")],
+        )
+        .await;
+    assert_eq!(status, 201, "{verified}");
+    let (status, answer) = unauthenticated("key-verified-first").await;
+    assert_ne!(
+        answer["id"], verified["id"],
+        "rule: a request without credentials never gets a verified record by its key"
+    );
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (202, Some("pending")),
+        "{answer}"
+    );
+
+    // Each party's own retry is still answered with its own record.
+    let (status, again) = unauthenticated("key-pending-first").await;
+    assert_eq!((status, &again["id"]), (200, &stranger["id"]));
+    let (status, again) = h
+        .upload_with(
+            Some(&bearer(&h.token())),
+            "name=results.json",
+            "genuine",
+            &[("idempotency-key", "key-pending-first")],
+        )
+        .await;
+    assert_eq!((status, &again["id"]), (200, &genuine["id"]));
+    assert_eq!(h.record_count().await, 4);
+    h.stop().await;
+}
+
+/// The uploader chooses the bytes and their `Content-Type`: the content route serves them
+/// as a download that a browser neither sniffs, renders in our origin, nor runs, also
+/// when a range is asked for.
+#[tokio::test]
+async fn rule_content_is_served_as_a_sandboxed_attachment() {
+    let h = Harness::start().await;
+    let html = "<script>alert(document.cookie)</script>";
+    let (status, record) = h
+        .upload_with(
+            Some(&bearer(&h.token())),
+            "name=%22r%C3%A9sum%C3%A9%22%3B%20x.html",
+            html,
+            &[("content-type", "text/html")],
+        )
+        .await;
+    assert_eq!(status, 201, "{record}");
+    let id = record["id"].as_str().unwrap();
+    for range in [None, Some("bytes=0-7"), Some("bytes=-5")] {
+        let mut req = h
+            .http
+            .get(format!("{}/v1/uploads/{id}/content", h.url))
+            .bearer_auth(API_KEY);
+        if let Some(range) = range {
+            req = req.header("range", range);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), if range.is_some() { 206 } else { 200 });
+        let headers = resp.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{range:?}");
+        assert_eq!(headers["content-security-policy"], "sandbox", "{range:?}");
+        assert_eq!(
+            headers["content-disposition"],
+            "attachment; filename=_r_sum____x.html; \
+             filename*=UTF-8''%22r%C3%A9sum%C3%A9%22%3B%20x.html",
+            "{range:?}"
+        );
+    }
+    h.stop().await;
+}

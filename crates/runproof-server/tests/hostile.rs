@@ -539,3 +539,86 @@ async fn credentials_are_checked_before_the_body_is_read() {
     h.assert_nothing_stored("credentials before body").await;
     h.stop().await;
 }
+
+/// Ids that no database integer holds (above `i64::MAX`) are the client's mistake, not
+/// an outage: every route that takes an id from outside refuses them as
+/// `400 invalid_request` before anything is stored or asked of GitHub.
+#[tokio::test]
+async fn rule_ids_beyond_a_database_integer_are_invalid_requests() {
+    const SECRET: &str = "webhook-secret-0123456789";
+    let h = Harness::start_with(common::Options {
+        webhook_mode: Some(runproof_server::WebhookModeConfig::default()),
+        github_token: true,
+        webhook_secrets: vec![runproof_core::Secret::new(SECRET.into())],
+        ..Default::default()
+    })
+    .await;
+    let sha = h.gh.run().sha;
+    let huge = ["9223372036854775808", "18446744073709551615"];
+    let mut runs = Vec::new();
+    for id in huge {
+        runs.push((format!("{id}/1/1"), "repository id"));
+        runs.push((format!("1/{id}/1"), "run id"));
+    }
+    for (run, what) in &runs {
+        let headers = [
+            ("x-runproof-run", run.as_str()),
+            ("x-runproof-sha", sha.as_str()),
+        ];
+        let (status, body) = h.upload_with(None, "name=a", "x", &headers).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_request")),
+            "rule: X-Runproof-Run {what} beyond i64 (webhook mode): {run}: {body}"
+        );
+        let headers = [
+            ("x-runproof-run", run.as_str()),
+            ("x-runproof-sha", sha.as_str()),
+            ("x-runproof-repository", "octo-org/octo-repo"),
+        ];
+        let (status, body) = h
+            .upload_with(Some("token ghs_made_up_token"), "name=a", "x", &headers)
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_request")),
+            "rule: X-Runproof-Run {what} beyond i64 (github_token mode): {run}: {body}"
+        );
+    }
+    for id in huge {
+        let resp = h
+            .get(
+                &format!("/v1/uploads?repository_id={id}"),
+                Some(common::API_KEY),
+            )
+            .await;
+        assert_eq!(
+            resp.status().as_u16(),
+            400,
+            "rule: repository_id filter beyond i64: {id}"
+        );
+        let sender = runproof_testkit::WebhookSender::new(
+            format!("{}/v1/github/webhooks", h.url),
+            SECRET.as_bytes(),
+        );
+        let huge_id: u64 = id.parse().unwrap();
+        for payload in [
+            runproof_testkit::installation_payload("created", huge_id, "octo-org", 1, &[]),
+            runproof_testkit::installation_payload(
+                "created",
+                1,
+                "octo-org",
+                1,
+                &[(huge_id, "o/r")],
+            ),
+        ] {
+            let (status, body, _) = sender.send("installation", &payload).await.unwrap();
+            assert_eq!(
+                status, 400,
+                "rule: webhook payload id beyond i64: {id}: {body}"
+            );
+        }
+    }
+    h.assert_nothing_stored("ids beyond i64").await;
+    h.stop().await;
+}

@@ -6,9 +6,11 @@
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
 use crate::github::{Installation, RepositoryBinding, RepositorySelection, WorkflowRunRecord};
-use crate::model::{Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus};
+use crate::model::{
+    IdempotencyScope, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
+};
 use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
-use crate::session::{NewSession, SessionRecord};
+use crate::session::{NewSession, SessionRecord, SessionUse};
 
 /// The columns every `SELECT` of an upload returns, as a literal so that `concat!` can
 /// build whole statements as `&'static str` (what `sqlx::query` takes without ceremony).
@@ -83,6 +85,8 @@ pub(crate) struct UploadParams {
     pub(crate) pending_repository_id: Option<i64>,
     pub(crate) pending_run_id: Option<i64>,
     pub(crate) pending_run_attempt: Option<i64>,
+    /// The idempotency scope, stored only with a key.
+    pub(crate) idempotency_scope: Option<String>,
 }
 
 impl UploadParams {
@@ -102,6 +106,11 @@ impl UploadParams {
             pending_repository_id: pending.map(|p| sql_id(p.repository_id.get())).transpose()?,
             pending_run_id: pending.map(|p| sql_id(p.run_id.get())).transpose()?,
             pending_run_attempt: pending.map(|p| i64::from(p.run_attempt)),
+            idempotency_scope: upload.idempotency_key.as_ref().map(|_| {
+                IdempotencyScope::new(upload.mode, &upload.identity)
+                    .as_str()
+                    .to_owned()
+            }),
         })
     }
 }
@@ -190,14 +199,6 @@ pub(crate) fn stored_count(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
 }
 
-/// Bytes to add to a stored total, as a SQL integer (at most `i64::MAX`), and the
-/// largest total they can be added to without overflow: a statement adds them when the
-/// total is at most that, and stores `i64::MAX` (a spent budget) otherwise.
-pub(crate) fn saturating_bytes(bytes: u64) -> (i64, i64) {
-    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-    (bytes, i64::MAX - bytes)
-}
-
 /// A [`NewSession`] as column values, ready to bind.
 #[derive(Debug)]
 pub(crate) struct SessionParams {
@@ -255,22 +256,45 @@ impl SessionRow {
     }
 }
 
-/// What a granted `use_session` update returns.
+/// What a granted `reserve_session` update returns.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct GrantRow {
     pub(crate) identity_json: String,
-    pub(crate) bytes_left: i64,
+    pub(crate) reserved: i64,
 }
 
 impl GrantRow {
-    /// Decodes the row into the identity and the bytes left.
-    pub(crate) fn into_grant(self) -> Result<(RunIdentity, u64), StoreError> {
-        Ok((
-            decode_identity(&self.identity_json, "session")?,
-            stored_count(self.bytes_left, "bytes_left")?,
-        ))
+    /// Decodes the row into the grant.
+    pub(crate) fn into_grant(self) -> Result<SessionUse, StoreError> {
+        Ok(SessionUse::Granted {
+            identity: decode_identity(&self.identity_json, "session")?,
+            reserved: stored_count(self.reserved, "reserved")?,
+        })
     }
 }
+
+/// Takes one upload and the bytes an ask gets from a live session, in one statement,
+/// returning the identity and the bytes taken. Its SET expressions all read the row as it
+/// was (SQL evaluates them before any assignment), so `last_reserved` and `bytes_used`
+/// grow by the same amount; `RETURNING` sees only new values, hence `last_reserved`.
+/// Binds: `$1` bytes wanted, `$2` fewest that grant, `$3` token hash, `$4` now. Both
+/// backends read `$n` placeholders.
+pub(crate) const RESERVE_SESSION_SQL: &str = "UPDATE sessions SET \
+     uploads_used = uploads_used + 1, \
+     last_reserved = CASE WHEN max_bytes - bytes_used < $1 \
+     THEN max_bytes - bytes_used ELSE $1 END, \
+     bytes_used = bytes_used + CASE WHEN max_bytes - bytes_used < $1 \
+     THEN max_bytes - bytes_used ELSE $1 END \
+     WHERE token_hash = $3 AND revoked = FALSE AND expires_at > $4 \
+     AND uploads_used < max_uploads AND max_bytes - bytes_used >= $2 \
+     RETURNING identity_json, last_reserved AS reserved";
+
+/// Gives uploads and bytes back to a session, never below zero. Binds: `$1` uploads,
+/// `$2` bytes, `$3` token hash.
+pub(crate) const RELEASE_SESSION_SQL: &str = "UPDATE sessions SET \
+     uploads_used = CASE WHEN uploads_used < $1 THEN 0 ELSE uploads_used - $1 END, \
+     bytes_used = CASE WHEN bytes_used < $2 THEN 0 ELSE bytes_used - $2 END \
+     WHERE token_hash = $3";
 
 fn decode_identity(json: &str, of: &str) -> Result<RunIdentity, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("identity of {of}: {e}")))
