@@ -2,18 +2,34 @@
 //! is installed (and not suspended). Decisions compare ids.
 //!
 //! The truth comes from `installation` and `installation_repositories` webhooks, stored
-//! in the database. A repository the database does not know is looked up with the App
-//! JWT (`GET /repos/{owner}/{repo}/installation`), then confirmed by id with an
-//! installation token (`GET /repos/{owner}/{repo}`): a renamed or recreated repository,
-//! whose name now belongs to another id, is not installed. Lookups are cached in memory
-//! (positive 10 minutes, negative 1 minute). When GitHub cannot answer and nothing is
-//! known, the answer is `503 upstream_unavailable`, never a guess.
+//! in the database and ordered by each event's own time. A repository the database does
+//! not know, or whose state it cannot settle (a relaxation of the same second as the
+//! restriction it follows), is looked up with the App JWT
+//! (`GET /repos/{owner}/{repo}/installation`), then confirmed by id with an installation
+//! token (`GET /repos/{owner}/{repo}`): a renamed or recreated repository, whose name now
+//! belongs to another id, is not installed. Lookups are cached in memory (positive 10
+//! minutes, negative 1 minute). When GitHub cannot answer and nothing is known, the answer
+//! is `503 upstream_unavailable`, never a guess.
+//!
+//! Anyone can make the server look something up: with no credentials at all in the
+//! webhook mode (active confirmation), or with a genuine token of any repository. Lookups
+//! are therefore budgeted per client address (IPv6 by /64), per repository and in all,
+//! and answers that something does not exist (repository not installed, run not found)
+//! are remembered for a minute. Over the budget, a request gets `429` and an active
+//! confirmation is skipped (the upload waits for its webhook).
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use runproof_core::{ErrorCode, InstallationId, RepositoryId, RunIdentity};
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use runproof_core::{ErrorCode, InstallationId, RepositoryId, RunId, RunIdentity};
+use runproof_github::types::{Installation, Repository, WorkflowRun};
 use runproof_github::{GithubApp, GithubError};
 use runproof_store::RepositorySelection;
 
@@ -21,35 +37,217 @@ use crate::{ApiError, AppState};
 
 const POSITIVE_TTL: Duration = Duration::from_secs(600);
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// Entries kept in each cache and budget table; expired ones are dropped first.
+const MAX_ENTRIES: usize = 100_000;
+/// The length of a budget window.
+const WINDOW: Duration = Duration::from_secs(60);
 
-/// The App's credentials and the lookup cache.
+tokio::task_local! {
+    /// The address of the client whose request is being served, for the lookup budget.
+    static CLIENT: IpAddr;
+}
+
+/// Middleware: the lookups a request causes are counted against its client's address (as
+/// the limits resolved it, else the peer's).
+pub(crate) async fn remember_client(request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<crate::limits::ClientAddress>()
+        .map(|c| c.0)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        });
+    match ip {
+        Some(ip) => CLIENT.scope(ip, next.run(request)).await,
+        None => next.run(request).await,
+    }
+}
+
+/// How many GitHub lookups requests may cause per minute. A lookup is one decision (a
+/// binding, or one active confirmation) and takes at most a few calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LookupBudget {
+    /// From one client address (IPv6 addresses by /64).
+    pub(crate) per_address: u32,
+    /// In the name of one repository, from all addresses together.
+    pub(crate) per_repository: u32,
+    /// In all.
+    pub(crate) overall: u32,
+}
+
+impl Default for LookupBudget {
+    fn default() -> Self {
+        Self {
+            per_address: 30,
+            per_repository: 30,
+            overall: 600,
+        }
+    }
+}
+
+/// An address as the budget counts it: IPv4 as is, IPv6 by its /64 (one host's share).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+    }
+}
+
+/// Fixed one-minute windows per key.
+#[derive(Debug)]
+struct Windows<K> {
+    limit: u32,
+    counts: HashMap<K, (Instant, u32)>,
+}
+
+impl<K: Eq + Hash> Windows<K> {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Seconds to wait when `key` has no room left now.
+    fn full(&mut self, key: &K, now: Instant) -> Option<u64> {
+        if self.counts.len() >= MAX_ENTRIES && !self.counts.contains_key(key) {
+            self.counts
+                .retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            if self.counts.len() >= MAX_ENTRIES {
+                return Some(WINDOW.as_secs());
+            }
+        }
+        match self.counts.get(key) {
+            Some((start, n)) if now.duration_since(*start) < WINDOW && *n >= self.limit => Some(
+                WINDOW
+                    .saturating_sub(now.duration_since(*start))
+                    .as_secs()
+                    .max(1),
+            ),
+            _ => None,
+        }
+    }
+
+    fn spend(&mut self, key: K, now: Instant) {
+        let entry = self.counts.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// The budget's state: all three windows, checked and spent together.
+#[derive(Debug)]
+struct Budget {
+    per_address: Windows<IpAddr>,
+    per_repository: Windows<RepositoryId>,
+    overall: Windows<()>,
+}
+
+impl Budget {
+    fn new(limits: LookupBudget) -> Self {
+        Self {
+            per_address: Windows::new(limits.per_address),
+            per_repository: Windows::new(limits.per_repository),
+            overall: Windows::new(limits.overall),
+        }
+    }
+
+    /// Spends one lookup for `repository` (and the client, when there is one), or says
+    /// how long to wait.
+    fn spend(&mut self, client: Option<IpAddr>, repository: RepositoryId) -> Result<(), u64> {
+        let now = Instant::now();
+        let client = client.map(address_key);
+        let wait = [
+            client.and_then(|ip| self.per_address.full(&ip, now)),
+            self.per_repository.full(&repository, now),
+            self.overall.full(&(), now),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        if let Some(ip) = client {
+            self.per_address.spend(ip, now);
+        }
+        self.per_repository.spend(repository, now);
+        self.overall.spend((), now);
+        Ok(())
+    }
+}
+
+/// Values kept until a deadline, bounded.
+#[derive(Debug)]
+struct Expiring<K, V> {
+    entries: HashMap<K, (V, Instant)>,
+}
+
+impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
+    fn new() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        self.entries
+            .get(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&mut self, key: K, value: V, ttl: Duration) {
+        let now = Instant::now();
+        if self.entries.len() >= MAX_ENTRIES {
+            self.entries.retain(|_, (_, until)| *until > now);
+        }
+        if self.entries.len() < MAX_ENTRIES {
+            self.entries.insert(key, (value, now + ttl));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The App's credentials, the lookup caches and the lookup budget.
 #[derive(Debug)]
 pub struct Binding {
     /// The App.
     pub app: GithubApp,
-    /// Repository id → installation (None: not installed), with when it expires.
-    cache: Mutex<HashMap<RepositoryId, (Option<InstallationId>, Instant)>>,
+    /// Repository id → installation (None: not installed).
+    cache: Mutex<Expiring<RepositoryId, Option<InstallationId>>>,
+    /// Runs GitHub said it does not know, by (lower-case `owner/name`, run id).
+    absent_runs: Mutex<Expiring<(String, RunId), ()>>,
+    /// Lookups left in the current windows.
+    budget: Mutex<Budget>,
 }
 
 impl Binding {
-    /// Binding through this App.
+    /// Binding through this App, with the lookup budget of [`LookupBudget::default`].
     #[must_use]
     pub fn new(app: GithubApp) -> Self {
         Self {
             app,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Expiring::new()),
+            absent_runs: Mutex::new(Expiring::new()),
+            budget: Mutex::new(Budget::new(LookupBudget::default())),
         }
     }
 
     fn cached(&self, repo: RepositoryId) -> Option<Option<InstallationId>> {
-        let cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
-            .get(&repo)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(v, _)| *v)
+        lock(&self.cache).get(&repo)
     }
 
     fn remember(&self, repo: RepositoryId, value: Option<InstallationId>) {
@@ -58,14 +256,115 @@ impl Binding {
         } else {
             NEGATIVE_TTL
         };
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() > 100_000 {
-            cache.retain(|_, (_, until)| *until > Instant::now());
+        lock(&self.cache).put(repo, value, ttl);
+    }
+
+    /// Spends one lookup in `repository`'s name, for the client being served if any.
+    fn spend(&self, repository: RepositoryId) -> Result<(), u64> {
+        let client = CLIENT.try_with(|ip| *ip).ok();
+        let spent = lock(&self.budget).spend(client, repository);
+        if spent.is_err() {
+            metrics::counter!("runproof_github_lookups_refused_total").increment(1);
         }
-        cache.insert(repo, (value, Instant::now() + ttl));
+        spent
+    }
+
+    /// The App's lookups for one decision about `repository`, within the budget.
+    #[must_use]
+    pub(crate) fn lookups(&self, repository: RepositoryId) -> Lookups<'_> {
+        Lookups {
+            binding: self,
+            repository,
+            spent: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The App's lookups for one decision about one repository (an active confirmation):
+/// the first call that reaches GitHub spends one lookup of the budget for them all, and
+/// "not installed" and "no such run" answers are remembered for a minute. Over the
+/// budget, a call fails with [`GithubError::RateLimited`] without reaching GitHub.
+#[derive(Debug)]
+pub(crate) struct Lookups<'a> {
+    binding: &'a Binding,
+    repository: RepositoryId,
+    spent: AtomicBool,
+}
+
+impl Lookups<'_> {
+    fn spend(&self) -> Result<(), GithubError> {
+        if self.spent.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.binding.spend(self.repository).map_err(|wait| {
+            self.spent.store(false, Ordering::SeqCst);
+            GithubError::RateLimited { retry_after: wait }
+        })
+    }
+
+    /// As [`GithubApp::repository_installation_by_id`].
+    ///
+    /// # Errors
+    /// As that, and [`GithubError::RateLimited`] over the budget.
+    pub(crate) async fn repository_installation_by_id(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<Option<Installation>, GithubError> {
+        if self.binding.cached(repository_id) == Some(None) {
+            return Ok(None);
+        }
+        self.spend()?;
+        let found = self
+            .binding
+            .app
+            .repository_installation_by_id(repository_id)
+            .await?;
+        if found.is_none() {
+            self.binding.remember(repository_id, None);
+        }
+        Ok(found)
+    }
+
+    /// As [`GithubApp::repository_by_id`].
+    ///
+    /// # Errors
+    /// As that, and [`GithubError::RateLimited`] over the budget.
+    pub(crate) async fn repository_by_id(
+        &self,
+        repository_id: RepositoryId,
+        installation: InstallationId,
+    ) -> Result<Option<Repository>, GithubError> {
+        self.spend()?;
+        self.binding
+            .app
+            .repository_by_id(repository_id, installation)
+            .await
+    }
+
+    /// As [`GithubApp::workflow_run`].
+    ///
+    /// # Errors
+    /// As that, and [`GithubError::RateLimited`] over the budget.
+    pub(crate) async fn workflow_run(
+        &self,
+        full_name: &str,
+        run_id: RunId,
+        installation: InstallationId,
+    ) -> Result<Option<WorkflowRun>, GithubError> {
+        let key = (full_name.to_ascii_lowercase(), run_id);
+        if lock(&self.binding.absent_runs).get(&key).is_some() {
+            return Ok(None);
+        }
+        self.spend()?;
+        let found = self
+            .binding
+            .app
+            .workflow_run(full_name, run_id, installation)
+            .await?;
+        if found.is_none() {
+            lock(&self.binding.absent_runs).put(key, (), NEGATIVE_TTL);
+        }
+        Ok(found)
     }
 }
 
@@ -100,28 +399,47 @@ pub(crate) async fn bind(state: &AppState, identity: &mut RunIdentity) -> Result
         .await
         .map_err(|e| ApiError::storage(&e))?
     {
-        if b.deleted || b.removed || b.suspended || b.account_id != identity.repository_owner_id {
+        if b.account_id != identity.repository_owner_id || b.is_refused() {
             return Err(not_installed(identity));
         }
-        identity.installation_id = Some(b.installation_id);
-        return Ok(());
+        if b.is_active() {
+            identity.installation_id = Some(b.installation_id);
+            return Ok(());
+        }
+        // Unsettled: only GitHub can tell.
+        return look_up(binding, identity).await;
     }
     let account = store
         .installation_for_account(identity.repository_owner_id)
         .await
         .map_err(|e| ApiError::storage(&e))?;
-    if let Some((inst, false)) = account
-        && inst.repository_selection == RepositorySelection::All
+    if let Some(known) = account
+        && !known.deleted
+        && known.installation.repository_selection == RepositorySelection::All
     {
-        if inst.suspended {
+        if !known.installation.suspended {
+            identity.installation_id = Some(known.installation.id);
+            return Ok(());
+        }
+        if !known.unsettled {
             return Err(not_installed(identity));
         }
-        identity.installation_id = Some(inst.id);
-        return Ok(());
     }
+    look_up(binding, identity).await
+}
+
+/// Asks GitHub (within the budget) unless a recent answer is cached.
+async fn look_up(binding: &Binding, identity: &mut RunIdentity) -> Result<(), ApiError> {
     let found = match binding.cached(identity.repository_id) {
         Some(found) => found,
         None => {
+            binding.spend(identity.repository_id).map_err(|wait| {
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    "too many installation lookups; retry later",
+                )
+                .retry_after(wait)
+            })?;
             let found = lookup(&binding.app, identity).await?;
             binding.remember(identity.repository_id, found);
             found
@@ -167,5 +485,70 @@ async fn lookup(
         }
         Err(GithubError::Forbidden(_) | GithubError::NotFound) => Ok(None),
         Err(e) => Err(upstream(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(per_address: u32, per_repository: u32, overall: u32) -> Budget {
+        Budget::new(LookupBudget {
+            per_address,
+            per_repository,
+            overall,
+        })
+    }
+
+    #[test]
+    fn rule_lookups_are_budgeted_per_address_per_repository_and_overall() {
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        let mut by_address = budget(2, 100, 100);
+        assert!(by_address.spend(Some(a), RepositoryId(1)).is_ok());
+        assert!(by_address.spend(Some(a), RepositoryId(2)).is_ok());
+        let wait = by_address.spend(Some(a), RepositoryId(3)).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(
+            by_address.spend(Some(b), RepositoryId(3)).is_ok(),
+            "another address"
+        );
+        assert!(by_address.spend(None, RepositoryId(3)).is_ok(), "no client");
+
+        let mut by_repository = budget(100, 2, 100);
+        assert!(by_repository.spend(Some(a), RepositoryId(1)).is_ok());
+        assert!(by_repository.spend(Some(b), RepositoryId(1)).is_ok());
+        assert!(by_repository.spend(None, RepositoryId(1)).is_err());
+        assert!(by_repository.spend(Some(a), RepositoryId(2)).is_ok());
+
+        let mut overall = budget(100, 100, 2);
+        assert!(overall.spend(Some(a), RepositoryId(1)).is_ok());
+        assert!(overall.spend(Some(b), RepositoryId(2)).is_ok());
+        assert!(overall.spend(None, RepositoryId(3)).is_err());
+    }
+
+    #[test]
+    fn a_refused_lookup_spends_nothing() {
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let mut b = budget(1, 1, 100);
+        assert!(b.spend(Some(a), RepositoryId(1)).is_ok());
+        assert!(b.spend(Some(a), RepositoryId(2)).is_err(), "address spent");
+        assert!(
+            b.spend(None, RepositoryId(2)).is_ok(),
+            "repository 2 was not charged for the refusal"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let two: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(one), address_key(two));
+        assert_ne!(address_key(one), address_key(other));
+        let mut b = budget(1, 100, 100);
+        assert!(b.spend(Some(one), RepositoryId(1)).is_ok());
+        assert!(b.spend(Some(two), RepositoryId(2)).is_err());
+        assert!(b.spend(Some(other), RepositoryId(3)).is_ok());
     }
 }

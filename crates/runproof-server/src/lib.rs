@@ -223,6 +223,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     routes
         .fallback(ops::not_found)
+        .layer(axum::middleware::from_fn(binding::remember_client))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,

@@ -202,9 +202,13 @@ fn selection(s: Option<&str>) -> RepositorySelection {
     }
 }
 
+/// The installation a payload describes, as of the payload's own time (see
+/// [`runproof_github::types::Installation::as_of`]), which orders deliveries that arrive
+/// late. `suspended` is the action's word when it has one, else the payload's.
 fn installation_of(
     inst: &runproof_github::types::Installation,
     selection_override: Option<&str>,
+    suspended: Option<bool>,
 ) -> Result<Installation, ApiError> {
     let account = inst
         .account
@@ -217,11 +221,18 @@ fn installation_of(
         repository_selection: selection(
             selection_override.or(inst.repository_selection.as_deref()),
         ),
-        suspended: inst.suspended_at.is_some(),
+        suspended: suspended.unwrap_or(inst.suspended_at.is_some()),
+        as_of: inst.as_of().map(runproof_core::UnixTime),
     })
 }
 
 /// What a delivery changes. Events runproof does not use change nothing.
+///
+/// Installation state is ordered by the time each payload carries, never by arrival:
+/// `installation.updated_at`, `created_at` and `suspended_at`, whichever is latest. An
+/// `installation_repositories` payload carries no time of its own change, only the
+/// installation's (which may not move): its changes take that time, so that at an equal
+/// time a removal always applies and an addition is left for GitHub to confirm.
 fn effects_of(
     event: &str,
     body: &[u8],
@@ -234,25 +245,19 @@ fn effects_of(
             if e.action == "deleted" {
                 vec![WebhookEffect::DeleteInstallation(id)]
             } else {
-                let mut effects = vec![WebhookEffect::UpsertInstallation(installation_of(
-                    &e.installation,
-                    None,
-                )?)];
-                match e.action.as_str() {
-                    "suspend" => effects.push(WebhookEffect::SetSuspended {
-                        installation_id: id,
-                        suspended: true,
-                    }),
-                    "unsuspend" => effects.push(WebhookEffect::SetSuspended {
-                        installation_id: id,
-                        suspended: false,
-                    }),
-                    _ => {}
-                }
+                let suspended = match e.action.as_str() {
+                    "suspend" => Some(true),
+                    "unsuspend" => Some(false),
+                    _ => None,
+                };
+                let installation = installation_of(&e.installation, None, suspended)?;
+                let as_of = installation.as_of;
+                let mut effects = vec![WebhookEffect::UpsertInstallation(installation)];
                 if let Some(repos) = &e.repositories {
                     effects.push(WebhookEffect::AddRepositories {
                         installation_id: id,
                         repositories: repositories(repos),
+                        as_of,
                     });
                 }
                 effects
@@ -261,18 +266,20 @@ fn effects_of(
         "installation_repositories" => {
             let e: InstallationRepositoriesEvent = parse(event, body)?;
             let id = e.installation.id;
+            let installation =
+                installation_of(&e.installation, e.repository_selection.as_deref(), None)?;
+            let as_of = installation.as_of;
             vec![
-                WebhookEffect::UpsertInstallation(installation_of(
-                    &e.installation,
-                    e.repository_selection.as_deref(),
-                )?),
+                WebhookEffect::UpsertInstallation(installation),
                 WebhookEffect::AddRepositories {
                     installation_id: id,
                     repositories: repositories(&e.repositories_added),
+                    as_of,
                 },
                 WebhookEffect::RemoveRepositories {
                     installation_id: id,
                     repository_ids: e.repositories_removed.iter().map(|r| r.id).collect(),
+                    as_of,
                 },
             ]
         }

@@ -585,12 +585,12 @@ async fn every_real_payload_goes_through_the_receiver_without_a_5xx() {
 
     // octokit's installation examples changed the stored state as they say.
     let store = &h.state.store;
-    let (inst, deleted) = store
+    let inst = store
         .get_installation(InstallationId(957_387))
         .await
         .unwrap()
         .unwrap();
-    assert!(!deleted && !inst.suspended);
+    assert!(!inst.deleted && !inst.installation.suspended);
     assert!(
         store
             .repository_binding(RepositoryId(186_853_002))
@@ -609,18 +609,23 @@ async fn every_real_payload_goes_through_the_receiver_without_a_5xx() {
             .is_active(),
         "added lists it"
     );
-    let (inst, _) = store
+    // octokit's unsuspend carries the `updated_at` of the suspension it ends: the same
+    // second, so the order is unknown. Still suspended, unsettled: GitHub is asked.
+    let inst = store
         .get_installation(InstallationId(16_598_467))
         .await
         .unwrap()
         .unwrap();
-    assert!(!inst.suspended, "suspend then unsuspend");
-    let (_, deleted) = store
+    assert!(
+        inst.installation.suspended && inst.unsettled,
+        "suspend then unsuspend of the same second: {inst:?}"
+    );
+    let inst = store
         .get_installation(InstallationId(39_593_433))
         .await
         .unwrap()
         .unwrap();
-    assert!(deleted, "octocrab's created then deleted");
+    assert!(inst.deleted, "octocrab's created then deleted");
     assert!(
         store
             .repository_binding(RepositoryId(455_581_571))
@@ -811,6 +816,291 @@ async fn github_token_mode_is_off_by_default() {
         h.gh.api_requests("installation_repositories"),
         0,
         "GitHub is not even asked"
+    );
+    h.stop().await;
+}
+
+/// Sets the installation object's times: created long ago, changed (and suspended, when
+/// it is) at `changed_at`.
+fn dated(mut payload: Value, changed_at: &str) -> Value {
+    let inst = &mut payload["installation"];
+    inst["created_at"] = json!("2030-01-01T00:00:00Z");
+    inst["updated_at"] = json!(changed_at);
+    if !inst["suspended_at"].is_null() {
+        inst["suspended_at"] = json!(changed_at);
+    }
+    payload
+}
+
+#[tokio::test]
+async fn rule_a_late_installation_delivery_never_revives_access() {
+    let h = start().await;
+    let run = RunSpec::default();
+    let (login, owner) = (run.repository_owner.as_str(), run.repository_owner_id);
+    let s = sender(&h, SECRET);
+    let deliver = |event: &'static str, payload: Value| {
+        let s = &s;
+        async move {
+            let (status, body, _) = s.send(event, &payload).await.unwrap();
+            assert_eq!(status, 200, "{event}: {body}");
+        }
+    };
+    let upload = || async { h.upload(Some(&bearer(&h.token())), "a", "1").await };
+
+    // The suspension arrives before the creation it followed: still suspended.
+    let suspend = installation_payload("suspend", INSTALLATION, login, owner, &[]);
+    deliver("installation", dated(suspend, "2030-01-01T00:00:20Z")).await;
+    let created = installation_payload("created", INSTALLATION, login, owner, &[repo()]);
+    deliver("installation", dated(created, "2030-01-01T00:00:10Z")).await;
+    let (status, body) = upload().await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "a late `created` revived a suspended installation: {body}"
+    );
+    let unsuspend = installation_payload("unsuspend", INSTALLATION, login, owner, &[]);
+    deliver("installation", dated(unsuspend, "2030-01-01T00:00:30Z")).await;
+    assert_eq!(upload().await.0, 201, "a later unsuspend applies");
+
+    // A removal arrives before the addition it followed: still removed.
+    let other = other_repo();
+    let removed = installation_repositories_payload(
+        "removed",
+        INSTALLATION,
+        login,
+        owner,
+        &[],
+        &[(other.repository_id, "octo-org/other")],
+    );
+    deliver(
+        "installation_repositories",
+        dated(removed, "2030-01-01T00:00:50Z"),
+    )
+    .await;
+    let added = installation_repositories_payload(
+        "added",
+        INSTALLATION,
+        login,
+        owner,
+        &[(other.repository_id, "octo-org/other")],
+        &[],
+    );
+    deliver(
+        "installation_repositories",
+        dated(added, "2030-01-01T00:00:40Z"),
+    )
+    .await;
+    h.gh.set_run(other);
+    let (status, body) = upload().await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_installed")),
+        "a late `added` revived a removed repository: {body}"
+    );
+
+    // An unsuspend of the same second as the suspension, as GitHub's own payloads have
+    // it: the order is unknown, so GitHub is asked, and its answer decides.
+    h.gh.set_run(RunSpec::default());
+    let suspend = installation_payload("suspend", INSTALLATION, login, owner, &[]);
+    deliver("installation", dated(suspend, "2030-01-01T00:01:00Z")).await;
+    assert_eq!(upload().await.0, 403);
+    let asked = h.gh.api_requests("repo_installation");
+    let unsuspend = installation_payload("unsuspend", INSTALLATION, login, owner, &[]);
+    deliver("installation", dated(unsuspend, "2030-01-01T00:01:00Z")).await;
+    let (status, body) = upload().await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        h.gh.api_requests("repo_installation") > asked,
+        "GitHub settled it"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_one_tenants_spent_github_token_never_answers_another_with_503() {
+    let h = start().await;
+    let tenant_b = RunSpec {
+        repository: "other-org/repo".into(),
+        repository_id: 6_660_001,
+        repository_owner: "other-org".into(),
+        repository_owner_id: 6_660_000,
+        ..RunSpec::default()
+    };
+    h.gh.add_installation(78, "other-org", 6_660_000, &[(6_660_001, "other-org/repo")]);
+    let tenant_a = RunSpec::default();
+    let a =
+        h.gh.issue_github_token(&[repo()], tenant_a.repository_owner_id);
+    let b =
+        h.gh.issue_github_token(&[(6_660_001, "other-org/repo")], 6_660_000);
+    h.gh.set_token_rate_limited(&a, Some(1800));
+
+    let upload_a = || async {
+        let mut req = h
+            .http
+            .post(format!("{}/v1/uploads?name=a", h.url))
+            .header("authorization", format!("token {a}"))
+            .body("1");
+        for (k, v) in gt_headers(&tenant_a) {
+            req = req.header(k, v);
+        }
+        req.send().await.unwrap()
+    };
+    let resp = upload_a().await;
+    assert_eq!(resp.status(), 503);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((60..=1800).contains(&retry), "GitHub's reset: {retry}");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "upstream_unavailable"
+    );
+
+    // Right after, tenant B with its own token is served.
+    let (status, record) = gt_upload(&h, &b, &gt_headers(&tenant_b)).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["identity"]["repository_id"], json!(6_660_001));
+
+    // Tenant A waits its limit out without GitHub being asked again.
+    let asked = h.gh.api_requests("installation_repositories");
+    assert_eq!(upload_a().await.status(), 503);
+    assert_eq!(h.gh.api_requests("installation_repositories"), asked);
+    h.stop().await;
+}
+
+/// A client whose requests come from `ip` (any 127/8 address reaches the server).
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from(ip))
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// An upload without credentials (webhook mode) claiming run `run_id` of `repository_id`.
+async fn claim(client: &reqwest::Client, h: &Harness, repository_id: u64, run_id: u64) -> u16 {
+    client
+        .post(format!("{}/v1/uploads?name=r.json", h.url))
+        .header("x-runproof-run", format!("{repository_id}/{run_id}/1"))
+        .header("x-runproof-sha", RunSpec::default().sha)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn rule_lookups_caused_by_strangers_are_bounded_per_address_and_repository_and_cached() {
+    let gh = FakeGithub::start().await.unwrap();
+    let creds = gh.register_app(APP_ID).unwrap();
+    let run = RunSpec::default();
+    gh.add_installation(
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &[repo()],
+    );
+    let h = Harness::start_against(
+        gh,
+        Options {
+            app: Some((APP_ID, Secret::new(creds.private_key_pem))),
+            webhook_secrets: vec![Secret::new(SECRET.into())],
+            webhook_mode: Some(runproof_server::WebhookModeConfig::default()),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The lookup budget's defaults: 30 per address and 30 per repository a minute.
+    const BUDGET: u64 = 30;
+    let total = |h: &Harness| -> u64 {
+        [
+            "repo_installation",
+            "access_tokens",
+            "repository",
+            "repository_by_id",
+            "repository_installation_by_id",
+            "workflow_run",
+            "contents",
+        ]
+        .iter()
+        .map(|r| h.gh.api_requests(r))
+        .sum()
+    };
+
+    // One address names 100 repositories the App is not installed on.
+    let one = client_from([127, 0, 0, 1]);
+    for i in 0..100 {
+        assert_eq!(claim(&one, &h, 7_000_000 + i, 1).await, 202);
+    }
+    let by_id = h.gh.api_requests("repository_installation_by_id");
+    assert!(
+        (1..=BUDGET).contains(&by_id),
+        "100 unknown repositories from one address: {by_id} lookups"
+    );
+    // "Not installed" is remembered: another address naming one of them asks nothing.
+    let fresh = client_from([127, 0, 0, 9]);
+    assert_eq!(claim(&fresh, &h, 7_000_000, 2).await, 202);
+    assert_eq!(h.gh.api_requests("repository_installation_by_id"), by_id);
+    assert_eq!(claim(&fresh, &h, 7_999_999, 1).await, 202);
+    assert_eq!(
+        h.gh.api_requests("repository_installation_by_id"),
+        by_id + 1
+    );
+
+    // Five addresses name 60 unknown runs of one installed repository.
+    let runs_before = h.gh.api_requests("workflow_run");
+    for a in 2..7u8 {
+        let client = client_from([127, 0, 0, a]);
+        for i in 0..12 {
+            let run_id = 100 + u64::from(a) * 100 + i;
+            assert_eq!(claim(&client, &h, run.repository_id, run_id).await, 202);
+        }
+    }
+    let runs = h.gh.api_requests("workflow_run") - runs_before;
+    assert!(
+        (1..=BUDGET).contains(&runs),
+        "60 unknown runs of one repository: {runs} run lookups"
+    );
+
+    // Genuine tokens of 45 repositories without the App, from one address: the binding
+    // lookups stop at the budget, then the answer is 429.
+    let oidc = client_from([127, 0, 0, 11]);
+    let by_name_before = h.gh.api_requests("repo_installation");
+    let mut answers = Vec::new();
+    for i in 0..45 {
+        h.gh.set_run(RunSpec {
+            repository: format!("octo-org/unknown-{i}"),
+            repository_id: 8_000_000 + i,
+            ..RunSpec::default()
+        });
+        let resp = oidc
+            .post(format!("{}/v1/uploads?name=a", h.url))
+            .bearer_auth(h.token())
+            .body("1")
+            .send()
+            .await
+            .unwrap();
+        answers.push(resp.status().as_u16());
+    }
+    let by_name = h.gh.api_requests("repo_installation") - by_name_before;
+    assert!(
+        (1..=BUDGET).contains(&by_name),
+        "45 unknown repositories: {by_name} lookups"
+    );
+    assert!(
+        answers.iter().all(|s| *s == 403 || *s == 429),
+        "{answers:?}"
+    );
+    assert!(answers.contains(&429), "{answers:?}");
+    assert!(
+        total(&h) <= 4 * 3 * BUDGET,
+        "every GitHub call: {}",
+        total(&h)
     );
     h.stop().await;
 }

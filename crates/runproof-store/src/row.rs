@@ -5,7 +5,9 @@
 
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
-use crate::github::{Installation, RepositoryBinding, RepositorySelection, WorkflowRunRecord};
+use crate::github::{
+    Installation, KnownInstallation, RepositoryBinding, RepositorySelection, WorkflowRunRecord,
+};
 use crate::model::{
     IdempotencyScope, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
 };
@@ -397,7 +399,8 @@ pub(crate) fn clamp_limit(limit: u32) -> u32 {
 /// The columns every `SELECT` of an installation returns.
 macro_rules! installation_columns {
     () => {
-        "id, account_id, account_login, repository_selection, suspended, deleted"
+        "id, account_id, account_login, repository_selection, suspended, deleted, state_at, \
+         unsettled"
     };
 }
 pub(crate) use installation_columns;
@@ -411,11 +414,13 @@ pub(crate) struct InstallationRow {
     pub(crate) repository_selection: String,
     pub(crate) suspended: i64,
     pub(crate) deleted: i64,
+    pub(crate) state_at: i64,
+    pub(crate) unsettled: i64,
 }
 
 impl InstallationRow {
-    /// Decodes the row into the installation and whether it is deleted.
-    pub(crate) fn into_installation(self) -> Result<(Installation, bool), StoreError> {
+    /// Decodes the row.
+    pub(crate) fn into_installation(self) -> Result<KnownInstallation, StoreError> {
         let id = InstallationId(stored_id(self.id, "installation id")?);
         let repository_selection = RepositorySelection::parse(&self.repository_selection)
             .ok_or_else(|| {
@@ -430,8 +435,35 @@ impl InstallationRow {
             account_login: self.account_login,
             repository_selection,
             suspended: stored_bool(self.suspended, "suspended")?,
+            as_of: (self.state_at > 0).then_some(UnixTime(self.state_at)),
         };
-        Ok((installation, stored_bool(self.deleted, "deleted")?))
+        let deleted = stored_bool(self.deleted, "deleted")?;
+        Ok(KnownInstallation {
+            installation,
+            deleted,
+            unsettled: !deleted && stored_bool(self.unsettled, "unsettled")?,
+        })
+    }
+
+    /// The access state the row keeps, for [`crate::github::Ordered::merge`].
+    pub(crate) fn access(
+        &self,
+    ) -> Result<crate::github::Ordered<crate::github::InstallationAccess>, StoreError> {
+        let selection =
+            RepositorySelection::parse(&self.repository_selection).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "repository_selection {:?} of installation {}",
+                    self.repository_selection, self.id
+                ))
+            })?;
+        Ok(crate::github::Ordered {
+            state: crate::github::InstallationAccess {
+                suspended: stored_bool(self.suspended, "suspended")?,
+                selection,
+            },
+            as_of: self.state_at,
+            unsettled: stored_bool(self.unsettled, "unsettled")?,
+        })
     }
 }
 
@@ -444,17 +476,51 @@ pub(crate) struct BindingRow {
     pub(crate) suspended: i64,
     pub(crate) deleted: i64,
     pub(crate) removed: i64,
+    pub(crate) repository_unsettled: i64,
+    pub(crate) installation_unsettled: i64,
 }
 
 impl BindingRow {
-    /// Decodes the row.
+    /// Decodes the row. It is unsettled when it is inactive only for reasons that are
+    /// themselves unsettled (a deletion never is).
     pub(crate) fn into_binding(self) -> Result<RepositoryBinding, StoreError> {
+        let suspended = stored_bool(self.suspended, "suspended")?;
+        let deleted = stored_bool(self.deleted, "deleted")?;
+        let removed = stored_bool(self.removed, "removed")?;
+        let removal_unsettled = stored_bool(self.repository_unsettled, "unsettled")?;
+        let suspension_unsettled = stored_bool(self.installation_unsettled, "unsettled")?;
+        let unsettled = !deleted
+            && (removed || suspended)
+            && (!removed || removal_unsettled)
+            && (!suspended || suspension_unsettled);
         Ok(RepositoryBinding {
             installation_id: InstallationId(stored_id(self.installation_id, "installation id")?),
             account_id: OwnerId(stored_id(self.account_id, "account id")?),
-            suspended: stored_bool(self.suspended, "suspended")?,
-            deleted: stored_bool(self.deleted, "deleted")?,
-            removed: stored_bool(self.removed, "removed")?,
+            suspended,
+            deleted,
+            removed,
+            unsettled,
+        })
+    }
+}
+
+/// A listed repository's access state as kept: `removed`, `state_at`, `unsettled`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ListedRow {
+    pub(crate) removed: i64,
+    pub(crate) state_at: i64,
+    pub(crate) unsettled: i64,
+}
+
+impl ListedRow {
+    /// The access state, for [`crate::github::Ordered::merge`].
+    pub(crate) fn access(
+        &self,
+    ) -> Result<crate::github::Ordered<crate::github::Removed>, StoreError> {
+        Ok(crate::github::Ordered {
+            state: crate::github::Removed(stored_bool(self.removed, "removed")?),
+            as_of: self.state_at,
+            unsettled: stored_bool(self.unsettled, "unsettled")?,
         })
     }
 }

@@ -162,6 +162,7 @@ async fn two_pools_share_jtis_and_deliveries() {
                     ];
                     (i, store.apply_webhook(&d, &effects).await, repo)
                 })
+                            as_of: None,
             })
             .collect();
         let mut shared_winners = 0;
