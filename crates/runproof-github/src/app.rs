@@ -70,6 +70,12 @@ pub enum GithubError {
     /// The App's credentials are unusable.
     #[error("App credentials: {0}")]
     Config(String),
+    /// An answer longer than runproof reads: a definite answer, not an outage.
+    #[error("GitHub's answer is longer than {limit} bytes")]
+    TooLarge {
+        /// The most bytes read of one answer.
+        limit: usize,
+    },
 }
 
 impl GithubError {
@@ -338,7 +344,9 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, GithubError
         .map_err(|e| GithubError::Unavailable(e.without_url().to_string()))?
     {
         if body.len() + chunk.len() > MAX_API_BYTES {
-            return Err(GithubError::Unexpected("response too large".into()));
+            return Err(GithubError::TooLarge {
+                limit: MAX_API_BYTES,
+            });
         }
         body.extend_from_slice(&chunk);
     }

@@ -631,12 +631,20 @@ async fn workflow_check(
     };
     let app = &binding.app;
     let (full_name, sha) = (run.full_name.clone(), run.facts.head_sha.clone());
-    let outcome = check_workflow(&run.path, action, |path| {
+    let checked = check_workflow(&run.path, action, |path| {
         let (full_name, sha) = (full_name.clone(), sha.clone());
         async move { app.file_at(&full_name, &path, &sha, installation).await }
     })
-    .await
-    .map_err(|e: GithubError| format!("workflow check: {e}"))?;
+    .await;
+    // A file too large to read stays too large: the check fails for good, so that the
+    // sweeper does not fetch it again until the upload expires.
+    let outcome = match checked {
+        Ok(outcome) => outcome,
+        Err(e @ GithubError::TooLarge { .. }) => {
+            WorkflowCheck::Unreadable(format!("a workflow file of {}: {e}", run.path))
+        }
+        Err(e) => return Err(format!("workflow check: {e}")),
+    };
     mode.remember_check(key, outcome.clone());
     Ok(outcome)
 }

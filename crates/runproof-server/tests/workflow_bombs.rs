@@ -134,9 +134,20 @@ async fn rule_workflow_bombs_reject_the_upload_durably_and_the_server_stays_up()
             "bytes",
         ),
     ];
+    // Past the file cap and, once base64-encoded, past the most runproof reads of an answer.
+    let oversized = format!("{GENUINE}#{}\n", "x".repeat(900 * 1024));
+    let cases = [
+        cases[0].clone(),
+        cases[1].clone(),
+        (
+            "a file larger than the contents API answers runproof reads",
+            204,
+            oversized,
+            "longer than",
+        ),
+    ];
     let mut rejected = Vec::new();
     for (rule, run_id, text, why) in cases {
-        assert!(text.len() <= runproof_github::workflow::MAX_WORKFLOW_BYTES);
         let (id, s) = upload_checked_against(&h, run_id, &text).await;
         assert_eq!(s["status"], "rejected", "{rule}: {s}");
         let reason = s["reason"].as_str().unwrap();
