@@ -82,7 +82,7 @@ pub(crate) async fn list_uploads(
         .as_deref()
         .map(|s| {
             s.parse::<RepositoryId>()
-                .map_err(|_| ApiError::invalid("repository_id is a decimal integer"))
+                .map_err(|_| ApiError::invalid("repository_id is a decimal integer up to 2^63 - 1"))
         })
         .transpose()?;
     let limit = match params.limit.as_deref() {

@@ -612,3 +612,72 @@ async fn rule_content_is_served_as_a_sandboxed_attachment() {
     }
     h.stop().await;
 }
+
+/// A PostgreSQL connection lost while a `COMMIT` is in flight leaves the insert's outcome
+/// unknown. The record may exist: its blob is deleted only once a lookup says it does not,
+/// so that an idempotent retry never gets a record whose content is gone.
+#[tokio::test]
+async fn rule_a_lost_commit_answer_is_looked_up_before_the_blob_is_deleted() {
+    use runproof_store::testsuite::{CommitFault, LostCommitAnswers};
+    let faults =
+        std::sync::Arc::new(std::sync::OnceLock::<std::sync::Arc<LostCommitAnswers>>::new());
+    let h = Harness::start_with(Options {
+        wrap_store: Some(Box::new({
+            let faults = std::sync::Arc::clone(&faults);
+            move |inner| {
+                let store = std::sync::Arc::new(LostCommitAnswers::new(inner));
+                faults.set(std::sync::Arc::clone(&store)).unwrap();
+                store
+            }
+        })),
+        ..Default::default()
+    })
+    .await;
+    let faults = faults.get().unwrap();
+    let key = [("idempotency-key", "lost-commit-answer")];
+
+    faults.set(CommitFault::CommittedAnswerLost);
+    let (status, record) = h
+        .upload_with(Some(&bearer(&h.token())), "name=a", "committed", &key)
+        .await;
+    faults.set(CommitFault::None);
+    assert_eq!(status, 201, "the record committed: {record}");
+    assert_eq!(
+        h.blob_files(),
+        (1, 0),
+        "rule: the blob of a committed record is kept"
+    );
+    let (status, again) = h
+        .upload_with(Some(&bearer(&h.token())), "name=a", "committed", &key)
+        .await;
+    assert_eq!((status, &again["id"]), (200, &record["id"]));
+    let id = record["id"].as_str().unwrap();
+    let content = h
+        .get(&format!("/v1/uploads/{id}/content"), Some(API_KEY))
+        .await;
+    assert_eq!(content.status(), 200);
+    assert_eq!(content.text().await.unwrap(), "committed");
+
+    faults.set(CommitFault::NotCommittedAnswerLost);
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "b", "lost").await;
+    faults.set(CommitFault::None);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("storage_unavailable"))
+    );
+    assert_eq!(h.blob_files(), (1, 0), "no record: its blob is deleted");
+
+    faults.set(CommitFault::CommittedAndLookupsFail);
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "c", "unknown").await;
+    faults.set(CommitFault::None);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("storage_unavailable"))
+    );
+    assert_eq!(
+        (h.blob_files(), h.record_count().await),
+        ((2, 0), 2),
+        "rule: when no lookup can tell, the blob is kept (the collector decides later)"
+    );
+    h.stop().await;
+}

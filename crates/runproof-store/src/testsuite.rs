@@ -2978,3 +2978,299 @@ pub async fn committed_blobs_list_in_id_order(store: &dyn BlobStore) {
         assert!(!all.contains(id), "{id} is deleted");
     }
 }
+
+/// What [`LostCommitAnswers`] does to an upload's insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CommitFault {
+    /// Nothing: every call goes to the inner store.
+    None = 0,
+    /// The insert commits, then reports [`StoreError::CommitUnknown`] (the `COMMIT`'s
+    /// answer lost on its way back).
+    CommittedAnswerLost = 1,
+    /// Nothing is inserted, and [`StoreError::CommitUnknown`] is reported (the `COMMIT`
+    /// itself lost).
+    NotCommittedAnswerLost = 2,
+    /// As [`CommitFault::CommittedAnswerLost`], and looking an upload up fails too.
+    CommittedAndLookupsFail = 3,
+}
+
+/// A [`Store`] whose upload inserts can be made to lose their commit's answer, as a
+/// PostgreSQL connection lost while the `COMMIT` is in flight does; every other call goes
+/// to the inner store. For tests of callers that must look before they undo.
+pub struct LostCommitAnswers {
+    inner: Arc<dyn Store>,
+    fault: std::sync::atomic::AtomicU8,
+}
+
+impl LostCommitAnswers {
+    /// `inner`, without a fault until [`LostCommitAnswers::set`].
+    #[must_use]
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            fault: std::sync::atomic::AtomicU8::new(CommitFault::None as u8),
+        }
+    }
+
+    /// What the next inserts do.
+    pub fn set(&self, fault: CommitFault) {
+        self.fault
+            .store(fault as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn fault(&self) -> u8 {
+        self.fault.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for LostCommitAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LostCommitAnswers")
+            .field("fault", &self.fault())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for LostCommitAnswers {
+    async fn consume_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.consume_jti(issuer, jti, expires_at).await
+    }
+    async fn purge_expired_jtis(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_expired_jtis(now).await
+    }
+    async fn insert_upload(&self, upload: &NewUpload) -> Result<crate::UploadRecord, StoreError> {
+        let lost = || StoreError::CommitUnknown("connection lost during COMMIT".into());
+        match self.fault() {
+            1 | 3 => {
+                self.inner.insert_upload(upload).await?;
+                Err(lost())
+            }
+            2 => Err(lost()),
+            _ => self.inner.insert_upload(upload).await,
+        }
+    }
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<crate::UploadRecord>, StoreError> {
+        if self.fault() == 3 {
+            return Err(StoreError::Unavailable("connection refused".into()));
+        }
+        self.inner.get_upload(id).await
+    }
+    async fn find_by_idempotency_key(
+        &self,
+        scope: &IdempotencyScope,
+        key: &str,
+    ) -> Result<Option<crate::UploadRecord>, StoreError> {
+        self.inner.find_by_idempotency_key(scope, key).await
+    }
+    async fn list_uploads(
+        &self,
+        filter: &ListFilter,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<crate::UploadRecord>, Option<Cursor>), StoreError> {
+        self.inner.list_uploads(filter, limit, cursor).await
+    }
+    async fn apply_webhook(
+        &self,
+        delivery: &Delivery,
+        effects: &[WebhookEffect],
+    ) -> Result<bool, StoreError> {
+        self.inner.apply_webhook(delivery, effects).await
+    }
+    async fn repository_binding(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<Option<RepositoryBinding>, StoreError> {
+        self.inner.repository_binding(repository_id).await
+    }
+    async fn get_installation(
+        &self,
+        id: InstallationId,
+    ) -> Result<Option<crate::KnownInstallation>, StoreError> {
+        self.inner.get_installation(id).await
+    }
+    async fn installation_for_account(
+        &self,
+        account_id: OwnerId,
+    ) -> Result<Option<crate::KnownInstallation>, StoreError> {
+        self.inner.installation_for_account(account_id).await
+    }
+    async fn get_workflow_run(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+        run_attempt: u32,
+    ) -> Result<Option<WorkflowRunRecord>, StoreError> {
+        self.inner
+            .get_workflow_run(repository_id, run_id, run_attempt)
+            .await
+    }
+    async fn purge_workflow_runs(&self, before: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_workflow_runs(before).await
+    }
+    async fn purge_deliveries(&self, before: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_deliveries(before).await
+    }
+    async fn pending_uploads_for_run(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+        run_attempt: u32,
+    ) -> Result<Vec<(crate::UploadRecord, PendingRun)>, StoreError> {
+        self.inner
+            .pending_uploads_for_run(repository_id, run_id, run_attempt)
+            .await
+    }
+    async fn resolve_pending(
+        &self,
+        id: &UploadId,
+        status: UploadStatus,
+        identity: Option<&RunIdentity>,
+        reason: Option<&str>,
+        now: UnixTime,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .resolve_pending(id, status, identity, reason, now, deliveries)
+            .await
+    }
+    async fn expire_pending(
+        &self,
+        created_before: UnixTime,
+        now: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<UploadId>, StoreError> {
+        self.inner.expire_pending(created_before, now, limit).await
+    }
+    async fn blobs_to_delete(&self, limit: u32) -> Result<Vec<UploadId>, StoreError> {
+        self.inner.blobs_to_delete(limit).await
+    }
+    async fn mark_blob_deleted(&self, id: &UploadId) -> Result<(), StoreError> {
+        self.inner.mark_blob_deleted(id).await
+    }
+    async fn ids_without_upload(&self, ids: &[UploadId]) -> Result<Vec<UploadId>, StoreError> {
+        self.inner.ids_without_upload(ids).await
+    }
+    async fn pending_usage(&self, repository_id: RepositoryId) -> Result<(u64, u64), StoreError> {
+        self.inner.pending_usage(repository_id).await
+    }
+    async fn pending_total(&self) -> Result<(u64, u64), StoreError> {
+        self.inner.pending_total().await
+    }
+    async fn run_upload_count(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+    ) -> Result<u64, StoreError> {
+        self.inner.run_upload_count(repository_id, run_id).await
+    }
+    async fn reserve_pending(
+        &self,
+        reservation: &PendingReservation,
+    ) -> Result<Reserved, StoreError> {
+        self.inner.reserve_pending(reservation).await
+    }
+    async fn release_pending(&self, id: &ReservationId) -> Result<(), StoreError> {
+        self.inner.release_pending(id).await
+    }
+    async fn workflow_run_attempts(
+        &self,
+        repository_id: RepositoryId,
+        run_id: RunId,
+    ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
+        self.inner
+            .workflow_run_attempts(repository_id, run_id)
+            .await
+    }
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        self.inner.create_session(session).await
+    }
+    async fn reserve_session(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        ask: SessionAsk,
+    ) -> Result<SessionUse, StoreError> {
+        self.inner.reserve_session(token_hash, now, ask).await
+    }
+    async fn release_session(
+        &self,
+        token_hash: &str,
+        uploads: u64,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.release_session(token_hash, uploads, bytes).await
+    }
+    async fn revoke_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_session(token_hash).await
+    }
+    async fn get_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<crate::SessionRecord>, StoreError> {
+        self.inner.get_session(token_hash).await
+    }
+    async fn purge_sessions(&self, before: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_sessions(before).await
+    }
+    async fn claim_deliveries(
+        &self,
+        now: UnixTime,
+        lease_seconds: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner.claim_deliveries(now, lease_seconds, limit).await
+    }
+    async fn complete_delivery(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.inner.complete_delivery(id, now).await
+    }
+    async fn fail_delivery(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .fail_delivery(id, error, next_attempt_at, now)
+            .await
+    }
+    async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner.list_deliveries(status, limit).await
+    }
+    async fn retry_delivery(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.inner.retry_delivery(id, now).await
+    }
+    async fn outbox_notifications(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        self.inner.outbox_notifications().await
+    }
+    async fn namespace(&self) -> Result<Option<crate::NamespaceRecord>, StoreError> {
+        self.inner.namespace().await
+    }
+    async fn bind_namespace(
+        &self,
+        id: &str,
+        blob_store: &str,
+        now: UnixTime,
+    ) -> Result<crate::NamespaceRecord, StoreError> {
+        self.inner.bind_namespace(id, blob_store, now).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}

@@ -44,7 +44,13 @@ pub struct Options {
     pub body_timeout: Duration,
     /// `/metrics` off the main listener (served by `serve_metrics` there) when set.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Wraps the store the server uses (fault injection).
+    pub wrap_store: Option<WrapStore>,
 }
+
+/// Wraps a store in another (fault injection).
+pub type WrapStore =
+    Box<dyn FnOnce(Arc<dyn runproof_store::Store>) -> Arc<dyn runproof_store::Store> + Send>;
 
 impl Default for Options {
     fn default() -> Self {
@@ -64,6 +70,7 @@ impl Default for Options {
             limits: runproof_server::LimitsConfig::default(),
             body_timeout: Duration::from_secs(30),
             metrics_listen: None,
+            wrap_store: None,
         }
     }
 }
@@ -126,7 +133,13 @@ impl Harness {
                 policy: opts.policy,
             }),
             keys: Arc::new(keys),
-            store: Arc::new(store),
+            store: {
+                let store: Arc<dyn runproof_store::Store> = Arc::new(store);
+                match opts.wrap_store {
+                    Some(wrap) => wrap(store),
+                    None => store,
+                }
+            },
             blobs: Arc::new(blobs),
             config: ServerConfig {
                 max_upload_bytes: opts.max_upload_bytes,
