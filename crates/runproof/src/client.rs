@@ -696,7 +696,10 @@ impl LocalFile {
         };
         let cwd = std::env::current_dir().map_err(io)?;
         let base_given = cwd.join(base);
-        let base = std::fs::canonicalize(&base_given).map_err(io)?;
+        let base = std::fs::canonicalize(&base_given).map_err(|source| FileRefused::Io {
+            path: base_given.clone(),
+            source,
+        })?;
         let absolute = cwd.join(path);
         let outside = || FileRefused::Outside {
             path: path.to_owned(),
