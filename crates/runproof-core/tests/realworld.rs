@@ -1,5 +1,6 @@
 //! Real GitHub Actions tokens and JWKS, written by GitHub and collected elsewhere, verify
 //! inside their lifetime and fail outside it.
+#![allow(clippy::panic)]
 
 use std::path::PathBuf;
 
