@@ -14,9 +14,57 @@ pub(crate) struct Server {
 impl Server {
     /// Starts `runproof serve --config <config>` on `port` and waits (bounded) for `/healthz`.
     pub(crate) async fn start(config: &Path, port: u16, log: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_runproof"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
+        cmd.args(["serve", "--config"]).arg(config);
+        Self::start_command(cmd, port, log).await
+    }
+
+    /// As [`Server::start`], under `strace -f` writing the calls `syscalls` to `trace`, each
+    /// file descriptor shown with its path. The child is strace; see [`Server::stop_traced`].
+    pub(crate) async fn start_traced(
+        config: &Path,
+        port: u16,
+        log: &Path,
+        trace: &Path,
+        syscalls: &str,
+    ) -> Self {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "--seccomp-bpf", "-qq", "-yy", "-s", "4096"])
+            .args(["-e", "signal=none", "-e"])
+            .arg(format!("trace={syscalls}"))
+            .arg("-o")
+            .arg(trace)
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_runproof"))
             .args(["serve", "--config"])
-            .arg(config)
+            .arg(config);
+        Self::start_command(cmd, port, log).await
+    }
+
+    /// SIGKILLs the traced server, then waits (bounded) for strace to finish its trace.
+    pub(crate) fn stop_traced(&mut self) {
+        let Some(mut strace) = self.child.take() else {
+            return;
+        };
+        let pid = strace.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for server in children.split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", server]).status();
+        }
+        for _ in 0..300 {
+            if strace.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = strace.kill();
+        let _ = strace.wait();
+        panic!("strace did not finish within 30 s");
+    }
+
+    async fn start_command(mut cmd: Command, port: u16, log: &Path) -> Self {
+        let child = cmd
             .env("NO_PROXY", "127.0.0.1")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
