@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use runproof::demo::{DEV_INSTALLATION, DevEnvironment, start_dev};
 use runproof_testkit::{RunSpec, WebhookSender, workflow_run_payload};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn bin(run: &RunSpec) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
@@ -55,6 +55,30 @@ fn spec(env: &DevEnvironment, run_id: u64) -> RunSpec {
     }
 }
 
+/// Waits (bounded) until `n` uploads are pending, as the read API lists them.
+async fn wait_until_pending(env: &DevEnvironment, n: usize) {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/v1/uploads?status=pending", env.server.url());
+    let mut pending = 0;
+    for _ in 0..600 {
+        let v: Value = http
+            .get(&url)
+            .bearer_auth(&env.api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pending = v["uploads"].as_array().map_or(0, Vec::len);
+        if pending >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{pending} uploads pending after 30 s, want {n}");
+}
+
 fn upload_args<'a>(cmd: &'a mut Command, url: &str, file: &std::path::Path) -> &'a mut Command {
     // Files must be under the base directory (the working directory by default).
     cmd.args(["upload", "--mode", "pending", "--url", url, "--no-progress"])
@@ -73,7 +97,8 @@ async fn wait_until_the_webhook_approves_then_exit_zero() {
     let mut cmd = bin(&run);
     upload_args(&mut cmd, &env.server.url(), &f).arg("--wait");
     let child = tokio::task::spawn_blocking(move || cmd.output().unwrap());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The webhook comes once the upload is held pending, so that `--wait` has to wait.
+    wait_until_pending(&env, 1).await;
     let payload = workflow_run_payload(
         "in_progress",
         &run,
