@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{API_KEY, AUDIENCE, Harness, Options, bearer};
-use runproof_core::{OwnerId, Policy};
+use common::{API_KEY, AUDIENCE, Harness, Options, bearer, count_files};
+use runproof_core::{OwnerId, Policy, RepositoryId};
 use runproof_testkit::{FakeGithub, RunSpec};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -293,6 +293,7 @@ async fn policy_allow_lists_and_runner_rule_apply() {
         policy: Policy {
             require_github_hosted_runner: true,
             allowed_repository_owner_ids: vec![OwnerId(RunSpec::default().repository_owner_id)],
+            allowed_repository_ids: vec![RepositoryId(RunSpec::default().repository_id)],
             ..Policy::default()
         },
         ..Default::default()
@@ -320,7 +321,28 @@ async fn policy_allow_lists_and_runner_rule_apply() {
         (403, Some("policy_denied")),
         "rule: owner allow-list by id"
     );
-    assert_eq!(h.record_count().await, 1);
+    // The name now belongs to another repository (deleted and recreated): same owner,
+    // same name, a new id. Only the repository allow-list can refuse it.
+    h.gh.set_run(RunSpec {
+        repository_id: 9_999_999,
+        ..RunSpec::default()
+    });
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("policy_denied")),
+        "rule: repository allow-list by id, the same name with a new id"
+    );
+    // The allowed repository renamed (and its owner too): same ids, accepted.
+    h.gh.set_run(RunSpec {
+        repository: "renamed-org/renamed-repo".into(),
+        repository_owner: "renamed-org".into(),
+        ..RunSpec::default()
+    });
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201, "rule: a rename keeps the ids: {record}");
+    assert_eq!(record["identity"]["repository"], "renamed-org/renamed-repo");
+    assert_eq!(h.record_count().await, 2);
     h.stop().await;
 }
 
@@ -410,11 +432,25 @@ async fn shutdown_lets_an_in_flight_upload_finish() {
         .send();
     let upload = tokio::spawn(req);
     tx.send(Ok(vec![1u8; 1000])).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight: the server has begun writing the body.
+    let tmp = h.root.join("tmp");
+    wait_for("the body's temporary file", || count_files(&tmp) == 1).await;
 
     let url = h.url.clone();
+    let addr = url.trim_start_matches("http://").to_owned();
     let stopping = tokio::spawn(h.stop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shutting down: the listener is closed while the upload is still being received.
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(&addr).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "the listener closed"
+    );
+    assert!(!upload.is_finished(), "the upload is still in flight");
     tx.send(Ok(vec![2u8; 1000])).await.unwrap();
     drop(tx);
     let resp = tokio::time::timeout(Duration::from_secs(10), upload)
@@ -431,6 +467,17 @@ async fn shutdown_lets_an_in_flight_upload_finish() {
         reqwest::get(format!("{url}/healthz")).await.is_err(),
         "no longer accepting"
     );
+}
+
+/// Waits (up to 10 s) until `ready` holds.
+async fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 10 s");
 }
 
 /// Every blob under `blobs/` has a record, once uploads in flight have settled (waits up

@@ -370,6 +370,12 @@ async fn webhook_signatures_are_checked_before_anything_else() {
             body.clone(),
             Some("sha256=zzzz".into()),
         ),
+        // Verified before parsing: unreadable JSON under a bad signature is 401, never 400.
+        (
+            "webhook signature: a bad signature over a body that is not JSON",
+            b"{not json".to_vec(),
+            Some(sign_webhook(b"not-the-secret", b"{not json")),
+        ),
     ];
     for (rule, body, sig) in cases {
         let (status, text) = s
@@ -494,10 +500,20 @@ async fn webhook_receiver_answers_ping_ignores_other_events_and_caps_the_body() 
     assert_eq!(status, 200);
     let (status, _, _) = s.send("star", &json!({"action": "created"})).await.unwrap();
     assert_eq!(status, 200, "other events are acknowledged and ignored");
+    // The cap applies before verification: a body over it is 413 whatever its signature
+    // (a receiver that verified first would answer 401 to this one).
     let big = vec![b' '; 25 * 1024 * 1024 + 1];
-    let sig = sign_webhook(SECRET.as_bytes(), &big);
+    let sig = sign_webhook(b"not-the-secret", &big);
     let (status, _) = s.send_raw("push", &uuid(), &big, Some(&sig)).await.unwrap();
-    assert_eq!(status, 413);
+    assert_eq!(status, 413, "an oversized body under a bad signature");
+    // A declared length over the cap is refused from the headers, before any byte is read.
+    let sig = format!("sha256={}", "0".repeat(64));
+    let answer = raw_delivery(&h, Some(&sig), MAX_WEBHOOK_BYTES + 1).await;
+    assert_eq!(
+        answer,
+        Some(413),
+        "Content-Length over the cap, no body sent"
+    );
     let (status, _) = s
         .send_raw(
             "installation",
@@ -508,6 +524,72 @@ async fn webhook_receiver_answers_ping_ignores_other_events_and_caps_the_body() 
         .await
         .unwrap();
     assert_eq!(status, 400, "a signed but unreadable installation payload");
+    h.stop().await;
+}
+
+/// GitHub's cap on a delivery, 25 MiB.
+const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
+
+/// Sends the head of a delivery that declares `length` bytes and sends none of them, and
+/// returns the status of the answer, or `None` when none comes within 5 s (the server
+/// would wait for the body first).
+async fn raw_delivery(h: &Harness, signature: Option<&str>, length: usize) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let signature = signature
+        .map(|s| format!("X-Hub-Signature-256: {s}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST /v1/github/webhooks HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: ping\r\n\
+         X-GitHub-Delivery: {}\r\n{signature}Content-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n",
+        uuid(),
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    let read = async {
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn rule_unsigned_deliveries_are_refused_before_the_body_is_read() {
+    // The body deadline is far beyond the wait: a receiver that read the body first would
+    // still be waiting when the test gives up.
+    let gh = FakeGithub::start().await.unwrap();
+    let h = Harness::start_against(
+        gh,
+        Options {
+            webhook_secrets: vec![Secret::new(SECRET.into())],
+            limits: runproof_server::LimitsConfig {
+                webhook_body_timeout_seconds: 60,
+                ..runproof_server::LimitsConfig::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let answer = raw_delivery(&h, None, 1024 * 1024).await;
+    assert_eq!(
+        answer,
+        Some(401),
+        "a delivery without X-Hub-Signature-256 is refused from its headers"
+    );
     h.stop().await;
 }
 
