@@ -354,12 +354,129 @@ mod tests {
             let url = Url::parse(GITHUB).unwrap();
             let _ = parse_discovery(GITHUB, &url, &body);
         }
+    }
 
-        #[test]
-        fn discovery_parsing_of_json_shapes_never_panics(iss in "\\\\PC{0,40}", jwks in "\\\\PC{0,80}") {
-            let url = Url::parse(GITHUB).unwrap();
-            let body = serde_json::json!({"issuer": iss, "jwks_uri": jwks}).to_string();
-            let _ = parse_discovery(GITHUB, &url, body.as_bytes());
-        }
+    /// A discovery document's issuer: GitHub's own, near misses of it, or anything; and
+    /// whether it is GitHub's.
+    fn issuer() -> impl proptest::strategy::Strategy<Value = (String, bool)> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => Just((GITHUB.to_owned(), true)),
+            3 => prop::sample::select(vec![
+                "https://token.actions.githubusercontent.com/",
+                "http://token.actions.githubusercontent.com",
+                "https://TOKEN.actions.githubusercontent.com",
+                "https://token.actions.githubusercontent.com ",
+                "https://token.actions.githubusercontent.com.evil.example",
+                "https://token.actions.githubusercontent.com/octo-enterprise",
+                "https://vstoken.actions.githubusercontent.com",
+                "",
+            ])
+            .prop_map(|s| (s.to_owned(), false)),
+            1 => "\\PC{0,40}".prop_map(|s: String| {
+                let ok = s == GITHUB;
+                (s, ok)
+            }),
+        ]
+    }
+
+    /// A `jwks_uri`, and whether it is an acceptable URL on GitHub's origin.
+    fn jwks_uri() -> impl proptest::strategy::Strategy<Value = (String, bool)> {
+        use proptest::prelude::*;
+        let good = prop::sample::select(vec![
+            "https://token.actions.githubusercontent.com/.well-known/jwks",
+            "https://token.actions.githubusercontent.com:443/.well-known/jwks",
+            "https://TOKEN.actions.githubusercontent.com/.well-known/jwks",
+            "https://token.actions.githubusercontent.com/",
+        ]);
+        let bad = prop::sample::select(vec![
+            "http://token.actions.githubusercontent.com/.well-known/jwks",
+            "https://token.actions.githubusercontent.com:8443/.well-known/jwks",
+            "https://evil.example/.well-known/jwks",
+            "https://token.actions.githubusercontent.com.evil.example/.well-known/jwks",
+            "https://user@token.actions.githubusercontent.com/.well-known/jwks",
+            "https://token.actions.githubusercontent.com/.well-known/jwks?x=1",
+            "https://token.actions.githubusercontent.com/.well-known/jwks#k",
+            "/.well-known/jwks",
+            "file:///etc/passwd",
+            "",
+        ]);
+        prop_oneof![
+            3 => good.prop_map(|s| (s.to_owned(), true)),
+            3 => bad.prop_map(|s| (s.to_owned(), false)),
+            1 => "\\PC{0,80}".prop_map(|s: String| (s, false)),
+        ]
+    }
+
+    /// A discovery document built as JSON: the two fields (either may be missing or of
+    /// another type), maybe other members; and whether GitHub's issuer must accept it.
+    fn document() -> impl proptest::strategy::Strategy<Value = (Vec<u8>, bool)> {
+        use proptest::prelude::*;
+        (issuer(), jwks_uri(), 0..8u8, any::<bool>()).prop_map(
+            |((iss, iss_ok), (jwks, jwks_ok), shape, extra)| {
+                let mut doc = serde_json::Map::new();
+                let ok = match shape {
+                    0 => {
+                        doc.insert("jwks_uri".into(), jwks.into());
+                        false
+                    }
+                    1 => {
+                        doc.insert("issuer".into(), iss.into());
+                        false
+                    }
+                    2 => {
+                        doc.insert("issuer".into(), serde_json::json!([iss]));
+                        doc.insert("jwks_uri".into(), jwks.into());
+                        false
+                    }
+                    _ => {
+                        doc.insert("issuer".into(), iss.into());
+                        doc.insert("jwks_uri".into(), jwks.into());
+                        iss_ok && jwks_ok
+                    }
+                };
+                if extra {
+                    doc.insert(
+                        "id_token_signing_alg_values_supported".into(),
+                        serde_json::json!(["RS256"]),
+                    );
+                }
+                (serde_json::Value::Object(doc).to_string().into_bytes(), ok)
+            },
+        )
+    }
+
+    #[test]
+    fn discovery_accepts_exactly_the_issuer_with_keys_on_its_origin() {
+        use proptest::test_runner::{Config, TestCaseError, TestRunner};
+        let url = Url::parse(GITHUB).unwrap();
+        let (accepted, refused) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+        let mut runner = TestRunner::new(Config::with_cases(4_000));
+        runner
+            .run(&document(), |(body, ok)| {
+                let got = parse_discovery(GITHUB, &url, &body);
+                if got.is_ok() != ok {
+                    return Err(TestCaseError::fail(format!(
+                        "{}: {got:?}",
+                        String::from_utf8_lossy(&body)
+                    )));
+                }
+                if let Ok(jwks) = got {
+                    if !same_origin(&url, &jwks) {
+                        return Err(TestCaseError::fail(format!("{jwks} is elsewhere")));
+                    }
+                    accepted.set(accepted.get() + 1);
+                } else {
+                    refused.set(refused.get() + 1);
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Both sides of the rule were reached, each often (about 11% are accepted).
+        let (accepted, refused) = (accepted.get(), refused.get());
+        assert!(
+            accepted >= 100 && refused >= 100,
+            "{accepted} accepted, {refused} refused"
+        );
     }
 }

@@ -58,6 +58,33 @@ async fn installation_tokens_are_cached_until_close_to_expiry() {
         assert_eq!(repo.id, RepositoryId(1_296_269));
     }
     assert_eq!(gh.access_tokens_issued(), 1);
+
+    // The refresh margin is five minutes. A token with 5.5 minutes left is reused...
+    let installation = InstallationId(901);
+    gh.add_installation(901, "other-org", 9920, &[(2_000_001, "other-org/repo")]);
+    gh.set_access_token_ttl(Some(330));
+    let first = app.installation_token(installation).await.unwrap();
+    let again = app.installation_token(installation).await.unwrap();
+    assert_eq!(first.expose(), again.expose(), "reused before the margin");
+    assert_eq!(gh.access_tokens_issued(), 2);
+    // ...one with 4.5 minutes left is replaced at each use, and the new one works.
+    let installation = InstallationId(902);
+    gh.add_installation(902, "third-org", 9921, &[(3_000_001, "third-org/repo")]);
+    gh.set_access_token_ttl(Some(270));
+    let first = app.installation_token(installation).await.unwrap();
+    let second = app.installation_token(installation).await.unwrap();
+    assert_ne!(
+        first.expose(),
+        second.expose(),
+        "replaced within the margin"
+    );
+    assert_eq!(gh.access_tokens_issued(), 4);
+    let repo = app
+        .repository("third-org/repo", installation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(repo.id, RepositoryId(3_000_001));
 }
 
 #[tokio::test]

@@ -107,6 +107,8 @@ pub(crate) struct ApiState {
     pub(crate) last_jwt_error: Option<String>,
     pub(crate) app_jwt_uses: u64,
     pub(crate) access_tokens_issued: u64,
+    /// Lifetime of the installation tokens issued from now on; [`ACCESS_TOKEN_TTL`] when unset.
+    pub(crate) access_token_ttl: Option<i64>,
     pub(crate) outage: bool,
     pub(crate) rate_limited: Option<u64>,
     /// Primary rate limits per credential: seconds until reset, by token.
@@ -612,7 +614,9 @@ async fn create_access_token(
             Err(refusal) => return refusal.into_response(),
         };
         let token = new_token();
-        let expires_at = ctx.now.saturating_add(ACCESS_TOKEN_TTL);
+        let expires_at = ctx
+            .now
+            .saturating_add(api.access_token_ttl.unwrap_or(ACCESS_TOKEN_TTL));
         let mut answer = json!({
             "token": token,
             "expires_at": rfc3339(expires_at),

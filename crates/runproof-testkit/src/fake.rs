@@ -422,6 +422,12 @@ impl FakeGithub {
         }
     }
 
+    /// Installation access tokens issued from now on live `secs` seconds (`None`: an
+    /// hour, as on GitHub), so that a client's refresh before expiry can be reached.
+    pub fn set_access_token_ttl(&self, secs: Option<i64>) {
+        self.shared().api().access_token_ttl = secs;
+    }
+
     /// How many installation access tokens were issued (201 answers).
     pub fn access_tokens_issued(&self) -> u64 {
         self.shared().api().access_tokens_issued
