@@ -52,9 +52,7 @@ pub use postgres::{OUTBOX_CHANNEL, PostgresOptions, PostgresStore};
 pub use reservation::{
     CountableClaims, PendingLimits, PendingReservation, ReservationId, Reserved,
 };
-pub use s3::{
-    BufferUsage, DEFAULT_MAX_BUFFER_BYTES, MIN_BUFFER_BYTES, S3BlobStore, S3Config,
-};
+pub use s3::{BufferUsage, DEFAULT_MAX_BUFFER_BYTES, MIN_BUFFER_BYTES, S3BlobStore, S3Config};
 pub use session::{NewSession, SessionAsk, SessionRecord, SessionUse};
 pub use sqlite::{SqliteOptions, SqliteStore};
 

@@ -162,11 +162,11 @@ async fn two_pools_share_jtis_and_deliveries() {
                                 id: repo,
                                 full_name: "octo-org/repo".into(),
                             }],
+                            as_of: None,
                         },
                     ];
                     (i, store.apply_webhook(&d, &effects).await, repo)
                 })
-                            as_of: None,
             })
             .collect();
         let mut shared_winners = 0;

@@ -98,7 +98,9 @@ pub(crate) async fn rows(
     rows.push(Row {
         request: "webhook mode: a claim with another commit than its known run's".into(),
         expected: "403 policy_denied".into(),
-        got: post_pending(&http, base, &wrong_claim, "wrong sha").await?.0,
+        got: post_pending(&http, base, &wrong_claim, "wrong sha")
+            .await?
+            .0,
     });
 
     // A claim of a run that GitHub never vouches for: it stays pending until pending_ttl
