@@ -3,6 +3,9 @@
 # in the same run (openssl speed, raw aws-lc, dd, fsync). Absolute numbers on a shared
 # machine are noise; compare the ratios.
 #
+# Prints, last, the Markdown table BENCHMARKS.md records ("Results"), with each target's
+# mark computed from the run's figures; it is also saved to target/bench-results.md.
+#
 # Usage: scripts/bench.sh [SMALL_UPLOADS] [CONCURRENCY] [LARGE_MIB_LIST]
 #   defaults: 2000 uploads, 16 in flight, "64,1024" MiB.
 # Environment: OPENSSL_SECONDS (default 3), SERVER_LOG (server RUST_LOG, default info),
@@ -32,6 +35,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 # Scratch space on the same disk as the repository: server data dirs and dd's file.
 WORK="$TARGET/bench-tmp"
 RESULTS="$TARGET/bench-results.json"
+TABLE="$TARGET/bench-results.md"
 
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -64,6 +68,12 @@ echo "== openssl speed, small uploads, SQLite vs PostgreSQL vs two replicas, lar
     --database-url "$DATABASE_URL" \
     --large-mib "$LARGE" \
     --server-log "$SERVER_LOG" \
-    --json-out "$RESULTS"
+    --json-out "$RESULTS" >"$TABLE"
 
+echo "== the table for BENCHMARKS.md (Results), as recorded in $TABLE"
+echo
+echo "Run of $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)'), $(nproc) cores:"
+echo
+cat "$TABLE"
+echo
 echo "(all numbers: $RESULTS)"

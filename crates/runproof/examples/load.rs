@@ -57,6 +57,10 @@ use serde_json::{Value, json};
 const MIB: u64 = 1024 * 1024;
 const AUDIENCE: &str = "https://runproof.bench.invalid";
 const RSS_TARGET_MIB: f64 = 64.0;
+/// Full verification against `openssl speed`: at least 0.6.
+const VERIFY_TARGET: Target = (true, 0.6);
+/// Peak RSS during a large upload against [`RSS_TARGET_MIB`]: below 1.
+const RSS_TARGET: Target = (false, 1.0);
 
 /// Drive a real runproof server on loopback and measure it against same-run baselines.
 #[derive(Debug, Parser)]
@@ -662,6 +666,30 @@ fn num(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{v:.decimals$}"))
 }
 
+/// A target for a ratio: `(at_least, bound)`, `true` for `≥ bound`, `false` for `< bound`.
+type Target = (bool, f64);
+
+/// The target cell: the target and whether this run met it, judged on the exact ratio.
+/// When the two decimals printed would say otherwise, the exact ratio is shown too.
+fn target_cell(a: Option<f64>, b: Option<f64>, (at_least, bound): Target) -> String {
+    let op = if at_least { "≥" } else { "<" };
+    let met = |r: f64| (at_least && r >= bound) || (!at_least && r < bound);
+    let (Some(a), Some(b)) = (a, b) else {
+        return format!("{op} {bound} (not measured)");
+    };
+    if b <= 0.0 {
+        return format!("{op} {bound} (not measured)");
+    }
+    let exact = a / b;
+    let mark = if met(exact) { "✅" } else { "❌" };
+    let shown = format!("{exact:.2}").parse::<f64>().unwrap_or(exact);
+    if met(shown) == met(exact) {
+        format!("{op} {bound} {mark}")
+    } else {
+        format!("{op} {bound} {mark} ({exact:.4})")
+    }
+}
+
 fn summary(r: &Value) -> String {
     let mut s = String::new();
     let openssl = f(r, "/openssl/verify_per_sec");
@@ -682,10 +710,11 @@ fn summary(r: &Value) -> String {
     if r.get("verify").is_some() {
         let _ = writeln!(
             s,
-            "| full verify (parse + `Verifier::verify`), 1 core | {} verify/s | openssl rsa2048 {} verify/s | **{}** | ≥ 0.6 |",
+            "| full verify (parse + `Verifier::verify`), 1 core | {} verify/s | openssl rsa2048 {} verify/s | **{}** | {} |",
             num(full, 0),
             num(openssl, 0),
-            ratio(full, openssl)
+            ratio(full, openssl),
+            target_cell(full, openssl, VERIFY_TARGET)
         );
         let _ = writeln!(
             s,
@@ -758,16 +787,15 @@ fn summary(r: &Value) -> String {
                 num(f(l, "/baseline_dd_mib_per_sec"), 0),
                 ratio(f(l, "/mib_per_sec"), f(l, "/baseline_dd_mib_per_sec"))
             );
+            let peak_mib = f(l, "/server_peak_rss_kib").map(|k| k / 1024.0);
             let _ = writeln!(
                 s,
-                "| server peak RSS ({} MiB upload) | {} MiB (before: {} MiB) | target {RSS_TARGET_MIB} MiB | **{}** | < 1 |",
+                "| server peak RSS ({} MiB upload) | {} MiB (before: {} MiB) | target {RSS_TARGET_MIB} MiB | **{}** | {} |",
                 l["mib"],
-                num(f(l, "/server_peak_rss_kib").map(|k| k / 1024.0), 1),
+                num(peak_mib, 1),
                 num(f(l, "/server_rss_before_kib").map(|k| k / 1024.0), 1),
-                ratio(
-                    f(l, "/server_peak_rss_kib").map(|k| k / 1024.0),
-                    Some(RSS_TARGET_MIB)
-                )
+                ratio(peak_mib, Some(RSS_TARGET_MIB)),
+                target_cell(peak_mib, Some(RSS_TARGET_MIB), RSS_TARGET)
             );
         }
     }
@@ -874,5 +902,62 @@ mod tests {
                    rsa  2048 bits 0.000700s 0.000020s 0.000021s 0.000690s   1428.6  50000.0  47619.0   1449.3\n";
         assert_eq!(parse_openssl_speed(v32), Some(50000.0));
         assert_eq!(parse_openssl_speed("nothing"), None);
+    }
+
+    fn results(full_per_sec: f64, peak_kib: f64) -> Value {
+        json!({
+            "openssl": { "verify_per_sec": 80_000.0 },
+            "verify": {
+                "parse_and_verify": { "per_sec": full_per_sec, "mean_ns": 1e9 / full_per_sec },
+                "rs256_raw_aws_lc": { "per_sec": 81_000.0, "mean_ns": 12_345.0 },
+            },
+            "large": [{
+                "mib": 1024, "rounds": 3, "mib_per_sec": 800.0, "baseline_dd_mib_per_sec": 1600.0,
+                "server_peak_rss_kib": peak_kib, "server_rss_before_kib": 14_000.0,
+            }],
+        })
+    }
+
+    /// The marks come from the figures: a table typed by hand cannot disagree with them.
+    #[test]
+    fn summary_marks_each_target_met_or_missed() {
+        let met = summary(&results(60_000.0, 17.0 * 1024.0));
+        let verify = met
+            .lines()
+            .find(|l| l.starts_with("| full verify ("))
+            .unwrap();
+        assert!(verify.contains("| **0.75** | ≥ 0.6 ✅ |"), "{verify}");
+        let rss = met
+            .lines()
+            .find(|l| l.contains("server peak RSS (1024"))
+            .unwrap();
+        assert!(rss.contains("| **0.27** | < 1 ✅ |"), "{rss}");
+
+        let missed = summary(&results(40_000.0, 70.0 * 1024.0));
+        let verify = missed
+            .lines()
+            .find(|l| l.starts_with("| full verify ("))
+            .unwrap();
+        assert!(verify.contains("| **0.50** | ≥ 0.6 ❌ |"), "{verify}");
+        let rss = missed
+            .lines()
+            .find(|l| l.contains("server peak RSS (1024"))
+            .unwrap();
+        assert!(rss.contains("| **1.09** | < 1 ❌ |"), "{rss}");
+
+        // Judged on the exact ratio: 0.5952 prints as 0.60 but misses ≥ 0.6, and says so.
+        assert_eq!(
+            target_cell(Some(0.5952), Some(1.0), VERIFY_TARGET),
+            "≥ 0.6 ❌ (0.5952)"
+        );
+        assert_eq!(target_cell(Some(0.6), Some(1.0), VERIFY_TARGET), "≥ 0.6 ✅");
+        assert_eq!(
+            target_cell(None, Some(1.0), VERIFY_TARGET),
+            "≥ 0.6 (not measured)"
+        );
+        // Every row has the table's five columns.
+        for line in met.lines().chain(missed.lines()) {
+            assert_eq!(line.matches('|').count(), 6, "{line}");
+        }
     }
 }
