@@ -259,10 +259,15 @@ impl Binding {
         lock(&self.cache).put(repo, value, ttl);
     }
 
-    /// Spends one lookup in `repository`'s name, for the client being served if any.
+    /// Spends one lookup in `repository`'s name, for the client being served. Lookups made
+    /// outside a client's request are not budgeted: settling after a signed delivery is
+    /// paced by GitHub, and the sweeper by the pending quotas, and refusing them would only
+    /// leave uploads pending that GitHub has vouched for.
     fn spend(&self, repository: RepositoryId) -> Result<(), u64> {
-        let client = CLIENT.try_with(|ip| *ip).ok();
-        let spent = lock(&self.budget).spend(client, repository);
+        let Ok(client) = CLIENT.try_with(|ip| *ip) else {
+            return Ok(());
+        };
+        let spent = lock(&self.budget).spend(Some(client), repository);
         if spent.is_err() {
             metrics::counter!("runproof_github_lookups_refused_total").increment(1);
         }
