@@ -620,6 +620,10 @@ enabled = true
 pending_ttl_seconds = {pending_ttl_seconds}
 max_pending_uploads = 1000000
 [limits]
+# Every client of the test comes from 127.0.0.1, as if through one proxy: pooled connections,
+# fresh ones for hostile requests and the webhook sender together can pass the default
+# per-address cap, whose extra connections are closed at once.
+max_connections_per_address = 4096
 unauthenticated_per_ip_per_minute = 1000000
 unauthenticated_per_repository_per_minute = {PER_REPOSITORY_LIMIT}
 "#,
