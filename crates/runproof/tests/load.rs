@@ -126,6 +126,18 @@ fn end_state(kind: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// An error with its causes, so that a refusal by a closed connection says what closed.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn genuine(kind: &str) -> bool {
     matches!(kind, "oidc" | "session" | "github_token" | "pending")
 }
@@ -327,7 +339,7 @@ impl Ctx {
                     .await,
             ),
         };
-        let (status, text) = sent.unwrap_or_else(|e| (CLOSED.0, e.to_string()));
+        let (status, text) = sent.unwrap_or_else(|e| (CLOSED.0, chain(&e)));
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         self.record(kind, status, &v, None);
     }
@@ -368,7 +380,7 @@ impl Ctx {
                     serde_json::from_str(&text).unwrap_or(Value::String(text)),
                 )
             }
-            Err(e) => (CLOSED.0, Value::String(e.to_string())),
+            Err(e) => (CLOSED.0, Value::String(chain(&e))),
         };
         self.record(kind, status, &v, Some(&sha));
     }
