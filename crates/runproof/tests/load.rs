@@ -74,10 +74,15 @@ const MIX: &[(&str, u64)] = &[
     ("flood_repository", 1),
 ];
 
-/// A closed connection instead of an answer. Allowed only for an oversized body, refused
-/// while it is still being sent: a refusal of anything else is an answer, so that a handler
-/// that aborts is not taken for one.
+/// A closed connection instead of an answer. Allowed as such only for an oversized body,
+/// refused while it is still being sent: a refusal of anything else is an answer, so that a
+/// handler that aborts is not taken for one. Any other close is a stray: a few are tolerated
+/// (at most [`STRAY_CLOSES_PER_MILLE`] of all requests), since the loaded CI machine has shown
+/// a rare broken pipe as 64 clients connect at once; a handler that aborts one kind of
+/// request closes about 24 in 1000.
 const CLOSED: (u16, &str) = (499, "closed");
+/// The most stray closes, per 1000 requests.
+const STRAY_CLOSES_PER_MILLE: u64 = 5;
 
 /// The answers a kind may get: the status with the problem's `code`, or, for 2xx, the
 /// record's `status` (or the delivery's).
@@ -219,6 +224,8 @@ struct Tally {
     /// Every upload the server stored: id → (kind, sha256).
     stored: HashMap<String, (&'static str, String)>,
     failures: Vec<String>,
+    /// Closed connections where an answer was due, with their causes.
+    stray_closes: Vec<String>,
 }
 
 struct Ctx {
@@ -297,7 +304,9 @@ impl Ctx {
         let ok = expected(kind)
             .iter()
             .any(|(s, l)| *s == status && *l == label);
-        if !ok {
+        if !ok && status == CLOSED.0 {
+            t.stray_closes.push(format!("{kind}: {v}"));
+        } else if !ok {
             t.failures.push(format!("{kind}: {status} {label} {v}"));
         }
         *t.outcomes.entry((kind, status, label)).or_default() += 1;
@@ -405,13 +414,20 @@ impl Ctx {
             "session" => {
                 if st.session.as_ref().is_none_or(|(_, n)| *n >= 5) {
                     let oidc = self.gh.token(AUDIENCE).unwrap();
-                    let resp = self
+                    let resp = match self
                         .http
                         .post(format!("{}/v1/sessions", self.base))
                         .bearer_auth(&oidc)
                         .send()
                         .await
-                        .unwrap();
+                    {
+                        Ok(resp) => resp,
+                        Err(e) => {
+                            let v = Value::String(chain(&e));
+                            self.record("session_open", CLOSED.0, &v, None);
+                            return;
+                        }
+                    };
                     let status = resp.status().as_u16();
                     let v: Value = resp.json().await.unwrap();
                     self.record("session_open", status, &v, None);
@@ -726,6 +742,17 @@ unauthenticated_per_repository_per_minute = {PER_REPOSITORY_LIMIT}
         "{} failures, first: {:?}",
         tally.failures.len(),
         &tally.failures[..tally.failures.len().min(5)]
+    );
+    println!(
+        "load: {} stray closes {:?}",
+        tally.stray_closes.len(),
+        tally.stray_closes
+    );
+    assert!(
+        tally.stray_closes.len() as u64 * 1000 <= total * STRAY_CLOSES_PER_MILLE,
+        "{} connections closed where an answer was due, of {total} requests: {:?}",
+        tally.stray_closes.len(),
+        &tally.stray_closes[..tally.stray_closes.len().min(5)]
     );
     assert!(
         tally
