@@ -33,14 +33,13 @@ use runproof_github::types::{Installation, Repository, WorkflowRun};
 use runproof_github::{GithubApp, GithubError};
 use runproof_store::RepositorySelection;
 
+use crate::limits::{AddressKey, Windows};
 use crate::{ApiError, AppState};
 
 const POSITIVE_TTL: Duration = Duration::from_secs(600);
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 /// Entries kept in each cache and budget table; expired ones are dropped first.
 const MAX_ENTRIES: usize = 100_000;
-/// The length of a budget window.
-const WINDOW: Duration = Duration::from_secs(60);
 
 tokio::task_local! {
     /// The address of the client whose request is being served, for the lookup budget.
@@ -88,76 +87,25 @@ impl Default for LookupBudget {
     }
 }
 
-/// An address as the budget counts it: IPv4 as is, IPv6 by its /64 (one host's share).
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let mut octets = v6.octets();
-            octets[8..].fill(0);
-            IpAddr::from(octets)
-        }
-    }
-}
-
-/// Fixed one-minute windows per key.
-#[derive(Debug)]
-struct Windows<K> {
-    limit: u32,
-    counts: HashMap<K, (Instant, u32)>,
-}
-
-impl<K: Eq + Hash> Windows<K> {
-    fn new(limit: u32) -> Self {
-        Self {
-            limit,
-            counts: HashMap::new(),
-        }
-    }
-
-    /// Seconds to wait when `key` has no room left now.
-    fn full(&mut self, key: &K, now: Instant) -> Option<u64> {
-        if self.counts.len() >= MAX_ENTRIES && !self.counts.contains_key(key) {
-            self.counts
-                .retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-            if self.counts.len() >= MAX_ENTRIES {
-                return Some(WINDOW.as_secs());
-            }
-        }
-        match self.counts.get(key) {
-            Some((start, n)) if now.duration_since(*start) < WINDOW && *n >= self.limit => Some(
-                WINDOW
-                    .saturating_sub(now.duration_since(*start))
-                    .as_secs()
-                    .max(1),
-            ),
-            _ => None,
-        }
-    }
-
-    fn spend(&mut self, key: K, now: Instant) {
-        let entry = self.counts.entry(key).or_insert((now, 0));
-        if now.duration_since(entry.0) >= WINDOW {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-    }
-}
-
 /// The budget's state: all three windows, checked and spent together.
-#[derive(Debug)]
 struct Budget {
-    per_address: Windows<IpAddr>,
+    per_address: Windows<AddressKey>,
     per_repository: Windows<RepositoryId>,
     overall: Windows<()>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget").finish_non_exhaustive()
+    }
 }
 
 impl Budget {
     fn new(limits: LookupBudget) -> Self {
         Self {
-            per_address: Windows::new(limits.per_address),
-            per_repository: Windows::new(limits.per_repository),
-            overall: Windows::new(limits.overall),
+            per_address: Windows::with_capacity(limits.per_address, MAX_ENTRIES),
+            per_repository: Windows::with_capacity(limits.per_repository, MAX_ENTRIES),
+            overall: Windows::with_capacity(limits.overall, 1),
         }
     }
 
@@ -165,11 +113,11 @@ impl Budget {
     /// how long to wait.
     fn spend(&mut self, client: Option<IpAddr>, repository: RepositoryId) -> Result<(), u64> {
         let now = Instant::now();
-        let client = client.map(address_key);
+        let client = client.map(AddressKey::from);
         let wait = [
-            client.and_then(|ip| self.per_address.full(&ip, now)),
-            self.per_repository.full(&repository, now),
-            self.overall.full(&(), now),
+            client.and_then(|ip| self.per_address.blocked(ip, now)),
+            self.per_repository.blocked(repository, now),
+            self.overall.blocked((), now),
         ]
         .into_iter()
         .flatten()
@@ -178,10 +126,10 @@ impl Budget {
             return Err(wait);
         }
         if let Some(ip) = client {
-            self.per_address.spend(ip, now);
+            self.per_address.add(ip, 1, now);
         }
-        self.per_repository.spend(repository, now);
-        self.overall.spend((), now);
+        self.per_repository.add(repository, 1, now);
+        self.overall.add((), 1, now);
         Ok(())
     }
 }
@@ -549,8 +497,8 @@ mod tests {
         let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let two: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(address_key(one), address_key(two));
-        assert_ne!(address_key(one), address_key(other));
+        assert_eq!(AddressKey::from(one), AddressKey::from(two));
+        assert_ne!(AddressKey::from(one), AddressKey::from(other));
         let mut b = budget(1, 100, 100);
         assert!(b.spend(Some(one), RepositoryId(1)).is_ok());
         assert!(b.spend(Some(two), RepositoryId(2)).is_err());

@@ -309,11 +309,10 @@ impl From<IpAddr> for AddressKey {
 
 /// The client's address, as the limits saw it, in the request's extensions.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)]
 pub(crate) struct ClientAddress(pub(crate) IpAddr);
 
 /// Fixed one-minute windows counting requests per key, for at most `capacity` keys.
-struct Windows<K> {
+pub(crate) struct Windows<K> {
     per_minute: u32,
     capacity: usize,
     table: Mutex<Table<K>>,
@@ -338,7 +337,7 @@ impl<K: Eq + Hash + Copy> Windows<K> {
         Self::with_capacity(per_minute, MAX_TRACKED)
     }
 
-    fn with_capacity(per_minute: u32, capacity: usize) -> Self {
+    pub(crate) fn with_capacity(per_minute: u32, capacity: usize) -> Self {
         Self {
             per_minute,
             capacity: capacity.max(1),
@@ -355,12 +354,12 @@ impl<K: Eq + Hash + Copy> Windows<K> {
     }
 
     /// The seconds to wait when `key` is over the limit already; counts nothing.
-    fn blocked(&self, key: K, now: Instant) -> Option<u64> {
+    pub(crate) fn blocked(&self, key: K, now: Instant) -> Option<u64> {
         self.count(key, 0, now, true)
     }
 
     /// Counts `n` requests for `key` whatever the limit.
-    fn add(&self, key: K, n: u32, now: Instant) {
+    pub(crate) fn add(&self, key: K, n: u32, now: Instant) {
         let _ = self.count(key, n, now, false);
     }
 
