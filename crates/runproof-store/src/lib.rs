@@ -29,6 +29,7 @@ mod reservation;
 mod row;
 mod s3;
 mod session;
+mod sql;
 mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
