@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 use sha2::{Digest, Sha256};
 
@@ -224,48 +225,217 @@ pub async fn namespace_id_is_recorded_once(store: &dyn Store) {
     assert_eq!(store.namespace().await.unwrap(), Some(moved));
 }
 
-/// Runs every [`Store`] test.
+/// Declares the store conformance suite as tests, one `#[tokio::test]` per case, each
+/// named after its case (`jti_is_consumed_once`, …), so that every case passes or fails
+/// on its own.
+///
+/// `$harness` is an `async fn(Case)` of the invoking crate: it opens a fresh store,
+/// runs the [`Case`](crate::testsuite::Case) on it with
+/// [`Case::run`](crate::testsuite::Case::run), then cleans up. It may also return
+/// without running the case, when its backend is not available. Invoke the macro once
+/// per backend, each in a module of its own:
+///
+/// ```ignore
+/// mod sqlite_memory {
+///     async fn harness(case: runproof_store::testsuite::Case) {
+///         let store = runproof_store::open_store("sqlite::memory:", Default::default())
+///             .await
+///             .unwrap();
+///         case.run(store).await;
+///     }
+///     runproof_store::store_conformance!(harness);
+/// }
+/// ```
+///
+/// The invoking crate needs `tokio` with its `macros` and `rt-multi-thread` features.
+/// The list below is the one list of cases: every backend runs all of them.
+#[macro_export]
+macro_rules! store_conformance {
+    ($harness:path $(,)?) => {
+        $crate::store_conformance!(@cases tests $harness);
+    };
+    // Hands the cases to the arm named `$then`, with `$args`.
+    (@cases $then:ident $($args:tt)*) => {
+        $crate::store_conformance! { @$then [$($args)*]
+            #[tokio::test]
+            async fn ping_succeeds();
+            #[tokio::test]
+            async fn jti_is_consumed_once();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_jti_has_one_winner();
+            #[tokio::test]
+            async fn purge_removes_only_expired_jtis();
+            #[tokio::test]
+            async fn insert_then_get_round_trips();
+            #[tokio::test]
+            async fn idempotency_key_conflict_returns_existing();
+            #[tokio::test]
+            async fn rule_idempotency_keys_never_cross_scopes();
+            #[tokio::test]
+            async fn duplicate_id_is_refused();
+            #[tokio::test]
+            async fn list_filters_by_status_and_repository();
+            #[tokio::test]
+            async fn list_paginates_newest_first();
+            #[tokio::test]
+            async fn redelivery_has_no_second_effect();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_deliveries_have_one_winner();
+            #[tokio::test]
+            async fn failed_delivery_applies_nothing();
+            #[tokio::test]
+            async fn installation_binding_lifecycle();
+            #[tokio::test]
+            async fn binding_prefers_an_active_installation();
+            #[tokio::test]
+            async fn installation_for_account_is_the_latest();
+            #[tokio::test]
+            async fn rule_late_installation_deliveries_never_revive_access();
+            #[tokio::test]
+            async fn workflow_run_keeps_the_latest_and_never_regresses();
+            #[tokio::test]
+            async fn purge_forgets_old_deliveries();
+            #[tokio::test]
+            async fn purge_forgets_old_workflow_runs();
+            #[tokio::test]
+            async fn session_grants_up_to_max_uploads();
+            #[tokio::test]
+            async fn session_bytes_are_reserved_then_released();
+            #[tokio::test]
+            async fn session_expires();
+            #[tokio::test]
+            async fn revoked_and_unknown_sessions_are_unknown();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_session_uses_respect_the_limit();
+            #[tokio::test]
+            async fn purge_forgets_expired_sessions();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn outbox_claims_each_delivery_once();
+            #[tokio::test]
+            async fn outbox_failures_retry_and_give_up();
+            #[tokio::test]
+            async fn outbox_rolls_back_with_the_upload();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_claimers_share_the_outbox();
+            #[tokio::test]
+            async fn pending_uploads_correlate_and_resolve_once();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_resolutions_have_one_winner();
+            #[tokio::test]
+            async fn expire_pending_and_blobs_to_delete();
+            #[tokio::test]
+            async fn pending_quotas_count_uploads();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn rule_parallel_pending_reservations_never_exceed_the_quotas();
+            #[tokio::test]
+            async fn pending_reservations_are_consumed_refunded_or_expire();
+            #[tokio::test]
+            async fn run_quota_counts_only_claims_that_could_be_approved();
+            #[tokio::test]
+            async fn workflow_run_attempts_list_the_highest_first();
+            #[tokio::test]
+            async fn ids_without_upload_counts_every_status();
+            #[tokio::test]
+            async fn namespace_id_is_recorded_once();
+        }
+    };
+    (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
+        $(
+            $(#[$attr])*
+            async fn $name() {
+                $harness($crate::testsuite::Case::new(
+                    ::core::stringify!($name),
+                    |store| async move {
+                        $crate::testsuite::$name($crate::testsuite::CaseArg::from_store(&store))
+                            .await;
+                    },
+                ))
+                .await;
+            }
+        )*
+    };
+    (@names [] $($(#[$attr:meta])* async fn $name:ident();)*) => {
+        &[$(::core::stringify!($name)),*]
+    };
+    (@sequence [$store:ident] $($(#[$attr:meta])* async fn $name:ident();)*) => {
+        $($crate::testsuite::$name($crate::testsuite::CaseArg::from_store(&$store)).await;)*
+    };
+}
+
+/// The names of the cases [`store_conformance!`](crate::store_conformance) declares, in
+/// its order.
+pub const STORE_CASES: &[&str] = crate::store_conformance!(@cases names);
+
+/// One case of the store conformance suite, handed by
+/// [`store_conformance!`](crate::store_conformance) to a backend's harness.
+pub struct Case {
+    name: &'static str,
+    run: Box<dyn FnOnce(Arc<dyn Store>) -> BoxFuture<'static, ()> + Send>,
+}
+
+impl Case {
+    /// The case `name`, which `run` performs on a store. Called by
+    /// [`store_conformance!`](crate::store_conformance).
+    pub fn new<F, Fut>(name: &'static str, run: F) -> Self
+    where
+        F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self {
+            name,
+            run: Box::new(move |store| Box::pin(run(store))),
+        }
+    }
+
+    /// The case's name, which is also its test's.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Runs the case on `store`; the future panics when the case fails. It is `'static`
+    /// and `Send`, so a harness may spawn it to clean up after a failure too.
+    pub fn run(self, store: Arc<dyn Store>) -> BoxFuture<'static, ()> {
+        (self.run)(store)
+    }
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a case function takes: the store borrowed, or shared by cases that spawn tasks.
+pub trait CaseArg<'a> {
+    /// The argument for `store`.
+    fn from_store(store: &'a Arc<dyn Store>) -> Self;
+}
+
+impl<'a> CaseArg<'a> for &'a dyn Store {
+    fn from_store(store: &'a Arc<dyn Store>) -> Self {
+        &**store
+    }
+}
+
+impl CaseArg<'_> for Arc<dyn Store> {
+    fn from_store(store: &Arc<dyn Store>) -> Self {
+        Arc::clone(store)
+    }
+}
+
+/// Runs every case of [`store_conformance!`](crate::store_conformance) in sequence on
+/// `store`, stopping at the first failure. Prefer the macro, which makes each case a
+/// test of its own.
 pub async fn store_suite(store: Arc<dyn Store>) {
+    crate::store_conformance!(@cases sequence store);
+}
+
+/// The store answers a ping.
+pub async fn ping_succeeds(store: &dyn Store) {
     store.ping().await.expect("ping");
-    jti_is_consumed_once(&*store).await;
-    concurrent_jti_has_one_winner(Arc::clone(&store)).await;
-    purge_removes_only_expired_jtis(&*store).await;
-    insert_then_get_round_trips(&*store).await;
-    idempotency_key_conflict_returns_existing(&*store).await;
-    rule_idempotency_keys_never_cross_scopes(&*store).await;
-    duplicate_id_is_refused(&*store).await;
-    list_filters_by_status_and_repository(&*store).await;
-    list_paginates_newest_first(&*store).await;
-    redelivery_has_no_second_effect(&*store).await;
-    concurrent_deliveries_have_one_winner(Arc::clone(&store)).await;
-    failed_delivery_applies_nothing(&*store).await;
-    installation_binding_lifecycle(&*store).await;
-    binding_prefers_an_active_installation(&*store).await;
-    installation_for_account_is_the_latest(&*store).await;
-    rule_late_installation_deliveries_never_revive_access(&*store).await;
-    workflow_run_keeps_the_latest_and_never_regresses(&*store).await;
-    purge_forgets_old_deliveries(&*store).await;
-    purge_forgets_old_workflow_runs(&*store).await;
-    session_grants_up_to_max_uploads(&*store).await;
-    session_bytes_are_reserved_then_released(&*store).await;
-    session_expires(&*store).await;
-    revoked_and_unknown_sessions_are_unknown(&*store).await;
-    concurrent_session_uses_respect_the_limit(Arc::clone(&store)).await;
-    purge_forgets_expired_sessions(&*store).await;
-    outbox_claims_each_delivery_once(Arc::clone(&store)).await;
-    outbox_failures_retry_and_give_up(&*store).await;
-    outbox_rolls_back_with_the_upload(&*store).await;
-    concurrent_claimers_share_the_outbox(Arc::clone(&store)).await;
-    pending_uploads_correlate_and_resolve_once(&*store).await;
-    concurrent_resolutions_have_one_winner(Arc::clone(&store)).await;
-    expire_pending_and_blobs_to_delete(&*store).await;
-    pending_quotas_count_uploads(&*store).await;
-    rule_parallel_pending_reservations_never_exceed_the_quotas(Arc::clone(&store)).await;
-    pending_reservations_are_consumed_refunded_or_expire(&*store).await;
-    run_quota_counts_only_claims_that_could_be_approved(&*store).await;
-    workflow_run_attempts_list_the_highest_first(&*store).await;
-    ids_without_upload_counts_every_status(&*store).await;
-    namespace_id_is_recorded_once(&*store).await;
 }
 
 /// A `jti` is accepted once per issuer; the same `jti` of another issuer is distinct.

@@ -1,5 +1,6 @@
-//! The PostgreSQL store against a real server: the conformance suite, plus what only a
-//! shared server can show (several pools, as several replicas would have, agreeing).
+//! The PostgreSQL store against a real server: what only a shared server can show
+//! (several pools, as several replicas would have, agreeing). The conformance suite runs
+//! on it in tests/conformance.rs.
 //!
 //! Runs when `RUNPROOF_TEST_DATABASE_URL` names a server (CI sets it); otherwise each test
 //! prints that it was skipped and passes. Every test works in a schema of its own,
@@ -9,7 +10,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use runproof_core::UnixTime;
@@ -66,18 +66,6 @@ fn options(schema: &str) -> PostgresOptions {
         schema: Some(schema.to_owned()),
         ..PostgresOptions::default()
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn suite_on_postgres() {
-    let Some(url) = database_url() else { return };
-    let u = url.clone();
-    with_schema(&url, move |schema| async move {
-        let store = PostgresStore::connect(&u, options(&schema)).await.unwrap();
-        testsuite::store_suite(Arc::new(store.clone())).await;
-        store.close().await;
-    })
-    .await;
 }
 
 /// Connecting again to a migrated schema (a restart, or a second replica) migrates
