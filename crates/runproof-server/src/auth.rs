@@ -6,7 +6,9 @@ use axum::http::{HeaderMap, header};
 use runproof_core::claims::VerifiedToken;
 use runproof_core::{ErrorCode, UnverifiedToken, VerifyError};
 use runproof_github::KeyError;
+use runproof_store::UsedJti;
 
+use crate::replay::Claim;
 use crate::{ApiError, AppState};
 
 /// What the `Authorization` header carries.
@@ -60,10 +62,40 @@ pub(crate) fn record_outcome(mode: &'static str, started: Instant, code: Option<
         .record(started.elapsed().as_secs_f64());
 }
 
-/// Verifies an OIDC token completely: signature, claims, policy, and replay.
+/// Verifies an OIDC token completely: signature, claims, policy, and replay. Its `jti`
+/// is spent in the database before this returns.
 pub(crate) async fn verify_oidc(state: &AppState, raw: &str) -> Result<VerifiedToken, ApiError> {
+    verify_oidc_spending(state, raw, Spend::Now)
+        .await
+        .map(|(verified, _)| verified)
+}
+
+/// Like [`verify_oidc`] for an upload: the `jti` is claimed on this replica at once
+/// (a replay here is refused before the body is read) and returned, to be made durable
+/// in the upload's own transaction (`None` when replay protection is off).
+pub(crate) async fn verify_oidc_for_upload(
+    state: &AppState,
+    raw: &str,
+) -> Result<(VerifiedToken, Option<UsedJti>), ApiError> {
+    verify_oidc_spending(state, raw, Spend::WithUpload).await
+}
+
+/// When a verified token's `jti` becomes durable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spend {
+    /// Before the token is accepted.
+    Now,
+    /// In the transaction of the upload it pays for.
+    WithUpload,
+}
+
+async fn verify_oidc_spending(
+    state: &AppState,
+    raw: &str,
+    spend: Spend,
+) -> Result<(VerifiedToken, Option<UsedJti>), ApiError> {
     let started = Instant::now();
-    let result = verify_oidc_inner(state, raw).await;
+    let result = verify_oidc_inner(state, raw, spend).await;
     record_outcome("oidc", started, result.as_ref().err().map(|e| e.code));
     if let Err(e) = &result {
         tracing::debug!(code = e.code.as_str(), detail = %e.detail, "OIDC token refused");
@@ -71,7 +103,11 @@ pub(crate) async fn verify_oidc(state: &AppState, raw: &str) -> Result<VerifiedT
     result
 }
 
-async fn verify_oidc_inner(state: &AppState, raw: &str) -> Result<VerifiedToken, ApiError> {
+async fn verify_oidc_inner(
+    state: &AppState,
+    raw: &str,
+    spend: Spend,
+) -> Result<(VerifiedToken, Option<UsedJti>), ApiError> {
     let token = UnverifiedToken::parse(raw)?;
     let issuer = state.verifier.precheck(&token)?;
     let kid = token.kid().unwrap_or_default();
@@ -90,24 +126,55 @@ async fn verify_oidc_inner(state: &AppState, raw: &str) -> Result<VerifiedToken,
             }
             _ => ApiError::from(VerifyError::UntrustedIssuer),
         })?;
-    let verified = state.verifier.verify(token, &keys, state.clock.now())?;
-    if state.config.replay_protection {
-        let leeway = state.verifier.config().leeway_seconds.max(0);
-        let fresh = state
+    let now = state.clock.now();
+    let verified = state.verifier.verify(token, &keys, now)?;
+    if !state.config.replay_protection {
+        return Ok((verified, None));
+    }
+    let leeway = state.verifier.config().leeway_seconds.max(0);
+    let used = UsedJti {
+        issuer: verified.identity.issuer.clone(),
+        jti: verified.jti.clone(),
+        expires_at: verified.expires_at.plus(leeway),
+    };
+    let claim = state
+        .commits
+        .replay
+        .claim(&used.issuer, &used.jti, used.expires_at.0, now.0);
+    let spent_before = match claim {
+        Claim::Replayed => true,
+        Claim::Fresh => false,
+        // Spending it now asks the database anyway.
+        Claim::AskStore if spend == Spend::Now => false,
+        Claim::AskStore => state
             .store
-            .consume_jti(
-                &verified.identity.issuer,
-                &verified.jti,
-                verified.expires_at.plus(leeway),
-            )
+            .jti_is_spent(&used.issuer, &used.jti)
             .await
-            .map_err(|e| ApiError::storage(&e))?;
-        if !fresh {
-            return Err(ApiError::new(
-                ErrorCode::TokenReplayed,
-                "this token was already used; request a fresh one for each upload",
-            ));
+            .map_err(|e| ApiError::storage(&e))?,
+    };
+    if spent_before {
+        return Err(token_replayed());
+    }
+    match spend {
+        Spend::WithUpload => Ok((verified, Some(used))),
+        Spend::Now => {
+            let fresh = state
+                .store
+                .consume_jti(&used.issuer, &used.jti, used.expires_at)
+                .await
+                .map_err(|e| ApiError::storage(&e))?;
+            if !fresh {
+                return Err(token_replayed());
+            }
+            Ok((verified, None))
         }
     }
-    Ok(verified)
+}
+
+/// The refusal of a spent token.
+pub(crate) fn token_replayed() -> ApiError {
+    ApiError::new(
+        ErrorCode::TokenReplayed,
+        "this token was already used; request a fresh one for each upload",
+    )
 }

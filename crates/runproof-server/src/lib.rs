@@ -16,6 +16,7 @@
 mod auth;
 mod binding;
 mod collector;
+mod commits;
 mod deliveries_api;
 mod delivery;
 mod error;
@@ -24,6 +25,7 @@ mod limits;
 mod listener;
 mod ops;
 mod read_api;
+mod replay;
 mod sessions;
 mod upload;
 mod webhook_mode;
@@ -48,6 +50,7 @@ pub use collector::{
     CollectReport, CollectorConfig, DEFAULT_MAX_BLOBS_PER_RUN, DEFAULT_ORPHAN_BLOB_GRACE,
     collect_unreferenced_blobs,
 };
+pub use commits::{Commits, DEFAULT_INLINE_MAX_BYTES, MAX_INLINE_MAX_BYTES};
 pub use delivery::{DeliveryConfig, record_of, spawn_delivery_worker};
 pub use error::{ApiError, status_of};
 pub use limits::{ForwardedHeader, ForwardedHeaderError, IpBlock, IpBlockError, LimitsConfig};
@@ -123,8 +126,11 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     /// Upload records and the replay guard.
     pub store: Arc<dyn Store>,
-    /// Upload bodies.
+    /// Upload bodies: small ones in the database, the rest in a blob store
+    /// ([`runproof_store::InlineBodies`]).
     pub blobs: Arc<dyn BlobStore>,
+    /// The commit pipeline and the replay guard.
+    pub commits: Commits,
     /// Service settings.
     pub config: ServerConfig,
     /// The current time.

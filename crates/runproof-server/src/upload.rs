@@ -7,18 +7,19 @@ use axum::body::{Body, HttpBody as _};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use runproof_core::digest::parse_content_digest;
 use runproof_core::name::UploadName;
 use runproof_core::{ErrorCode, RunIdentity};
 use runproof_store::{
-    BlobError, BlobWriter, IdempotencyScope, Mode, NewUpload, PendingRun, SessionAsk, StoreError,
-    UploadId, UploadRecord, UploadStatus,
+    BlobError, BlobWriter, Committed, IdempotencyScope, InlinePermit, Mode, NewUpload, PendingRun,
+    SessionAsk, StoreError, UploadId, UploadRecord, UploadStatus, UploadWrite, UsedJti,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Credentials, credentials, verify_oidc};
+use crate::auth::{Credentials, credentials, token_replayed, verify_oidc_for_upload};
 use crate::binding::bind;
 use crate::github_token;
 use crate::sessions::{SessionReservation, use_session};
@@ -42,11 +43,26 @@ struct Admitted {
     cap: u64,
     /// The run claimed, for an upload held pending (webhook mode).
     pending: Option<PendingRun>,
+    /// The token's `jti`, spent in the upload's transaction.
+    jti: Option<UsedJti>,
 }
 
-/// The body once it is fully received and checked, its blob not yet committed.
+/// Where a body goes while it is received.
+enum Sink {
+    /// Into memory, to be stored in the database with its record, while it stays within
+    /// `limit` bytes (the room `permit` holds).
+    Inline {
+        buf: BytesMut,
+        limit: usize,
+        permit: InlinePermit,
+    },
+    /// Into a new blob, committed before the record.
+    Blob(Box<dyn BlobWriter>),
+}
+
+/// The body once it is fully received and checked, not yet stored.
 struct Received {
-    writer: Box<dyn BlobWriter>,
+    sink: Sink,
     size: u64,
     sha256: [u8; 32],
 }
@@ -135,7 +151,7 @@ async fn receive_upload(
         }
     }
 
-    let received = receive_body(&state, body, expected_digest, admitted.cap).await?;
+    let received = receive_body(&state, body, expected_digest, admitted.cap, declared_len).await?;
     let described = Described {
         name: name.as_str().to_owned(),
         content_type,
@@ -211,11 +227,13 @@ async fn commit_and_insert(
     reservation: Option<&Reservation>,
 ) -> Result<Stored, ApiError> {
     let id = UploadId::generate();
-    received
-        .writer
-        .commit(&id)
-        .await
-        .map_err(|e| blob_error(&e))?;
+    let (inline, _permit, in_blob) = match received.sink {
+        Sink::Inline { buf, permit, .. } => (Some(buf.freeze()), Some(permit), false),
+        Sink::Blob(writer) => {
+            writer.commit(&id).await.map_err(|e| blob_error(&e))?;
+            (None, None, true)
+        }
+    };
     let now = state.clock.now();
     let status = if admitted.pending.is_some() {
         UploadStatus::Pending
@@ -248,12 +266,36 @@ async fn commit_and_insert(
         new.deliveries
             .extend(delivery.delivery_for("upload.verified", &crate::delivery::record_of(&new)));
     }
-    let record = match state.store.insert_upload(&new).await {
-        Ok(record) => record,
-        Err(StoreError::Conflict(existing)) => {
+    let announces = !new.deliveries.is_empty();
+    let mode = new.mode;
+    let write = UploadWrite {
+        upload: new,
+        jti: admitted.jti,
+        body: inline,
+    };
+    let record = match state.commits.pipeline.commit(write).await {
+        Ok(Committed::Inserted(record)) => record,
+        Ok(Committed::Existing(existing)) => {
             // Our record was not inserted: the blob is ours alone.
-            delete_blob(state, &id).await;
-            return Ok(Stored::Replayed(*existing));
+            if in_blob {
+                delete_blob(state, &id).await;
+            }
+            return Ok(Stored::Replayed(existing));
+        }
+        Ok(Committed::Replayed) => {
+            // Spent on another replica, or before a restart: the database judged.
+            if in_blob {
+                delete_blob(state, &id).await;
+            }
+            return Err(token_replayed());
+        }
+        Ok(other) => {
+            if in_blob {
+                delete_blob(state, &id).await;
+            }
+            return Err(ApiError::storage(&format!(
+                "unexpected commit outcome {other:?}"
+            )));
         }
         Err(StoreError::CommitUnknown(cause)) => {
             // Deleting the blob of a record that did commit would leave an idempotent
@@ -265,7 +307,9 @@ async fn commit_and_insert(
                     record
                 }
                 Ok(None) => {
-                    delete_blob(state, &id).await;
+                    if in_blob {
+                        delete_blob(state, &id).await;
+                    }
                     return Err(ApiError::storage(&cause));
                 }
                 Err(e) => {
@@ -275,17 +319,19 @@ async fn commit_and_insert(
             }
         }
         Err(other) => {
-            delete_blob(state, &id).await;
+            if in_blob {
+                delete_blob(state, &id).await;
+            }
             return Err(ApiError::storage(&other));
         }
     };
-    if !new.deliveries.is_empty() {
+    if announces {
         state.delivery_wake.notify_one();
     }
-    metrics::counter!("runproof_uploads_total", "mode" => new.mode.as_str(), "status" => status.as_str())
+    metrics::counter!("runproof_uploads_total", "mode" => mode.as_str(), "status" => status.as_str())
         .increment(1);
     metrics::counter!("runproof_upload_bytes_total").increment(received.size);
-    tracing::info!(
+    tracing::debug!(
         id = %record.id,
         repository_id = %record.identity.repository_id,
         run_id = %record.identity.run_id,
@@ -328,16 +374,19 @@ async fn admit(
                 identity: grant.identity,
                 cap,
                 pending: None,
+                jti: None,
             })
         }
         Credentials::Bearer(token) => {
-            let mut identity = verify_oidc(state, token).await?.identity;
+            let (verified, jti) = verify_oidc_for_upload(state, token).await?;
+            let mut identity = verified.identity;
             bind(state, &mut identity).await?;
             Ok(Admitted {
                 mode: Mode::Oidc,
                 identity,
                 cap: state.config.max_upload_bytes,
                 pending: None,
+                jti,
             })
         }
         Credentials::GithubToken(token) => {
@@ -348,6 +397,7 @@ async fn admit(
                 identity,
                 cap: state.config.max_upload_bytes,
                 pending: None,
+                jti: None,
             })
         }
         Credentials::None => match state.webhook_mode.as_ref() {
@@ -360,6 +410,7 @@ async fn admit(
                     identity: admission.identity,
                     cap: admission.cap,
                     pending: Some(admission.claim),
+                    jti: None,
                 })
             }
             None => Err(ApiError::new(
@@ -370,25 +421,42 @@ async fn admit(
     }
 }
 
-/// Streams the body into a new blob, hashing and counting as it goes, and checks its
-/// digest; the blob is left to commit.
+/// Streams the body, hashing and counting as it goes, and checks its digest; the body
+/// is left to store. A body that may be small (`declared_len` within
+/// `[storage] inline_max_bytes`, or unknown) is kept in memory when the pipeline has
+/// room for it, and moves to a new blob if it grows past the limit; any other goes to a
+/// new blob from its first byte.
 async fn receive_body(
     state: &AppState,
     body: Body,
     expected: Option<[u8; 32]>,
     cap: u64,
+    declared_len: Option<u64>,
 ) -> Result<Received, ApiError> {
-    // Begun in a task of its own: a local blob's file is created on a blocking thread,
-    // so a request dropped meanwhile (its client gone) would leave the file behind. The
-    // task hands the writer over, or drops it, discarding the file, once nobody waits.
-    let blobs = Arc::clone(&state.blobs);
-    let mut writer = tokio::spawn(async move { blobs.begin().await })
-        .await
-        .map_err(|e| ApiError::storage(&e))?
-        .map_err(|e| blob_error(&e))?;
+    let inline_max = state.commits.inline_max_bytes.min(cap);
+    let room = match declared_len {
+        _ if inline_max == 0 => None,
+        Some(len) if len <= inline_max => Some(len),
+        Some(_) => None,
+        None => Some(inline_max),
+    };
+    let inline = room
+        .and_then(|room| usize::try_from(room).ok())
+        .and_then(|room| {
+            let permit = state.commits.pipeline.reserve_inline(room)?;
+            Some(Sink::Inline {
+                buf: BytesMut::with_capacity(room),
+                limit: room,
+                permit,
+            })
+        });
+    let mut sink = match inline {
+        Some(sink) => sink,
+        None => Sink::Blob(begin_blob(state).await?),
+    };
     let streamed = tokio::time::timeout(
         state.config.body_timeout,
-        stream_into(&mut *writer, body, cap),
+        stream_into(state, &mut sink, body, cap),
     )
     .await
     .unwrap_or_else(|_| {
@@ -398,26 +466,68 @@ async fn receive_body(
     let (size, sha256) = match streamed {
         Ok(v) => v,
         Err(e) => {
-            writer.abort().await;
+            sink.abort().await;
             return Err(e);
         }
     };
     if expected.is_some_and(|expected| expected != sha256) {
-        writer.abort().await;
+        sink.abort().await;
         return Err(ApiError::new(
             ErrorCode::DigestMismatch,
             "the body does not match its Content-Digest",
         ));
     }
-    Ok(Received {
-        writer,
-        size,
-        sha256,
-    })
+    Ok(Received { sink, size, sha256 })
+}
+
+/// A new blob writer.
+async fn begin_blob(state: &AppState) -> Result<Box<dyn BlobWriter>, ApiError> {
+    // Begun in a task of its own: a local blob's file is created on a blocking thread,
+    // so a request dropped meanwhile (its client gone) would leave the file behind. The
+    // task hands the writer over, or drops it, discarding the file, once nobody waits.
+    let blobs = Arc::clone(&state.blobs);
+    tokio::spawn(async move { blobs.begin().await })
+        .await
+        .map_err(|e| ApiError::storage(&e))?
+        .map_err(|e| blob_error(&e))
+}
+
+impl Sink {
+    async fn write(&mut self, state: &AppState, chunk: &[u8]) -> Result<(), ApiError> {
+        match self {
+            Sink::Inline { buf, limit, .. } if buf.len() + chunk.len() <= *limit => {
+                buf.extend_from_slice(chunk);
+                Ok(())
+            }
+            Sink::Inline { buf, .. } => {
+                // Larger than an inline body may be: on to a blob, and the room goes back.
+                let mut writer = begin_blob(state).await?;
+                let moved = async {
+                    writer.write(buf).await?;
+                    writer.write(chunk).await
+                }
+                .await;
+                if let Err(e) = moved {
+                    writer.abort().await;
+                    return Err(blob_error(&e));
+                }
+                *self = Sink::Blob(writer);
+                Ok(())
+            }
+            Sink::Blob(writer) => writer.write(chunk).await.map_err(|e| blob_error(&e)),
+        }
+    }
+
+    async fn abort(self) {
+        if let Sink::Blob(writer) = self {
+            writer.abort().await;
+        }
+    }
 }
 
 async fn stream_into(
-    writer: &mut dyn BlobWriter,
+    state: &AppState,
+    sink: &mut Sink,
     body: Body,
     max: u64,
 ) -> Result<(u64, [u8; 32]), ApiError> {
@@ -432,7 +542,7 @@ async fn stream_into(
             return Err(too_large(max));
         }
         hasher.update(&chunk);
-        writer.write(&chunk).await.map_err(|e| blob_error(&e))?;
+        sink.write(state, &chunk).await?;
     }
     Ok((size, hasher.finalize().into()))
 }

@@ -79,6 +79,16 @@ impl Fixture {
             },
         )
         .unwrap();
+        let store: Arc<dyn runproof_store::Store> = Arc::new(store);
+        let commits = runproof_server::Commits::start(
+            Arc::clone(&store),
+            runproof_server::DEFAULT_INLINE_MAX_BYTES,
+        )
+        .await
+        .unwrap();
+        let blobs: Arc<dyn runproof_store::BlobStore> = Arc::new(
+            runproof_store::InlineBodies::new(Arc::clone(&store), Arc::new(blobs)),
+        );
         let state = Arc::new(AppState {
             verifier: Verifier::new(VerifierConfig {
                 issuers: Vec::new(),
@@ -87,8 +97,9 @@ impl Fixture {
                 policy: Policy::default(),
             }),
             keys: Arc::new(keys),
-            store: Arc::new(store),
-            blobs: Arc::new(blobs),
+            store: Arc::clone(&store),
+            blobs: Arc::clone(&blobs),
+            commits,
             config: ServerConfig {
                 api_keys: vec![Secret::new(API_KEY.into())],
                 ..ServerConfig::default()

@@ -348,7 +348,7 @@ async fn policy_allow_lists_and_runner_rule_apply() {
 
 #[tokio::test]
 async fn idempotency_key_makes_retries_safe() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(blob_bodies()).await;
     let headers = [("idempotency-key", "5c0f1d2e-retry-key")];
     let (s1, first) = h
         .upload_with(Some(&bearer(&h.token())), "name=a", "same", &headers)
@@ -420,7 +420,7 @@ async fn operations_endpoints_answer() {
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_upload_finish() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(blob_bodies()).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
@@ -469,6 +469,15 @@ async fn shutdown_lets_an_in_flight_upload_finish() {
     );
 }
 
+/// Every body in a blob file: for tests of the blob path (by default, bodies up to 64 KiB
+/// live in the database).
+fn blob_bodies() -> Options {
+    Options {
+        inline_max_bytes: 0,
+        ..Default::default()
+    }
+}
+
 /// Waits (up to 10 s) until `ready` holds.
 async fn wait_for(what: &str, ready: impl Fn() -> bool) {
     for _ in 0..1000 {
@@ -503,7 +512,7 @@ async fn assert_every_blob_has_a_record(h: &Harness, why: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_a_client_reset_after_its_last_byte_leaves_no_unreferenced_blob() {
     use tokio::io::AsyncWriteExt;
-    let h = Harness::start().await;
+    let h = Harness::start_with(blob_bodies()).await;
     let addr = h.url.trim_start_matches("http://").to_owned();
     let body = vec![b'r'; 4096];
     for i in 0..200 {
@@ -677,6 +686,7 @@ async fn rule_a_lost_commit_answer_is_looked_up_before_the_blob_is_deleted() {
                 store
             }
         })),
+        inline_max_bytes: 0,
         ..Default::default()
     })
     .await;
@@ -727,4 +737,189 @@ async fn rule_a_lost_commit_answer_is_looked_up_before_the_blob_is_deleted() {
         "rule: when no lookup can tell, the blob is kept (the collector decides later)"
     );
     h.stop().await;
+}
+
+/// A body up to `[storage] inline_max_bytes` (64 KiB by default) is stored in the
+/// database with its record: no file is written. A larger one is a blob. The read API
+/// serves both alike, ranges included.
+#[tokio::test]
+async fn rule_small_bodies_live_in_the_database_and_read_like_blobs() {
+    let h = Harness::start().await;
+    let small: Vec<u8> = (0..1024u32).map(|i| (i % 251) as u8).collect();
+    let (status, record) = h
+        .upload(Some(&bearer(&h.token())), "small.bin", small.clone())
+        .await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(h.blob_files(), (0, 0), "rule: a small body writes no file");
+    let large = vec![7u8; 64 * 1024 + 1];
+    let (status, big) = h
+        .upload(Some(&bearer(&h.token())), "large.bin", large.clone())
+        .await;
+    assert_eq!(status, 201, "{big}");
+    assert_eq!(h.blob_files(), (1, 0), "a body over the limit is a blob");
+
+    let id = record["id"].as_str().unwrap();
+    let content = h
+        .get(&format!("/v1/uploads/{id}/content"), Some(API_KEY))
+        .await;
+    assert_eq!(content.status(), 200);
+    assert_eq!(content.bytes().await.unwrap().as_ref(), small.as_slice());
+    let ranged = h
+        .http
+        .get(format!("{}/v1/uploads/{id}/content", h.url))
+        .bearer_auth(API_KEY)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), &small[100..200]);
+    let big_id = big["id"].as_str().unwrap();
+    let content = h
+        .get(&format!("/v1/uploads/{big_id}/content"), Some(API_KEY))
+        .await;
+    assert_eq!(content.bytes().await.unwrap().len(), large.len());
+    h.stop().await;
+}
+
+/// A chunked body of unknown length starts in memory and moves to a blob once it grows
+/// past `inline_max_bytes`: nothing is lost at the switch.
+#[tokio::test]
+async fn rule_a_chunked_body_past_the_inline_limit_moves_to_a_blob_whole() {
+    let h = Harness::start_with(Options {
+        inline_max_bytes: 1000,
+        ..Default::default()
+    })
+    .await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..5u8).map(|i| Ok(vec![i; 300])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "grows.bin", body).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["size"], 1500);
+    assert_eq!(h.blob_files(), (1, 0), "past the limit: a blob");
+    let id = record["id"].as_str().unwrap();
+    let bytes = h
+        .get(&format!("/v1/uploads/{id}/content"), Some(API_KEY))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let expected: Vec<u8> = (0..5u8).flat_map(|i| vec![i; 300]).collect();
+    assert_eq!(bytes.as_ref(), expected.as_slice());
+
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..3u8).map(|i| Ok(vec![i; 300])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "fits.bin", body).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(h.blob_files(), (1, 0), "within the limit: no new file");
+    h.stop().await;
+}
+
+/// Sends an upload with `token` whose body never comes, and returns the answer, which
+/// must arrive before the body does (within 10 s).
+async fn answer_without_body(h: &Harness, token: &str) -> (u16, Value) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        h.http
+            .post(format!("{}/v1/uploads?name=replay.bin", h.url))
+            .bearer_auth(token)
+            .header("content-length", "1000")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send(),
+    )
+    .await
+    .expect("answered before the body was sent")
+    .unwrap();
+    drop(tx);
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A replayed token is refused before its body is read: on the replica that accepted it
+/// (the replay guard in memory), and after a restart (the database, asked because the
+/// guard starts incomplete).
+#[tokio::test]
+async fn rule_a_replay_is_refused_before_its_body_is_read_also_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = || Options {
+        dir: Some(tmp.path().to_path_buf()),
+        ..Default::default()
+    };
+    let h = Harness::start_with(opts()).await;
+    let gh = h.gh.clone();
+    let token = h.token();
+    let (status, record) = h.upload(Some(&bearer(&token)), "a", "first").await;
+    assert_eq!(status, 201, "{record}");
+    let (status, refusal) = answer_without_body(&h, &token).await;
+    assert_eq!(
+        (status, refusal["code"].as_str()),
+        (401, Some("token_replayed")),
+        "rule: refused on this replica before the body: {refusal}"
+    );
+    h.stop().await;
+
+    let h = Harness::start_against(gh, opts()).await;
+    let (status, refusal) = answer_without_body(&h, &token).await;
+    assert_eq!(
+        (status, refusal["code"].as_str()),
+        (401, Some("token_replayed")),
+        "rule: a token accepted before a restart is refused after it: {refusal}"
+    );
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "b", "fresh").await;
+    assert_eq!(status, 201, "a fresh token still works: {record}");
+    assert_eq!(h.record_count().await, 2);
+    h.stop().await;
+}
+
+/// Concurrent uploads share batches: each gets its own outcome, a replay in the same
+/// batch fails alone, and every stored body reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_concurrent_uploads_in_one_batch_never_fail_each_other() {
+    let h = std::sync::Arc::new(Harness::start().await);
+    let replayed = h.token();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let h = std::sync::Arc::clone(&h);
+        let token = if i % 8 == 0 {
+            replayed.clone()
+        } else {
+            h.token()
+        };
+        tasks.push(tokio::spawn(async move {
+            let body = format!("body-{i}");
+            let (status, record) = h
+                .upload(Some(&bearer(&token)), &format!("n{i}"), body.clone())
+                .await;
+            (status, record, body)
+        }));
+    }
+    let mut stored = 0;
+    let mut refused = 0;
+    for task in tasks {
+        let (status, record, body) = task.await.unwrap();
+        match status {
+            201 => {
+                stored += 1;
+                let id = record["id"].as_str().unwrap();
+                let content = h
+                    .get(&format!("/v1/uploads/{id}/content"), Some(API_KEY))
+                    .await;
+                assert_eq!(content.text().await.unwrap(), body);
+            }
+            401 => {
+                assert_eq!(record["code"], "token_replayed", "{record}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {record}"),
+        }
+    }
+    assert_eq!(
+        (stored, refused),
+        (57, 7),
+        "one use of the shared token, 56 others"
+    );
+    assert_eq!(h.record_count().await, 57);
 }

@@ -297,6 +297,21 @@ pub enum StoreError {
     /// undoing anything that a stored change would need.
     #[error("commit outcome unknown: {0}")]
     CommitUnknown(String),
+    /// The commit pipeline's queue is full: nothing was stored; retry shortly.
+    #[error("the commit queue is full")]
+    Busy,
+}
+
+impl StoreError {
+    /// The same error for another write of a batch that failed as a whole.
+    pub(crate) fn for_each_write(&self) -> StoreError {
+        match self {
+            StoreError::CommitUnknown(msg) => StoreError::CommitUnknown(msg.clone()),
+            StoreError::Unavailable(msg) => StoreError::Unavailable(msg.clone()),
+            StoreError::Busy => StoreError::Busy,
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 #[cfg(test)]

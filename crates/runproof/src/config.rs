@@ -14,8 +14,9 @@ use serde::Deserialize;
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Environment variables that override keys: `RUNPROOF_<KEY>`, sections joined by `__`.
-pub const ENV_KEYS: [&str; 62] = [
+pub const ENV_KEYS: [&str; 63] = [
     "listen",
+    "storage.inline_max_bytes",
     "data_dir",
     "database_url",
     "blob_store",
@@ -144,6 +145,26 @@ pub struct Config {
     /// The server's self-defence limits.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// `[storage]`: where upload bodies live.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Bodies up to this many bytes are stored in the database, in the transaction of
+    /// their record; 0 stores every body in the blob store. At most 1 MiB.
+    pub inline_max_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            inline_max_bytes: runproof_server::DEFAULT_INLINE_MAX_BYTES,
+        }
+    }
 }
 
 /// `[oidc]`.
@@ -459,6 +480,12 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     }
     if config.max_upload_bytes == 0 {
         bail!("`max_upload_bytes` must be positive");
+    }
+    if config.storage.inline_max_bytes > runproof_server::MAX_INLINE_MAX_BYTES {
+        bail!(
+            "`storage.inline_max_bytes` must be at most {} (1 MiB); larger bodies belong in the blob store",
+            runproof_server::MAX_INLINE_MAX_BYTES
+        );
     }
     if !matches!(config.log_format.as_str(), "text" | "json") {
         bail!("`log_format` is `text` or `json`");
@@ -792,6 +819,7 @@ mod tests {
             assert_eq!(config.metrics_listen, Some(([127, 0, 0, 1], 9999).into()));
             assert_eq!(config.sessions.max_uploads, 7);
             assert_eq!(config.webhook_mode.max_pending_uploads, 7);
+            assert_eq!(config.storage.inline_max_bytes, 7);
             Ok(())
         });
     }

@@ -9,8 +9,9 @@ use futures_util::FutureExt as _;
 use runproof_core::{Verifier, VerifierConfig};
 use runproof_github::{GithubApp, IssuerConfig, KeyCache, KeyCacheConfig, RestClient};
 use runproof_server::{
-    AppState, Binding, ServerConfig, SessionConfig, SystemClock, metrics_handle,
+    AppState, Binding, Commits, ServerConfig, SessionConfig, SystemClock, metrics_handle,
 };
+use runproof_store::{BlobStore, InlineBodies};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -27,6 +28,10 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
     let store = crate::storage::open_database(&resolved.storage.database).await?;
     let blobs = crate::storage::open_blobs(&resolved.storage.blobs).await?;
     let namespace = crate::storage::bind(&resolved.storage, &*store, &*blobs).await?;
+    let commits = Commits::start(Arc::clone(&store), config.storage.inline_max_bytes)
+        .await
+        .context("cannot start the commit pipeline")?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(InlineBodies::new(Arc::clone(&store), blobs));
     tracing::info!(
         database = %resolved.storage.database.display_url(),
         schema = resolved.storage.database.schema.as_deref().unwrap_or("(default)"),
@@ -78,6 +83,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         keys: Arc::new(keys),
         store,
         blobs,
+        commits,
         config: ServerConfig {
             max_upload_bytes: config.max_upload_bytes,
             api_keys: resolved.api_keys.clone(),

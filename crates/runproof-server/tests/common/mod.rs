@@ -46,6 +46,8 @@ pub struct Options {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Wraps the store the server uses (fault injection).
     pub wrap_store: Option<WrapStore>,
+    /// `[storage] inline_max_bytes`: bodies up to this size live in the database.
+    pub inline_max_bytes: u64,
 }
 
 /// Wraps a store in another (fault injection).
@@ -58,6 +60,7 @@ impl Default for Options {
             policy: Policy::default(),
             max_upload_bytes: 1024 * 1024,
             replay_protection: true,
+            inline_max_bytes: runproof_server::DEFAULT_INLINE_MAX_BYTES,
             cooldown: Duration::ZERO,
             prefetch_keys: true,
             webhook_secrets: Vec::new(),
@@ -125,6 +128,17 @@ impl Harness {
         if opts.prefetch_keys {
             keys.refresh_all().await;
         }
+        let store: Arc<dyn runproof_store::Store> = Arc::new(store);
+        let store = match opts.wrap_store {
+            Some(wrap) => wrap(store),
+            None => store,
+        };
+        let commits = runproof_server::Commits::start(Arc::clone(&store), opts.inline_max_bytes)
+            .await
+            .unwrap();
+        let blobs: Arc<dyn runproof_store::BlobStore> = Arc::new(
+            runproof_store::InlineBodies::new(Arc::clone(&store), Arc::new(blobs)),
+        );
         let state = Arc::new(AppState {
             verifier: Verifier::new(VerifierConfig {
                 issuers: vec![gh.issuer()],
@@ -133,14 +147,9 @@ impl Harness {
                 policy: opts.policy,
             }),
             keys: Arc::new(keys),
-            store: {
-                let store: Arc<dyn runproof_store::Store> = Arc::new(store);
-                match opts.wrap_store {
-                    Some(wrap) => wrap(store),
-                    None => store,
-                }
-            },
-            blobs: Arc::new(blobs),
+            store,
+            blobs,
+            commits,
             config: ServerConfig {
                 max_upload_bytes: opts.max_upload_bytes,
                 api_keys: vec![Secret::new(API_KEY.into())],

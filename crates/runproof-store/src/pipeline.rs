@@ -1,0 +1,264 @@
+//! The commit pipeline: uploads waiting to be stored share one transaction and one
+//! durable commit.
+//!
+//! ```text
+//!  request ─┐                       ┌─ batch ─► Store::commit_uploads ─► COMMIT (one fsync)
+//!  request ─┼─► bounded queue ─► writer ┤                                      │
+//!  request ─┘   (full: Busy, 503)       └─ at most `writers` batches at once  ▼
+//!      ▲                                                           each request's outcome
+//!      └───────────────────────────── answered after the commit is durable ─┘
+//! ```
+//!
+//! A request hands its whole write (the `jti` it spends, the upload row, its outbox rows,
+//! the pending reservation it consumes, a small body) to [`CommitPipeline::commit`] and
+//! waits. The writer takes everything waiting, up to [`PipelineSettings::max_batch`]
+//! writes and [`PipelineSettings::max_batch_bytes`] of inline bodies, and stores it with
+//! [`crate::Store::commit_uploads`]: one transaction, a few multi-row statements, one
+//! commit. One write's conflict (a replayed `jti`, an idempotency hit) is that write's
+//! outcome and never fails the others. While a batch commits, the next one gathers: the
+//! busier the server, the larger the batches and the fewer the fsyncs per upload.
+//!
+//! Nothing is answered before its commit returned. The queue is bounded: when it is
+//! full, [`CommitPipeline::commit`] fails at once with [`StoreError::Busy`] rather than
+//! holding unbounded memory. Inline bodies in flight are bounded too:
+//! [`CommitPipeline::reserve_inline`] grants room for a body before it is read, and a
+//! body without room goes to the blob store instead.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use runproof_core::UnixTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::Store;
+use crate::model::{NewUpload, StoreError, UploadRecord};
+
+/// A `jti` spent by the upload it comes with, durable in the same commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedJti {
+    /// The token's issuer.
+    pub issuer: String,
+    /// The token's id.
+    pub jti: String,
+    /// When the entry may be forgotten (the token's expiry plus leeway).
+    pub expires_at: UnixTime,
+}
+
+/// Everything one upload stores, in one transaction.
+#[derive(Debug)]
+pub struct UploadWrite {
+    /// The record, its deliveries and the pending reservation it consumes.
+    pub upload: NewUpload,
+    /// The `jti` the upload spends, if its credential had one.
+    pub jti: Option<UsedJti>,
+    /// The body, when small enough to live in the database; `None` when it is in the
+    /// blob store under the upload's id.
+    pub body: Option<Bytes>,
+}
+
+impl UploadWrite {
+    fn inline_len(&self) -> usize {
+        self.body.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// What became of one write of a batch.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Committed {
+    /// Stored, as this record.
+    Inserted(UploadRecord),
+    /// An upload of the same idempotency scope and key was there first: nothing of this
+    /// write was stored but its `jti`, which stays spent.
+    Existing(UploadRecord),
+    /// The `jti` was spent already (by another replica, or before a restart): nothing
+    /// of this write was stored.
+    Replayed,
+}
+
+/// How the pipeline is sized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineSettings {
+    /// Writes that may wait for a batch; more are refused with [`StoreError::Busy`].
+    pub queue: usize,
+    /// The most writes in one batch.
+    pub max_batch: usize,
+    /// The most inline body bytes in one batch (a single larger body still goes alone).
+    pub max_batch_bytes: usize,
+    /// Batches committing at once: 1 for SQLite (one writer at a time anyway); more for
+    /// PostgreSQL, whose server overlaps their commits.
+    pub writers: usize,
+    /// Inline body bytes that may be in flight (being received, queued or committing).
+    pub inline_budget: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            queue: 1024,
+            max_batch: 256,
+            max_batch_bytes: 4 << 20,
+            writers: 1,
+            inline_budget: 16 << 20,
+        }
+    }
+}
+
+struct Job {
+    write: UploadWrite,
+    reply: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// A handle on the commit pipeline; cloning shares it. The writer stops once every
+/// handle is dropped and the queue is drained.
+#[derive(Clone)]
+pub struct CommitPipeline {
+    queue: mpsc::Sender<Job>,
+    inline: Arc<Semaphore>,
+    inline_budget: usize,
+}
+
+impl std::fmt::Debug for CommitPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitPipeline")
+            .field(
+                "queued",
+                &(self.queue.max_capacity() - self.queue.capacity()),
+            )
+            .field("inline_budget", &self.inline_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Room for an inline body in flight; given back when dropped.
+#[derive(Debug)]
+pub struct InlinePermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl CommitPipeline {
+    /// Starts the writer on the current Tokio runtime.
+    #[must_use]
+    pub fn start(store: Arc<dyn Store>, settings: PipelineSettings) -> Self {
+        let (queue, jobs) = mpsc::channel(settings.queue.max(1));
+        let inline_budget = settings.inline_budget.min(Semaphore::MAX_PERMITS);
+        tokio::spawn(run_writer(store, jobs, settings));
+        Self {
+            queue,
+            inline: Arc::new(Semaphore::new(inline_budget)),
+            inline_budget,
+        }
+    }
+
+    /// Room for an inline body of `len` bytes, if the budget has it now.
+    #[must_use]
+    pub fn reserve_inline(&self, len: usize) -> Option<InlinePermit> {
+        let permits = u32::try_from(len).ok()?;
+        Arc::clone(&self.inline)
+            .try_acquire_many_owned(permits)
+            .ok()
+            .map(InlinePermit)
+    }
+
+    /// Stores `write` in the next batch and returns its outcome once the batch's
+    /// commit returned.
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] at once when the queue is full (nothing is stored), the
+    /// write's own error ([`StoreError::Invalid`] when a value cannot be stored or an id
+    /// exists), or the batch's ([`StoreError::CommitUnknown`] when the commit's answer
+    /// was lost: the write may be stored; [`StoreError`] when the database failed).
+    pub async fn commit(&self, write: UploadWrite) -> Result<Committed, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue
+            .try_send(Job { write, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => {
+                    StoreError::Unavailable("the commit pipeline has stopped".into())
+                }
+            })?;
+        metrics::gauge!("runproof_commit_queue_depth")
+            .set((self.queue.max_capacity() - self.queue.capacity()) as f64);
+        outcome.await.map_err(|_| {
+            StoreError::Unavailable("the commit pipeline stopped before answering".into())
+        })?
+    }
+}
+
+async fn run_writer(
+    store: Arc<dyn Store>,
+    mut jobs: mpsc::Receiver<Job>,
+    settings: PipelineSettings,
+) {
+    let writers = Arc::new(Semaphore::new(settings.writers.max(1)));
+    let max_batch = settings.max_batch.max(1);
+    // A write that did not fit the previous batch opens the next.
+    let mut carried: Option<Job> = None;
+    loop {
+        let Ok(slot) = Arc::clone(&writers).acquire_owned().await else {
+            return;
+        };
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match jobs.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let mut bytes = first.write.inline_len();
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    let len = job.write.inline_len();
+                    if bytes.saturating_add(len) > settings.max_batch_bytes {
+                        carried = Some(job);
+                        break;
+                    }
+                    bytes += len;
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            commit_batch(store.as_ref(), batch).await;
+            drop(slot);
+        });
+    }
+    // Wait for batches in flight before the writer is gone.
+    let _ = writers.acquire_many(settings.writers.max(1) as u32).await;
+}
+
+async fn commit_batch(store: &dyn Store, batch: Vec<Job>) {
+    let (writes, replies): (Vec<UploadWrite>, Vec<_>) =
+        batch.into_iter().map(|job| (job.write, job.reply)).unzip();
+    metrics::histogram!("runproof_commit_batch_size").record(writes.len() as f64);
+    let outcomes = store.commit_uploads(&writes).await;
+    match outcomes {
+        Ok(outcomes) if outcomes.len() == replies.len() => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                // A requester gone (its client disconnected) needs no answer: its write
+                // is stored all the same.
+                let _ = reply.send(outcome);
+            }
+        }
+        Ok(outcomes) => {
+            tracing::error!(
+                writes = replies.len(),
+                outcomes = outcomes.len(),
+                "a batch commit answered for a different number of writes"
+            );
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::CommitUnknown(
+                    "the batch's outcome could not be matched to its writes".into(),
+                )));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.for_each_write()));
+            }
+        }
+    }
+}

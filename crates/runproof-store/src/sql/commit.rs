@@ -1,0 +1,459 @@
+//! One batch of uploads in one transaction, with a few multi-row statements whatever
+//! its size (see [`crate::pipeline`]).
+//!
+//! Each statement tolerates its rows' conflicts (`ON CONFLICT DO NOTHING RETURNING`) and
+//! reports which rows it stored, so that one write's conflict is that write's outcome
+//! and the others go on. The database's unique constraints stay the judge: a `jti` or an
+//! idempotency key taken by a concurrent transaction (another replica's) is seen as a
+//! conflict once that transaction commits.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::OUTBOX_CHANNEL;
+use crate::model::{IdempotencyScope, StoreError, UploadId, UploadRecord};
+use crate::pipeline::{Committed, UploadWrite};
+use crate::row::{UploadParams, UploadRow, payload_json, upload_columns};
+
+use super::{Pool, Tx, db_error, query, query_built, values_rows};
+
+/// Bound values per statement, below SQLite's limit (32,766) and PostgreSQL's (65,535).
+const MAX_PARAMS: usize = 30_000;
+
+/// Inline body bytes per statement, so that one statement never carries a whole batch
+/// of large bodies at once.
+const MAX_BODY_BYTES_PER_STATEMENT: usize = 4 << 20;
+
+const UPLOAD_COLUMNS: usize = 18;
+const DELIVERY_COLUMNS: usize = 9;
+
+/// A write whose values are encoded, ready to bind.
+struct Encoded<'a> {
+    index: usize,
+    write: &'a UploadWrite,
+    params: UploadParams,
+    payloads: Vec<String>,
+}
+
+/// Stores `writes` in one transaction; returns each write's outcome, in order.
+///
+/// # Errors
+/// [`StoreError`] when the batch as a whole failed: nothing was stored, or, with
+/// [`StoreError::CommitUnknown`], the commit's answer was lost.
+pub(crate) async fn commit_uploads(
+    pool: &Pool,
+    writes: &[UploadWrite],
+) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+    let mut outcomes: Vec<Option<Result<Committed, StoreError>>> =
+        writes.iter().map(|_| None).collect();
+    let mut live = Vec::with_capacity(writes.len());
+    for (index, write) in writes.iter().enumerate() {
+        let encoded = UploadParams::new(&write.upload).and_then(|params| {
+            let payloads = write
+                .upload
+                .deliveries
+                .iter()
+                .map(payload_json)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Encoded {
+                index,
+                write,
+                params,
+                payloads,
+            })
+        });
+        match encoded {
+            Ok(encoded) => live.push(encoded),
+            Err(e) => outcomes[index] = Some(Err(e)),
+        }
+    }
+    if live.is_empty() {
+        return Ok(finish(outcomes));
+    }
+
+    let mut tx = pool.begin_write().await?;
+    let live = spend_jtis(&mut tx, live, &mut outcomes).await?;
+    let inserted = insert_uploads(&mut tx, live, &mut outcomes).await?;
+    insert_bodies(&mut tx, &inserted).await?;
+    let inserted = insert_deliveries(&mut tx, inserted, &mut outcomes).await?;
+    consume_reservations(&mut tx, &inserted).await?;
+    let announced = inserted
+        .iter()
+        .any(|(e, _)| !e.write.upload.deliveries.is_empty());
+    if announced && tx.dialect().notifies {
+        query("SELECT pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(&mut tx)
+            .await
+            .map_err(db_error)?;
+    }
+    tx.commit().await?;
+    for (encoded, record) in inserted {
+        outcomes[encoded.index] = Some(Ok(Committed::Inserted(record)));
+    }
+    Ok(finish(outcomes))
+}
+
+fn finish(
+    outcomes: Vec<Option<Result<Committed, StoreError>>>,
+) -> Vec<Result<Committed, StoreError>> {
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                Err(StoreError::Invalid(
+                    "the write was left without an outcome".into(),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Records the batch's `jti`s; a write whose `jti` was spent (before, or earlier in
+/// this batch) is [`Committed::Replayed`] and goes no further.
+async fn spend_jtis<'a>(
+    tx: &mut Tx,
+    live: Vec<Encoded<'a>>,
+    outcomes: &mut [Option<Result<Committed, StoreError>>],
+) -> Result<Vec<Encoded<'a>>, StoreError> {
+    let mut seen = HashSet::new();
+    let mut spending = Vec::new();
+    let mut rest = Vec::with_capacity(live.len());
+    for encoded in live {
+        match &encoded.write.jti {
+            None => rest.push(encoded),
+            Some(used) if seen.insert((used.issuer.as_str(), used.jti.as_str())) => {
+                spending.push(encoded);
+            }
+            Some(_) => outcomes[encoded.index] = Some(Ok(Committed::Replayed)),
+        }
+    }
+    let mut fresh = HashSet::new();
+    for chunk in spending.chunks(MAX_PARAMS / 3) {
+        let sql = format!(
+            "INSERT INTO used_jtis (issuer, jti, expires_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING issuer, jti",
+            values_rows(chunk.len(), 3, 1)
+        );
+        let mut q = query_built(sql);
+        for encoded in chunk {
+            if let Some(used) = &encoded.write.jti {
+                q = q
+                    .bind(used.issuer.as_str())
+                    .bind(used.jti.as_str())
+                    .bind(used.expires_at.0);
+            }
+        }
+        let rows: Vec<(String, String)> = q.fetch_all(&mut *tx).await.map_err(db_error)?;
+        fresh.extend(rows);
+    }
+    for encoded in spending {
+        let spent_now = encoded
+            .write
+            .jti
+            .as_ref()
+            .is_some_and(|used| fresh.contains(&(used.issuer.clone(), used.jti.clone())));
+        if spent_now {
+            rest.push(encoded);
+        } else {
+            outcomes[encoded.index] = Some(Ok(Committed::Replayed));
+        }
+    }
+    Ok(rest)
+}
+
+/// Inserts the upload rows; a row that meets an idempotency key is
+/// [`Committed::Existing`], one that meets an existing id is refused.
+async fn insert_uploads<'a>(
+    tx: &mut Tx,
+    live: Vec<Encoded<'a>>,
+    outcomes: &mut [Option<Result<Committed, StoreError>>],
+) -> Result<Vec<(Encoded<'a>, UploadRecord)>, StoreError> {
+    let mut rows: HashMap<String, UploadRow> = HashMap::with_capacity(live.len());
+    for chunk in live.chunks(MAX_PARAMS / UPLOAD_COLUMNS) {
+        let sql = format!(
+            concat!(
+                "INSERT INTO uploads (id, status, mode, name, size, sha256, content_type, \
+                 created_at, verified_at, identity_json, repository_id, reason, \
+                 idempotency_key, pending_repository_id, pending_run_id, pending_run_attempt, \
+                 pending_head_sha, idempotency_scope) VALUES {} \
+                 ON CONFLICT DO NOTHING RETURNING ",
+                upload_columns!()
+            ),
+            values_rows(chunk.len(), UPLOAD_COLUMNS, 1)
+        );
+        let mut q = query_built(sql);
+        for encoded in chunk {
+            let upload = &encoded.write.upload;
+            let params = &encoded.params;
+            q = q
+                .bind(upload.id.as_str())
+                .bind(upload.status.as_str())
+                .bind(upload.mode.as_str())
+                .bind(&upload.name)
+                .bind(params.size)
+                .bind(&params.sha256)
+                .bind(&upload.content_type)
+                .bind(upload.created_at.0)
+                .bind(upload.verified_at.map(|t| t.0))
+                .bind(&params.identity_json)
+                .bind(params.repository_id)
+                .bind(&upload.reason)
+                .bind(&upload.idempotency_key)
+                .bind(params.pending_repository_id)
+                .bind(params.pending_run_id)
+                .bind(params.pending_run_attempt)
+                .bind(upload.pending_run.as_ref().map(|p| p.head_sha.as_str()))
+                .bind(&params.idempotency_scope);
+        }
+        let stored: Vec<UploadRow> = q.fetch_all(&mut *tx).await.map_err(db_error)?;
+        rows.extend(stored.into_iter().map(|row| (row.id.clone(), row)));
+    }
+    let mut inserted = Vec::with_capacity(rows.len());
+    for encoded in live {
+        let upload = &encoded.write.upload;
+        if let Some(row) = rows.remove(upload.id.as_str()) {
+            match row.into_record() {
+                Ok(record) => inserted.push((encoded, record)),
+                Err(e) => {
+                    // Stored yet unreadable: a bug; undone so that nothing half-made stays.
+                    undo(tx, &upload.id, &[]).await?;
+                    outcomes[encoded.index] = Some(Err(e));
+                }
+            }
+            continue;
+        }
+        let outcome = match &upload.idempotency_key {
+            Some(key) => {
+                let scope = IdempotencyScope::new(upload.mode, &upload.identity);
+                match existing(tx, &scope, key).await? {
+                    Some(record) => Ok(Committed::Existing(record)),
+                    None => Err(already_exists(&upload.id)),
+                }
+            }
+            None => Err(already_exists(&upload.id)),
+        };
+        outcomes[encoded.index] = Some(outcome);
+    }
+    Ok(inserted)
+}
+
+fn already_exists(id: &UploadId) -> StoreError {
+    // Not the idempotency key, so the id itself: a caller bug, not an outage.
+    StoreError::Invalid(format!("upload {id} already exists"))
+}
+
+/// The upload of this scope and idempotency key, as this transaction sees it.
+async fn existing(
+    tx: &mut Tx,
+    scope: &IdempotencyScope,
+    key: &str,
+) -> Result<Option<UploadRecord>, StoreError> {
+    query(concat!(
+        "SELECT ",
+        upload_columns!(),
+        " FROM uploads WHERE idempotency_scope = $1 AND idempotency_key = $2"
+    ))
+    .bind(scope.as_str())
+    .bind(key)
+    .fetch_optional::<UploadRow>(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .map(UploadRow::into_record)
+    .transpose()
+}
+
+/// Stores the inline bodies of the inserted uploads.
+async fn insert_bodies(
+    tx: &mut Tx,
+    inserted: &[(Encoded<'_>, UploadRecord)],
+) -> Result<(), StoreError> {
+    let with_body: Vec<(&UploadId, &[u8])> = inserted
+        .iter()
+        .filter_map(|(e, _)| {
+            e.write
+                .body
+                .as_deref()
+                .map(|body| (&e.write.upload.id, body))
+        })
+        .collect();
+    let mut start = 0;
+    while start < with_body.len() {
+        let mut end = start;
+        let mut bytes = 0usize;
+        while end < with_body.len()
+            && end - start < MAX_PARAMS / 2
+            && (end == start || bytes + with_body[end].1.len() <= MAX_BODY_BYTES_PER_STATEMENT)
+        {
+            bytes += with_body[end].1.len();
+            end += 1;
+        }
+        let chunk = &with_body[start..end];
+        let sql = format!(
+            "INSERT INTO upload_bodies (upload_id, body) VALUES {}",
+            values_rows(chunk.len(), 2, 1)
+        );
+        let mut q = query_built(sql);
+        for (id, body) in chunk {
+            q = q.bind(id.as_str()).bind(*body);
+        }
+        q.execute(&mut *tx).await.map_err(db_error)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Enqueues the inserted uploads' deliveries (pending, due at the upload's creation). An
+/// upload one of whose delivery ids exists already is undone and refused.
+async fn insert_deliveries<'a>(
+    tx: &mut Tx,
+    inserted: Vec<(Encoded<'a>, UploadRecord)>,
+    outcomes: &mut [Option<Result<Committed, StoreError>>],
+) -> Result<Vec<(Encoded<'a>, UploadRecord)>, StoreError> {
+    let rows: Vec<(&Encoded<'_>, usize)> = inserted
+        .iter()
+        .flat_map(|(e, _)| (0..e.write.upload.deliveries.len()).map(move |i| (e, i)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(inserted);
+    }
+    let mut stored = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(MAX_PARAMS / DELIVERY_COLUMNS) {
+        let sql = format!(
+            "INSERT INTO outbox (id, event, upload_id, payload_json, status, attempts, \
+             created_at, next_attempt_at, updated_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING id",
+            values_rows(chunk.len(), DELIVERY_COLUMNS, 1)
+        );
+        let mut q = query_built(sql);
+        for (encoded, i) in chunk {
+            let upload = &encoded.write.upload;
+            let delivery = &upload.deliveries[*i];
+            q = q
+                .bind(&delivery.id)
+                .bind(&delivery.event)
+                .bind(&delivery.upload_id)
+                .bind(&encoded.payloads[*i])
+                .bind("pending")
+                .bind(0i64)
+                .bind(upload.created_at.0)
+                .bind(upload.created_at.0)
+                .bind(upload.created_at.0);
+        }
+        let ids: Vec<(String,)> = q.fetch_all(&mut *tx).await.map_err(db_error)?;
+        stored.extend(ids.into_iter().map(|(id,)| id));
+    }
+    let mut kept = Vec::with_capacity(inserted.len());
+    for (encoded, record) in inserted {
+        let deliveries = &encoded.write.upload.deliveries;
+        match deliveries.iter().find(|d| !stored.contains(&d.id)) {
+            None => kept.push((encoded, record)),
+            Some(taken) => {
+                let ours: Vec<String> = deliveries
+                    .iter()
+                    .filter(|d| stored.contains(&d.id))
+                    .map(|d| d.id.clone())
+                    .collect();
+                undo(tx, &encoded.write.upload.id, &ours).await?;
+                outcomes[encoded.index] = Some(Err(StoreError::Invalid(format!(
+                    "delivery {} already exists",
+                    taken.id
+                ))));
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// Removes what this transaction stored of one upload: its deliveries `deliveries`, its
+/// body and its row (its `jti` stays spent).
+async fn undo(tx: &mut Tx, id: &UploadId, deliveries: &[String]) -> Result<(), StoreError> {
+    if !deliveries.is_empty() {
+        let sql = format!(
+            "DELETE FROM outbox WHERE id IN (SELECT item FROM {})",
+            tx.dialect().text_list("$1", "t")
+        );
+        query_built(sql)
+            .bind(deliveries)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    query("DELETE FROM upload_bodies WHERE upload_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    query("DELETE FROM uploads WHERE id = $1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Deletes the pending reservations the inserted uploads consume.
+async fn consume_reservations(
+    tx: &mut Tx,
+    inserted: &[(Encoded<'_>, UploadRecord)],
+) -> Result<(), StoreError> {
+    let ids: Vec<String> = inserted
+        .iter()
+        .filter_map(|(e, _)| e.write.upload.pending_reservation.as_ref())
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "DELETE FROM pending_reservations WHERE id IN (SELECT item FROM {})",
+        tx.dialect().text_list("$1", "t")
+    );
+    query_built(sql)
+        .bind(ids.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// The inline body of upload `id`, if it has one.
+pub(crate) async fn inline_body(pool: &Pool, id: &UploadId) -> Result<Option<Vec<u8>>, StoreError> {
+    let row: Option<(Vec<u8>,)> = query("SELECT body FROM upload_bodies WHERE upload_id = $1")
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(row.map(|(body,)| body))
+}
+
+/// Deletes the inline body of upload `id`; `true` when there was one.
+pub(crate) async fn delete_inline_body(pool: &Pool, id: &UploadId) -> Result<bool, StoreError> {
+    let done = query("DELETE FROM upload_bodies WHERE upload_id = $1")
+        .bind(id.as_str())
+        .execute(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(done > 0)
+}
+
+/// Whether `jti` of `issuer` is recorded as spent.
+pub(crate) async fn jti_is_spent(pool: &Pool, issuer: &str, jti: &str) -> Result<bool, StoreError> {
+    let row: Option<(i64,)> =
+        query("SELECT expires_at FROM used_jtis WHERE issuer = $1 AND jti = $2")
+            .bind(issuer)
+            .bind(jti)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?;
+    Ok(row.is_some())
+}
+
+/// The latest expiry among spent `jti`s, if any: until then, a token spent before this
+/// process started may come again.
+pub(crate) async fn latest_jti_expiry(pool: &Pool) -> Result<Option<i64>, StoreError> {
+    let row: Option<(Option<i64>,)> = query("SELECT MAX(expires_at) FROM used_jtis")
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(row.and_then(|(max,)| max))
+}
