@@ -20,6 +20,9 @@
 //!   alternating between them. `--storage-rounds` rounds, the order rotating each round;
 //!   medians are reported, and the ratios PostgreSQL ÷ SQLite and two replicas ÷ one.
 //!   Each PostgreSQL setup gets a schema of its own, dropped afterwards.
+//! - `--peer-results FILE`: the figures `scripts/bench-peer.sh` wrote (runproof on SQLite,
+//!   on PostgreSQL and as two replicas, against a Node peer that only verifies, under the
+//!   same `wrk` load); their ratios become rows of the table, with their targets.
 //! - `--openssl-seconds S`: `openssl speed -seconds S rsa2048` verify/s.
 //! - `--criterion-dir DIR`: reads `verify/*` estimates written by
 //!   `cargo bench -p runproof-core --bench verify` and relates them to openssl.
@@ -58,9 +61,12 @@ const MIB: u64 = 1024 * 1024;
 const AUDIENCE: &str = "https://runproof.bench.invalid";
 const RSS_TARGET_MIB: f64 = 64.0;
 /// Full verification against `openssl speed`: at least 0.6.
-const VERIFY_TARGET: Target = (true, 0.6);
-/// Peak RSS during a large upload against [`RSS_TARGET_MIB`]: below 1.
-const RSS_TARGET: Target = (false, 1.0);
+const VERIFY_TARGET: Target = (Op::AtLeast, 0.6);
+/// Peak RSS of the server, in any phase and at any size, against [`RSS_TARGET_MIB`]: below 1.
+const RSS_TARGET: Target = (Op::Below, 1.0);
+/// An upload of at least [`LARGE_TARGET_MIB`] against `dd conv=fsync` of the same size.
+const LARGE_TARGET: Target = (Op::AtLeast, 0.8);
+const LARGE_TARGET_MIB: u64 = 1024;
 
 /// Drive a real runproof server on loopback and measure it against same-run baselines.
 #[derive(Debug, Parser)]
@@ -99,6 +105,9 @@ struct Args {
     /// Without it the comparison is skipped, and says so.
     #[arg(long)]
     database_url: Option<String>,
+    /// The JSON `scripts/bench-peer.sh` wrote: its rows join the table.
+    #[arg(long)]
+    peer_results: Option<PathBuf>,
     /// Run `openssl speed -seconds S rsa2048` (0: skip).
     #[arg(long, default_value_t = 0)]
     openssl_seconds: u64,
@@ -666,27 +675,63 @@ fn num(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{v:.decimals$}"))
 }
 
-/// A target for a ratio: `(at_least, bound)`, `true` for `≥ bound`, `false` for `< bound`.
-type Target = (bool, f64);
+/// How a ratio is held against its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// `≥ bound`.
+    AtLeast,
+    /// `≤ bound`.
+    AtMost,
+    /// `< bound`.
+    Below,
+}
 
-/// The target cell: the target and whether this run met it, judged on the exact ratio.
-/// When the two decimals printed would say otherwise, the exact ratio is shown too.
-fn target_cell(a: Option<f64>, b: Option<f64>, (at_least, bound): Target) -> String {
-    let op = if at_least { "≥" } else { "<" };
-    let met = |r: f64| (at_least && r >= bound) || (!at_least && r < bound);
-    let (Some(a), Some(b)) = (a, b) else {
-        return format!("{op} {bound} (not measured)");
-    };
-    if b <= 0.0 {
-        return format!("{op} {bound} (not measured)");
+impl Op {
+    fn symbol(self) -> &'static str {
+        match self {
+            Self::AtLeast => "≥",
+            Self::AtMost => "≤",
+            Self::Below => "<",
+        }
     }
-    let exact = a / b;
-    let mark = if met(exact) { "✅" } else { "❌" };
+
+    fn met(self, ratio: f64, bound: f64) -> bool {
+        match self {
+            Self::AtLeast => ratio >= bound,
+            Self::AtMost => ratio <= bound,
+            Self::Below => ratio < bound,
+        }
+    }
+}
+
+/// A target for a ratio.
+type Target = (Op, f64);
+
+/// The target cell: the target and whether this run met it, judged on the exact ratio `a ÷ b`.
+fn target_cell(a: Option<f64>, b: Option<f64>, target: Target) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => target_cell_ratio(Some(a / b), target),
+        _ => target_cell_ratio(None, target),
+    }
+}
+
+/// The target cell for a ratio. A miss says by how much, with the exact ratio; so does a
+/// hit whose two printed decimals would read as a miss.
+fn target_cell_ratio(exact: Option<f64>, (op, bound): Target) -> String {
+    let sym = op.symbol();
+    let Some(exact) = exact.filter(|r| r.is_finite()) else {
+        return format!("{sym} {bound} (not measured)");
+    };
+    if !op.met(exact, bound) {
+        let by = 100.0 * (exact - bound).abs() / bound;
+        let how = if op == Op::AtLeast { "short" } else { "over" };
+        return format!("{sym} {bound} ❌ ({exact:.4}: {by:.1} % {how})");
+    }
     let shown = format!("{exact:.2}").parse::<f64>().unwrap_or(exact);
-    if met(shown) == met(exact) {
-        format!("{op} {bound} {mark}")
+    if op.met(shown, bound) {
+        format!("{sym} {bound} ✅")
     } else {
-        format!("{op} {bound} {mark} ({exact:.4})")
+        format!("{sym} {bound} ✅ ({exact:.4})")
     }
 }
 
@@ -767,25 +812,37 @@ fn summary(r: &Value) -> String {
         );
         let _ = writeln!(
             s,
-            "| server peak RSS (small phase) | {} MiB | target {RSS_TARGET_MIB} MiB | {} | |",
+            "| server peak RSS (small phase) | {} MiB | target {RSS_TARGET_MIB} MiB | {} | {} |",
             num(f(small, "/server_peak_rss_kib").map(|k| k / 1024.0), 1),
             ratio(
                 f(small, "/server_peak_rss_kib").map(|k| k / 1024.0),
                 Some(RSS_TARGET_MIB)
+            ),
+            target_cell(
+                f(small, "/server_peak_rss_kib").map(|k| k / 1024.0),
+                Some(RSS_TARGET_MIB),
+                RSS_TARGET
             )
         );
     }
+    peer::summary(r, &mut s);
     storage::summary(r, &mut s);
     if let Some(large) = r.get("large").and_then(Value::as_array) {
         for l in large {
+            let (rate, dd) = (f(l, "/mib_per_sec"), f(l, "/baseline_dd_mib_per_sec"));
+            let target = if l["mib"].as_u64().is_some_and(|m| m >= LARGE_TARGET_MIB) {
+                format!(" {} ", target_cell(rate, dd, LARGE_TARGET))
+            } else {
+                " ".to_owned()
+            };
             let _ = writeln!(
                 s,
-                "| {} MiB upload (median of {}) | {} MiB/s | dd conv=fsync {} MiB/s | **{}** | |",
+                "| {} MiB upload (median of {}) | {} MiB/s | dd conv=fsync {} MiB/s | **{}** |{target}|",
                 l["mib"],
                 l["rounds"],
-                num(f(l, "/mib_per_sec"), 0),
-                num(f(l, "/baseline_dd_mib_per_sec"), 0),
-                ratio(f(l, "/mib_per_sec"), f(l, "/baseline_dd_mib_per_sec"))
+                num(rate, 0),
+                num(dd, 0),
+                ratio(rate, dd)
             );
             let peak_mib = f(l, "/server_peak_rss_kib").map(|k| k / 1024.0);
             let _ = writeln!(
@@ -804,6 +861,8 @@ fn summary(r: &Value) -> String {
 
 // ---------------------------------------------------------------------------------------
 
+#[path = "load/peer.rs"]
+mod peer;
 #[path = "load/storage.rs"]
 mod storage;
 
@@ -846,6 +905,9 @@ async fn main() -> anyhow::Result<()> {
         } else {
             results.insert("verify".into(), Value::Object(verify));
         }
+    }
+    if let Some(path) = &args.peer_results {
+        results.insert("peer".into(), peer::load(path));
     }
     if args.small > 0 {
         results.insert("small".into(), small_phase(&args, &work).await?);
@@ -938,17 +1000,41 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("| full verify ("))
             .unwrap();
-        assert!(verify.contains("| **0.50** | ≥ 0.6 ❌ |"), "{verify}");
+        assert!(
+            verify.contains("| **0.50** | ≥ 0.6 ❌ (0.5000: 16.7 % short) |"),
+            "{verify}"
+        );
         let rss = missed
             .lines()
             .find(|l| l.contains("server peak RSS (1024"))
             .unwrap();
-        assert!(rss.contains("| **1.09** | < 1 ❌ |"), "{rss}");
+        assert!(
+            rss.contains("| **1.09** | < 1 ❌ (1.0938: 9.4 % over) |"),
+            "{rss}"
+        );
+        // 1 GiB at half of dd's rate misses ≥ 0.8 by 37.5 %.
+        let large = missed
+            .lines()
+            .find(|l| l.starts_with("| 1024 MiB upload"))
+            .unwrap();
+        assert!(
+            large.contains("| **0.50** | ≥ 0.8 ❌ (0.5000: 37.5 % short) |"),
+            "{large}"
+        );
 
         // Judged on the exact ratio: 0.5952 prints as 0.60 but misses ≥ 0.6, and says so.
         assert_eq!(
             target_cell(Some(0.5952), Some(1.0), VERIFY_TARGET),
-            "≥ 0.6 ❌ (0.5952)"
+            "≥ 0.6 ❌ (0.5952: 0.8 % short)"
+        );
+        // Met, but printed as 1.00 against `< 1`: the exact ratio says why it is met.
+        assert_eq!(
+            target_cell(Some(0.996), Some(1.0), RSS_TARGET),
+            "< 1 ✅ (0.9960)"
+        );
+        assert_eq!(
+            target_cell(Some(1.0), Some(1.0), (Op::AtMost, 1.0)),
+            "≤ 1 ✅"
         );
         assert_eq!(target_cell(Some(0.6), Some(1.0), VERIFY_TARGET), "≥ 0.6 ✅");
         assert_eq!(
