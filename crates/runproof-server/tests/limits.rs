@@ -339,9 +339,10 @@ async fn rule_slow_body_is_cut_off_at_the_body_deadline() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("invalid_request"), "{answer}");
-    // Only the genuine upload is stored; nothing of the slow one is kept.
+    // Only the genuine upload is stored (its small body in the database); nothing of the
+    // slow one is kept, not even a partial file.
     assert_eq!(h.record_count().await, 1);
-    assert_eq!(h.blob_files(), (1, 0));
+    assert_eq!(h.blob_files(), (0, 0));
 }
 
 const WEBHOOK_SECRET: &str = "limits-webhook-secret-0123456789";

@@ -691,7 +691,13 @@ async fn expiry_marks_old_pending_uploads_and_deletes_rejected_and_expired_blobs
     };
     let (_, pending, _) = upload_pending(&h, &unseen, "unseen run").await;
     assert_eq!(pending["status"], "pending");
-    assert_eq!(count_files(&h.root.join("blobs")), 3);
+    let ids = [&verified, &rejected, &pending].map(|r| r["id"].as_str().unwrap().to_owned());
+    assert_eq!(bodies(&h, &ids).await, [true, true, true]);
+    assert_eq!(
+        count_files(&h.root.join("blobs")),
+        0,
+        "small bodies live in the database"
+    );
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let report = runproof_server::sweep(&h.state).await;
@@ -701,9 +707,9 @@ async fn expiry_marks_old_pending_uploads_and_deletes_rejected_and_expired_blobs
     assert_eq!(s["status"], "expired");
     assert_eq!(s["reason"], "pending_ttl elapsed");
     assert_eq!(
-        count_files(&h.root.join("blobs")),
-        1,
-        "only the verified blob remains"
+        bodies(&h, &ids).await,
+        [true, false, false],
+        "only the verified body remains"
     );
     assert_eq!(
         status_of(&h, verified["id"].as_str().unwrap()).await["status"],
@@ -713,6 +719,16 @@ async fn expiry_marks_old_pending_uploads_and_deletes_rejected_and_expired_blobs
     let again = runproof_server::sweep(&h.state).await;
     assert_eq!((again.expired, again.blobs_deleted), (0, 0));
     h.stop().await;
+}
+
+/// Whether each upload still has its body, wherever it lives (database or blob store).
+async fn bodies<const N: usize>(h: &Harness, ids: &[String; N]) -> [bool; N] {
+    let mut out = [false; N];
+    for (i, id) in ids.iter().enumerate() {
+        let id = runproof_store::UploadId::parse(id).unwrap();
+        out[i] = h.state.blobs.exists(&id).await.unwrap();
+    }
+    out
 }
 
 fn workflow(steps_use: &str) -> String {

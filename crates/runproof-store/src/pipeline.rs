@@ -26,6 +26,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use runproof_core::UnixTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -104,6 +105,27 @@ impl Default for PipelineSettings {
     }
 }
 
+/// What the writer stores batches with: a [`Store`], or a stand-in in tests.
+#[async_trait]
+trait Batches: Send + Sync + 'static {
+    async fn commit(
+        &self,
+        writes: &[UploadWrite],
+    ) -> Result<Vec<Result<Committed, StoreError>>, StoreError>;
+}
+
+struct ToStore(Arc<dyn Store>);
+
+#[async_trait]
+impl Batches for ToStore {
+    async fn commit(
+        &self,
+        writes: &[UploadWrite],
+    ) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+        self.0.commit_uploads(writes).await
+    }
+}
+
 struct Job {
     write: UploadWrite,
     reply: oneshot::Sender<Result<Committed, StoreError>>,
@@ -138,6 +160,10 @@ impl CommitPipeline {
     /// Starts the writer on the current Tokio runtime.
     #[must_use]
     pub fn start(store: Arc<dyn Store>, settings: PipelineSettings) -> Self {
+        Self::start_with(Arc::new(ToStore(store)), settings)
+    }
+
+    fn start_with(store: Arc<dyn Batches>, settings: PipelineSettings) -> Self {
         let (queue, jobs) = mpsc::channel(settings.queue.max(1));
         let inline_budget = settings.inline_budget.min(Semaphore::MAX_PERMITS);
         tokio::spawn(run_writer(store, jobs, settings));
@@ -185,7 +211,7 @@ impl CommitPipeline {
 }
 
 async fn run_writer(
-    store: Arc<dyn Store>,
+    store: Arc<dyn Batches>,
     mut jobs: mpsc::Receiver<Job>,
     settings: PipelineSettings,
 ) {
@@ -230,11 +256,11 @@ async fn run_writer(
     let _ = writers.acquire_many(settings.writers.max(1) as u32).await;
 }
 
-async fn commit_batch(store: &dyn Store, batch: Vec<Job>) {
+async fn commit_batch(store: &dyn Batches, batch: Vec<Job>) {
     let (writes, replies): (Vec<UploadWrite>, Vec<_>) =
         batch.into_iter().map(|job| (job.write, job.reply)).unzip();
     metrics::histogram!("runproof_commit_batch_size").record(writes.len() as f64);
-    let outcomes = store.commit_uploads(&writes).await;
+    let outcomes = store.commit(&writes).await;
     match outcomes {
         Ok(outcomes) if outcomes.len() == replies.len() => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -260,5 +286,147 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Job>) {
                 let _ = reply.send(Err(e.for_each_write()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testsuite::{new_upload, unique_repository_id};
+
+    /// Commits nothing until let go; records each batch's size; fails whole batches
+    /// when told to.
+    struct Gate {
+        open: tokio::sync::Semaphore,
+        sizes: Mutex<Vec<usize>>,
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl Batches for Gate {
+        async fn commit(
+            &self,
+            writes: &[UploadWrite],
+        ) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+            self.open.acquire().await.unwrap().forget();
+            self.sizes.lock().unwrap().push(writes.len());
+            if self.fail {
+                return Err(StoreError::CommitUnknown("connection lost".into()));
+            }
+            Ok(writes.iter().map(|_| Ok(Committed::Replayed)).collect())
+        }
+    }
+
+    fn gate(fail: bool) -> Arc<Gate> {
+        Arc::new(Gate {
+            open: tokio::sync::Semaphore::new(0),
+            sizes: Mutex::new(Vec::new()),
+            fail,
+        })
+    }
+
+    fn write() -> UploadWrite {
+        UploadWrite {
+            upload: new_upload(unique_repository_id()),
+            jti: None,
+            body: None,
+        }
+    }
+
+    fn settings(queue: usize) -> PipelineSettings {
+        PipelineSettings {
+            queue,
+            ..PipelineSettings::default()
+        }
+    }
+
+    /// Waits (up to 5 s) until the gate has been asked to commit `n` batches' worth of
+    /// waiting, i.e. until `pipeline`'s queue holds `queued` writes.
+    async fn until_queued(pipeline: &CommitPipeline, queued: usize) {
+        for _ in 0..500 {
+            if pipeline.queue.max_capacity() - pipeline.queue.capacity() == queued {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the queue never held {queued} writes");
+    }
+
+    #[tokio::test]
+    async fn rule_a_full_queue_refuses_at_once_and_waiting_writes_share_a_batch() {
+        let gate = gate(false);
+        let pipeline =
+            CommitPipeline::start_with(Arc::clone(&gate) as Arc<dyn Batches>, settings(2));
+        // The first write is taken into a batch that waits at the gate.
+        let first = tokio::spawn({
+            let p = pipeline.clone();
+            async move { p.commit(write()).await }
+        });
+        until_queued(&pipeline, 0).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let p = pipeline.clone();
+                tokio::spawn(async move { p.commit(write()).await })
+            })
+            .collect();
+        until_queued(&pipeline, 2).await;
+        let refused = tokio::time::timeout(Duration::from_secs(5), pipeline.commit(write()))
+            .await
+            .expect("rule: a full queue answers at once");
+        assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+
+        gate.open.add_permits(2);
+        assert!(matches!(first.await.unwrap(), Ok(Committed::Replayed)));
+        for w in waiting {
+            assert!(matches!(w.await.unwrap(), Ok(Committed::Replayed)));
+        }
+        assert_eq!(
+            *gate.sizes.lock().unwrap(),
+            vec![1, 2],
+            "the writes that waited went in one batch"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_of_its_writes_with_its_error() {
+        let gate = gate(true);
+        gate.open.add_permits(10);
+        let pipeline =
+            CommitPipeline::start_with(Arc::clone(&gate) as Arc<dyn Batches>, settings(8));
+        let outcomes: Vec<_> = (0..3)
+            .map(|_| {
+                let p = pipeline.clone();
+                tokio::spawn(async move { p.commit(write()).await })
+            })
+            .collect();
+        for outcome in outcomes {
+            assert!(matches!(
+                outcome.await.unwrap(),
+                Err(StoreError::CommitUnknown(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn inline_room_is_bounded_and_given_back() {
+        let pipeline = CommitPipeline::start_with(
+            gate(false) as Arc<dyn Batches>,
+            PipelineSettings {
+                inline_budget: 100,
+                ..PipelineSettings::default()
+            },
+        );
+        let a = pipeline.reserve_inline(60).expect("room for 60");
+        assert!(pipeline.reserve_inline(60).is_none(), "only 40 left");
+        let b = pipeline.reserve_inline(40).expect("room for 40");
+        drop(a);
+        assert!(pipeline.reserve_inline(60).is_some(), "given back on drop");
+        drop(b);
     }
 }

@@ -14,7 +14,7 @@ use crate::model::{IdempotencyScope, StoreError, UploadId, UploadRecord};
 use crate::pipeline::{Committed, UploadWrite};
 use crate::row::{UploadParams, UploadRow, payload_json, upload_columns};
 
-use super::{Pool, Tx, db_error, query, query_built, values_rows};
+use super::{Pool, Tx, db_error, query, query_built, row_runs, values_rows};
 
 /// Bound values per statement, below SQLite's limit (32,766) and PostgreSQL's (65,535).
 const MAX_PARAMS: usize = 30_000;
@@ -22,6 +22,9 @@ const MAX_PARAMS: usize = 30_000;
 /// Inline body bytes per statement, so that one statement never carries a whole batch
 /// of large bodies at once.
 const MAX_BODY_BYTES_PER_STATEMENT: usize = 4 << 20;
+
+/// Rows per statement: a power of two, so that the texts of multi-row statements are few.
+const MAX_ROWS: usize = 64;
 
 const UPLOAD_COLUMNS: usize = 18;
 const DELIVERY_COLUMNS: usize = 9;
@@ -128,11 +131,12 @@ async fn spend_jtis<'a>(
         }
     }
     let mut fresh = HashSet::new();
-    for chunk in spending.chunks(MAX_PARAMS / 3) {
+    for run in row_runs(spending.len(), MAX_ROWS.min(MAX_PARAMS / 3)) {
+        let chunk = &spending[run];
         let sql = format!(
             "INSERT INTO used_jtis (issuer, jti, expires_at) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING issuer, jti",
-            values_rows(chunk.len(), 3, 1)
+            values_rows(tx.dialect(), chunk.len(), 3, 1)
         );
         let mut q = query_built(sql);
         for encoded in chunk {
@@ -169,7 +173,8 @@ async fn insert_uploads<'a>(
     outcomes: &mut [Option<Result<Committed, StoreError>>],
 ) -> Result<Vec<(Encoded<'a>, UploadRecord)>, StoreError> {
     let mut rows: HashMap<String, UploadRow> = HashMap::with_capacity(live.len());
-    for chunk in live.chunks(MAX_PARAMS / UPLOAD_COLUMNS) {
+    for run in row_runs(live.len(), MAX_ROWS.min(MAX_PARAMS / UPLOAD_COLUMNS)) {
+        let chunk = &live[run];
         let sql = format!(
             concat!(
                 "INSERT INTO uploads (id, status, mode, name, size, sha256, content_type, \
@@ -179,7 +184,7 @@ async fn insert_uploads<'a>(
                  ON CONFLICT DO NOTHING RETURNING ",
                 upload_columns!()
             ),
-            values_rows(chunk.len(), UPLOAD_COLUMNS, 1)
+            values_rows(tx.dialect(), chunk.len(), UPLOAD_COLUMNS, 1)
         );
         let mut q = query_built(sql);
         for encoded in chunk {
@@ -281,7 +286,7 @@ async fn insert_bodies(
         let mut end = start;
         let mut bytes = 0usize;
         while end < with_body.len()
-            && end - start < MAX_PARAMS / 2
+            && end - start < MAX_ROWS
             && (end == start || bytes + with_body[end].1.len() <= MAX_BODY_BYTES_PER_STATEMENT)
         {
             bytes += with_body[end].1.len();
@@ -290,7 +295,7 @@ async fn insert_bodies(
         let chunk = &with_body[start..end];
         let sql = format!(
             "INSERT INTO upload_bodies (upload_id, body) VALUES {}",
-            values_rows(chunk.len(), 2, 1)
+            values_rows(tx.dialect(), chunk.len(), 2, 1)
         );
         let mut q = query_built(sql);
         for (id, body) in chunk {
@@ -317,12 +322,13 @@ async fn insert_deliveries<'a>(
         return Ok(inserted);
     }
     let mut stored = HashSet::with_capacity(rows.len());
-    for chunk in rows.chunks(MAX_PARAMS / DELIVERY_COLUMNS) {
+    for run in row_runs(rows.len(), MAX_ROWS.min(MAX_PARAMS / DELIVERY_COLUMNS)) {
+        let chunk = &rows[run];
         let sql = format!(
             "INSERT INTO outbox (id, event, upload_id, payload_json, status, attempts, \
              created_at, next_attempt_at, updated_at) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING id",
-            values_rows(chunk.len(), DELIVERY_COLUMNS, 1)
+            values_rows(tx.dialect(), chunk.len(), DELIVERY_COLUMNS, 1)
         );
         let mut q = query_built(sql);
         for (encoded, i) in chunk {
