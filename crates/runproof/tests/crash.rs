@@ -598,7 +598,8 @@ fn calls(trace: &str) -> Vec<Call> {
     out
 }
 
-/// Rule: a blob is durable before it is visible and before its upload is acknowledged.
+/// Rule: a blob is durable before it is visible and before its upload is acknowledged, and
+/// so is a small body stored in the database.
 /// Under `strace`, for every upload answered `201`: the last write to its temporary file
 /// ends before that file's fsync, the fsync (returning 0) ends before the rename into
 /// `blobs/<xx>/<id>`, and an fsync of `blobs/<xx>` starts after the rename and ends before
@@ -646,7 +647,8 @@ async fn rule_blobs_are_fsynced_before_their_rename_and_their_directory_before_t
         let (http, base) = (http.clone(), server.base.clone());
         let token = gh.token(AUDIENCE).unwrap();
         tasks.push(tokio::spawn(async move {
-            let body = Rng(i + 1).bytes(64 * 1024 + i as usize);
+            // Past inline_max_bytes (64 KiB): a blob.
+            let body = Rng(i + 1).bytes(64 * 1024 + 1 + i as usize);
             let resp = http
                 .post(format!("{base}/v1/uploads?name=durable-{i}.bin"))
                 .bearer_auth(token)
@@ -663,6 +665,19 @@ async fn rule_blobs_are_fsynced_before_their_rename_and_their_directory_before_t
     for t in tasks {
         ids.push(t.await.unwrap());
     }
+    // Then, alone, a small body: it lives in the database, committed through the WAL.
+    let resp = http
+        .post(format!("{}/v1/uploads?name=inline.bin", server.base))
+        .bearer_auth(gh.token(AUDIENCE).unwrap())
+        .body(Rng(99).bytes(1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let inline_id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     server.stop_traced();
     let trace = std::fs::read_to_string(&trace_file).unwrap();
     let calls = calls(&trace);
@@ -719,9 +734,38 @@ async fn rule_blobs_are_fsynced_before_their_rename_and_their_directory_before_t
             });
         assert_eq!(dir_sync.ret, "0", "{id}: the fsync of {shard}");
     }
+    // The small body: after every earlier answer, its batch is written to the WAL, the
+    // WAL is fsynced, and only then is the answer naming it written.
+    let answers = |id: &str| {
+        calls
+            .iter()
+            .filter(|c| c.name.starts_with("write") || c.name.starts_with("send"))
+            .filter(|c| c.fd_path().is_some_and(|p| p.starts_with("TCP:")))
+            .find(|c| c.args.contains(id))
+            .map(|c| c.entry)
+    };
+    let earlier = ids.iter().map(|id| answers(id).unwrap()).max().unwrap();
+    let answer = answers(&inline_id).expect("the answer naming the small body's upload");
+    let on_wal = |c: &&Call| c.args.contains("-wal>");
+    let wal_write = calls
+        .iter()
+        .filter(|c| c.name.starts_with("pwrite") || c.name.starts_with("write"))
+        .filter(on_wal)
+        .find(|c| c.entry > earlier && c.exit < answer)
+        .unwrap_or_else(|| panic!("{inline_id}: no write to the WAL before its answer"));
+    let wal_sync = calls
+        .iter()
+        .filter(|c| matches!(c.name.as_str(), "fsync" | "fdatasync"))
+        .filter(on_wal)
+        .find(|c| c.entry > wal_write.exit && c.exit < answer)
+        .unwrap_or_else(|| {
+            panic!("rule: {inline_id} answered without an fsync of the WAL after its commit")
+        });
+    assert_eq!(wal_sync.ret, "0", "the fsync of the WAL");
     println!(
         "durability: {} blobs, each fsynced before its rename, its directory fsynced after the \
-         rename and before the answer ({} system calls traced)",
+         rename and before the answer; a small body's commit fsynced in the WAL before its \
+         answer ({} system calls traced)",
         ids.len(),
         calls.len()
     );
