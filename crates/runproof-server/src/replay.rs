@@ -87,6 +87,16 @@ impl ReplayGuard {
         }
     }
 
+    /// Forgets a claim whose upload was definitely not stored for a fault of ours (the
+    /// database unavailable, the commit queue full), so that the client's retry with the
+    /// same token is judged afresh. Never used for a refusal of the request itself: a
+    /// token refused for its body stays spent here.
+    pub(crate) fn release(&self, issuer: &str, jti: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.entries.remove(&digest(issuer, jti));
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.seen.lock().map_or(0, |s| s.entries.len())
@@ -132,6 +142,15 @@ mod tests {
         // The separator: ("ab", "c") is not ("a", "bc").
         assert_eq!(guard.claim("ab", "c", NOW + 300, NOW), Claim::Fresh);
         assert_eq!(guard.claim("a", "bc", NOW + 300, NOW), Claim::Fresh);
+    }
+
+    #[test]
+    fn rule_a_released_claim_is_judged_afresh() {
+        let guard = ReplayGuard::new(16, 0);
+        assert_eq!(guard.claim("iss", "a", NOW + 300, NOW), Claim::Fresh);
+        guard.release("iss", "a");
+        assert_eq!(guard.claim("iss", "a", NOW + 300, NOW), Claim::Fresh);
+        assert_eq!(guard.claim("iss", "a", NOW + 300, NOW), Claim::Replayed);
     }
 
     #[test]

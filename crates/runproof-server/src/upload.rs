@@ -268,6 +268,13 @@ async fn commit_and_insert(
     }
     let announces = !new.deliveries.is_empty();
     let mode = new.mode;
+    // Given back when the write is definitely not stored for a fault of ours.
+    let claimed = admitted.jti.clone();
+    let release = || {
+        if let Some(used) = &claimed {
+            state.commits.replay.release(&used.issuer, &used.jti);
+        }
+    };
     let write = UploadWrite {
         upload: new,
         jti: admitted.jti,
@@ -310,6 +317,7 @@ async fn commit_and_insert(
                     if in_blob {
                         delete_blob(state, &id).await;
                     }
+                    release();
                     return Err(ApiError::storage(&cause));
                 }
                 Err(e) => {
@@ -322,6 +330,8 @@ async fn commit_and_insert(
             if in_blob {
                 delete_blob(state, &id).await;
             }
+            // Nothing was stored, the jti included: a retry with this token is no replay.
+            release();
             return Err(ApiError::storage(&other));
         }
     };

@@ -18,7 +18,8 @@ use crate::model::{StoreError, UploadId};
 ///   never through a writer.
 /// - [`BlobStore::read`], [`BlobStore::exists`]: the inline body when there is one,
 ///   else the blob.
-/// - [`BlobStore::delete`]: the inline body when there is one, else the blob.
+/// - [`BlobStore::delete`]: both, the blob first (so that it goes even while the database
+///   is unreachable).
 /// - [`BlobStore::list_committed`] and the namespace marker: `blobs` only. An inline
 ///   body is never unreferenced: it is stored in its record's transaction and goes
 ///   with it.
@@ -78,15 +79,12 @@ impl BlobStore for InlineBodies {
     }
 
     async fn delete(&self, id: &UploadId) -> Result<(), BlobError> {
-        let inline = self
-            .store
-            .delete_inline_body(id)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        if inline {
-            return Ok(());
-        }
-        self.blobs.delete(id).await
+        // Both, each whatever the other's fate: a blob is deleted even while the database
+        // is unreachable (a failed upload's body must not wait for it).
+        let blob = self.blobs.delete(id).await;
+        let inline = self.store.delete_inline_body(id).await;
+        blob?;
+        inline.map(|_| ()).map_err(|e| unavailable(&e))
     }
 
     async fn exists(&self, id: &UploadId) -> Result<bool, BlobError> {

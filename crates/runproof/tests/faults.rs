@@ -387,8 +387,11 @@ async fn database_lost_during_operation_answers_503_then_recovers() {
     let http = client();
     let mut rng = Rng::from_time();
     let mut stored = Vec::new();
-    for _ in 0..3 {
-        let body = rng.bytes(64 * 1024);
+    // Bodies up to inline_max_bytes (64 KiB) live in the database, larger ones are blobs.
+    let mut blobs = 0;
+    for len in [1024, 64 * 1024, 96 * 1024] {
+        let body = rng.bytes(len);
+        blobs += usize::from(len > 64 * 1024);
         let (status, v, _) = upload(&http, &base, &gh.token(AUDIENCE).unwrap(), body.clone()).await;
         assert_eq!(status, 201, "{v}");
         stored.push((v["id"].as_str().unwrap().to_owned(), sha256_hex(&body)));
@@ -404,8 +407,9 @@ async fn database_lost_during_operation_answers_503_then_recovers() {
         let (http, base, token) = (http.clone(), base.clone(), gh.token(AUDIENCE).unwrap());
         async move { upload(&http, &base, &token, body).await }
     });
-    tx.send(Ok(rng.bytes(32 * 1024))).await.unwrap();
-    // Its body is being written to tmp/, so the credentials were checked (the jti written):
+    // Past inline_max_bytes (64 KiB), so that it moves from memory to a blob in tmp/.
+    tx.send(Ok(rng.bytes(96 * 1024))).await.unwrap();
+    // Its body is being written to tmp/, so the credentials were checked (the jti claimed):
     // the server reads no body before that. Cut only then (bounded wait).
     let mut streaming = false;
     for _ in 0..200 {
@@ -478,11 +482,7 @@ async fn database_lost_during_operation_answers_503_then_recovers() {
         assert_eq!(resp.status(), 200);
         assert_eq!(&sha256_hex(&resp.bytes().await.unwrap()), sha);
     }
-    assert_eq!(
-        files_under(&data.join("blobs")),
-        stored.len(),
-        "no orphan blob"
-    );
+    assert_eq!(files_under(&data.join("blobs")), blobs, "no orphan blob");
     assert_eq!(files_under(&data.join("tmp")), 0, "no partial body");
     println!(
         "database lost: uploads, reads and /readyz answered 503 storage_unavailable with \
