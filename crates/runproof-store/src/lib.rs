@@ -19,11 +19,13 @@
 
 mod blob;
 mod github;
+mod inline;
 mod local;
 mod model;
 mod namespace;
 mod open;
 mod outbox;
+mod pipeline;
 mod postgres;
 mod reservation;
 mod row;
@@ -35,6 +37,7 @@ mod sqlite;
 pub mod testsuite;
 
 pub use blob::{BlobError, BlobStore, BlobWriter, LocalBlobStore, ReadStream};
+pub use inline::InlineBodies;
 pub use github::{
     Delivery, Installation, InstalledRepository, KnownInstallation, MAX_DELIVERY_ID_LEN,
     RepositoryBinding, RepositorySelection, WebhookEffect, WorkflowRunRecord,
@@ -49,6 +52,9 @@ pub use namespace::{
 };
 pub use open::{PoolSettings, open_store};
 pub use outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+pub use pipeline::{
+    CommitPipeline, Committed, InlinePermit, PipelineSettings, UploadWrite, UsedJti,
+};
 pub use postgres::{OUTBOX_CHANNEL, PostgresOptions, PostgresStore};
 pub use reservation::{
     CountableClaims, PendingLimits, PendingReservation, ReservationId, Reserved,
@@ -121,6 +127,46 @@ pub trait Store: Send + Sync + 'static {
     /// exist: look it up before deleting its blob), or [`StoreError`] when the database
     /// fails (then nothing was stored).
     async fn insert_upload(&self, upload: &NewUpload) -> Result<UploadRecord, StoreError>;
+
+    /// Stores a batch of uploads in one transaction with one durable commit, each with
+    /// the `jti` it spends, its deliveries, the pending reservation it consumes and its
+    /// inline body; returns each write's outcome, in order. The writes of a batch never
+    /// fail each other: a spent `jti` is that write's [`Committed::Replayed`], an
+    /// idempotency key met is its [`Committed::Existing`], an existing upload or
+    /// delivery id its [`StoreError::Invalid`]. Used through [`CommitPipeline`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the batch as a whole failed (then nothing was stored), or
+    /// [`StoreError::CommitUnknown`] when the commit's answer was lost.
+    async fn commit_uploads(
+        &self,
+        writes: &[UploadWrite],
+    ) -> Result<Vec<Result<Committed, StoreError>>, StoreError>;
+
+    /// The body of upload `id` when it lives in the database ([`UploadWrite::body`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn inline_body(&self, id: &UploadId) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Deletes the inline body of upload `id`. Returns `true` when there was one.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete_inline_body(&self, id: &UploadId) -> Result<bool, StoreError>;
+
+    /// Whether `jti` of `issuer` is recorded as spent (read only; see
+    /// [`Store::consume_jti`] to spend one).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn jti_is_spent(&self, issuer: &str, jti: &str) -> Result<bool, StoreError>;
+
+    /// The latest expiry of a spent `jti`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn latest_jti_expiry(&self) -> Result<Option<UnixTime>, StoreError>;
 
     /// The record with this id, if any.
     ///
@@ -511,6 +557,12 @@ pub trait Store: Send + Sync + 'static {
         blob_store: &str,
         now: UnixTime,
     ) -> Result<NamespaceRecord, StoreError>;
+
+    /// How many transactions that write can usefully run at once: the commit
+    /// pipeline's writers. 1 unless a backend overlaps its writers' commits.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
 
     /// Checks that the database answers.
     ///

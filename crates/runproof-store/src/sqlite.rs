@@ -557,6 +557,36 @@ impl Store for SqliteStore {
         Ok(record)
     }
 
+    async fn commit_uploads(
+        &self,
+        writes: &[crate::UploadWrite],
+    ) -> Result<Vec<Result<crate::Committed, StoreError>>, StoreError> {
+        crate::sql::commit::commit_uploads(&crate::sql::Pool::Sqlite(self.pool.clone()), writes)
+            .await
+    }
+
+    async fn inline_body(&self, id: &UploadId) -> Result<Option<Vec<u8>>, StoreError> {
+        crate::sql::commit::inline_body(&crate::sql::Pool::Sqlite(self.pool.clone()), id).await
+    }
+
+    async fn delete_inline_body(&self, id: &UploadId) -> Result<bool, StoreError> {
+        crate::sql::commit::delete_inline_body(&crate::sql::Pool::Sqlite(self.pool.clone()), id)
+            .await
+    }
+
+    async fn jti_is_spent(&self, issuer: &str, jti: &str) -> Result<bool, StoreError> {
+        crate::sql::commit::jti_is_spent(&crate::sql::Pool::Sqlite(self.pool.clone()), issuer, jti)
+            .await
+    }
+
+    async fn latest_jti_expiry(&self) -> Result<Option<UnixTime>, StoreError> {
+        Ok(
+            crate::sql::commit::latest_jti_expiry(&crate::sql::Pool::Sqlite(self.pool.clone()))
+                .await?
+                .map(UnixTime),
+        )
+    }
+
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
         sqlx::query_as::<_, UploadRow>(concat!(
             "SELECT ",

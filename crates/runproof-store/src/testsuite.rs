@@ -17,11 +17,12 @@ use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, U
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BlobError, BlobStore, CountableClaims, Cursor, Delivery, DeliveryRecord, DeliveryStatus,
-    IdempotencyScope, Installation, InstalledRepository, KnownInstallation, ListFilter, Mode,
-    NewDelivery, NewSession, NewUpload, PendingLimits, PendingReservation, PendingRun,
-    RepositoryBinding, RepositorySelection, ReservationId, Reserved, SessionAsk, SessionUse, Store,
-    StoreError, UploadId, UploadStatus, WebhookEffect, WorkflowRunRecord,
+    BlobError, BlobStore, Committed, CountableClaims, Cursor, Delivery, DeliveryRecord,
+    DeliveryStatus, IdempotencyScope, Installation, InstalledRepository, KnownInstallation,
+    ListFilter, Mode, NewDelivery, NewSession, NewUpload, PendingLimits, PendingReservation,
+    PendingRun, RepositoryBinding, RepositorySelection, ReservationId, Reserved, SessionAsk,
+    SessionUse, Store, StoreError, UploadId, UploadStatus, UploadWrite, UsedJti, WebhookEffect,
+    WorkflowRunRecord,
 };
 
 /// A repository id no other run of the suite uses (random, below 2^52).
@@ -225,6 +226,170 @@ pub async fn namespace_id_is_recorded_once(store: &dyn Store) {
     assert_eq!(store.namespace().await.unwrap(), Some(moved));
 }
 
+fn write(upload: NewUpload, jti: Option<(&str, &str)>, body: Option<&'static [u8]>) -> UploadWrite {
+    UploadWrite {
+        upload,
+        jti: jti.map(|(issuer, jti)| UsedJti {
+            issuer: issuer.into(),
+            jti: jti.into(),
+            expires_at: UnixTime(4_000_000_000),
+        }),
+        body: body.map(bytes::Bytes::from_static),
+    }
+}
+
+/// One batch, one transaction, and yet each write has its own outcome: a spent `jti`
+/// (before, or earlier in the batch) and an idempotency key met fail only their own
+/// write, a duplicate id only its own; the rest is stored with its deliveries and body.
+pub async fn rule_a_batch_commits_each_write_with_its_own_outcome(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let issuer = unique("https://issuer");
+    let (fresh, spent) = (unique("jti"), unique("jti"));
+    assert!(
+        store
+            .consume_jti(&issuer, &spent, UnixTime(4_000_000_000))
+            .await
+            .unwrap()
+    );
+    let mut keyed = new_upload(repo);
+    keyed.idempotency_key = Some(unique("key"));
+    let existing = store.insert_upload(&keyed).await.unwrap();
+    let taken = store.insert_upload(&new_upload(repo)).await.unwrap();
+
+    let mut stored = new_upload(repo);
+    stored
+        .deliveries
+        .push(new_delivery(&stored.id, "upload.verified"));
+    let stored_id = stored.id.clone();
+    let delivery_id = stored.deliveries[0].id.clone();
+    let replayed = new_upload(repo);
+    let replayed_id = replayed.id.clone();
+    let twice = new_upload(repo);
+    let twice_id = twice.id.clone();
+    let mut again = new_upload(repo);
+    again.idempotency_key.clone_from(&keyed.idempotency_key);
+    let again_id = again.id.clone();
+    let mut duplicate = new_upload(repo);
+    duplicate.id = taken.id.clone();
+    let plain = new_upload(repo);
+    let plain_id = plain.id.clone();
+
+    let writes = vec![
+        write(stored, Some((&issuer, &fresh)), Some(b"inline body")),
+        write(replayed, Some((&issuer, &spent)), Some(b"never stored")),
+        write(twice, Some((&issuer, &fresh)), None),
+        write(again, None, None),
+        write(duplicate, None, None),
+        write(plain, None, None),
+    ];
+    let outcomes = store.commit_uploads(&writes).await.unwrap();
+    assert_eq!(outcomes.len(), writes.len());
+    let mut outcomes = outcomes.into_iter();
+    match outcomes.next().unwrap() {
+        Ok(Committed::Inserted(record)) => assert_eq!(record.id, stored_id),
+        other => panic!("the fresh write: {other:?}"),
+    }
+    assert!(matches!(outcomes.next().unwrap(), Ok(Committed::Replayed)));
+    assert!(
+        matches!(outcomes.next().unwrap(), Ok(Committed::Replayed)),
+        "rule: a jti spent earlier in the same batch"
+    );
+    match outcomes.next().unwrap() {
+        Ok(Committed::Existing(record)) => assert_eq!(record.id, existing.id),
+        other => panic!("the idempotent write: {other:?}"),
+    }
+    assert!(matches!(
+        outcomes.next().unwrap(),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        outcomes.next().unwrap(),
+        Ok(Committed::Inserted(_))
+    ));
+
+    assert!(store.get_upload(&stored_id).await.unwrap().is_some());
+    assert!(store.get_upload(&plain_id).await.unwrap().is_some());
+    for gone in [&replayed_id, &twice_id, &again_id] {
+        assert!(store.get_upload(gone).await.unwrap().is_none(), "{gone}");
+    }
+    assert_eq!(
+        store.inline_body(&stored_id).await.unwrap().as_deref(),
+        Some(&b"inline body"[..])
+    );
+    assert_eq!(store.inline_body(&plain_id).await.unwrap(), None);
+    assert!(
+        find_delivery(store, &delivery_id).await.is_some(),
+        "the delivery is enqueued with its upload"
+    );
+    assert!(store.jti_is_spent(&issuer, &fresh).await.unwrap());
+    assert!(!store.jti_is_spent(&issuer, &unique("jti")).await.unwrap());
+    assert!(store.latest_jti_expiry().await.unwrap() >= Some(UnixTime(4_000_000_000)));
+    // A later batch with the jti now spent.
+    let late = store
+        .commit_uploads(&[write(new_upload(repo), Some((&issuer, &fresh)), None)])
+        .await
+        .unwrap();
+    assert!(matches!(late.as_slice(), [Ok(Committed::Replayed)]));
+}
+
+/// Batches committing at once, each with an upload spending the same `jti`: exactly one
+/// upload is stored, on any backend (the database's unique key decides).
+pub async fn rule_concurrent_batches_spend_a_jti_once(store: Arc<dyn Store>) {
+    let repo = unique_repository_id();
+    let issuer = unique("https://issuer");
+    let jti = unique("jti");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&store);
+        let (issuer, jti) = (issuer.clone(), jti.clone());
+        tasks.push(tokio::spawn(async move {
+            let writes = vec![
+                write(new_upload(repo), Some((&issuer, &jti)), Some(b"x")),
+                write(new_upload(repo), None, None),
+            ];
+            store.commit_uploads(&writes).await.unwrap()
+        }));
+    }
+    let mut inserted = 0;
+    let mut others = 0;
+    for task in tasks {
+        let outcomes = task.await.unwrap();
+        match &outcomes[0] {
+            Ok(Committed::Inserted(_)) => inserted += 1,
+            Ok(Committed::Replayed) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            matches!(outcomes[1], Ok(Committed::Inserted(_))),
+            "rule: the other write of each batch is stored whatever the first's fate"
+        );
+        others += 1;
+    }
+    assert_eq!((inserted, others), (1, 8));
+}
+
+/// An inline body is read back whole and deleted once.
+pub async fn inline_bodies_are_read_and_deleted(store: &dyn Store) {
+    let upload = new_upload(unique_repository_id());
+    let id = upload.id.clone();
+    let outcomes = store
+        .commit_uploads(&[write(upload, None, Some(b"0123456789"))])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes.as_slice(), [Ok(Committed::Inserted(_))]));
+    assert_eq!(
+        store.inline_body(&id).await.unwrap().as_deref(),
+        Some(&b"0123456789"[..])
+    );
+    assert!(store.delete_inline_body(&id).await.unwrap());
+    assert!(!store.delete_inline_body(&id).await.unwrap());
+    assert_eq!(store.inline_body(&id).await.unwrap(), None);
+    assert!(
+        store.get_upload(&id).await.unwrap().is_some(),
+        "the record stays"
+    );
+}
+
 /// Declares the store conformance suite as tests, one `#[tokio::test]` per case, each
 /// named after its case (`jti_is_consumed_once`, …), so that every case passes or fails
 /// on its own.
@@ -337,6 +502,12 @@ macro_rules! store_conformance {
             async fn ids_without_upload_counts_every_status();
             #[tokio::test]
             async fn namespace_id_is_recorded_once();
+            #[tokio::test]
+            async fn rule_a_batch_commits_each_write_with_its_own_outcome();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn rule_concurrent_batches_spend_a_jti_once();
+            #[tokio::test]
+            async fn inline_bodies_are_read_and_deleted();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -3225,6 +3396,32 @@ impl Store for LostCommitAnswers {
             2 => Err(lost()),
             _ => self.inner.insert_upload(upload).await,
         }
+    }
+    async fn commit_uploads(
+        &self,
+        writes: &[crate::UploadWrite],
+    ) -> Result<Vec<Result<crate::Committed, StoreError>>, StoreError> {
+        let lost = || StoreError::CommitUnknown("connection lost during COMMIT".into());
+        match self.fault() {
+            1 | 3 => {
+                self.inner.commit_uploads(writes).await?;
+                Err(lost())
+            }
+            2 => Err(lost()),
+            _ => self.inner.commit_uploads(writes).await,
+        }
+    }
+    async fn inline_body(&self, id: &UploadId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.inline_body(id).await
+    }
+    async fn delete_inline_body(&self, id: &UploadId) -> Result<bool, StoreError> {
+        self.inner.delete_inline_body(id).await
+    }
+    async fn jti_is_spent(&self, issuer: &str, jti: &str) -> Result<bool, StoreError> {
+        self.inner.jti_is_spent(issuer, jti).await
+    }
+    async fn latest_jti_expiry(&self) -> Result<Option<UnixTime>, StoreError> {
+        self.inner.latest_jti_expiry().await
     }
     async fn get_upload(&self, id: &UploadId) -> Result<Option<crate::UploadRecord>, StoreError> {
         if self.fault() == 3 {

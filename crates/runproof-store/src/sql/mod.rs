@@ -11,6 +11,7 @@
 //! per backend, each calling sqlx's native types, so rows are decoded without the
 //! conversions of `sqlx::any` and uuid or integer columns keep their native types.
 
+pub(crate) mod commit;
 mod dialect;
 
 use std::fmt::Write as _;
@@ -373,8 +374,12 @@ impl<'a> Query<'a> {
 }
 
 /// `($s, $s+1, …), (…)`: `rows` groups of `columns` placeholders, numbered from `start`,
-/// for a multi-row `VALUES`.
-pub(crate) fn values_rows(rows: usize, columns: usize, start: usize) -> String {
+/// for a multi-row `VALUES` whose statement has no other placeholder before them.
+///
+/// On SQLite they are anonymous `?`s, bound in order: for a numbered placeholder sqlx asks
+/// SQLite for its name, which SQLite finds in time linear in the statement's placeholders,
+/// so a statement of thousands of them would take quadratic time to bind.
+pub(crate) fn values_rows(dialect: &Dialect, rows: usize, columns: usize, start: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     let mut n = start;
     for row in 0..rows {
@@ -383,12 +388,33 @@ pub(crate) fn values_rows(rows: usize, columns: usize, start: usize) -> String {
             if column > 0 {
                 out.push_str(", ");
             }
-            let _ = write!(out, "${n}");
+            match dialect.backend {
+                dialect::Backend::Sqlite => out.push('?'),
+                dialect::Backend::Postgres => {
+                    let _ = write!(out, "${n}");
+                }
+            }
             n += 1;
         }
         out.push(')');
     }
     out
+}
+
+/// Splits `len` rows into runs of at most `max` rows, each a power of two (largest
+/// first), so that multi-row statements come in few distinct texts and stay in the
+/// connection's statement cache.
+pub(crate) fn row_runs(len: usize, max: usize) -> Vec<std::ops::Range<usize>> {
+    let max = if max == 0 { 1 } else { 1 << max.ilog2() };
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let left = len - start;
+        let run = if left >= max { max } else { 1 << left.ilog2() };
+        runs.push(start..start + run);
+        start += run;
+    }
+    runs
 }
 
 /// Maps a database error to a message fit for logs and responses.
@@ -418,9 +444,20 @@ mod tests {
 
     #[test]
     fn values_rows_numbers_every_placeholder_once() {
-        assert_eq!(values_rows(1, 2, 1), "($1, $2)");
-        assert_eq!(values_rows(2, 3, 4), "($4, $5, $6), ($7, $8, $9)");
-        assert_eq!(values_rows(0, 3, 1), "");
+        let pg = &dialect::POSTGRES;
+        assert_eq!(values_rows(pg, 1, 2, 1), "($1, $2)");
+        assert_eq!(values_rows(pg, 2, 3, 4), "($4, $5, $6), ($7, $8, $9)");
+        assert_eq!(values_rows(pg, 0, 3, 1), "");
+        assert_eq!(values_rows(&dialect::SQLITE, 2, 2, 1), "(?, ?), (?, ?)");
+    }
+
+    #[test]
+    fn row_runs_are_powers_of_two_covering_every_row_once() {
+        assert_eq!(row_runs(0, 64), vec![]);
+        assert_eq!(row_runs(37, 64), vec![0..32, 32..36, 36..37]);
+        assert_eq!(row_runs(130, 64), vec![0..64, 64..128, 128..130]);
+        assert_eq!(row_runs(5, 100), vec![0..4, 4..5]);
+        assert_eq!(row_runs(3, 0), vec![0..1, 1..2, 2..3]);
     }
 
     #[test]
