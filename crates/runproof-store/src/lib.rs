@@ -79,7 +79,8 @@ const ID_BATCH: usize = 1000;
 /// The most attempts of one run that [`Store::workflow_run_attempts`] returns.
 pub const MAX_RUN_ATTEMPTS_LISTED: u32 = 100;
 
-/// The reason [`Store::expire_pending`] records.
+/// The reason recorded with a pending upload resolved as [`UploadStatus::Expired`]
+/// because its time to wait for its run ran out.
 pub const PENDING_EXPIRED_REASON: &str = "pending_ttl elapsed";
 
 /// Upload records, the replay guard and GitHub App state.
@@ -312,23 +313,6 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
         deliveries: &[NewDelivery],
     ) -> Result<bool, StoreError>;
-
-    /// Marks at most `limit` pending uploads received before `created_before` as
-    /// [`UploadStatus::Expired`] with the reason [`PENDING_EXPIRED_REASON`], oldest
-    /// first, and returns their ids. Enqueues nothing: to announce expiries, resolve
-    /// uploads one by one with [`Store::resolve_pending`] instead.
-    ///
-    /// `now` is the time of the sweep (reserved for bookkeeping; no column records it
-    /// yet).
-    ///
-    /// # Errors
-    /// [`StoreError`] when the database fails.
-    async fn expire_pending(
-        &self,
-        created_before: UnixTime,
-        now: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<UploadId>, StoreError>;
 
     /// At most `limit` uploads, rejected or expired, whose blob is not yet marked
     /// deleted ([`Store::mark_blob_deleted`]), oldest first.

@@ -28,7 +28,6 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use tokio::sync::mpsc;
 
 use crate::ID_BATCH;
-use crate::PENDING_EXPIRED_REASON;
 use crate::Store;
 use crate::github::{
     Delivery, Installation, InstallationAccess, InstalledRepository, KnownInstallation, Removed,
@@ -1063,35 +1062,6 @@ impl Store for PostgresStore {
         insert_deliveries(&mut tx, deliveries, &payloads, now).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(true)
-    }
-
-    async fn expire_pending(
-        &self,
-        created_before: UnixTime,
-        _now: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<UploadId>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // A materialized CTE, as in `claim_deliveries`, so that the limit holds.
-        let ids: Vec<String> = sqlx::query_scalar(
-            "WITH picked AS MATERIALIZED (SELECT id FROM uploads \
-             WHERE status = 'pending' AND created_at < $2 \
-             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE uploads SET status = 'expired', reason = $1 FROM picked \
-             WHERE uploads.id = picked.id AND uploads.status = 'pending' \
-             RETURNING uploads.id",
-        )
-        .bind(PENDING_EXPIRED_REASON)
-        .bind(created_before.0)
-        .bind(i64::from(clamp_limit(limit)))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_error)?;
-        let mut ids = into_upload_ids(ids)?;
-        ids.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(ids)
     }
 
     async fn blobs_to_delete(&self, limit: u32) -> Result<Vec<UploadId>, StoreError> {

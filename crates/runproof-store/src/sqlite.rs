@@ -12,7 +12,6 @@ use sqlx::sqlite::{
 };
 
 use crate::ID_BATCH;
-use crate::PENDING_EXPIRED_REASON;
 use crate::Store;
 use crate::github::{
     Delivery, Installation, InstallationAccess, InstalledRepository, KnownInstallation, Removed,
@@ -852,31 +851,6 @@ impl Store for SqliteStore {
         insert_deliveries(&mut tx, deliveries, &payloads, now).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
-    }
-
-    async fn expire_pending(
-        &self,
-        created_before: UnixTime,
-        _now: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<UploadId>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE uploads SET status = 'expired', reason = ? \
-             WHERE id IN (SELECT id FROM uploads WHERE status = 'pending' AND created_at < ? \
-             ORDER BY id LIMIT ?) AND status = 'pending' RETURNING id",
-        )
-        .bind(PENDING_EXPIRED_REASON)
-        .bind(created_before.0)
-        .bind(i64::from(clamp_limit(limit)))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let mut ids = into_upload_ids(ids)?;
-        ids.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(ids)
     }
 
     async fn blobs_to_delete(&self, limit: u32) -> Result<Vec<UploadId>, StoreError> {

@@ -2509,9 +2509,9 @@ pub async fn concurrent_resolutions_have_one_winner(store: Arc<dyn Store>) {
     }
 }
 
-/// Pending uploads older than the cutoff expire (in batches of the limit, oldest
-/// first, each once); rejected and expired uploads' blobs are listed for deletion
-/// until marked deleted.
+/// Pending uploads expire once (resolved as expired, as the sweeper does), others stay
+/// pending; rejected and expired uploads' blobs are listed for deletion until marked
+/// deleted.
 pub async fn expire_pending_and_blobs_to_delete(store: &dyn Store) {
     // Far in the past, so that other tests' pending uploads never expire here.
     let cutoff = 3_000;
@@ -2523,44 +2523,33 @@ pub async fn expire_pending_and_blobs_to_delete(store: &dyn Store) {
     for u in old.iter().chain([&edge]) {
         store.insert_upload(u).await.unwrap();
     }
-    let mut expired = Vec::new();
-    for _ in 0..10 {
-        let batch = store
-            .expire_pending(UnixTime(cutoff), UnixTime(cutoff + 100), 2)
-            .await
-            .unwrap();
-        assert!(batch.len() <= 2, "the limit holds");
-        if batch.is_empty() {
-            break;
-        }
-        expired.extend(batch);
-    }
     let old_ids: Vec<_> = old.iter().map(|u| u.id.clone()).collect();
-    let ours: Vec<_> = expired
-        .iter()
-        .filter(|id| old_ids.contains(id))
-        .cloned()
-        .collect();
-    assert_eq!(ours, old_ids, "each once, oldest first");
-    assert!(!expired.contains(&edge.id));
     for id in &old_ids {
+        for first in [true, false] {
+            let changed = store
+                .resolve_pending(
+                    id,
+                    UploadStatus::Expired,
+                    None,
+                    Some(crate::PENDING_EXPIRED_REASON),
+                    UnixTime(cutoff + 100),
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(changed, first, "{id} expires once");
+        }
         let record = store.get_upload(id).await.unwrap().unwrap();
         assert_eq!(record.status, UploadStatus::Expired);
         assert_eq!(
             record.reason.as_deref(),
             Some(crate::PENDING_EXPIRED_REASON)
         );
+        assert!(record.verified_at.is_none());
     }
     assert_eq!(
         store.get_upload(&edge.id).await.unwrap().unwrap().status,
         UploadStatus::Pending
-    );
-    assert!(
-        store
-            .expire_pending(UnixTime(cutoff), UnixTime(cutoff), 0)
-            .await
-            .unwrap()
-            .is_empty()
     );
 
     // An expired upload cannot be resolved any more.
@@ -3507,14 +3496,6 @@ impl Store for LostCommitAnswers {
         self.inner
             .resolve_pending(id, status, identity, reason, now, deliveries)
             .await
-    }
-    async fn expire_pending(
-        &self,
-        created_before: UnixTime,
-        now: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<UploadId>, StoreError> {
-        self.inner.expire_pending(created_before, now, limit).await
     }
     async fn blobs_to_delete(&self, limit: u32) -> Result<Vec<UploadId>, StoreError> {
         self.inner.blobs_to_delete(limit).await
