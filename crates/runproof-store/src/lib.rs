@@ -61,6 +61,7 @@ pub use reservation::{
 };
 pub use s3::{BufferUsage, DEFAULT_MAX_BUFFER_BYTES, MIN_BUFFER_BYTES, S3BlobStore, S3Config};
 pub use session::{NewSession, SessionAsk, SessionRecord, SessionUse};
+pub use sql::SqlStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;

@@ -222,9 +222,3 @@ pub(crate) const ATTEMPTS_SQL: &str = concat!(
     " FROM workflow_runs WHERE repository_id = $1 AND run_id = $2 \
      ORDER BY run_attempt DESC LIMIT $3"
 );
-
-/// PostgreSQL: the transaction lock that serializes reservations of one schema (a
-/// fixed class and the schema's hash, so that deployments sharing a database through
-/// `schema` do not wait for each other).
-pub(crate) const PG_LOCK_SQL: &str =
-    "SELECT pg_advisory_xact_lock(1920102515, hashtext(current_schema()))";

@@ -1,7 +1,8 @@
 //! Backend-neutral conversions between the model and SQL columns.
 //!
-//! Kept apart from the SQLite code so that a PostgreSQL backend, whose schema has the
-//! same columns, decodes and encodes rows exactly the same way.
+//! Both backends' schemas have the same columns, so rows decode and encode exactly the
+//! same way on each. Flags are `bool`: PostgreSQL's `BOOLEAN`, SQLite's 0/1 integers
+//! (which its schema's `CHECK`s keep to 0 and 1).
 
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
@@ -13,6 +14,7 @@ use crate::model::{
 };
 use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
 use crate::session::{NewSession, SessionRecord, SessionUse};
+use crate::sql::Query;
 
 /// The columns every `SELECT` of an upload returns, as a literal so that `concat!` can
 /// build whole statements as `&'static str` (what `sqlx::query` takes without ceremony).
@@ -116,6 +118,41 @@ impl UploadParams {
         })
     }
 }
+
+impl UploadParams {
+    /// Binds `upload`'s columns (these values and the rest of `upload`) to the next
+    /// placeholders, in `upload_insert_columns!` order.
+    pub(crate) fn bind<'a>(&'a self, q: Query<'a>, upload: &'a NewUpload) -> Query<'a> {
+        q.bind(upload.id.as_str())
+            .bind(upload.status.as_str())
+            .bind(upload.mode.as_str())
+            .bind(&upload.name)
+            .bind(self.size)
+            .bind(&self.sha256)
+            .bind(&upload.content_type)
+            .bind(upload.created_at.0)
+            .bind(upload.verified_at.map(|t| t.0))
+            .bind(&self.identity_json)
+            .bind(self.repository_id)
+            .bind(&upload.reason)
+            .bind(&upload.idempotency_key)
+            .bind(self.pending_repository_id)
+            .bind(self.pending_run_id)
+            .bind(self.pending_run_attempt)
+            .bind(upload.pending_run.as_ref().map(|p| p.head_sha.as_str()))
+            .bind(&self.idempotency_scope)
+    }
+}
+
+/// The columns an upload is inserted with, in [`UploadParams::bind`] order (18).
+macro_rules! upload_insert_columns {
+    () => {
+        "id, status, mode, name, size, sha256, content_type, created_at, verified_at, \
+         identity_json, repository_id, reason, idempotency_key, pending_repository_id, \
+         pending_run_id, pending_run_attempt, pending_head_sha, idempotency_scope"
+    };
+}
+pub(crate) use upload_insert_columns;
 
 /// An identity as stored.
 pub(crate) fn identity_json(identity: &RunIdentity) -> Result<String, StoreError> {
@@ -223,7 +260,7 @@ impl SessionParams {
     }
 }
 
-/// The columns every `SELECT` of a session returns (SQLite; PostgreSQL casts `revoked`).
+/// The columns every `SELECT` of a session returns.
 macro_rules! session_columns {
     () => {
         "identity_json, expires_at, revoked, max_uploads, max_bytes, uploads_used, bytes_used"
@@ -236,7 +273,7 @@ pub(crate) use session_columns;
 pub(crate) struct SessionRow {
     pub(crate) identity_json: String,
     pub(crate) expires_at: i64,
-    pub(crate) revoked: i64,
+    pub(crate) revoked: bool,
     pub(crate) max_uploads: i64,
     pub(crate) max_bytes: i64,
     pub(crate) uploads_used: i64,
@@ -249,7 +286,7 @@ impl SessionRow {
         Ok(SessionRecord {
             identity: decode_identity(&self.identity_json, "session")?,
             expires_at: UnixTime(self.expires_at),
-            revoked: stored_bool(self.revoked, "revoked")?,
+            revoked: self.revoked,
             max_uploads: stored_count(self.max_uploads, "max_uploads")?,
             max_bytes: stored_count(self.max_bytes, "max_bytes")?,
             uploads_used: stored_count(self.uploads_used, "uploads_used")?,
@@ -412,10 +449,10 @@ pub(crate) struct InstallationRow {
     pub(crate) account_id: i64,
     pub(crate) account_login: String,
     pub(crate) repository_selection: String,
-    pub(crate) suspended: i64,
-    pub(crate) deleted: i64,
+    pub(crate) suspended: bool,
+    pub(crate) deleted: bool,
     pub(crate) state_at: i64,
-    pub(crate) unsettled: i64,
+    pub(crate) unsettled: bool,
 }
 
 impl InstallationRow {
@@ -434,14 +471,13 @@ impl InstallationRow {
             account_id: OwnerId(stored_id(self.account_id, "account id")?),
             account_login: self.account_login,
             repository_selection,
-            suspended: stored_bool(self.suspended, "suspended")?,
+            suspended: self.suspended,
             as_of: (self.state_at > 0).then_some(UnixTime(self.state_at)),
         };
-        let deleted = stored_bool(self.deleted, "deleted")?;
         Ok(KnownInstallation {
             installation,
-            deleted,
-            unsettled: !deleted && stored_bool(self.unsettled, "unsettled")?,
+            deleted: self.deleted,
+            unsettled: !self.deleted && self.unsettled,
         })
     }
 
@@ -458,11 +494,11 @@ impl InstallationRow {
             })?;
         Ok(crate::github::Ordered {
             state: crate::github::InstallationAccess {
-                suspended: stored_bool(self.suspended, "suspended")?,
+                suspended: self.suspended,
                 selection,
             },
             as_of: self.state_at,
-            unsettled: stored_bool(self.unsettled, "unsettled")?,
+            unsettled: self.unsettled,
         })
     }
 }
@@ -473,22 +509,20 @@ impl InstallationRow {
 pub(crate) struct BindingRow {
     pub(crate) installation_id: i64,
     pub(crate) account_id: i64,
-    pub(crate) suspended: i64,
-    pub(crate) deleted: i64,
-    pub(crate) removed: i64,
-    pub(crate) repository_unsettled: i64,
-    pub(crate) installation_unsettled: i64,
+    pub(crate) suspended: bool,
+    pub(crate) deleted: bool,
+    pub(crate) removed: bool,
+    pub(crate) repository_unsettled: bool,
+    pub(crate) installation_unsettled: bool,
 }
 
 impl BindingRow {
     /// Decodes the row. It is unsettled when it is inactive only for reasons that are
     /// themselves unsettled (a deletion never is).
     pub(crate) fn into_binding(self) -> Result<RepositoryBinding, StoreError> {
-        let suspended = stored_bool(self.suspended, "suspended")?;
-        let deleted = stored_bool(self.deleted, "deleted")?;
-        let removed = stored_bool(self.removed, "removed")?;
-        let removal_unsettled = stored_bool(self.repository_unsettled, "unsettled")?;
-        let suspension_unsettled = stored_bool(self.installation_unsettled, "unsettled")?;
+        let (suspended, deleted, removed) = (self.suspended, self.deleted, self.removed);
+        let removal_unsettled = self.repository_unsettled;
+        let suspension_unsettled = self.installation_unsettled;
         let unsettled = !deleted
             && (removed || suspended)
             && (!removed || removal_unsettled)
@@ -507,21 +541,19 @@ impl BindingRow {
 /// A listed repository's access state as kept: `removed`, `state_at`, `unsettled`.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ListedRow {
-    pub(crate) removed: i64,
+    pub(crate) removed: bool,
     pub(crate) state_at: i64,
-    pub(crate) unsettled: i64,
+    pub(crate) unsettled: bool,
 }
 
 impl ListedRow {
     /// The access state, for [`crate::github::Ordered::merge`].
-    pub(crate) fn access(
-        &self,
-    ) -> Result<crate::github::Ordered<crate::github::Removed>, StoreError> {
-        Ok(crate::github::Ordered {
-            state: crate::github::Removed(stored_bool(self.removed, "removed")?),
+    pub(crate) fn access(&self) -> crate::github::Ordered<crate::github::Removed> {
+        crate::github::Ordered {
+            state: crate::github::Removed(self.removed),
             as_of: self.state_at,
-            unsettled: stored_bool(self.unsettled, "unsettled")?,
-        })
+            unsettled: self.unsettled,
+        }
     }
 }
 
@@ -637,18 +669,4 @@ impl WorkflowRunParams {
 /// A stored GitHub id; a negative one is corruption.
 fn stored_id(id: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(id).map_err(|_| StoreError::Corrupt(format!("negative {what} {id}")))
-}
-
-/// A stored boolean: exactly 0 or 1.
-fn stored_bool(value: i64, what: &str) -> Result<bool, StoreError> {
-    match value {
-        0 => Ok(false),
-        1 => Ok(true),
-        other => Err(StoreError::Corrupt(format!("{what} is {other}"))),
-    }
-}
-
-/// A boolean as stored.
-pub(crate) const fn sql_bool(value: bool) -> i64 {
-    if value { 1 } else { 0 }
 }

@@ -1,5 +1,12 @@
 //! What differs between SQLite and PostgreSQL, and nothing else.
 
+use sqlx::error::DatabaseError;
+use sqlx::postgres::PgDatabaseError;
+
+use super::{Tx, db_error, query};
+use crate::model::StoreError;
+use crate::postgres::OUTBOX_CHANNEL;
+
 /// The two backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
@@ -17,10 +24,22 @@ pub(crate) struct Dialect {
     /// PostgreSQL locks them and passes over rows that concurrent claimers hold; SQLite
     /// needs nothing, as its writing transaction holds the database's only write lock.
     pub(crate) skip_locked: &'static str,
+    /// Appended to a `SELECT` of a row that the transaction then rewrites from what it
+    /// read: PostgreSQL locks the row, so that concurrent transactions take turns;
+    /// SQLite's writing transaction holds the write lock already.
+    pub(crate) lock_row: &'static str,
     /// Placed after `AS` in a `WITH` whose rows must be fixed once (PostgreSQL may
     /// otherwise inline the CTE and evaluate it again); SQLite has no such keyword
     /// here and evaluates it once anyway.
     pub(crate) materialized: &'static str,
+    /// `false` as the schema's partial indexes spell it, so that a query can use them:
+    /// SQLite stores flags as 0/1 and matches an index's `WHERE` by its text.
+    pub(crate) false_literal: &'static str,
+    /// Run first in a transaction that reserves pending quotas, so that reservations
+    /// take turns: PostgreSQL takes a transaction advisory lock (a fixed class and the
+    /// schema's hash, so that deployments sharing a database through `schema` do not
+    /// wait for each other); SQLite's writing transaction holds the write lock already.
+    pub(crate) reservation_lock: Option<&'static str>,
     /// Whether enqueued deliveries are announced to listeners at commit (`pg_notify`).
     pub(crate) notifies: bool,
 }
@@ -44,13 +63,46 @@ impl Dialect {
 pub(crate) static SQLITE: Dialect = Dialect {
     backend: Backend::Sqlite,
     skip_locked: "",
+    lock_row: "",
     materialized: "",
+    false_literal: "0",
+    reservation_lock: None,
     notifies: false,
 };
 
 pub(crate) static POSTGRES: Dialect = Dialect {
     backend: Backend::Postgres,
     skip_locked: " FOR UPDATE SKIP LOCKED",
+    lock_row: " FOR UPDATE",
     materialized: "MATERIALIZED",
+    false_literal: "FALSE",
+    reservation_lock: Some("SELECT pg_advisory_xact_lock(1920102515, hashtext(current_schema()))"),
     notifies: true,
 };
+
+/// Announces, when `tx` commits, that deliveries were enqueued in it: a notification on
+/// [`OUTBOX_CHANNEL`] for PostgreSQL's listeners (sent at commit, not at all on
+/// rollback); nothing on SQLite, whose workers poll.
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub(crate) async fn announce_deliveries(tx: &mut Tx) -> Result<(), StoreError> {
+    if tx.dialect().notifies {
+        query("SELECT pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// When the database refused a value of the caller's rather than failed: PostgreSQL's
+/// class 22 (data exception), such as a NUL character in text, which SQLite stores.
+/// Returns the message to report as [`StoreError::Invalid`].
+pub(crate) fn refused_value(e: &dyn DatabaseError) -> Option<String> {
+    let pg = e.try_downcast_ref::<PgDatabaseError>()?;
+    pg.code()
+        .starts_with("22")
+        .then(|| format!("value refused: {}", pg.message()))
+}

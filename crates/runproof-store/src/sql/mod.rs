@@ -13,6 +13,8 @@
 
 pub(crate) mod commit;
 mod dialect;
+mod github;
+mod store;
 
 use std::fmt::Write as _;
 
@@ -22,7 +24,8 @@ use sqlx::{FromRow, Postgres, SqlStr, Sqlite, Transaction};
 
 use crate::model::StoreError;
 
-pub(crate) use dialect::{Backend, Dialect};
+pub(crate) use dialect::{Dialect, announce_deliveries};
+pub use store::SqlStore;
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, Copy)]
@@ -420,7 +423,12 @@ pub(crate) fn row_runs(len: usize, max: usize) -> Vec<std::ops::Range<usize>> {
 /// Maps a database error to a message fit for logs and responses.
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     let msg = match &e {
-        sqlx::Error::Database(d) => format!("database error: {}", d.message()),
+        sqlx::Error::Database(d) => {
+            if let Some(refused) = dialect::refused_value(&**d) {
+                return StoreError::Invalid(refused);
+            }
+            format!("database error: {}", d.message())
+        }
         sqlx::Error::Io(io) => format!("I/O error: {io}"),
         sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".into(),
         sqlx::Error::PoolClosed => "the database pool is closed".into(),
