@@ -50,7 +50,7 @@ pub use namespace::{
     MARKER_NAME, MAX_MARKER_BYTES, NamespaceError, NamespaceMarker, NamespaceRecord, Site,
     bind_namespace, check_namespace,
 };
-pub use open::{PoolSettings, open_store};
+pub use open::{DatabaseKind, PoolSettings, open_store};
 pub use outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
 pub use pipeline::{
     CommitPipeline, Committed, InlinePermit, PipelineSettings, UploadWrite, UsedJti,

@@ -1,5 +1,7 @@
-//! Opening the [`Store`] a database URL names, whichever backend it is.
+//! Opening the [`Store`] a database URL names, whichever backend it is: the one place
+//! where a URL picks a backend.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +14,9 @@ use crate::sqlite::{SqliteOptions, SqliteStore};
 /// mistyped secret than a scheme.
 const MAX_SHOWN_SCHEME_LEN: usize = 32;
 
-/// Pool tuning common to every backend of [`open_store`]; `None` keeps the backend's
-/// default ([`SqliteOptions`], [`PostgresOptions`]).
+/// Pool tuning common to every backend of [`open_store`], and where PostgreSQL keeps
+/// the tables; `None` keeps the backend's default ([`SqliteOptions`],
+/// [`PostgresOptions`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolSettings {
     /// Most connections the pool opens (at least 1).
@@ -21,41 +24,90 @@ pub struct PoolSettings {
     /// Longest a statement may run before the server cancels it (PostgreSQL only: SQLite
     /// has no such limit and ignores it).
     pub statement_timeout: Option<Duration>,
+    /// How long a caller waits for a connection, at startup too (PostgreSQL only: SQLite
+    /// ignores it).
+    pub connect_timeout: Option<Duration>,
+    /// The schema holding the tables ([`PostgresOptions::schema`]); PostgreSQL only,
+    /// refused for SQLite.
+    pub schema: Option<String>,
 }
 
-/// Opens, creating and migrating when needed, the store that `database_url` names:
-/// - `sqlite:…` (`sqlite://path`, `sqlite:path`, `sqlite::memory:`): a [`SqliteStore`];
-/// - `postgres://…` or `postgresql://…`: a [`PostgresStore`] (its tables in the URL's
-///   database, on the server's default `search_path`).
+/// The database backends [`open_store`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatabaseKind {
+    /// `sqlite:…` (`sqlite://path`, `sqlite:path`, `sqlite::memory:`): a [`SqliteStore`].
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`: a [`PostgresStore`].
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// The backend `database_url` names, by its scheme.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when the scheme is none of [`DatabaseKind`]'s (the
+    /// message names the scheme, never the rest of the URL).
+    pub fn of_url(database_url: &str) -> Result<Self, StoreError> {
+        if database_url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::Invalid(unsupported(database_url)))
+        }
+    }
+}
+
+impl fmt::Display for DatabaseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// Opens, creating and migrating when needed, the store that `database_url` names (see
+/// [`DatabaseKind`]); a PostgreSQL store keeps its tables in `pool.schema`, or else on
+/// the server's default `search_path`.
 ///
 /// # Errors
-/// [`StoreError::Invalid`] when the scheme is none of those (the message names the
-/// scheme, never the rest of the URL), or the errors of [`SqliteStore::open_with`] and
+/// [`StoreError::Invalid`] when the scheme is unsupported ([`DatabaseKind::of_url`]) or
+/// a schema is set for SQLite, or the errors of [`SqliteStore::open_with`] and
 /// [`PostgresStore::connect`].
 pub async fn open_store(
     database_url: &str,
     pool: PoolSettings,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    if database_url.starts_with("sqlite:") {
-        let defaults = SqliteOptions::default();
-        let options = SqliteOptions {
-            max_connections: pool.max_connections.unwrap_or(defaults.max_connections),
-            ..defaults
-        };
-        let store = SqliteStore::open_with(database_url, options).await?;
-        return Ok(Arc::new(store));
-    }
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        let defaults = PostgresOptions::default();
-        let options = PostgresOptions {
-            max_connections: pool.max_connections.unwrap_or(defaults.max_connections),
-            statement_timeout: pool.statement_timeout.unwrap_or(defaults.statement_timeout),
-            ..defaults
-        };
-        let store = PostgresStore::connect(database_url, options).await?;
-        return Ok(Arc::new(store));
-    }
-    Err(StoreError::Invalid(unsupported(database_url)))
+    let store = match DatabaseKind::of_url(database_url)? {
+        DatabaseKind::Sqlite => {
+            if pool.schema.is_some() {
+                return Err(StoreError::Invalid(
+                    "a schema applies to PostgreSQL only, and the database is SQLite".into(),
+                ));
+            }
+            let defaults = SqliteOptions::default();
+            let options = SqliteOptions {
+                max_connections: pool.max_connections.unwrap_or(defaults.max_connections),
+                ..defaults
+            };
+            SqliteStore::open_with(database_url, options).await?
+        }
+        DatabaseKind::Postgres => {
+            let defaults = PostgresOptions::default();
+            let options = PostgresOptions {
+                max_connections: pool.max_connections.unwrap_or(defaults.max_connections),
+                acquire_timeout: pool.connect_timeout.unwrap_or(defaults.acquire_timeout),
+                statement_timeout: pool.statement_timeout.unwrap_or(defaults.statement_timeout),
+                schema: pool.schema,
+            };
+            PostgresStore::connect(database_url, options).await?
+        }
+    };
+    Ok(Arc::new(store))
 }
 
 /// Why `database_url` names no backend, quoting its scheme only when it looks like one.
@@ -98,6 +150,8 @@ mod tests {
             PoolSettings {
                 max_connections: Some(4),
                 statement_timeout: Some(Duration::from_secs(1)),
+                connect_timeout: Some(Duration::from_secs(1)),
+                schema: None,
             },
         )
         .await
@@ -152,5 +206,53 @@ mod tests {
             };
             assert_eq!(msg, "invalid PostgreSQL URL");
         }
+    }
+
+    #[test]
+    fn urls_name_their_backend() {
+        for (url, kind) in [
+            ("sqlite::memory:", DatabaseKind::Sqlite),
+            ("sqlite:///var/lib/r.db", DatabaseKind::Sqlite),
+            ("postgres://db/app", DatabaseKind::Postgres),
+            ("postgresql://db/app", DatabaseKind::Postgres),
+        ] {
+            assert_eq!(DatabaseKind::of_url(url).unwrap(), kind, "{url}");
+        }
+        assert_eq!(DatabaseKind::Postgres.to_string(), "PostgreSQL");
+        let err = DatabaseKind::of_url("mysql://u:s3cr3t@db/x").unwrap_err();
+        assert!(matches!(&err, StoreError::Invalid(m) if m.contains("\"mysql\"")));
+    }
+
+    /// A schema is refused where it cannot apply (SQLite) or cannot be a plain
+    /// identifier, before anything is opened: nothing is created elsewhere than asked.
+    #[tokio::test]
+    async fn rule_schemas_are_refused_unless_valid_and_postgres() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("db.sqlite");
+        let cases = [
+            (format!("sqlite://{}", file.display()), "rp_one"),
+            ("postgres://u:s3cr3t@127.0.0.1:1/db".to_owned(), "Bad-Name"),
+            (
+                "postgres://u:s3cr3t@127.0.0.1:1/db".to_owned(),
+                "x; DROP TABLE uploads",
+            ),
+            ("postgresql://u:s3cr3t@127.0.0.1:1/db".to_owned(), ""),
+        ];
+        for (url, schema) in cases {
+            let settings = PoolSettings {
+                schema: Some(schema.to_owned()),
+                connect_timeout: Some(Duration::from_secs(1)),
+                ..PoolSettings::default()
+            };
+            let Err(err) = open_store(&url, settings).await else {
+                panic!("{url:?} opened with schema {schema:?}");
+            };
+            let StoreError::Invalid(msg) = &err else {
+                panic!("{url:?} {schema:?}: {err:?}");
+            };
+            assert!(msg.contains("schema"), "{msg}");
+            assert!(!msg.contains("s3cr3t"), "{msg}");
+        }
+        assert!(!file.exists(), "the SQLite database was not created");
     }
 }

@@ -38,7 +38,7 @@ impl Default for SqliteOptions {
 }
 
 impl SqlStore {
-    /// Opens (creating when missing) and migrates the SQLite
+    /// Opens (creating when missing, with its directory) and migrates the SQLite
     /// database at `url_or_path` with default [`SqliteOptions`].
     ///
     /// Accepts `sqlite://path`, `sqlite:path`, `sqlite::memory:` or a bare file path.
@@ -70,7 +70,7 @@ impl SqlStore {
         open_pool(connect, &options, false).await
     }
 
-    /// Opens (creating when missing) and migrates the SQLite
+    /// Opens (creating when missing, with its directory) and migrates the SQLite
     /// database file at `path`. Unlike a URL, the path is taken literally (`?` and `%`
     /// are not special).
     ///
@@ -106,6 +106,7 @@ async fn open_pool(
             .idle_timeout(None)
             .max_lifetime(None);
     } else {
+        create_parent(connect.get_filename())?;
         connect = connect.journal_mode(SqliteJournalMode::Wal);
         pool = pool.max_connections(options.max_connections.max(1));
     }
@@ -115,6 +116,19 @@ async fn open_pool(
         .await
         .map_err(|e| StoreError::Migration(e.to_string()))?;
     Ok(SqlStore::new(Pool::Sqlite(pool)))
+}
+
+/// Creates the directory of the database file when missing (SQLite creates the file,
+/// not its directory).
+fn create_parent(file: &Path) -> Result<(), StoreError> {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether a `sqlite:` URL names an in-memory database.
@@ -174,6 +188,18 @@ mod tests {
             .unwrap();
         assert_eq!(sync, 2);
         c.close().await;
+    }
+
+    #[tokio::test]
+    async fn missing_directories_are_created() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("a").join("b").join("db.sqlite");
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        assert!(path.is_file());
+        store.close().await;
     }
 
     /// Writers on two pools of one file (as two processes would be) neither fail with

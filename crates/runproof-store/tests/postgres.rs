@@ -288,7 +288,8 @@ async fn timeouts_invalid_values_and_closing() {
     .await;
 }
 
-/// `open_store` picks PostgreSQL for both URL schemes.
+/// `open_store` picks PostgreSQL for both URL schemes, and a schema from the URL or its
+/// settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_store_opens_postgres() {
     let Some(url) = database_url() else { return };
@@ -308,12 +309,25 @@ async fn open_store_opens_postgres() {
                 PoolSettings {
                     max_connections: Some(2),
                     statement_timeout: Some(Duration::from_secs(5)),
+                    ..PoolSettings::default()
                 },
             )
             .await
             .unwrap();
             assert!(!store.consume_jti("iss", "jti", UnixTime(10)).await.unwrap());
         }
+        // Or through its settings.
+        let store = open_store(
+            &u,
+            PoolSettings {
+                schema: Some(schema.clone()),
+                connect_timeout: Some(Duration::from_secs(5)),
+                ..PoolSettings::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!store.consume_jti("iss", "jti", UnixTime(10)).await.unwrap());
     })
     .await;
 }

@@ -20,8 +20,8 @@ use anyhow::{Context, bail};
 use runproof_core::Secret;
 use runproof_core::UnixTime;
 use runproof_store::{
-    BlobStore, LocalBlobStore, MIN_BUFFER_BYTES, NamespaceError, NamespaceRecord, PoolSettings,
-    PostgresOptions, PostgresStore, S3BlobStore, S3Config, Site, Store, bind_namespace, open_store,
+    BlobStore, DatabaseKind, LocalBlobStore, MIN_BUFFER_BYTES, NamespaceError, NamespaceRecord,
+    PoolSettings, PostgresOptions, S3BlobStore, S3Config, Site, Store, bind_namespace, open_store,
 };
 use serde::Deserialize;
 
@@ -66,19 +66,10 @@ pub struct S3Section {
     pub spill_dir: Option<PathBuf>,
 }
 
-/// The database backend a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// `sqlite:…`.
-    Sqlite,
-    /// `postgres://…` or `postgresql://…`.
-    Postgres,
-}
-
 /// Where the database is and how to use it.
 pub struct Database {
-    /// The backend.
-    pub backend: Backend,
+    /// The backend its URL names.
+    pub kind: DatabaseKind,
     url: Secret,
     /// Pool size and statement timeout.
     pub pool: PoolSettings,
@@ -105,7 +96,7 @@ impl Database {
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Database")
-            .field("backend", &self.backend)
+            .field("kind", &self.kind)
             .field("url", &self.display_url())
             .field("pool", &self.pool)
             .field("connect_timeout", &self.connect_timeout)
@@ -176,46 +167,19 @@ pub fn resolve(
         Some(url) => url.to_owned(),
         None => format!("sqlite://{}", data_dir.join("runproof.db").display()),
     };
-    let backend = if url.starts_with("sqlite:") {
-        Backend::Sqlite
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Backend::Postgres
-    } else {
-        let scheme = url.split_once(':').map_or("", |(s, _)| s);
-        let shown = if scheme.len() <= 32
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        {
-            format!(" (got scheme `{scheme}`)")
-        } else {
-            String::new()
-        };
-        bail!("`database_url`: expected sqlite://…, postgres://… or postgresql://…{shown}");
-    };
+    // The store checks the URL (and, when opening, the schema); this only names the key.
+    let kind = DatabaseKind::of_url(&url).map_err(|e| anyhow::anyhow!("`database_url`: {e}"))?;
     if database.max_connections == Some(0) {
         bail!("`database.max_connections` must be at least 1");
     }
-    if backend == Backend::Sqlite {
-        if database.schema.is_some() {
-            bail!("`database.schema` applies to PostgreSQL only, and `database_url` is SQLite");
-        }
-    } else if let Some(schema) = &database.schema
-        && (schema.is_empty()
-            || schema.len() > 63
-            || !schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-    {
-        bail!("`database.schema`: only a-z, 0-9 and _, 1 to 63 characters");
-    }
     let defaults = PostgresOptions::default();
     let database = Database {
-        backend,
+        kind,
         url: Secret::new(url),
         pool: PoolSettings {
             max_connections: database.max_connections,
             statement_timeout: database.statement_timeout_seconds.map(Duration::from_secs),
+            ..PoolSettings::default()
         },
         connect_timeout: database
             .connect_timeout_seconds
@@ -296,45 +260,21 @@ pub fn resolve(
 /// # Errors
 /// A message naming the database without its credentials.
 pub async fn open_database(database: &Database) -> anyhow::Result<Arc<dyn Store>> {
-    let shown = database.display_url();
-    match database.backend {
-        Backend::Sqlite => {
-            if let Some(path) = database.url().strip_prefix("sqlite://")
-                && let Some(parent) = Path::new(path).parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            open_store(database.url(), database.pool.clone())
-                .await
-                .with_context(|| format!("cannot open the database {shown}"))
+    let settings = PoolSettings {
+        connect_timeout: Some(database.connect_timeout),
+        schema: database.schema.clone(),
+        ..database.pool.clone()
+    };
+    open_store(database.url(), settings).await.with_context(|| {
+        let shown = database.display_url();
+        match database.kind {
+            DatabaseKind::Postgres => format!(
+                "cannot open the PostgreSQL database {shown} (each connection attempt waits up to {} s: `database.connect_timeout_seconds`)",
+                database.connect_timeout.as_secs()
+            ),
+            kind => format!("cannot open the {kind} database {shown}"),
         }
-        Backend::Postgres => {
-            let defaults = PostgresOptions::default();
-            let options = PostgresOptions {
-                max_connections: database
-                    .pool
-                    .max_connections
-                    .unwrap_or(defaults.max_connections),
-                acquire_timeout: database.connect_timeout,
-                statement_timeout: database
-                    .pool
-                    .statement_timeout
-                    .unwrap_or(defaults.statement_timeout),
-                schema: database.schema.clone(),
-            };
-            let store = PostgresStore::connect(database.url(), options)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot open the PostgreSQL database {shown} (each connection attempt waits up to {} s: `database.connect_timeout_seconds`)",
-                        database.connect_timeout.as_secs()
-                    )
-                })?;
-            Ok(Arc::new(store))
-        }
-    }
+    })
 }
 
 /// How long the startup check of an S3 bucket (a write and a delete) may take.
@@ -448,7 +388,7 @@ mod tests {
     #[test]
     fn defaults_are_sqlite_and_local_files_under_data_dir() {
         let s = storage(None, None, DatabaseSection::default(), None).unwrap();
-        assert_eq!(s.database.backend, Backend::Sqlite);
+        assert_eq!(s.database.kind, DatabaseKind::Sqlite);
         assert_eq!(s.database.url(), "sqlite:///data/runproof.db");
         assert!(matches!(&s.blobs, BlobLocation::Local(p) if p == Path::new("/data")));
     }
@@ -477,7 +417,7 @@ mod tests {
                 }),
             )
             .unwrap();
-            assert_eq!(s.database.backend, Backend::Postgres);
+            assert_eq!(s.database.kind, DatabaseKind::Postgres);
             assert_eq!(s.database.pool.max_connections, Some(4));
             assert_eq!(
                 s.database.pool.statement_timeout,
@@ -511,13 +451,23 @@ mod tests {
             Option<S3Section>,
             &'static str,
         );
-        let cases: [Case; 9] = [
+        let cases: [Case; 8] = [
             (
                 Some("mysql://u:pw@db/x"),
                 None,
                 DatabaseSection::default(),
                 None,
-                "`mysql`",
+                "`database_url`: invalid value: unsupported database URL scheme \"mysql\"",
+            ),
+            (
+                None,
+                None,
+                DatabaseSection {
+                    max_connections: Some(0),
+                    ..DatabaseSection::default()
+                },
+                None,
+                "database.max_connections",
             ),
             (
                 None,
@@ -539,26 +489,6 @@ mod tests {
                 DatabaseSection::default(),
                 None,
                 "blob_store",
-            ),
-            (
-                None,
-                None,
-                DatabaseSection {
-                    schema: Some("x".into()),
-                    ..DatabaseSection::default()
-                },
-                None,
-                "database.schema",
-            ),
-            (
-                Some("postgres://db/x"),
-                None,
-                DatabaseSection {
-                    schema: Some("Bad-Name".into()),
-                    ..DatabaseSection::default()
-                },
-                None,
-                "database.schema",
             ),
             (
                 None,
@@ -593,6 +523,27 @@ mod tests {
             assert!(err.contains(needle), "{needle}: {err}");
             assert!(!err.contains("pw"), "{err}");
         }
+    }
+
+    /// The store checks the schema when opening (no copy of its rules here): one set
+    /// for SQLite, where it cannot apply, stops the start naming the database.
+    #[tokio::test]
+    async fn a_schema_for_sqlite_fails_opening_the_database() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let db = DatabaseSection {
+            schema: Some("rp_one".into()),
+            ..DatabaseSection::default()
+        };
+        let s = storage(Some(&url), None, db, None).unwrap();
+        let Err(err) = open_database(&s.database).await else {
+            panic!("a schema was accepted for SQLite");
+        };
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("cannot open the SQLite database sqlite://") && err.contains("schema"),
+            "{err}"
+        );
     }
 
     #[test]
