@@ -9,12 +9,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::OUTBOX_CHANNEL;
 use crate::model::{IdempotencyScope, StoreError, UploadId, UploadRecord};
 use crate::pipeline::{Committed, UploadWrite};
-use crate::row::{UploadParams, UploadRow, payload_json, upload_columns};
+use crate::row::{UploadParams, UploadRow, payload_json, upload_columns, upload_insert_columns};
 
-use super::{Pool, Tx, db_error, query, query_built, row_runs, values_rows};
+use super::store::upload_by_idempotency_key;
+use super::{Pool, Tx, announce_deliveries, db_error, query, query_built, row_runs, values_rows};
 
 /// Bound values per statement, below SQLite's limit (32,766) and PostgreSQL's (65,535).
 const MAX_PARAMS: usize = 30_000;
@@ -82,12 +82,8 @@ pub(crate) async fn commit_uploads(
     let announced = inserted
         .iter()
         .any(|(e, _)| !e.write.upload.deliveries.is_empty());
-    if announced && tx.dialect().notifies {
-        query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut tx)
-            .await
-            .map_err(db_error)?;
+    if announced {
+        announce_deliveries(&mut tx).await?;
     }
     tx.commit().await?;
     for (encoded, record) in inserted {
@@ -177,38 +173,16 @@ async fn insert_uploads<'a>(
         let chunk = &live[run];
         let sql = format!(
             concat!(
-                "INSERT INTO uploads (id, status, mode, name, size, sha256, content_type, \
-                 created_at, verified_at, identity_json, repository_id, reason, \
-                 idempotency_key, pending_repository_id, pending_run_id, pending_run_attempt, \
-                 pending_head_sha, idempotency_scope) VALUES {} \
-                 ON CONFLICT DO NOTHING RETURNING ",
+                "INSERT INTO uploads (",
+                upload_insert_columns!(),
+                ") VALUES {} ON CONFLICT DO NOTHING RETURNING ",
                 upload_columns!()
             ),
             values_rows(tx.dialect(), chunk.len(), UPLOAD_COLUMNS, 1)
         );
         let mut q = query_built(sql);
         for encoded in chunk {
-            let upload = &encoded.write.upload;
-            let params = &encoded.params;
-            q = q
-                .bind(upload.id.as_str())
-                .bind(upload.status.as_str())
-                .bind(upload.mode.as_str())
-                .bind(&upload.name)
-                .bind(params.size)
-                .bind(&params.sha256)
-                .bind(&upload.content_type)
-                .bind(upload.created_at.0)
-                .bind(upload.verified_at.map(|t| t.0))
-                .bind(&params.identity_json)
-                .bind(params.repository_id)
-                .bind(&upload.reason)
-                .bind(&upload.idempotency_key)
-                .bind(params.pending_repository_id)
-                .bind(params.pending_run_id)
-                .bind(params.pending_run_attempt)
-                .bind(upload.pending_run.as_ref().map(|p| p.head_sha.as_str()))
-                .bind(&params.idempotency_scope);
+            q = encoded.params.bind(q, &encoded.write.upload);
         }
         let stored: Vec<UploadRow> = q.fetch_all(&mut *tx).await.map_err(db_error)?;
         rows.extend(stored.into_iter().map(|row| (row.id.clone(), row)));
@@ -230,7 +204,7 @@ async fn insert_uploads<'a>(
         let outcome = match &upload.idempotency_key {
             Some(key) => {
                 let scope = IdempotencyScope::new(upload.mode, &upload.identity);
-                match existing(tx, &scope, key).await? {
+                match upload_by_idempotency_key(&mut *tx, &scope, key).await? {
                     Some(record) => Ok(Committed::Existing(record)),
                     None => Err(already_exists(&upload.id)),
                 }
@@ -245,26 +219,6 @@ async fn insert_uploads<'a>(
 fn already_exists(id: &UploadId) -> StoreError {
     // Not the idempotency key, so the id itself: a caller bug, not an outage.
     StoreError::Invalid(format!("upload {id} already exists"))
-}
-
-/// The upload of this scope and idempotency key, as this transaction sees it.
-async fn existing(
-    tx: &mut Tx,
-    scope: &IdempotencyScope,
-    key: &str,
-) -> Result<Option<UploadRecord>, StoreError> {
-    query(concat!(
-        "SELECT ",
-        upload_columns!(),
-        " FROM uploads WHERE idempotency_scope = $1 AND idempotency_key = $2"
-    ))
-    .bind(scope.as_str())
-    .bind(key)
-    .fetch_optional::<UploadRow>(&mut *tx)
-    .await
-    .map_err(db_error)?
-    .map(UploadRow::into_record)
-    .transpose()
 }
 
 /// Stores the inline bodies of the inserted uploads.

@@ -20,6 +20,9 @@ pub(crate) enum Backend {
 pub(crate) struct Dialect {
     /// Which backend this is.
     pub(crate) backend: Backend,
+    /// Batches the commit pipeline commits at once: SQLite has one writer anyway;
+    /// PostgreSQL overlaps concurrent commits (and flushes them together).
+    pub(crate) parallel_writes: usize,
     /// Appended to a `SELECT` that claims rows for an update in a later statement:
     /// PostgreSQL locks them and passes over rows that concurrent claimers hold; SQLite
     /// needs nothing, as its writing transaction holds the database's only write lock.
@@ -60,8 +63,25 @@ impl Dialect {
     }
 }
 
+impl Dialect {
+    /// Appends the `n`th placeholder (from 1) of a multi-row statement: `$n` on
+    /// PostgreSQL; on SQLite an anonymous `?`, bound in order, since sqlx looks each
+    /// numbered placeholder's name up, which SQLite does in time linear in the
+    /// statement's placeholders (quadratic for a statement of thousands of them).
+    pub(crate) fn push_placeholder(&self, out: &mut String, n: usize) {
+        match self.backend {
+            Backend::Sqlite => out.push('?'),
+            Backend::Postgres => {
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+        }
+    }
+}
+
 pub(crate) static SQLITE: Dialect = Dialect {
     backend: Backend::Sqlite,
+    parallel_writes: 1,
     skip_locked: "",
     lock_row: "",
     materialized: "",
@@ -72,6 +92,7 @@ pub(crate) static SQLITE: Dialect = Dialect {
 
 pub(crate) static POSTGRES: Dialect = Dialect {
     backend: Backend::Postgres,
+    parallel_writes: 4,
     skip_locked: " FOR UPDATE SKIP LOCKED",
     lock_row: " FOR UPDATE",
     materialized: "MATERIALIZED",

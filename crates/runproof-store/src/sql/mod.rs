@@ -16,8 +16,6 @@ mod dialect;
 mod github;
 mod store;
 
-use std::fmt::Write as _;
-
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{FromRow, Postgres, SqlStr, Sqlite, Transaction};
@@ -377,11 +375,8 @@ impl<'a> Query<'a> {
 }
 
 /// `($s, $s+1, …), (…)`: `rows` groups of `columns` placeholders, numbered from `start`,
-/// for a multi-row `VALUES` whose statement has no other placeholder before them.
-///
-/// On SQLite they are anonymous `?`s, bound in order: for a numbered placeholder sqlx asks
-/// SQLite for its name, which SQLite finds in time linear in the statement's placeholders,
-/// so a statement of thousands of them would take quadratic time to bind.
+/// for a multi-row `VALUES` whose statement has no other placeholder before them (see
+/// [`Dialect::push_placeholder`]).
 pub(crate) fn values_rows(dialect: &Dialect, rows: usize, columns: usize, start: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     let mut n = start;
@@ -391,12 +386,7 @@ pub(crate) fn values_rows(dialect: &Dialect, rows: usize, columns: usize, start:
             if column > 0 {
                 out.push_str(", ");
             }
-            match dialect.backend {
-                dialect::Backend::Sqlite => out.push('?'),
-                dialect::Backend::Postgres => {
-                    let _ = write!(out, "${n}");
-                }
-            }
+            dialect.push_placeholder(&mut out, n);
             n += 1;
         }
         out.push(')');

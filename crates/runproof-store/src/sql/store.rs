@@ -955,6 +955,10 @@ impl Store for SqlStore {
             .map_err(db_error)
     }
 
+    fn parallel_writes(&self) -> usize {
+        self.pool.dialect().parallel_writes
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         query("SELECT 1")
             .execute(&self.pool)
