@@ -195,11 +195,15 @@ pub async fn bind_namespace(
     now: UnixTime,
 ) -> Result<NamespaceRecord, NamespaceError> {
     let ours = describe(&site.database, site.schema.as_deref());
-    let recorded = store.namespace().await?;
+    // The marker first: a binder records the namespace in the database before it writes
+    // the marker, so a marker seen here has its record in the database by the time it is
+    // read. (Read the other way round, a replica binding at the same moment could be seen
+    // with its marker written and its record not yet: a false claim.)
     let marker = match blobs.read_marker().await? {
         Some(bytes) => Some(NamespaceMarker::parse(&bytes, &site.blob_store)?),
         None => None,
     };
+    let recorded = store.namespace().await?;
     let claimed = |marker: NamespaceMarker, our_id: &str| NamespaceError::Claimed {
         blob_store: site.blob_store.clone(),
         theirs: marker.owner(),
