@@ -37,11 +37,11 @@ mod sqlite;
 pub mod testsuite;
 
 pub use blob::{BlobError, BlobStore, BlobWriter, LocalBlobStore, ReadStream};
-pub use inline::InlineBodies;
 pub use github::{
     Delivery, Installation, InstalledRepository, KnownInstallation, MAX_DELIVERY_ID_LEN,
     RepositoryBinding, RepositorySelection, WebhookEffect, WorkflowRunRecord,
 };
+pub use inline::InlineBodies;
 pub use model::{
     Cursor, IdempotencyScope, ListFilter, Mode, NewUpload, PendingRun, StoreError, UploadId,
     UploadRecord, UploadStatus,
