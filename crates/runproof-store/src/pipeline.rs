@@ -302,6 +302,8 @@ mod tests {
     /// Commits nothing until let go; records each batch's size; fails whole batches
     /// when told to.
     struct Gate {
+        /// Batches that reached the gate.
+        entered: std::sync::atomic::AtomicUsize,
         open: tokio::sync::Semaphore,
         sizes: Mutex<Vec<usize>>,
         fail: bool,
@@ -313,6 +315,8 @@ mod tests {
             &self,
             writes: &[UploadWrite],
         ) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+            self.entered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.open.acquire().await.unwrap().forget();
             self.sizes.lock().unwrap().push(writes.len());
             if self.fail {
@@ -324,6 +328,7 @@ mod tests {
 
     fn gate(fail: bool) -> Arc<Gate> {
         Arc::new(Gate {
+            entered: std::sync::atomic::AtomicUsize::new(0),
             open: tokio::sync::Semaphore::new(0),
             sizes: Mutex::new(Vec::new()),
             fail,
@@ -345,8 +350,7 @@ mod tests {
         }
     }
 
-    /// Waits (up to 5 s) until the gate has been asked to commit `n` batches' worth of
-    /// waiting, i.e. until `pipeline`'s queue holds `queued` writes.
+    /// Waits (up to 5 s) until `pipeline`'s queue holds `queued` writes.
     async fn until_queued(pipeline: &CommitPipeline, queued: usize) {
         for _ in 0..500 {
             if pipeline.queue.max_capacity() - pipeline.queue.capacity() == queued {
@@ -367,8 +371,17 @@ mod tests {
             let p = pipeline.clone();
             async move { p.commit(write()).await }
         });
-        until_queued(&pipeline, 0).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..500 {
+            if gate.entered.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            gate.entered.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the first batch reached the gate"
+        );
         let waiting: Vec<_> = (0..2)
             .map(|_| {
                 let p = pipeline.clone();

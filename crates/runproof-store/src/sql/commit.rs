@@ -126,7 +126,17 @@ async fn spend_jtis<'a>(
             Some(_) => outcomes[encoded.index] = Some(Ok(Committed::Replayed)),
         }
     }
-    let mut fresh = HashSet::new();
+    // Each spending write's position, by its (issuer, jti): unique, as duplicates were
+    // set apart above.
+    let position: HashMap<(&str, &str), usize> = spending
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let used = e.write.jti.as_ref()?;
+            Some(((used.issuer.as_str(), used.jti.as_str()), i))
+        })
+        .collect();
+    let mut fresh = vec![false; spending.len()];
     for run in row_runs(spending.len(), MAX_ROWS.min(MAX_PARAMS / 3)) {
         let chunk = &spending[run];
         let sql = format!(
@@ -144,14 +154,13 @@ async fn spend_jtis<'a>(
             }
         }
         let rows: Vec<(String, String)> = q.fetch_all(&mut *tx).await.map_err(db_error)?;
-        fresh.extend(rows);
+        for (issuer, jti) in &rows {
+            if let Some(&i) = position.get(&(issuer.as_str(), jti.as_str())) {
+                fresh[i] = true;
+            }
+        }
     }
-    for encoded in spending {
-        let spent_now = encoded
-            .write
-            .jti
-            .as_ref()
-            .is_some_and(|used| fresh.contains(&(used.issuer.clone(), used.jti.clone())));
+    for (encoded, spent_now) in spending.into_iter().zip(fresh) {
         if spent_now {
             rest.push(encoded);
         } else {
