@@ -14,9 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::api::{api_route, github_error};
-use crate::fake::Shared;
+use crate::http::{api_route, github_error};
 use crate::shapes::{InstallationShape, repository_json};
+use crate::state::Shared;
 
 /// Route keys for [`crate::FakeGithub::api_requests`].
 pub(crate) const ROUTE_REPOSITORY_BY_ID: &str = "repository_by_id";

@@ -1,61 +1,19 @@
-use std::collections::HashMap;
+//! [`FakeGithub`], the handle a test holds: it binds the port, serves the routes of
+//! [`crate::oidc`], [`crate::api`] and [`crate::actions_api`] over one
+//! [`crate::state::Shared`], and changes that state. Nothing in the crate depends on it.
+
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, ApiState, Grant, Installation, Repo};
-use crate::{AppCredentials, RunSpec, TestKey, TestkitError, jwks_json};
-
-/// The claims GitHub's discovery document lists, in its order.
-const CLAIMS_SUPPORTED: &[&str] = &[
-    "sub",
-    "aud",
-    "exp",
-    "iat",
-    "iss",
-    "jti",
-    "nbf",
-    "ref",
-    "sha",
-    "repository",
-    "repository_id",
-    "repository_owner",
-    "repository_owner_id",
-    "enterprise",
-    "enterprise_id",
-    "run_id",
-    "run_number",
-    "run_attempt",
-    "actor",
-    "actor_id",
-    "workflow",
-    "workflow_ref",
-    "workflow_sha",
-    "head_ref",
-    "base_ref",
-    "event_name",
-    "ref_type",
-    "ref_protected",
-    "environment",
-    "environment_node_id",
-    "job_workflow_ref",
-    "job_workflow_sha",
-    "repository_visibility",
-    "runner_environment",
-    "issuer_scope",
-    "check_run_id",
-];
+use crate::state::{Grant, Installation, Repo, Shared};
+use crate::{AppCredentials, RunSpec, TestKey, TestkitError, actions_api, api, oidc};
 
 /// A fake GitHub on `127.0.0.1`: OIDC discovery, JWKS and the Actions token-request
 /// endpoint, plus the REST API a GitHub App uses, all backed by in-memory state the
@@ -103,26 +61,6 @@ struct Handle {
     shutdown: watch::Sender<bool>,
 }
 
-/// State the HTTP handlers see.
-pub(crate) struct Shared {
-    addr: SocketAddr,
-    request_token: String,
-    outage: AtomicBool,
-    time_offset: AtomicI64,
-    jwks_requests: AtomicU64,
-    discovery_requests: AtomicU64,
-    state: Mutex<MutableState>,
-    api: Mutex<ApiState>,
-}
-
-struct MutableState {
-    current: TestKey,
-    /// Keys rotated out but still published, newest first.
-    previous: Vec<TestKey>,
-    run: RunSpec,
-    jwks_override: Option<Vec<u8>>,
-}
-
 impl FakeGithub {
     /// Binds `127.0.0.1:0`, generates one signing key (kid: 40 upper-case hex digits)
     /// and serves in a background tokio task. Must be called within a tokio runtime.
@@ -144,26 +82,11 @@ impl FakeGithub {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let shared = Arc::new(Shared {
-            addr,
-            request_token,
-            outage: AtomicBool::new(false),
-            time_offset: AtomicI64::new(0),
-            jwks_requests: AtomicU64::new(0),
-            discovery_requests: AtomicU64::new(0),
-            state: Mutex::new(MutableState {
-                current: key,
-                previous: Vec::new(),
-                run: RunSpec::default(),
-                jwks_override: None,
-            }),
-            api: Mutex::new(ApiState::default()),
-        });
+        let shared = Arc::new(Shared::new(addr, request_token, key));
         let app = Router::new()
-            .route("/.well-known/openid-configuration", get(discovery))
-            .route("/.well-known/jwks", get(jwks))
-            .route("/_apis/token", get(token_request))
+            .merge(oidc::routes())
             .merge(api::routes())
+            .merge(actions_api::routes())
             .with_state(Arc::clone(&shared));
         let (shutdown, mut stop) = watch::channel(false);
         tokio::spawn(async move {
@@ -558,158 +481,5 @@ impl fmt::Debug for FakeGithub {
             .field("addr", &self.addr())
             .field("current_kid", &self.current_key().kid())
             .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, MutableState> {
-        // Every update is a single assignment, so a poisoned state is still consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The REST API state. Handlers never panic while holding it, and each update
-    /// leaves it consistent, so a poisoned lock is still usable.
-    pub(crate) fn api(&self) -> MutexGuard<'_, ApiState> {
-        self.api.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn now(&self) -> i64 {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        real.saturating_add(self.time_offset.load(Ordering::SeqCst))
-    }
-
-    pub(crate) fn issuer(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn is_down(&self) -> bool {
-        self.outage.load(Ordering::SeqCst)
-    }
-}
-
-impl MutableState {
-    fn published(&self) -> Vec<TestKey> {
-        std::iter::once(&self.current)
-            .chain(&self.previous)
-            .cloned()
-            .collect()
-    }
-}
-
-fn unavailable() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
-        "issuer unavailable",
-    )
-        .into_response()
-}
-
-async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
-    shared.discovery_requests.fetch_add(1, Ordering::SeqCst);
-    if shared.is_down() {
-        return unavailable();
-    }
-    let issuer = shared.issuer();
-    axum::Json(json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks"),
-        "subject_types_supported": ["public", "pairwise"],
-        "response_types_supported": ["id_token"],
-        "claims_supported": CLAIMS_SUPPORTED,
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "scopes_supported": ["openid"],
-    }))
-    .into_response()
-}
-
-async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
-    shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
-    if shared.is_down() {
-        return unavailable();
-    }
-    let (published, override_body) = {
-        let state = shared.lock();
-        (state.published(), state.jwks_override.clone())
-    };
-    match override_body {
-        Some(body) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response(),
-        None => axum::Json(jwks_json(&published.iter().collect::<Vec<_>>())).into_response(),
-    }
-}
-
-async fn token_request(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    if !bearer_matches(&headers, &shared.request_token) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "Bad credentials"})),
-        )
-            .into_response();
-    }
-    let (key, run) = {
-        let state = shared.lock();
-        (state.current.clone(), state.run.clone())
-    };
-    let audience = match query.get("audience") {
-        Some(aud) if !aud.is_empty() => aud.clone(),
-        // GitHub's default audience when the client names none.
-        _ => format!("https://github.com/{}", run.repository_owner),
-    };
-    let claims = run.claims(&shared.issuer(), &audience, shared.now());
-    match key.sign_claims(&Value::Object(claims)) {
-        Ok(jwt) => axum::Json(json!({ "value": jwt })).into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "fake GitHub could not sign a token");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
-}
-
-fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    match value.split_once(' ') {
-        Some((scheme, token)) => scheme.eq_ignore_ascii_case("bearer") && token.trim() == expected,
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        let mut headers = HeaderMap::new();
-        assert!(!bearer_matches(&headers, "t"));
-        for (value, ok) in [
-            ("bearer t", true),
-            ("Bearer t", true),
-            ("BEARER t", true),
-            ("Bearer u", false),
-            ("Basic t", false),
-            ("t", false),
-            ("Bearer ", false),
-        ] {
-            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
-            assert_eq!(bearer_matches(&headers, "t"), ok, "{value}");
-        }
     }
 }

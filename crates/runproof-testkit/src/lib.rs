@@ -20,16 +20,26 @@
 //! test points a [`WebhookSender`] elsewhere), serves no TLS and publishes no
 //! certificates (`x5c`). Its keys and tokens are throwaway test material: it is not a
 //! security boundary.
+//!
+//! Its modules, each depending only on those listed before it: `error`, `app`, `key`,
+//! `run` and `shapes` (keys, runs and GitHub's JSON shapes), `state` (what the routes
+//! share), `http` (error bodies, credentials, rate-limit switches), `auth` (App JWT and
+//! token checks), the routes (`oidc`, `api`, `actions_api`), [`webhook`], and `fake`
+//! ([`FakeGithub`], which starts the server and drives the state).
 #![forbid(unsafe_code)]
 
 mod actions_api;
 mod api;
 mod app;
+mod auth;
 mod error;
 mod fake;
+mod http;
 mod key;
+mod oidc;
 mod run;
 mod shapes;
+mod state;
 pub mod webhook;
 
 pub use app::AppCredentials;
