@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use runproof_client::{Auth, GithubTokenAuth, TokenSource, UploadOptions, Uploaded, upload_all};
 use runproof_server::AppState;
 use runproof_testkit::{FakeGithub, TestKey};
 use serde_json::{Value, json};
 
-use crate::client::{TokenSource, UploadOptions, upload_all};
 use crate::config::{self, Resolved};
 use crate::serve::{RunningServer, build_state};
 
@@ -161,6 +161,18 @@ fn outcome(status: u16, code: &str) -> String {
     format!("{status} {code}")
 }
 
+/// An error and its sources, `: `-separated, as the binary prints an error.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Runs the demo and prints its table. Returns whether every outcome was as expected.
 ///
 /// # Errors
@@ -210,12 +222,12 @@ pub async fn run() -> anyhow::Result<bool> {
         timeout: std::time::Duration::from_secs(30),
         progress: false,
     };
-    let genuine = upload_all(&opts, &crate::client::Auth::Oidc(tokens)).await;
+    let genuine = upload_all(&opts, &Auth::Oidc(tokens)).await;
     let got = match &genuine {
         Ok(u) => u
             .first()
             .map_or("none".into(), |u| format!("201 {}", u.status)),
-        Err(e) => format!("error: {e:#}"),
+        Err(e) => format!("error: {}", error_chain(e)),
     };
     rows.push(Row {
         request: "genuine upload via `runproof upload` (OIDC token from the runner)".into(),
@@ -445,7 +457,7 @@ pub async fn run() -> anyhow::Result<bool> {
         run.repository_owner_id,
     );
     let gt_auth = |token: &str| {
-        crate::client::Auth::GithubToken(crate::client::GithubTokenAuth {
+        Auth::GithubToken(GithubTokenAuth {
             token: token.to_owned(),
             repository: run.repository.clone(),
             run: format!("{}/{}/{}", run.repository_id, run.run_id, run.run_attempt),
@@ -460,7 +472,7 @@ pub async fn run() -> anyhow::Result<bool> {
         Ok(u) => u
             .first()
             .map_or("none".into(), |u| format!("201 {}", u.status)),
-        Err(e) => format!("error: {e:#}"),
+        Err(e) => format!("error: {}", error_chain(&e)),
     };
     rows.push(Row {
         request: "github_token mode: the run's GITHUB_TOKEN".into(),
@@ -474,10 +486,10 @@ pub async fn run() -> anyhow::Result<bool> {
         ],
         run.repository_owner_id,
     );
-    let refused = |r: anyhow::Result<Vec<crate::client::Uploaded>>| match r {
+    let refused = |r: Result<Vec<Uploaded>, runproof_client::ClientError>| match r {
         Ok(_) => "accepted".to_owned(),
-        Err(e) => e.downcast_ref::<crate::client::Refused>().map_or_else(
-            || format!("error: {e:#}"),
+        Err(e) => e.refused().map_or_else(
+            || format!("error: {}", error_chain(&e)),
             |r| format!("{} {}", r.status, r.code),
         ),
     };

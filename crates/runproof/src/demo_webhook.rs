@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use runproof_client::{Auth, PendingClaim, UploadOptions, upload_all, wait_for_outcome};
 use runproof_testkit::{RunSpec, WebhookSender, workflow_run_payload};
 use serde_json::{Value, json};
 
-use crate::client::{Auth, PendingClaim, UploadOptions, upload_all, wait_for_outcome};
-use crate::demo::{DEV_INSTALLATION, DevEnvironment, Row};
+use crate::demo::{DEV_INSTALLATION, DevEnvironment, Row, error_chain};
 
 fn claim(run: &RunSpec) -> PendingClaim {
     PendingClaim {
@@ -125,7 +125,7 @@ pub(crate) async fn rows(
         Ok(u) => u.first().map_or(("none".into(), String::new()), |u| {
             (u.status.clone(), u.id.clone())
         }),
-        Err(e) => (format!("error: {e:#}"), String::new()),
+        Err(e) => (format!("error: {}", error_chain(e)), String::new()),
     };
     rows.push(Row {
         request: "webhook mode: `runproof upload --mode pending` before its webhook".into(),

@@ -1,11 +1,10 @@
 //! The `runproof` command: `serve`, `upload`, `demo` and `verify-token`.
 //!
 //! This crate wires the library crates together and owns everything a person types:
-//! flags, the configuration file, environment overrides, and messages. It also holds
-//! the client that the GitHub Action runs (`runproof upload`).
+//! flags, the configuration file, environment overrides, and messages. The client that the
+//! GitHub Action runs (`runproof upload`) is the `runproof-client` crate.
 #![forbid(unsafe_code)]
 
-pub mod client;
 pub mod config;
 pub mod demo;
 mod demo_webhook;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use runproof::client::{
+use runproof::verify_token::{Outcome, VerifyTokenArgs};
+use runproof::{config, demo, serve, verify_token};
+use runproof_client::{
     Auth, GithubTokenAuth, PendingClaim, TokenSource, UploadOptions, UploadStatus, log_lines_safe,
     log_safe, upload_all_report, wait_for_outcome, write_github_files,
 };
-use runproof::verify_token::{Outcome, VerifyTokenArgs};
-use runproof::{config, demo, serve, verify_token};
 
 /// Prove that an upload comes from a real GitHub Actions run.
 #[derive(Debug, Parser)]
@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", u.id);
             }
             if let Some(e) = report.error {
-                return Err(e);
+                return Err(e.into());
             }
             if mode == UploadMode::Pending {
                 return pending_outcome(&opts.url, &report.uploaded, wait, wait_timeout).await;
@@ -227,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// when one is rejected or expired, or, with `--wait`, still pending at the timeout.
 async fn pending_outcome(
     url: &str,
-    uploaded: &[runproof::client::Uploaded],
+    uploaded: &[runproof_client::Uploaded],
     wait: bool,
     wait_timeout: u64,
 ) -> anyhow::Result<ExitCode> {
@@ -244,7 +244,7 @@ async fn pending_outcome(
             "waiting up to {wait_timeout} s for GitHub to vouch for the run of {} upload(s)",
             statuses.len()
         );
-        let http = runproof::client::http_client(Duration::from_secs(30))?;
+        let http = runproof_client::http_client(Duration::from_secs(30))?;
         let ids: Vec<String> = statuses.iter().map(|s| s.id.clone()).collect();
         statuses = wait_for_outcome(
             &http,

@@ -15,8 +15,9 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use runproof::client::{
-    Auth, FileRefused, ForeignAudience, LocalFile, TokenSource, UploadOptions, upload_all,
+use runproof_client::{
+    Auth, ClientError, FileRefused, ForeignAudience, LocalFile, TokenSource, UploadOptions,
+    upload_all,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -206,7 +207,7 @@ async fn rule_a_foreign_audience_is_refused_before_any_token_is_requested() {
             .await
             .unwrap_err();
         assert!(
-            err.downcast_ref::<ForeignAudience>().is_some(),
+            matches!(err, ClientError::ForeignAudience(ForeignAudience { .. })),
             "{foreign}: {err:#}"
         );
         assert!(format!("{err:#}").contains("--audience"), "{err:#}");
@@ -313,9 +314,9 @@ async fn rule_symlinks_files_outside_the_base_and_special_files_are_refused() {
         .await
         .expect("a FIFO must not block the client")
         .unwrap_err();
-        let refused = err
-            .downcast_ref::<FileRefused>()
-            .unwrap_or_else(|| panic!("{path}: {err:#}"));
+        let ClientError::File(refused) = &err else {
+            panic!("{path}: {err:#}");
+        };
         let message = refused.to_string();
         assert!(
             message.starts_with(path.as_str()),

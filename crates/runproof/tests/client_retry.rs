@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use runproof::client::{Auth, Refused, TokenSource, UploadOptions, upload_all};
+use runproof_client::{Auth, ClientError, TokenSource, UploadOptions, upload_all};
 use runproof_testkit::FakeGithub;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -146,7 +146,9 @@ async fn a_refusal_is_not_retried_and_names_its_code() {
     let err = upload_all(&options(&url, file), &Auth::Oidc(tokens))
         .await
         .unwrap_err();
-    let refused = err.downcast_ref::<Refused>().expect("a Refused error");
+    let ClientError::Refused(refused) = &err else {
+        panic!("a Refused error: {err:?}");
+    };
     assert_eq!(
         (refused.status, refused.code.as_str()),
         (401, "token_expired")
