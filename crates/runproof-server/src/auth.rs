@@ -1,15 +1,10 @@
-//! Credentials: reading them from a request and verifying them.
-
-use std::time::Instant;
+//! Credentials: reading them from a request. The service verifies them.
 
 use axum::http::{HeaderMap, header};
-use runproof_core::claims::VerifiedToken;
-use runproof_core::{ErrorCode, UnverifiedToken, VerifyError};
-use runproof_github::KeyError;
-use runproof_store::UsedJti;
+use runproof_core::ErrorCode;
+use runproof_service::uploads::UploadCredentials;
 
-use crate::replay::Claim;
-use crate::{ApiError, AppState};
+use crate::ApiError;
 
 /// What the `Authorization` header carries.
 #[derive(Debug)]
@@ -20,6 +15,16 @@ pub(crate) enum Credentials<'a> {
     GithubToken(&'a str),
     /// No `Authorization` header.
     None,
+}
+
+impl<'a> From<Credentials<'a>> for UploadCredentials<'a> {
+    fn from(c: Credentials<'a>) -> Self {
+        match c {
+            Credentials::Bearer(token) => Self::Bearer(token),
+            Credentials::GithubToken(token) => Self::GithubToken(token),
+            Credentials::None => Self::None,
+        }
+    }
 }
 
 /// Reads the `Authorization` header.
@@ -48,133 +53,4 @@ pub(crate) fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, ApiErr
             "Authorization must use the Bearer scheme",
         ))
     }
-}
-
-/// Records the outcome of a verification in the metrics.
-pub(crate) fn record_outcome(mode: &'static str, started: Instant, code: Option<ErrorCode>) {
-    let (outcome, code) = match code {
-        None => ("accepted", "ok"),
-        Some(c) => ("rejected", c.as_str()),
-    };
-    metrics::counter!("runproof_verifications_total", "mode" => mode, "outcome" => outcome, "code" => code)
-        .increment(1);
-    metrics::histogram!("runproof_verification_seconds", "mode" => mode)
-        .record(started.elapsed().as_secs_f64());
-}
-
-/// Verifies an OIDC token completely: signature, claims, policy, and replay. Its `jti`
-/// is spent in the database before this returns.
-pub(crate) async fn verify_oidc(state: &AppState, raw: &str) -> Result<VerifiedToken, ApiError> {
-    verify_oidc_spending(state, raw, Spend::Now)
-        .await
-        .map(|(verified, _)| verified)
-}
-
-/// Like [`verify_oidc`] for an upload: the `jti` is claimed on this replica at once
-/// (a replay here is refused before the body is read) and returned, to be made durable
-/// in the upload's own transaction (`None` when replay protection is off).
-pub(crate) async fn verify_oidc_for_upload(
-    state: &AppState,
-    raw: &str,
-) -> Result<(VerifiedToken, Option<UsedJti>), ApiError> {
-    verify_oidc_spending(state, raw, Spend::WithUpload).await
-}
-
-/// When a verified token's `jti` becomes durable.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Spend {
-    /// Before the token is accepted.
-    Now,
-    /// In the transaction of the upload it pays for.
-    WithUpload,
-}
-
-async fn verify_oidc_spending(
-    state: &AppState,
-    raw: &str,
-    spend: Spend,
-) -> Result<(VerifiedToken, Option<UsedJti>), ApiError> {
-    let started = Instant::now();
-    let result = verify_oidc_inner(state, raw, spend).await;
-    record_outcome("oidc", started, result.as_ref().err().map(|e| e.code));
-    if let Err(e) = &result {
-        tracing::debug!(code = e.code.as_str(), detail = %e.detail, "OIDC token refused");
-    }
-    result
-}
-
-async fn verify_oidc_inner(
-    state: &AppState,
-    raw: &str,
-    spend: Spend,
-) -> Result<(VerifiedToken, Option<UsedJti>), ApiError> {
-    let token = UnverifiedToken::parse(raw)?;
-    let issuer = state.verifier.precheck(&token)?;
-    let kid = token.kid().unwrap_or_default();
-    let keys = state
-        .keys
-        .keys_for(issuer, kid)
-        .await
-        .map_err(|e| match e {
-            KeyError::Unavailable { .. } => {
-                tracing::warn!(error = %e, "issuer keys unavailable");
-                ApiError::new(
-                    ErrorCode::UpstreamUnavailable,
-                    "the issuer's keys cannot be fetched right now; retry later",
-                )
-                .retry_after(10)
-            }
-            _ => ApiError::from(VerifyError::UntrustedIssuer),
-        })?;
-    let now = state.clock.now();
-    let verified = state.verifier.verify(token, &keys, now)?;
-    if !state.config.replay_protection {
-        return Ok((verified, None));
-    }
-    let leeway = state.verifier.config().leeway_seconds.max(0);
-    let used = UsedJti {
-        issuer: verified.identity.issuer.clone(),
-        jti: verified.jti.clone(),
-        expires_at: verified.expires_at.plus(leeway),
-    };
-    let claim = state
-        .commits
-        .replay
-        .claim(&used.issuer, &used.jti, used.expires_at.0, now.0);
-    let spent_before = match claim {
-        Claim::Replayed => true,
-        Claim::Fresh => false,
-        // Spending it now asks the database anyway.
-        Claim::AskStore if spend == Spend::Now => false,
-        Claim::AskStore => state
-            .store
-            .jti_is_spent(&used.issuer, &used.jti)
-            .await
-            .map_err(|e| ApiError::storage(&e))?,
-    };
-    if spent_before {
-        return Err(token_replayed());
-    }
-    match spend {
-        Spend::WithUpload => Ok((verified, Some(used))),
-        Spend::Now => {
-            let fresh = state
-                .store
-                .consume_jti(&used.issuer, &used.jti, used.expires_at)
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
-            if !fresh {
-                return Err(token_replayed());
-            }
-            Ok((verified, None))
-        }
-    }
-}
-
-/// The refusal of a spent token.
-pub(crate) fn token_replayed() -> ApiError {
-    ApiError::new(
-        ErrorCode::TokenReplayed,
-        "this token was already used; request a fresh one for each upload",
-    )
 }

@@ -39,10 +39,10 @@ pub(crate) async fn list(
         })
         .transpose()?;
     let deliveries = state
-        .store
+        .service
+        .store()
         .list_deliveries(status, params.limit.unwrap_or(100).clamp(1, 1000))
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+        .await?;
     Ok(Json(json!({ "deliveries": deliveries })).into_response())
 }
 
@@ -60,11 +60,11 @@ pub(crate) async fn retry(
         ));
     }
     let record = state
-        .store
-        .retry_delivery(&id, state.clock.now())
-        .await
-        .map_err(|e| ApiError::storage(&e))?
+        .service
+        .store()
+        .retry_delivery(&id, state.service.clock().now())
+        .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no delivery with this id"))?;
-    state.delivery_wake.notify_one();
+    state.service.wake_pushes();
     Ok(Json(record).into_response())
 }

@@ -3,6 +3,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use runproof_core::{ErrorCode, VerifyError};
+use runproof_service::ServiceError;
+use runproof_store::{BlobError, StoreError};
 use serde::Serialize;
 
 /// An error answered to a client.
@@ -88,6 +90,33 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::UpstreamUnavailable | C::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         C::NotFound => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::storage(&e)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Token(e) => Self::from(e),
+            ServiceError::Refused { code, detail } => Self::new(code, detail),
+            ServiceError::RateLimited {
+                detail,
+                retry_after,
+            } => Self::new(ErrorCode::RateLimited, detail).retry_after(retry_after),
+            ServiceError::Upstream {
+                detail,
+                retry_after,
+            } => Self::new(ErrorCode::UpstreamUnavailable, detail).retry_after(retry_after),
+            ServiceError::Blob(e @ BlobError::Full) => {
+                Self::storage(&e).with_status(StatusCode::INSUFFICIENT_STORAGE)
+            }
+            other => Self::storage(&other),
+        }
     }
 }
 

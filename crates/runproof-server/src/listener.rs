@@ -35,7 +35,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use crate::limits::{AddressKey, IpBlock, Shares, is_trusted};
+use runproof_service::rate::AddressKey;
+
+use crate::limits::{IpBlock, Shares, is_trusted};
 
 /// How long to pause accepting after an accept error (such as running out of file
 /// descriptors), so that the loop does not spin.

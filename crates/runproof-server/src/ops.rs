@@ -14,13 +14,13 @@ use crate::{ApiError, AppState};
 
 /// `GET /.well-known/runproof`: what a client needs to know to upload.
 pub(crate) async fn well_known(State(state): State<Arc<AppState>>) -> Response {
-    let config = state.verifier.config();
+    let config = state.service.verifier().config();
     Json(json!({
         "audience": config.audience,
-        "modes": state.modes(),
-        "installation_binding": state.binding.is_some(),
+        "modes": state.service.modes(),
+        "installation_binding": state.service.binding().is_some(),
         "issuers": config.issuers,
-        "max_upload_bytes": state.config.max_upload_bytes,
+        "max_upload_bytes": state.service.settings().max_upload_bytes,
         "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response()
@@ -33,10 +33,10 @@ pub(crate) async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the database and blob storage answer.
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if let Err(e) = state.store.ping().await {
+    if let Err(e) = state.service.store().ping().await {
         return ApiError::storage(&e).into_response();
     }
-    if let Err(e) = state.blobs.ping().await {
+    if let Err(e) = state.service.blobs().ping().await {
         return ApiError::storage(&e).into_response();
     }
     (StatusCode::OK, "ready").into_response()

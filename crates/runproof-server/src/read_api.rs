@@ -103,10 +103,10 @@ pub(crate) async fn list_uploads(
         repository_id,
     };
     let (uploads, next) = state
-        .store
+        .service
+        .store()
         .list_uploads(&filter, limit, cursor.as_ref())
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+        .await?;
     Ok(Json(json!({
         "uploads": uploads,
         "next_cursor": next.map(|c| c.encode()),
@@ -118,10 +118,10 @@ async fn find(state: &AppState, id: &str) -> Result<UploadRecord, ApiError> {
     let not_found = || ApiError::new(ErrorCode::NotFound, "no upload with this id");
     let id = UploadId::parse(id).ok_or_else(not_found)?;
     state
-        .store
+        .service
+        .store()
         .get_upload(&id)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
+        .await?
         .ok_or_else(not_found)
 }
 
@@ -211,7 +211,8 @@ pub(crate) async fn get_content(
         }
     };
     let stream = state
-        .blobs
+        .service
+        .blobs()
         .read(&record.id, offset, Some(len))
         .await
         .map_err(|e| match e {
@@ -317,6 +318,28 @@ fn is_format(c: char) -> bool {
 fn hex_digest(hex_str: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(hex_str).ok()?;
     bytes.try_into().ok()
+}
+
+/// `GET /v1/uploads/{id}/status`: public, for clients polling a pending upload. Says the
+/// status and the reason, nothing else.
+pub(crate) async fn upload_status(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, "no upload with this id");
+    let id = UploadId::parse(&id).ok_or_else(not_found)?;
+    let record = state
+        .service
+        .store()
+        .get_upload(&id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(json!({
+        "id": record.id,
+        "status": record.status,
+        "reason": record.reason,
+    }))
+    .into_response())
 }
 
 #[cfg(test)]

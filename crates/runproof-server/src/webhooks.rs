@@ -89,7 +89,7 @@ pub(crate) async fn receive(
 
     let event = header(&headers, "x-github-event")?;
     let delivery_id = header(&headers, "x-github-delivery")?;
-    let now = state.clock.now();
+    let now = state.service.clock().now();
     let effects = effects_of(&event, &body, now)?;
     let delivery = Delivery {
         id: delivery_id,
@@ -97,13 +97,13 @@ pub(crate) async fn receive(
         received_at: now,
     };
     let fresh = state
-        .store
+        .service
+        .store()
         .apply_webhook(&delivery, &effects)
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+        .await?;
     if fresh {
         // Webhook mode: settle the uploads waiting for this run (in the background).
-        crate::webhook_mode::after_delivery(&state, &effects);
+        runproof_service::webhook_mode::after_delivery(state.service(), &effects);
     }
     let outcome = if fresh { "processed" } else { "duplicate" };
     let label: &'static str = match event.as_str() {

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use runproof_core::{Policy, RunIdentity, Secret, UnixTime, Verifier, VerifierConfig};
 use runproof_github::{KeyCache, KeyCacheConfig};
-use runproof_server::{
-    AppState, Clock, CollectReport, CollectorConfig, ServerConfig, SessionConfig,
-    collect_unreferenced_blobs, metrics_handle,
+use runproof_server::{AppState, ServerConfig};
+use runproof_service::{
+    Clock, CollectReport, CollectorConfig, Service, collect_unreferenced_blobs,
 };
 use runproof_store::{
     BlobError, LocalBlobStore, Mode, NewUpload, PendingRun, Site, SqliteStore, UploadId,
@@ -36,6 +36,7 @@ impl Clock for TestClock {
 struct Fixture {
     root: PathBuf,
     state: Arc<AppState>,
+    service: Arc<Service>,
     /// What the state's clock says, as a system time.
     now: SystemTime,
     _dir: TempDir,
@@ -48,8 +49,8 @@ impl Fixture {
         let root = dir.path().to_path_buf();
         let f = Self::on(dir, &root).await;
         bind_namespace(
-            &*f.state.store,
-            &*f.state.blobs,
+            &**f.service.store(),
+            &**f.service.blobs(),
             &site(&root.join("db.sqlite"), &root),
             UnixTime(1_700_000_000),
         )
@@ -80,42 +81,31 @@ impl Fixture {
         )
         .unwrap();
         let store: Arc<dyn runproof_store::Store> = Arc::new(store);
-        let commits = runproof_server::Commits::start(
-            Arc::clone(&store),
-            runproof_server::DEFAULT_INLINE_MAX_BYTES,
-        )
-        .await
-        .unwrap();
-        let blobs: Arc<dyn runproof_store::BlobStore> = Arc::new(
-            runproof_store::InlineBodies::new(Arc::clone(&store), Arc::new(blobs)),
-        );
-        let state = Arc::new(AppState {
-            verifier: Verifier::new(VerifierConfig {
-                issuers: Vec::new(),
-                audience: "https://runproof.test".into(),
-                leeway_seconds: 60,
-                policy: Policy::default(),
-            }),
-            keys: Arc::new(keys),
-            store: Arc::clone(&store),
-            blobs: Arc::clone(&blobs),
-            commits,
-            config: ServerConfig {
+        let verifier = Verifier::new(VerifierConfig {
+            issuers: Vec::new(),
+            audience: "https://runproof.test".into(),
+            leeway_seconds: 60,
+            policy: Policy::default(),
+        });
+        let service = Service::builder(verifier, Arc::new(keys), store, Arc::new(blobs))
+            .clock(Arc::new(TestClock(AtomicI64::new(
+                i64::try_from(secs).unwrap(),
+            ))))
+            .build()
+            .await
+            .unwrap();
+        let service = Arc::new(service);
+        let state = Arc::new(AppState::new(
+            Arc::clone(&service),
+            ServerConfig {
                 api_keys: vec![Secret::new(API_KEY.into())],
                 ..ServerConfig::default()
             },
-            clock: Arc::new(TestClock(AtomicI64::new(i64::try_from(secs).unwrap()))),
-            metrics: metrics_handle(),
-            binding: None,
-            github_token: None,
-            sessions: SessionConfig::default(),
-            delivery: None,
-            delivery_wake: tokio::sync::Notify::new(),
-            webhook_mode: None,
-        });
+        ));
         Self {
             root,
             state,
+            service,
             now: UNIX_EPOCH + Duration::from_secs(secs),
             _dir: dir,
         }
@@ -128,7 +118,7 @@ impl Fixture {
 
     /// Commits `body` as blob `id`, last modified `mtime_age` before now.
     async fn commit(&self, id: &UploadId, body: &[u8], mtime_age: Duration) {
-        let mut writer = self.state.blobs.begin().await.unwrap();
+        let mut writer = self.service.blobs().begin().await.unwrap();
         writer.write(body).await.unwrap();
         writer.commit(id).await.unwrap();
         set_mtime(&self.blob_path(id), self.now - mtime_age);
@@ -163,11 +153,11 @@ impl Fixture {
             }),
             pending_reservation: None,
         };
-        self.state.store.insert_upload(&upload).await.unwrap();
+        self.service.store().insert_upload(&upload).await.unwrap();
         if matches!(status, UploadStatus::Rejected | UploadStatus::Expired) {
             let resolved = self
-                .state
-                .store
+                .service
+                .store()
                 .resolve_pending(
                     id,
                     status,
@@ -183,11 +173,11 @@ impl Fixture {
     }
 
     async fn collect(&self, config: &CollectorConfig, after: Option<&UploadId>) -> CollectReport {
-        collect_unreferenced_blobs(&self.state, config, after).await
+        collect_unreferenced_blobs(&self.service, config, after).await
     }
 
     async fn exists(&self, id: &UploadId) -> bool {
-        self.state.blobs.exists(id).await.unwrap()
+        self.service.blobs().exists(id).await.unwrap()
     }
 }
 
@@ -238,7 +228,7 @@ fn identity(repository_id: u64) -> RunIdentity {
 
 async fn read(fixture: &Fixture, id: &UploadId) -> Vec<u8> {
     use futures_util::StreamExt;
-    let mut stream = fixture.state.blobs.read(id, 0, None).await.unwrap();
+    let mut stream = fixture.service.blobs().read(id, 0, None).await.unwrap();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.unwrap());
@@ -264,12 +254,11 @@ async fn collector_deletes_an_old_blob_without_a_record() {
     );
     assert!(!f.exists(&orphan).await);
     assert!(matches!(
-        f.state.blobs.read(&orphan, 0, None).await,
+        f.service.blobs().read(&orphan, 0, None).await,
         Err(BlobError::NotFound)
     ));
     assert!(
-        f.state
-            .metrics
+        runproof_server::metrics_handle()
             .render()
             .contains("runproof_unreferenced_blobs_deleted_total")
     );
@@ -456,8 +445,8 @@ async fn rule_the_collector_never_deletes_another_databases_blobs() {
 
     // Bound to a namespace of its own (its own marker was never written here).
     other
-        .state
-        .store
+        .service
+        .store()
         .bind_namespace("another-namespace", "file:///elsewhere", UnixTime(1))
         .await
         .unwrap();

@@ -549,7 +549,7 @@ async fn rule_a_client_reset_after_its_last_byte_leaves_no_unreferenced_blob() {
 #[tokio::test]
 async fn rule_idempotency_keys_do_not_cross_trust_levels() {
     let h = Harness::start_with(Options {
-        webhook_mode: Some(runproof_server::WebhookModeConfig::default()),
+        webhook_mode: Some(runproof_service::WebhookModeConfig::default()),
         ..Default::default()
     })
     .await;

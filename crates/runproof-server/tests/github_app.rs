@@ -385,8 +385,8 @@ async fn webhook_signatures_are_checked_before_anything_else() {
         assert_eq!(status, 401, "rule `{rule}`: {text}");
     }
     assert!(
-        h.state
-            .store
+        h.service
+            .store()
             .repository_binding(RepositoryId(5_550_001))
             .await
             .unwrap()
@@ -406,8 +406,8 @@ async fn webhook_signatures_are_checked_before_anything_else() {
         .unwrap();
     assert_eq!(status, 200, "rule webhook secret rotation");
     assert!(
-        h.state
-            .store
+        h.service
+            .store()
             .repository_binding(RepositoryId(5_550_001))
             .await
             .unwrap()
@@ -476,8 +476,8 @@ async fn rule_redelivery_has_no_second_effect() {
     assert_eq!(status, 200);
     assert!(text.contains("duplicate"), "{text}");
     let b = h
-        .state
-        .store
+        .service
+        .store()
         .repository_binding(RepositoryId(5_550_001))
         .await
         .unwrap()
@@ -666,7 +666,7 @@ async fn every_real_payload_goes_through_the_receiver_without_a_5xx() {
     assert!(sent >= 50, "{sent}");
 
     // octokit's installation examples changed the stored state as they say.
-    let store = &h.state.store;
+    let store = &h.service.store();
     let inst = store
         .get_installation(InstallationId(957_387))
         .await
@@ -1092,7 +1092,7 @@ async fn rule_lookups_caused_by_strangers_are_bounded_per_address_and_repository
         Options {
             app: Some((APP_ID, Secret::new(creds.private_key_pem))),
             webhook_secrets: vec![Secret::new(SECRET.into())],
-            webhook_mode: Some(runproof_server::WebhookModeConfig::default()),
+            webhook_mode: Some(runproof_service::WebhookModeConfig::default()),
             ..Default::default()
         },
     )

@@ -547,7 +547,7 @@ async fn credentials_are_checked_before_the_body_is_read() {
 async fn rule_ids_beyond_a_database_integer_are_invalid_requests() {
     const SECRET: &str = "webhook-secret-0123456789";
     let h = Harness::start_with(common::Options {
-        webhook_mode: Some(runproof_server::WebhookModeConfig::default()),
+        webhook_mode: Some(runproof_service::WebhookModeConfig::default()),
         github_token: true,
         webhook_secrets: vec![runproof_core::Secret::new(SECRET.into())],
         ..Default::default()

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, Options, bearer};
 use runproof_core::Secret;
-use runproof_server::{LimitsConfig, WebhookModeConfig};
+use runproof_server::LimitsConfig;
+use runproof_service::WebhookModeConfig;
 use runproof_testkit::WebhookSender;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

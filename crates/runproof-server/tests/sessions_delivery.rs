@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use common::{API_KEY, Harness, Options, bearer};
 use runproof_core::Secret;
-use runproof_server::{DeliveryConfig, SessionConfig};
+use runproof_service::{PushConfig, SessionConfig};
 use serde_json::Value;
 
 const DELIVERY_SECRET: &str = "delivery-secret-0123456789";
@@ -180,8 +180,8 @@ fn chunked(chunks: Vec<Vec<u8>>) -> reqwest::Body {
 
 /// The bytes of every stored upload, summed.
 async fn stored_bytes(h: &Harness) -> u64 {
-    h.state
-        .store
+    h.service
+        .store()
         .list_uploads(&runproof_store::ListFilter::default(), 1000, None)
         .await
         .unwrap()
@@ -194,7 +194,7 @@ async fn stored_bytes(h: &Harness) -> u64 {
 /// The session's counts as stored: uploads and bytes taken.
 async fn session_used(h: &Harness, token: &str) -> (u64, u64) {
     let hash = runproof_core::session::token_hash(token).unwrap();
-    let r = h.state.store.get_session(&hash).await.unwrap().unwrap();
+    let r = h.service.store().get_session(&hash).await.unwrap().unwrap();
     (r.uploads_used, r.bytes_used)
 }
 
@@ -435,8 +435,8 @@ async fn start_receiver(port: Option<u16>) -> (String, Arc<Receiver>, tokio::tas
     (url, r, task)
 }
 
-fn delivery(url: &str, max_attempts: u32) -> DeliveryConfig {
-    DeliveryConfig {
+fn delivery(url: &str, max_attempts: u32) -> PushConfig {
+    PushConfig {
         url: url.to_owned(),
         secrets: vec![Secret::new(DELIVERY_SECRET.into())],
         events: vec!["upload.verified".into()],

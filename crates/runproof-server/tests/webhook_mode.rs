@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Harness, Options, count_files};
 use runproof_core::Secret;
-use runproof_server::WebhookModeConfig;
+use runproof_service::WebhookModeConfig;
 use runproof_testkit::{FakeGithub, RunSpec, WebhookSender, sign_webhook, workflow_run_payload};
 use serde_json::{Value, json};
 
@@ -139,7 +139,7 @@ async fn settled(h: &Harness, id: &str) -> Value {
 /// Asserts the upload is still pending once the sweeper has tried to settle it against
 /// every run stored so far (the same settling a delivery starts in the background).
 async fn still_pending(h: &Harness, id: &str, why: &str) {
-    runproof_server::sweep(&h.state).await;
+    runproof_service::sweep(&h.service).await;
     assert_eq!(status_of(h, id).await["status"], "pending", "{why}");
 }
 
@@ -372,7 +372,7 @@ async fn rule_mismatched_claims_stay_pending_or_are_rejected() {
         still_pending(&h, id, rule).await;
     }
     // The sweeper settles nothing either.
-    let report = runproof_server::sweep(&h.state).await;
+    let report = runproof_service::sweep(&h.service).await;
     assert_eq!(report.settled, 0);
     for (rule, id) in waiting {
         assert_eq!(status_of(&h, id).await["status"], "pending", "{rule}");
@@ -576,13 +576,13 @@ async fn quotas_bound_pending_uploads() {
     );
     assert_eq!(h.record_count().await, 0, "refused uploads store nothing");
     let repo = runproof_core::RepositoryId(r.repository_id);
-    let pending_bytes = || async { h.state.store.pending_total().await.unwrap().1 };
+    let pending_bytes = || async { h.service.store().pending_total().await.unwrap().1 };
     assert_eq!(pending_bytes().await, 0, "refused uploads hold no bytes");
 
     // Per run: two uploads, then 429 with Retry-After.
     assert_eq!(upload_pending(&h, &r, "12345").await.0, 202);
     assert_eq!(upload_pending(&h, &r, "1234").await.0, 202);
-    assert_eq!(h.state.store.pending_usage(repo).await.unwrap(), (2, 9));
+    assert_eq!(h.service.store().pending_usage(repo).await.unwrap(), (2, 9));
     let (code, body, _) = upload_pending(&h, &r, "1").await;
     assert_eq!(
         (code, body["code"].as_str()),
@@ -633,7 +633,7 @@ async fn quotas_bound_pending_uploads() {
     // Approval frees the repository's and the overall quota.
     send_run(&h, &payload(&r, "in_progress", "in_progress")).await;
     for _ in 0..100 {
-        if h.state.store.pending_total().await.unwrap().0 == 1 {
+        if h.service.store().pending_total().await.unwrap().0 == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -700,7 +700,7 @@ async fn expiry_marks_old_pending_uploads_and_deletes_rejected_and_expired_blobs
     );
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let report = runproof_server::sweep(&h.state).await;
+    let report = runproof_service::sweep(&h.service).await;
     assert_eq!(report.expired, 1, "{report:?}");
     assert_eq!(report.blobs_deleted, 2, "{report:?}");
     let s = status_of(&h, pending["id"].as_str().unwrap()).await;
@@ -716,7 +716,7 @@ async fn expiry_marks_old_pending_uploads_and_deletes_rejected_and_expired_blobs
         "verified"
     );
     // A second sweep (or one after a restart) has nothing left to do.
-    let again = runproof_server::sweep(&h.state).await;
+    let again = runproof_service::sweep(&h.service).await;
     assert_eq!((again.expired, again.blobs_deleted), (0, 0));
     h.stop().await;
 }
@@ -726,7 +726,7 @@ async fn bodies<const N: usize>(h: &Harness, ids: &[String; N]) -> [bool; N] {
     let mut out = [false; N];
     for (i, id) in ids.iter().enumerate() {
         let id = runproof_store::UploadId::parse(id).unwrap();
-        out[i] = h.state.blobs.exists(&id).await.unwrap();
+        out[i] = h.service.blobs().exists(&id).await.unwrap();
     }
     out
 }
@@ -911,11 +911,11 @@ async fn active_confirmation_approves_at_once_and_github_down_leaves_it_pending(
         "{body}"
     );
     let id = body["id"].as_str().unwrap().to_owned();
-    let report = runproof_server::sweep(&h.state).await;
+    let report = runproof_service::sweep(&h.service).await;
     assert_eq!(report.settled, 0);
     assert_eq!(status_of(&h, &id).await["status"], "pending");
     h.gh.set_api_outage(false);
-    let report = runproof_server::sweep(&h.state).await;
+    let report = runproof_service::sweep(&h.service).await;
     assert!(report.settled >= 1, "{report:?}");
     assert_eq!(status_of(&h, &id).await["status"], "verified");
     h.stop().await;
@@ -994,8 +994,8 @@ async fn pending_uploads_survive_a_restart_and_are_approved_later() {
         received_at: runproof_core::UnixTime(now()),
     };
     assert!(
-        h.state
-            .store
+        h.service
+            .store()
             .apply_webhook(
                 &delivery,
                 &[runproof_store::WebhookEffect::UpsertWorkflowRun(stored)]
@@ -1339,7 +1339,7 @@ async fn rule_parallel_pending_uploads_never_exceed_the_byte_quota() {
         }
     }
     let repo = runproof_core::RepositoryId(r.repository_id);
-    let (uploads, bytes) = h.state.store.pending_usage(repo).await.unwrap();
+    let (uploads, bytes) = h.service.store().pending_usage(repo).await.unwrap();
     assert!(
         bytes <= 1000,
         "{bytes} bytes pending against a quota of 1000"

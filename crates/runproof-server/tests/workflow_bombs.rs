@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Harness, Options};
 use runproof_core::Secret;
-use runproof_server::WebhookModeConfig;
+use runproof_service::WebhookModeConfig;
 use runproof_testkit::{FakeGithub, RunSpec, WebhookSender, workflow_run_payload};
 use serde_json::Value;
 
@@ -174,7 +174,7 @@ async fn rule_workflow_bombs_reject_the_upload_durably_and_the_server_stays_up()
     // The rejection is in the database: after a restart and a sweep the uploads are still
     // rejected and no workflow file was read again.
     let h = start(gh, &pem, dir.path()).await;
-    let report = runproof_server::sweep(&h.state).await;
+    let report = runproof_service::sweep(&h.service).await;
     assert_eq!(report.settled, 0, "{report:?}");
     for id in &rejected {
         assert_eq!(status_of(&h, id).await["status"], "rejected");

@@ -8,10 +8,8 @@ use anyhow::Context;
 use futures_util::FutureExt as _;
 use runproof_core::{Verifier, VerifierConfig};
 use runproof_github::{GithubApp, IssuerConfig, KeyCache, KeyCacheConfig, RestClient};
-use runproof_server::{
-    AppState, Binding, Commits, ServerConfig, SessionConfig, SystemClock, metrics_handle,
-};
-use runproof_store::{BlobStore, InlineBodies};
+use runproof_server::{AppState, ServerConfig};
+use runproof_service::{Binding, Service, ServiceSettings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -28,13 +26,15 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
     let store = crate::storage::open_database(&resolved.storage.database).await?;
     let blobs = crate::storage::open_blobs(&resolved.storage.blobs).await?;
     let namespace = crate::storage::bind(&resolved.storage, &*store, &*blobs).await?;
-    let commits = Commits::start(Arc::clone(&store), config.storage.inline_max_bytes)
-        .await
-        .context("cannot start the commit pipeline")?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(InlineBodies::new(Arc::clone(&store), blobs));
     tracing::info!(
         database = %resolved.storage.database.display_url(),
-        schema = resolved.storage.database.schema.as_deref().unwrap_or("(default)"),
+        schema = resolved
+            .storage
+            .database
+            .pool
+            .schema
+            .as_deref()
+            .unwrap_or("(default)"),
         blobs = %resolved.storage.blobs.display(),
         namespace = %namespace.id,
         "storage ready"
@@ -78,38 +78,31 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         leeway_seconds: resolved.oidc.leeway_seconds,
         policy: config.policy.clone(),
     });
-    Ok(Arc::new(AppState {
-        verifier,
-        keys: Arc::new(keys),
-        store,
-        blobs,
-        commits,
-        config: ServerConfig {
+    let service = Service::builder(verifier, Arc::new(keys), store, blobs)
+        .settings(ServiceSettings {
             max_upload_bytes: config.max_upload_bytes,
-            api_keys: resolved.api_keys.clone(),
             replay_protection: resolved.oidc.replay_protection,
-            webhook_secrets: resolved.webhook_secrets.clone(),
             body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
             orphan_blob_grace: Duration::from_secs(config.orphan_blob_grace_seconds.max(1)),
+            inline_max_bytes: config.storage.inline_max_bytes,
+        })
+        .binding(binding)
+        .github_token(github_token)
+        .sessions(config.sessions)
+        .push(resolved.delivery.clone())
+        .webhook_mode(resolved.webhook_mode.clone())
+        .build()
+        .await
+        .context("cannot start the commit pipeline")?;
+    Ok(Arc::new(AppState::new(
+        Arc::new(service),
+        ServerConfig {
+            api_keys: resolved.api_keys.clone(),
+            webhook_secrets: resolved.webhook_secrets.clone(),
             limits: config.limits.server(),
             metrics_listen: config.metrics_listen,
         },
-        clock: Arc::new(SystemClock),
-        metrics: metrics_handle(),
-        binding,
-        github_token,
-        sessions: SessionConfig {
-            ttl: Duration::from_secs(config.sessions.ttl_seconds),
-            max_uploads: config.sessions.max_uploads.max(1),
-            max_bytes: config.sessions.max_bytes.max(1),
-        },
-        delivery: resolved.delivery.clone(),
-        delivery_wake: tokio::sync::Notify::new(),
-        webhook_mode: resolved
-            .webhook_mode
-            .clone()
-            .map(runproof_server::WebhookMode::new),
-    }))
+    )))
 }
 
 /// A server running in this process, stopped on drop or by [`RunningServer::stop`].
@@ -135,7 +128,7 @@ impl RunningServer {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        let metrics_listener = match state.config.metrics_listen {
+        let metrics_listener = match state.config().metrics_listen {
             Some(metrics_listen) => {
                 Some(TcpListener::bind(metrics_listen).await.with_context(|| {
                     format!("`metrics_listen`: cannot listen on {metrics_listen}")
@@ -143,7 +136,7 @@ impl RunningServer {
             }
             None => None,
         };
-        let refresher = state.keys.spawn_refresher();
+        let refresher = state.service().keys().spawn_refresher();
         let (tx, rx) = oneshot::channel();
         let stopped = rx.shared();
         let (metrics_addr, metrics_task) = match metrics_listener {

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use runproof_core::{Policy, Secret, Verifier, VerifierConfig};
 use runproof_github::{IssuerConfig, KeyCache, KeyCacheConfig};
-use runproof_server::{AppState, ServerConfig, SystemClock, metrics_handle};
+use runproof_server::{AppState, ServerConfig};
+use runproof_service::{Service, ServiceSettings};
 use runproof_store::{ListFilter, LocalBlobStore, SqliteStore};
 use runproof_testkit::FakeGithub;
 use serde_json::Value;
@@ -32,12 +33,12 @@ pub struct Options {
     /// App id and private key PEM: installation binding on.
     pub app: Option<(u64, Secret)>,
     pub github_token: bool,
-    pub sessions: runproof_server::SessionConfig,
-    pub delivery: Option<runproof_server::DeliveryConfig>,
+    pub sessions: runproof_service::SessionConfig,
+    pub delivery: Option<runproof_service::PushConfig>,
     /// Reuse this directory (a restart); a fresh one otherwise.
     pub dir: Option<std::path::PathBuf>,
     /// The webhook mode (pending uploads); off when `None`.
-    pub webhook_mode: Option<runproof_server::WebhookModeConfig>,
+    pub webhook_mode: Option<runproof_service::WebhookModeConfig>,
     /// The in-flight cap and unauthenticated per-IP limit.
     pub limits: runproof_server::LimitsConfig,
     /// The longest a client may take to send an upload body.
@@ -60,13 +61,13 @@ impl Default for Options {
             policy: Policy::default(),
             max_upload_bytes: 1024 * 1024,
             replay_protection: true,
-            inline_max_bytes: runproof_server::DEFAULT_INLINE_MAX_BYTES,
+            inline_max_bytes: runproof_service::DEFAULT_INLINE_MAX_BYTES,
             cooldown: Duration::ZERO,
             prefetch_keys: true,
             webhook_secrets: Vec::new(),
             app: None,
             github_token: false,
-            sessions: runproof_server::SessionConfig::default(),
+            sessions: runproof_service::SessionConfig::default(),
             delivery: None,
             dir: None,
             webhook_mode: None,
@@ -82,6 +83,8 @@ pub struct Harness {
     pub gh: FakeGithub,
     pub url: String,
     pub state: Arc<AppState>,
+    /// The service behind the server.
+    pub service: Arc<Service>,
     /// Where the database and blobs live.
     pub root: std::path::PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -133,37 +136,22 @@ impl Harness {
             Some(wrap) => wrap(store),
             None => store,
         };
-        let commits = runproof_server::Commits::start(Arc::clone(&store), opts.inline_max_bytes)
-            .await
-            .unwrap();
-        let blobs: Arc<dyn runproof_store::BlobStore> = Arc::new(
-            runproof_store::InlineBodies::new(Arc::clone(&store), Arc::new(blobs)),
-        );
-        let state = Arc::new(AppState {
-            verifier: Verifier::new(VerifierConfig {
-                issuers: vec![gh.issuer()],
-                audience: AUDIENCE.into(),
-                leeway_seconds: 60,
-                policy: opts.policy,
-            }),
-            keys: Arc::new(keys),
-            store,
-            blobs,
-            commits,
-            config: ServerConfig {
+        let verifier = Verifier::new(VerifierConfig {
+            issuers: vec![gh.issuer()],
+            audience: AUDIENCE.into(),
+            leeway_seconds: 60,
+            policy: opts.policy,
+        });
+        let service = Service::builder(verifier, Arc::new(keys), store, Arc::new(blobs))
+            .settings(ServiceSettings {
                 max_upload_bytes: opts.max_upload_bytes,
-                api_keys: vec![Secret::new(API_KEY.into())],
                 replay_protection: opts.replay_protection,
-                webhook_secrets: opts.webhook_secrets.clone(),
                 body_timeout: opts.body_timeout,
-                limits: opts.limits.clone(),
-                orphan_blob_grace: runproof_server::DEFAULT_ORPHAN_BLOB_GRACE,
-                metrics_listen: opts.metrics_listen,
-            },
-            clock: Arc::new(SystemClock),
-            metrics: metrics_handle(),
-            binding: opts.app.as_ref().map(|(id, pem)| {
-                runproof_server::Binding::new(
+                orphan_blob_grace: runproof_service::DEFAULT_ORPHAN_BLOB_GRACE,
+                inline_max_bytes: opts.inline_max_bytes,
+            })
+            .binding(opts.app.as_ref().map(|(id, pem)| {
+                runproof_service::Binding::new(
                     runproof_github::GithubApp::new(
                         &gh.base_url(),
                         *id,
@@ -172,18 +160,26 @@ impl Harness {
                     )
                     .unwrap(),
                 )
-            }),
-            github_token: opts.github_token.then(|| {
+            }))
+            .github_token(opts.github_token.then(|| {
                 runproof_github::RestClient::new(&gh.base_url(), Duration::from_secs(3)).unwrap()
-            }),
-            sessions: opts.sessions,
-            delivery: opts.delivery.clone(),
-            delivery_wake: tokio::sync::Notify::new(),
-            webhook_mode: opts
-                .webhook_mode
-                .clone()
-                .map(runproof_server::WebhookMode::new),
-        });
+            }))
+            .sessions(opts.sessions)
+            .push(opts.delivery.clone())
+            .webhook_mode(opts.webhook_mode.clone())
+            .build()
+            .await
+            .unwrap();
+        let service = Arc::new(service);
+        let state = Arc::new(AppState::new(
+            Arc::clone(&service),
+            ServerConfig {
+                api_keys: vec![Secret::new(API_KEY.into())],
+                webhook_secrets: opts.webhook_secrets.clone(),
+                limits: opts.limits.clone(),
+                metrics_listen: opts.metrics_listen,
+            },
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
@@ -203,6 +199,7 @@ impl Harness {
             gh,
             url,
             state,
+            service,
             root,
             _tmp: tmp,
             http,
@@ -282,8 +279,8 @@ impl Harness {
     }
 
     pub async fn record_count(&self) -> usize {
-        self.state
-            .store
+        self.service
+            .store()
             .list_uploads(&ListFilter::default(), 1000, None)
             .await
             .unwrap()

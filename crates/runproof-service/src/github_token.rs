@@ -9,63 +9,61 @@
 
 use std::time::Instant;
 
-use axum::http::HeaderMap;
 use runproof_core::run_header::{RunHeader, parse_sha};
 use runproof_core::{ErrorCode, RunIdentity, Secret};
 use runproof_github::{GithubError, installation_repositories};
 
-use crate::auth::record_outcome;
 use crate::binding::upstream;
-use crate::{ApiError, AppState};
+use crate::oidc::record_outcome;
+use crate::{ClaimedRun, Service, ServiceError};
 
 /// The issuer recorded for identities vouched for by GitHub's API.
-pub(crate) const API_ISSUER: &str = "https://api.github.com";
+pub const API_ISSUER: &str = "https://api.github.com";
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::invalid(format!("the github_token mode needs the {name} header")))
+fn header<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, ServiceError> {
+    value.ok_or_else(|| {
+        ServiceError::invalid(format!("the github_token mode needs the {name} header"))
+    })
 }
 
 /// Verifies a `GITHUB_TOKEN` and builds the identity it vouches for.
-pub(crate) async fn verify(
-    state: &AppState,
+pub async fn verify(
+    state: &Service,
     token: &str,
-    headers: &HeaderMap,
-) -> Result<RunIdentity, ApiError> {
+    claimed: ClaimedRun<'_>,
+) -> Result<RunIdentity, ServiceError> {
     let started = Instant::now();
-    let result = verify_inner(state, token, headers).await;
+    let result = verify_inner(state, token, claimed).await;
     record_outcome(
         "github_token",
         started,
-        result.as_ref().err().map(|e| e.code),
+        result.as_ref().err().map(ServiceError::code),
     );
     result
 }
 
 async fn verify_inner(
-    state: &AppState,
+    state: &Service,
     token: &str,
-    headers: &HeaderMap,
-) -> Result<RunIdentity, ApiError> {
+    claimed: ClaimedRun<'_>,
+) -> Result<RunIdentity, ServiceError> {
     let Some(rest) = state.github_token.as_ref() else {
-        return Err(ApiError::new(
+        return Err(ServiceError::refused(
             ErrorCode::ModeDisabled,
             "the github_token mode is not enabled on this server",
         ));
     };
-    let claimed = header(headers, "x-runproof-repository")?;
-    let run = RunHeader::parse(header(headers, "x-runproof-run")?)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let sha = parse_sha(header(headers, "x-runproof-sha")?)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let repository = header(claimed.repository, "x-runproof-repository")?;
+    let run = RunHeader::parse(header(claimed.run, "x-runproof-run")?)
+        .map_err(|e| ServiceError::invalid(e.to_string()))?;
+    let sha = parse_sha(header(claimed.sha, "x-runproof-sha")?)
+        .map_err(|e| ServiceError::invalid(e.to_string()))?;
 
     let token = Secret::new(token.to_owned());
     let seen = match installation_repositories(rest, &token).await {
         Ok(seen) => seen,
         Err(GithubError::Unauthorized | GithubError::Forbidden(_) | GithubError::NotFound) => {
-            return Err(ApiError::new(
+            return Err(ServiceError::refused(
                 ErrorCode::InvalidGithubToken,
                 "GitHub does not accept this token (is the run still in progress?)",
             ));
@@ -75,7 +73,7 @@ async fn verify_inner(
     drop(token);
 
     let [repo] = seen.repositories.as_slice() else {
-        return Err(ApiError::new(
+        return Err(ServiceError::refused(
             ErrorCode::PolicyDenied,
             format!(
                 "the token sees {} repositories; a run's GITHUB_TOKEN sees exactly one",
@@ -83,14 +81,14 @@ async fn verify_inner(
             ),
         ));
     };
-    if seen.total_count != 1 || !repo.full_name.eq_ignore_ascii_case(claimed) {
-        return Err(ApiError::new(
+    if seen.total_count != 1 || !repo.full_name.eq_ignore_ascii_case(repository) {
+        return Err(ServiceError::refused(
             ErrorCode::PolicyDenied,
             "the token does not belong to the claimed repository",
         ));
     }
     if run.repository_id != repo.id {
-        return Err(ApiError::new(
+        return Err(ServiceError::refused(
             ErrorCode::PolicyDenied,
             "X-Runproof-Run names another repository than the token's",
         ));
@@ -100,7 +98,7 @@ async fn verify_inner(
         .config()
         .policy
         .check_repository(repo.owner.id, repo.id)
-        .map_err(|rule| ApiError::new(ErrorCode::PolicyDenied, rule.to_string()))?;
+        .map_err(|rule| ServiceError::refused(ErrorCode::PolicyDenied, rule.to_string()))?;
     Ok(RunIdentity {
         issuer: API_ISSUER.to_owned(),
         repository: repo.full_name.clone(),

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use runproof_core::UnixTime;
 use runproof_store::{BlobError, UploadId, check_namespace};
 
-use crate::AppState;
+use crate::Service;
 
 /// How old an unreferenced blob must be before it is deleted, unless configured.
 pub const DEFAULT_ORPHAN_BLOB_GRACE: Duration = Duration::from_secs(60 * 60);
@@ -80,7 +80,7 @@ pub struct CollectReport {
 /// greater than `after`. Failures are logged and counted; a blob is deleted only once the
 /// store has said that no record has its id.
 pub async fn collect_unreferenced_blobs(
-    state: &AppState,
+    state: &Service,
     config: &CollectorConfig,
     after: Option<&UploadId>,
 ) -> CollectReport {

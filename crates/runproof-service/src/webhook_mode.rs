@@ -21,10 +21,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use runproof_core::correlation::{
     Decision, RejectReason, Rules, RunClaim, RunFacts, Screening, decide, screen,
 };
@@ -40,11 +36,10 @@ use runproof_store::{
     PendingRun, ReservationId, Reserved, Store, UploadId, UploadRecord, UploadStatus,
     WebhookEffect, WorkflowRunRecord,
 };
-use serde_json::json;
 
 use crate::binding::bind;
 use crate::github_token::API_ISSUER;
-use crate::{ApiError, AppState};
+use crate::{ClaimedRun, Service, ServiceError};
 
 /// The issuer recorded in the identity of an upload that is still pending.
 pub const UNVERIFIED_ISSUER: &str = "unverified";
@@ -126,7 +121,7 @@ impl WebhookMode {
     }
 
     /// The rules of the pure decision, with the policy of `state`.
-    fn rules<'a>(&self, state: &'a AppState) -> Rules<'a> {
+    fn rules<'a>(&self, state: &'a Service) -> Rules<'a> {
         Rules {
             policy: &state.verifier.config().policy,
             allow_forks: self.config.allow_forks,
@@ -233,22 +228,22 @@ impl Vouched {
 }
 
 /// What an upload without credentials may do, decided before the body is read.
-pub(crate) struct PendingAdmission {
+pub struct PendingAdmission {
     /// The unverified identity the record carries until approval.
-    pub(crate) identity: RunIdentity,
+    pub identity: RunIdentity,
     /// The run claimed.
-    pub(crate) claim: PendingRun,
+    pub claim: PendingRun,
     /// The most bytes the body may take: what is reserved for it.
-    pub(crate) cap: u64,
+    pub cap: u64,
     /// The room held in the pending quotas while the body is read.
-    pub(crate) reservation: Reservation,
+    pub reservation: Reservation,
 }
 
 /// Room held in the pending quotas for one upload. The insert of the upload consumes it
 /// ([`Reservation::consumed`] then disarms it); otherwise it is refunded
 /// ([`Reservation::refund`]), or, when dropped unsettled (the request was cancelled), in
 /// the background.
-pub(crate) struct Reservation {
+pub struct Reservation {
     /// The reservation, as the insert names it.
     id: ReservationId,
     /// When the request's head arrived: the upload's time of receipt, which the run
@@ -263,22 +258,22 @@ pub(crate) struct Reservation {
 
 impl Reservation {
     /// The reservation's id, for [`runproof_store::NewUpload::pending_reservation`].
-    pub(crate) fn id(&self) -> &ReservationId {
+    pub fn id(&self) -> &ReservationId {
         &self.id
     }
 
     /// When the upload was received (its request's head), for its record.
-    pub(crate) fn admitted_at(&self) -> UnixTime {
+    pub fn admitted_at(&self) -> UnixTime {
         self.admitted_at
     }
 
     /// The upload that consumed it is stored: nothing to refund.
-    pub(crate) fn consumed(mut self) {
+    pub fn consumed(mut self) {
         self.armed = false;
     }
 
     /// Refunds it now (no upload consumed it). Should that fail, it expires.
-    pub(crate) async fn refund(mut self) {
+    pub async fn refund(mut self) {
         self.armed = false;
         if let Err(e) = self.store.release_pending(&self.id).await {
             tracing::warn!(error = %e, "cannot refund a pending-quota reservation; it expires");
@@ -330,37 +325,36 @@ pub fn pending_identity(claim: &PendingRun) -> RunIdentity {
     }
 }
 
-fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ApiError {
-    ApiError::new(ErrorCode::RateLimited, detail).retry_after(retry_after)
+fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ServiceError {
+    ServiceError::rate_limited(detail, retry_after)
 }
 
 /// Admits an upload without credentials whose body declares `declared` bytes (`None`:
 /// unknown until read): the run headers, installation (when known to be absent), what is
 /// known of the run ([`screen`]), and room reserved in the quotas. Nothing of the body is
 /// read.
-pub(crate) async fn admit(
-    state: &AppState,
+pub async fn admit(
+    state: &Service,
     mode: &WebhookMode,
-    headers: &HeaderMap,
+    claimed: ClaimedRun<'_>,
     declared: Option<u64>,
-) -> Result<PendingAdmission, ApiError> {
-    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
-    let (Some(run), Some(sha)) = (header("x-runproof-run"), header("x-runproof-sha")) else {
-        return Err(ApiError::new(
+) -> Result<PendingAdmission, ServiceError> {
+    let (Some(run), Some(sha)) = (claimed.run, claimed.sha) else {
+        return Err(ServiceError::refused(
             ErrorCode::MissingCredentials,
             "send an OIDC token as `Authorization: Bearer <token>`, or, for the webhook mode, \
              X-Runproof-Run and X-Runproof-Sha",
         ));
     };
-    let run = RunHeader::parse(run).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let sha = parse_sha(sha).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let run = RunHeader::parse(run).map_err(|e| ServiceError::invalid(e.to_string()))?;
+    let sha = parse_sha(sha).map_err(|e| ServiceError::invalid(e.to_string()))?;
     let claim = PendingRun {
         repository_id: run.repository_id,
         run_id: run.run_id,
         run_attempt: run.run_attempt,
         head_sha: sha,
     };
-    let storage = |e: runproof_store::StoreError| ApiError::storage(&e);
+    let storage = ServiceError::Storage;
     let store = &state.store;
     if state.binding.is_some()
         && let Some(b) = store
@@ -369,7 +363,7 @@ pub(crate) async fn admit(
             .map_err(storage)?
         && b.is_refused()
     {
-        return Err(ApiError::new(
+        return Err(ServiceError::refused(
             ErrorCode::NotInstalled,
             format!(
                 "the App is not installed on repository {}",
@@ -388,12 +382,15 @@ pub(crate) async fn admit(
         Screening::Refuse(reason) => {
             metrics::counter!("runproof_webhook_mode_total", "outcome" => "refused", "via" => "admission")
                 .increment(1);
-            return Err(ApiError::new(ErrorCode::PolicyDenied, reason.to_string()));
+            return Err(ServiceError::refused(
+                ErrorCode::PolicyDenied,
+                reason.to_string(),
+            ));
         }
     };
-    let max_bytes = state.config.max_upload_bytes;
+    let max_bytes = state.settings.max_upload_bytes;
     if declared.is_some_and(|len| len > max_bytes) {
-        return Err(ApiError::new(
+        return Err(ServiceError::refused(
             ErrorCode::PayloadTooLarge,
             format!("the body exceeds the limit of {max_bytes} bytes"),
         ));
@@ -415,7 +412,7 @@ pub(crate) async fn admit(
             not_before: c.not_before,
         }),
         created_at: now,
-        expires_at: now.plus(reservation_lifetime(state.config.body_timeout)),
+        expires_at: now.plus(reservation_lifetime(state.settings.body_timeout)),
     };
     let bytes = match store.reserve_pending(&request).await.map_err(storage)? {
         Reserved::Granted { bytes } => bytes,
@@ -430,7 +427,7 @@ pub(crate) async fn admit(
             ));
         }
         Reserved::RepositoryFull { pending_bytes } => {
-            return Err(ApiError::new(
+            return Err(ServiceError::refused(
                 ErrorCode::PayloadTooLarge,
                 format!(
                     "repository {} has {pending_bytes} bytes pending approval; the most is {}",
@@ -475,15 +472,14 @@ fn reservation_lifetime(body_timeout: Duration) -> i64 {
 /// What is known of the claimed run before the body is read: its attempts stored from
 /// signed webhooks, and a recent answer of GitHub's API (not asked here).
 async fn known_facts(
-    state: &AppState,
+    state: &Service,
     mode: &WebhookMode,
     claim: &PendingRun,
-) -> Result<Vec<RunFacts>, ApiError> {
+) -> Result<Vec<RunFacts>, ServiceError> {
     let mut known: Vec<RunFacts> = state
         .store
         .workflow_run_attempts(claim.repository_id, claim.run_id)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
+        .await?
         .iter()
         .map(|r| Vouched::from_record(r).facts)
         .collect();
@@ -517,13 +513,33 @@ fn unix(t: time::OffsetDateTime) -> UnixTime {
     UnixTime(t.unix_timestamp())
 }
 
-/// Why an upload could not be settled now (it stays pending).
-type Transient = String;
+/// Why an upload could not be settled now (it stays pending, and is tried again).
+#[derive(Debug, thiserror::Error)]
+enum Transient {
+    /// The installation binding could not be decided.
+    #[error("installation binding: {0}")]
+    Binding(ServiceError),
+    /// The workflow file could not be fetched.
+    #[error("workflow check: {0}")]
+    WorkflowCheck(GithubError),
+    /// GitHub could not be asked.
+    #[error("GitHub: {0}")]
+    Github(GithubError),
+    /// The workflow check needs the App's credentials, and they are not set.
+    #[error("the workflow check needs the App's credentials")]
+    NoCredentials,
+    /// No installation can read the workflow file.
+    #[error("no installation to read the workflow with")]
+    NoInstallation,
+    /// The store failed.
+    #[error("storage: {0}")]
+    Storage(#[from] runproof_store::StoreError),
+}
 
 /// Settles a pending upload against a run GitHub vouched for. Returns the new status, or
 /// `None` when the run does not settle it.
 async fn settle(
-    state: &AppState,
+    state: &Service,
     mode: &WebhookMode,
     upload: &UploadRecord,
     run: &Vouched,
@@ -541,7 +557,7 @@ async fn settle(
 }
 
 async fn approve(
-    state: &AppState,
+    state: &Service,
     mode: &WebhookMode,
     upload: &UploadRecord,
     run: &Vouched,
@@ -566,11 +582,11 @@ async fn approve(
     if state.binding.is_some() {
         identity.installation_id = None;
         if let Err(e) = bind(state, &mut identity).await {
-            if e.code == ErrorCode::NotInstalled {
+            if e.code() == ErrorCode::NotInstalled {
                 let reason = RejectReason::NotInstalled(run.facts.repository_id);
                 return reject(state, upload, &reason, run.via).await;
             }
-            return Err(format!("installation binding: {}", e.detail));
+            return Err(Transient::Binding(e));
         }
     }
     if let Some(action) = &mode.config.require_action {
@@ -603,7 +619,7 @@ async fn approve(
 }
 
 async fn workflow_check(
-    state: &AppState,
+    state: &Service,
     mode: &WebhookMode,
     run: &Vouched,
     installation: Option<InstallationId>,
@@ -623,11 +639,11 @@ async fn workflow_check(
         return Ok(found);
     }
     let Some(binding) = state.binding.as_ref() else {
-        return Err("the workflow check needs the App's credentials".into());
+        return Err(Transient::NoCredentials);
     };
     let installation = match installation.or(run.installation_id) {
         Some(i) => i,
-        None => return Err("no installation to read the workflow with".into()),
+        None => return Err(Transient::NoInstallation),
     };
     let app = &binding.app;
     let (full_name, sha) = (run.full_name.clone(), run.facts.head_sha.clone());
@@ -643,14 +659,14 @@ async fn workflow_check(
         Err(e @ GithubError::TooLarge { .. }) => {
             WorkflowCheck::Unreadable(format!("a workflow file of {}: {e}", run.path))
         }
-        Err(e) => return Err(format!("workflow check: {e}")),
+        Err(e) => return Err(Transient::WorkflowCheck(e)),
     };
     mode.remember_check(key, outcome.clone());
     Ok(outcome)
 }
 
 async fn reject(
-    state: &AppState,
+    state: &Service,
     upload: &UploadRecord,
     reason: &RejectReason,
     via: &'static str,
@@ -668,7 +684,7 @@ async fn reject(
 
 /// Resolves the upload once, with the deliveries its new status announces.
 async fn resolve(
-    state: &AppState,
+    state: &Service,
     upload: &UploadRecord,
     status: UploadStatus,
     identity: Option<&RunIdentity>,
@@ -691,22 +707,21 @@ async fn resolve(
         UploadStatus::Expired => "upload.expired",
         UploadStatus::Pending => return Ok(None),
     };
-    let deliveries: Vec<_> = state
-        .delivery
+    let pushes: Vec<_> = state
+        .push
         .as_ref()
-        .and_then(|d| d.delivery_for(event, &record))
+        .and_then(|d| d.push_for(event, &record))
         .into_iter()
         .collect();
     let changed = state
         .store
-        .resolve_pending(&upload.id, status, identity, reason, now, &deliveries)
-        .await
-        .map_err(|e| format!("storage: {e}"))?;
+        .resolve_pending(&upload.id, status, identity, reason, now, &pushes)
+        .await?;
     if !changed {
         return Ok(None);
     }
-    if !deliveries.is_empty() {
-        state.delivery_wake.notify_one();
+    if !pushes.is_empty() {
+        state.push_wake.notify_one();
     }
     metrics::counter!("runproof_uploads_total", "mode" => "webhook", "status" => status.as_str())
         .increment(1);
@@ -727,7 +742,7 @@ async fn resolve(
 /// Asks GitHub for the claimed run with an installation token. `Ok(None)` when GitHub
 /// does not know it (or the App is not installed there): the upload waits for a webhook.
 async fn confirm_with_api(
-    state: &AppState,
+    state: &Service,
     mode: &WebhookMode,
     claim: &RunClaim,
 ) -> Result<Option<Vouched>, Transient> {
@@ -738,13 +753,8 @@ async fn confirm_with_api(
         return Ok(Some(run));
     }
     let app = binding.lookups(claim.repository_id);
-    let gh = |e: GithubError| format!("GitHub: {e}");
-    let installation = match state
-        .store
-        .repository_binding(claim.repository_id)
-        .await
-        .map_err(|e| format!("storage: {e}"))?
-    {
+    let gh = Transient::Github;
+    let installation = match state.store.repository_binding(claim.repository_id).await? {
         Some(b) if b.is_active() => b.installation_id,
         Some(b) if b.is_refused() => return Ok(None),
         _ => match app
@@ -807,7 +817,7 @@ async fn confirm_with_api(
 
 /// Tries to settle one pending upload now: from a stored run, else by asking GitHub.
 async fn try_settle(
-    state: &AppState,
+    state: &Service,
     mode: &WebhookMode,
     upload: &UploadRecord,
     ask_api: bool,
@@ -816,8 +826,7 @@ async fn try_settle(
     let stored = state
         .store
         .get_workflow_run(claim.repository_id, claim.run_id, claim.run_attempt)
-        .await
-        .map_err(|e| format!("storage: {e}"))?;
+        .await?;
     if let Some(record) = stored {
         let settled = settle(state, mode, upload, &Vouched::from_record(&record)).await?;
         if settled.is_some() {
@@ -836,7 +845,7 @@ async fn try_settle(
 /// Right after a pending upload is stored: settles it at once when its run is known
 /// (stored from a webhook, or found by active confirmation). Returns the record as it
 /// now stands.
-pub(crate) async fn after_insert(state: &AppState, record: UploadRecord) -> UploadRecord {
+pub async fn after_insert(state: &Service, record: UploadRecord) -> UploadRecord {
     let Some(mode) = state.webhook_mode.as_ref() else {
         return record;
     };
@@ -861,7 +870,7 @@ pub(crate) async fn after_insert(state: &AppState, record: UploadRecord) -> Uplo
 
 /// After a fresh webhook delivery: settles the pending uploads of each workflow run it
 /// recorded, in the background (the delivery's answer does not wait for GitHub).
-pub(crate) fn after_delivery(state: &Arc<AppState>, effects: &[WebhookEffect]) {
+pub fn after_delivery(state: &Arc<Service>, effects: &[WebhookEffect]) {
     if state.webhook_mode.is_none() {
         return;
     }
@@ -877,7 +886,7 @@ pub(crate) fn after_delivery(state: &Arc<AppState>, effects: &[WebhookEffect]) {
 }
 
 /// Settles the pending uploads that claim a run attempt, against the run as stored.
-async fn settle_run(state: &AppState, repo: RepositoryId, run_id: RunId, attempt: u32) {
+async fn settle_run(state: &Service, repo: RepositoryId, run_id: RunId, attempt: u32) {
     let Some(mode) = state.webhook_mode.as_ref() else {
         return;
     };
@@ -925,7 +934,7 @@ pub struct SweepReport {
 /// processed before a crash, or GitHub back after an outage), expires those older than
 /// `pending_ttl`, deletes the blobs of rejected and expired uploads, and forgets old runs.
 /// Safe to run at any time, concurrently with requests and on several replicas.
-pub async fn sweep(state: &AppState) -> SweepReport {
+pub async fn sweep(state: &Service) -> SweepReport {
     let mut report = SweepReport::default();
     let Some(mode) = state.webhook_mode.as_ref() else {
         return report;
@@ -997,7 +1006,7 @@ pub async fn sweep(state: &AppState) -> SweepReport {
 
 /// Deletes the blobs of rejected and expired uploads, marking each done once deleted
 /// (a crash in between deletes it again next time, which is harmless).
-async fn delete_blobs(state: &AppState) -> u64 {
+async fn delete_blobs(state: &Service) -> u64 {
     let mut deleted = 0;
     for _ in 0..100 {
         let ids: Vec<UploadId> = match state.store.blobs_to_delete(100).await {
@@ -1032,28 +1041,6 @@ async fn delete_blobs(state: &AppState) -> u64 {
         }
     }
     deleted
-}
-
-/// `GET /v1/uploads/{id}/status`: public, for clients polling a pending upload. Says the
-/// status and the reason, nothing else.
-pub(crate) async fn upload_status(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::NotFound, "no upload with this id");
-    let id = UploadId::parse(&id).ok_or_else(not_found)?;
-    let record = state
-        .store
-        .get_upload(&id)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
-        .ok_or_else(not_found)?;
-    Ok(Json(json!({
-        "id": record.id,
-        "status": record.status,
-        "reason": record.reason,
-    }))
-    .into_response())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Signed pushes to the App: the outbox worker.
 //!
-//! Each verified (or, if configured, rejected or expired) upload enqueues a delivery in
+//! Each verified (or, if configured, rejected or expired) upload enqueues a push (a
+//! delivery, in the HTTP contract's words: `[delivery]`, `/v1/deliveries`) in
 //! the same transaction that changes the upload, so nothing committed is lost. The worker
 //! claims due deliveries with a lease (so one worker makes each attempt, even with several
 //! replicas), POSTs them with a per-request timeout, and retries failures with
@@ -19,11 +20,11 @@ use runproof_core::{Secret, UnixTime};
 use runproof_store::{DeliveryRecord, NewDelivery, UploadRecord};
 use serde_json::json;
 
-use crate::AppState;
+use crate::Service;
 
 /// Where and how verified uploads are pushed.
 #[derive(Debug, Clone)]
-pub struct DeliveryConfig {
+pub struct PushConfig {
     /// The App's endpoint.
     pub url: String,
     /// Signing secrets; the first signs, the others are for the App's side of rotation.
@@ -42,10 +43,10 @@ pub struct DeliveryConfig {
     pub public_url: String,
 }
 
-impl DeliveryConfig {
-    /// A delivery for `event` about `record`, when that event is configured.
+impl PushConfig {
+    /// A push of `event` about `record`, when that event is configured.
     #[must_use]
-    pub fn delivery_for(&self, event: &str, record: &UploadRecord) -> Option<NewDelivery> {
+    pub fn push_for(&self, event: &str, record: &UploadRecord) -> Option<NewDelivery> {
         if !self.events.iter().any(|e| e == event) {
             return None;
         }
@@ -111,7 +112,7 @@ fn body_of(record: &DeliveryRecord, now: UnixTime) -> Vec<u8> {
 /// Sends one attempt. `Ok` on a 2xx answer.
 async fn attempt(
     http: &reqwest::Client,
-    config: &DeliveryConfig,
+    config: &PushConfig,
     record: &DeliveryRecord,
     now: UnixTime,
 ) -> Result<(), String> {
@@ -146,8 +147,8 @@ async fn attempt(
 /// Runs the worker until the task is aborted. It claims due deliveries whenever this
 /// process enqueues one, whenever another replica does (when the store reports it, as
 /// PostgreSQL does), and at least every second.
-pub fn spawn_delivery_worker(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
-    let config = state.delivery.clone()?;
+pub(crate) fn spawn_worker(state: Arc<Service>) -> Option<tokio::task::JoinHandle<()>> {
+    let config = state.push.clone()?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -160,7 +161,7 @@ pub fn spawn_delivery_worker(state: Arc<AppState>) -> Option<tokio::task::JoinHa
             let progressed = run_once(&state, &config, &http).await;
             if !progressed {
                 let closed = tokio::select! {
-                    () = state.delivery_wake.notified() => false,
+                    () = state.push_wake.notified() => false,
                     woke = next_remote_wake(&mut remote) => woke.is_none(),
                     () = tokio::time::sleep(Duration::from_secs(1)) => false,
                 };
@@ -183,11 +184,7 @@ async fn next_remote_wake(remote: &mut Option<tokio::sync::mpsc::Receiver<()>>) 
 }
 
 /// Claims and attempts the due deliveries once. Returns whether any was claimed.
-pub(crate) async fn run_once(
-    state: &AppState,
-    config: &DeliveryConfig,
-    http: &reqwest::Client,
-) -> bool {
+pub(crate) async fn run_once(state: &Service, config: &PushConfig, http: &reqwest::Client) -> bool {
     let now = state.clock.now();
     // Long enough for one attempt; short, so a crashed worker's claims come back soon.
     let lease = i64::try_from(config.timeout.as_secs()).unwrap_or(30) * 2 + 5;

@@ -20,21 +20,18 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use runproof_core::{ErrorCode, InstallationId, RepositoryId, RunId, RunIdentity};
 use runproof_github::types::{Installation, Repository, WorkflowRun};
 use runproof_github::{GithubApp, GithubError};
 use runproof_store::RepositorySelection;
 
-use crate::limits::{AddressKey, Windows};
-use crate::{ApiError, AppState};
+use crate::rate::{AddressKey, Windows};
+use crate::{Service, ServiceError};
 
 const POSITIVE_TTL: Duration = Duration::from_secs(600);
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
@@ -46,35 +43,22 @@ tokio::task_local! {
     static CLIENT: IpAddr;
 }
 
-/// Middleware: the lookups a request causes are counted against its client's address (as
-/// the limits resolved it, else the peer's).
-pub(crate) async fn remember_client(request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
-        .get::<crate::limits::ClientAddress>()
-        .map(|c| c.0)
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        });
-    match ip {
-        Some(ip) => CLIENT.scope(ip, next.run(request)).await,
-        None => next.run(request).await,
-    }
+/// Runs `request` with its lookups counted against `client`'s address (as the HTTP
+/// layer's limits resolved it).
+pub async fn for_client<F: std::future::Future>(client: IpAddr, request: F) -> F::Output {
+    CLIENT.scope(client, request).await
 }
 
 /// How many GitHub lookups requests may cause per minute. A lookup is one decision (a
 /// binding, or one active confirmation) and takes at most a few calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LookupBudget {
+pub struct LookupBudget {
     /// From one client address (IPv6 addresses by /64).
-    pub(crate) per_address: u32,
+    pub per_address: u32,
     /// In the name of one repository, from all addresses together.
-    pub(crate) per_repository: u32,
+    pub per_repository: u32,
     /// In all.
-    pub(crate) overall: u32,
+    pub overall: u32,
 }
 
 impl Default for LookupBudget {
@@ -224,7 +208,7 @@ impl Binding {
 
     /// The App's lookups for one decision about `repository`, within the budget.
     #[must_use]
-    pub(crate) fn lookups(&self, repository: RepositoryId) -> Lookups<'_> {
+    pub fn lookups(&self, repository: RepositoryId) -> Lookups<'_> {
         Lookups {
             binding: self,
             repository,
@@ -238,7 +222,7 @@ impl Binding {
 /// "not installed" and "no such run" answers are remembered for a minute. Over the
 /// budget, a call fails with [`GithubError::RateLimited`] without reaching GitHub.
 #[derive(Debug)]
-pub(crate) struct Lookups<'a> {
+pub struct Lookups<'a> {
     binding: &'a Binding,
     repository: RepositoryId,
     spent: AtomicBool,
@@ -259,7 +243,7 @@ impl Lookups<'_> {
     ///
     /// # Errors
     /// As that, and [`GithubError::RateLimited`] over the budget.
-    pub(crate) async fn repository_installation_by_id(
+    pub async fn repository_installation_by_id(
         &self,
         repository_id: RepositoryId,
     ) -> Result<Option<Installation>, GithubError> {
@@ -282,7 +266,7 @@ impl Lookups<'_> {
     ///
     /// # Errors
     /// As that, and [`GithubError::RateLimited`] over the budget.
-    pub(crate) async fn repository_by_id(
+    pub async fn repository_by_id(
         &self,
         repository_id: RepositoryId,
         installation: InstallationId,
@@ -298,7 +282,7 @@ impl Lookups<'_> {
     ///
     /// # Errors
     /// As that, and [`GithubError::RateLimited`] over the budget.
-    pub(crate) async fn workflow_run(
+    pub async fn workflow_run(
         &self,
         full_name: &str,
         run_id: RunId,
@@ -321,8 +305,8 @@ impl Lookups<'_> {
     }
 }
 
-fn not_installed(identity: &RunIdentity) -> ApiError {
-    ApiError::new(
+fn not_installed(identity: &RunIdentity) -> ServiceError {
+    ServiceError::refused(
         ErrorCode::NotInstalled,
         format!(
             "the App is not installed on repository {} (id {})",
@@ -331,27 +315,23 @@ fn not_installed(identity: &RunIdentity) -> ApiError {
     )
 }
 
-pub(crate) fn upstream(e: &GithubError) -> ApiError {
+/// GitHub could not answer: `upstream_unavailable`, logged with its cause.
+pub fn upstream(e: &GithubError) -> ServiceError {
     tracing::warn!(error = %e, "GitHub API unavailable");
-    ApiError::new(
-        ErrorCode::UpstreamUnavailable,
+    ServiceError::upstream(
         "GitHub cannot be asked right now; retry later",
+        e.retry_after().unwrap_or(5),
     )
-    .retry_after(e.retry_after().unwrap_or(5))
 }
 
 /// Checks that the identity's repository belongs to a live installation of the App and
 /// records the installation id in the identity. Does nothing when binding is off.
-pub(crate) async fn bind(state: &AppState, identity: &mut RunIdentity) -> Result<(), ApiError> {
+pub async fn bind(state: &Service, identity: &mut RunIdentity) -> Result<(), ServiceError> {
     let Some(binding) = state.binding.as_ref() else {
         return Ok(());
     };
     let store = &state.store;
-    if let Some(b) = store
-        .repository_binding(identity.repository_id)
-        .await
-        .map_err(|e| ApiError::storage(&e))?
-    {
+    if let Some(b) = store.repository_binding(identity.repository_id).await? {
         if b.account_id != identity.repository_owner_id || b.is_refused() {
             return Err(not_installed(identity));
         }
@@ -364,8 +344,7 @@ pub(crate) async fn bind(state: &AppState, identity: &mut RunIdentity) -> Result
     }
     let account = store
         .installation_for_account(identity.repository_owner_id)
-        .await
-        .map_err(|e| ApiError::storage(&e))?;
+        .await?;
     if let Some(known) = account
         && !known.deleted
         && known.installation.repository_selection == RepositorySelection::All
@@ -382,16 +361,12 @@ pub(crate) async fn bind(state: &AppState, identity: &mut RunIdentity) -> Result
 }
 
 /// Asks GitHub (within the budget) unless a recent answer is cached.
-async fn look_up(binding: &Binding, identity: &mut RunIdentity) -> Result<(), ApiError> {
+async fn look_up(binding: &Binding, identity: &mut RunIdentity) -> Result<(), ServiceError> {
     let found = match binding.cached(identity.repository_id) {
         Some(found) => found,
         None => {
             binding.spend(identity.repository_id).map_err(|wait| {
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    "too many installation lookups; retry later",
-                )
-                .retry_after(wait)
+                ServiceError::rate_limited("too many installation lookups; retry later", wait)
             })?;
             let found = lookup(&binding.app, identity).await?;
             binding.remember(identity.repository_id, found);
@@ -410,7 +385,7 @@ async fn look_up(binding: &Binding, identity: &mut RunIdentity) -> Result<(), Ap
 async fn lookup(
     app: &GithubApp,
     identity: &RunIdentity,
-) -> Result<Option<InstallationId>, ApiError> {
+) -> Result<Option<InstallationId>, ServiceError> {
     let Some(inst) = app
         .repository_installation(&identity.repository)
         .await

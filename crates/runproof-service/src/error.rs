@@ -1,0 +1,124 @@
+//! The service's errors: what was refused, and why, with no HTTP in them.
+
+use runproof_core::{ErrorCode, VerifyError};
+use runproof_github::GithubError;
+use runproof_store::{BlobError, StoreError};
+
+/// Why the service did not do what was asked.
+///
+/// Each variant maps to one stable [`ErrorCode`] ([`ServiceError::code`]); the HTTP layer
+/// turns that code into a status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The token failed a verification rule.
+    #[error(transparent)]
+    Token(#[from] VerifyError),
+    /// A decision refused the request: the code, and a sentence the caller can act on.
+    #[error("{detail}")]
+    Refused {
+        /// The stable code.
+        code: ErrorCode,
+        /// What the caller can fix. Never secret material.
+        detail: String,
+    },
+    /// Too many requests of this kind: retry after the given seconds.
+    #[error("{detail}")]
+    RateLimited {
+        /// What is limited.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// GitHub (or an issuer's keys) cannot answer now.
+    #[error("{detail}")]
+    Upstream {
+        /// What could not be reached.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// The store failed or is saturated.
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+    /// A blob could not be written or committed.
+    #[error("blob storage: {0}")]
+    Blob(#[from] BlobError),
+    /// The system's random generator failed.
+    #[error("the system random generator failed")]
+    Random,
+    /// A task the work ran in ended without an answer.
+    #[error("a background task failed")]
+    TaskFailed,
+    /// The commit pipeline answered what an upload's write cannot cause.
+    #[error("unexpected commit outcome {0}")]
+    UnexpectedCommit(String),
+}
+
+impl ServiceError {
+    /// A refusal with this code and detail.
+    pub fn refused(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Refused {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// `invalid_request` with this detail.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::refused(ErrorCode::InvalidRequest, detail)
+    }
+
+    /// `rate_limited`, to retry after `retry_after` seconds.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self::RateLimited {
+            detail: detail.into(),
+            retry_after,
+        }
+    }
+
+    /// `upstream_unavailable`, to retry after `retry_after` seconds.
+    pub fn upstream(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self::Upstream {
+            detail: detail.into(),
+            retry_after,
+        }
+    }
+
+    /// The stable code.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Token(e) => e.code(),
+            Self::Refused { code, .. } => *code,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,
+            Self::Storage(_)
+            | Self::Blob(_)
+            | Self::Random
+            | Self::TaskFailed
+            | Self::UnexpectedCommit(_) => ErrorCode::StorageUnavailable,
+        }
+    }
+
+    /// Whether the failure is transient: asking again later may succeed.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::Upstream { .. }
+                | Self::Storage(_)
+                | Self::Blob(_)
+                | Self::Random
+                | Self::TaskFailed
+                | Self::UnexpectedCommit(_)
+        )
+    }
+}
+
+impl From<&GithubError> for ServiceError {
+    fn from(e: &GithubError) -> Self {
+        crate::binding::upstream(e)
+    }
+}
