@@ -7,7 +7,6 @@
 
 pub mod config;
 pub mod demo;
-mod demo_webhook;
 pub mod serve;
 pub mod storage;
 pub mod verify_token;

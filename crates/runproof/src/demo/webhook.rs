@@ -7,7 +7,7 @@ use runproof_client::{Auth, PendingClaim, UploadOptions, upload_all, wait_for_ou
 use runproof_testkit::{RunSpec, WebhookSender, workflow_run_payload};
 use serde_json::{Value, json};
 
-use crate::demo::{DEV_INSTALLATION, DevEnvironment, Row, error_chain};
+use super::env::{DEV_INSTALLATION, DevEnvironment, Row, error_chain};
 
 fn claim(run: &RunSpec) -> PendingClaim {
     PendingClaim {
@@ -184,7 +184,7 @@ pub(crate) async fn rows(
     if let Some(left) = Duration::from_millis(2100).checked_sub(wrong_at.elapsed()) {
         tokio::time::sleep(left).await;
     }
-    let report = runproof_server::sweep(&env.state).await;
+    let report = runproof_service::sweep(env.state.service()).await;
     let wrong_id = id_of(&wrong_record);
     let status = wait_for_outcome(
         &http,
