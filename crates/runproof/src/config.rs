@@ -1,4 +1,12 @@
 //! The configuration file (`runproof.toml`) and its `RUNPROOF_…` environment overrides.
+//!
+//! Each table of the file has a type here named after it and ending in `Config`
+//! (`[oidc]` is [`OidcConfig`], `[[oidc.issuers]]` is [`OidcIssuerConfig`]); [`resolve`]
+//! checks them together and turns them into what the service runs with. Two tables are
+//! a library type's settings as they stand and deserialize straight into it: `[policy]`
+//! ([`Policy`]) and `[sessions]` (the service's `SessionConfig`). Where a library type has
+//! the same name as a table's type here (`LimitsConfig`, `WebhookModeConfig`,
+//! `S3Config`), the library's is always written with its crate's path.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -100,9 +108,9 @@ pub struct Config {
     pub blob_store: Option<String>,
     /// Pool size, timeouts and schema of the database.
     #[serde(default)]
-    pub database: crate::storage::DatabaseSection,
+    pub database: crate::storage::DatabaseConfig,
     /// How to reach the S3-compatible store of `blob_store = "s3://…"`.
-    pub s3: Option<crate::storage::S3Section>,
+    pub s3: Option<crate::storage::S3Config>,
     /// The largest upload accepted, in bytes.
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: u64,
@@ -133,18 +141,18 @@ pub struct Config {
     pub github: Option<GithubConfig>,
     /// The `GITHUB_TOKEN` mode.
     #[serde(default)]
-    pub github_token: Toggle,
+    pub github_token: GithubTokenConfig,
     /// The webhook mode.
     #[serde(default)]
-    pub webhook_mode: crate::webhook_config::WebhookModeSection,
+    pub webhook_mode: crate::webhook_config::WebhookModeConfig,
     /// Signed pushes to the App.
     pub delivery: Option<DeliveryConfig>,
-    /// Upload sessions.
-    #[serde(default)]
-    pub sessions: SessionsConfig,
+    /// Upload sessions: `[sessions]`, with its `ttl_seconds` read as `ttl`.
+    #[serde(default, deserialize_with = "SessionsTable::deserialize_config")]
+    pub sessions: runproof_service::SessionConfig,
     /// The server's self-defence limits.
     #[serde(default)]
-    pub limits: LimitsSection,
+    pub limits: LimitsConfig,
     /// `[storage]`: where upload bodies live.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -162,7 +170,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            inline_max_bytes: runproof_server::DEFAULT_INLINE_MAX_BYTES,
+            inline_max_bytes: runproof_service::DEFAULT_INLINE_MAX_BYTES,
         }
     }
 }
@@ -181,13 +189,13 @@ pub struct OidcConfig {
     pub replay_protection: bool,
     /// Issuers accepted; github.com's when absent.
     #[serde(default = "default_issuers")]
-    pub issuers: Vec<IssuerEntry>,
+    pub issuers: Vec<OidcIssuerConfig>,
 }
 
 /// `[[oidc.issuers]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssuerEntry {
+pub struct OidcIssuerConfig {
     /// The issuer, exactly as in `iss`.
     pub issuer: String,
     /// The JWKS URL; discovered when absent.
@@ -238,16 +246,17 @@ pub struct GithubConfig {
     pub timeout_seconds: u64,
 }
 
-/// A section with just `enabled`.
+/// `[github_token]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Toggle {
+pub struct GithubTokenConfig {
     /// Whether the mode is on.
     #[serde(default)]
     pub enabled: bool,
 }
 
-/// `[delivery]`.
+/// `[delivery]`: signed pushes to the App (the table's name is older than the word
+/// "push"; [`resolve`] turns it into the service's `PushConfig`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
@@ -277,30 +286,44 @@ pub struct DeliveryConfig {
     pub public_url: Option<String>,
 }
 
-/// `[sessions]`.
-#[derive(Debug, Deserialize)]
+/// `[sessions]` as written, read straight into the service's `SessionConfig`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SessionsConfig {
+struct SessionsTable {
     /// How long a session lives, in seconds.
-    pub ttl_seconds: u64,
-    /// The most uploads one session may make.
-    pub max_uploads: u64,
-    /// The most bytes one session may upload in all.
-    pub max_bytes: u64,
+    ttl_seconds: u64,
+    /// The most uploads one session may make (at least 1).
+    max_uploads: u64,
+    /// The most bytes one session may upload in all (at least 1).
+    max_bytes: u64,
 }
 
-impl Default for SessionsConfig {
+impl Default for SessionsTable {
     fn default() -> Self {
+        let d = runproof_service::SessionConfig::default();
         Self {
-            ttl_seconds: 1800,
-            max_uploads: 1000,
-            max_bytes: 10 * 1024 * 1024 * 1024,
+            ttl_seconds: d.ttl.as_secs(),
+            max_uploads: d.max_uploads,
+            max_bytes: d.max_bytes,
         }
     }
 }
 
+impl SessionsTable {
+    fn deserialize_config<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<runproof_service::SessionConfig, D::Error> {
+        let table = Self::deserialize(deserializer)?;
+        Ok(runproof_service::SessionConfig {
+            ttl: std::time::Duration::from_secs(table.ttl_seconds),
+            max_uploads: table.max_uploads.max(1),
+            max_bytes: table.max_bytes.max(1),
+        })
+    }
+}
+
 fn default_orphan_blob_grace() -> u64 {
-    runproof_server::DEFAULT_ORPHAN_BLOB_GRACE.as_secs()
+    runproof_service::DEFAULT_ORPHAN_BLOB_GRACE.as_secs()
 }
 
 fn default_delivery_events() -> Vec<String> {
@@ -346,8 +369,8 @@ fn default_github_timeout() -> u64 {
 fn default_api_url() -> String {
     "https://api.github.com".into()
 }
-fn default_issuers() -> Vec<IssuerEntry> {
-    vec![IssuerEntry {
+fn default_issuers() -> Vec<OidcIssuerConfig> {
+    vec![OidcIssuerConfig {
         issuer: GITHUB_ISSUER.into(),
         jwks_url: None,
     }]
@@ -375,9 +398,9 @@ pub struct Resolved {
     /// Timeout of each request to GitHub's API.
     pub github_timeout: std::time::Duration,
     /// Signed pushes, when `[delivery] url` is set.
-    pub delivery: Option<runproof_server::DeliveryConfig>,
+    pub delivery: Option<runproof_service::PushConfig>,
     /// The webhook mode, when `[webhook_mode] enabled = true`.
-    pub webhook_mode: Option<runproof_server::WebhookModeConfig>,
+    pub webhook_mode: Option<runproof_service::WebhookModeConfig>,
 }
 
 /// Reads the file (if any) and the environment overrides.
@@ -481,10 +504,10 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     if config.max_upload_bytes == 0 {
         bail!("`max_upload_bytes` must be positive");
     }
-    if config.storage.inline_max_bytes > runproof_server::MAX_INLINE_MAX_BYTES {
+    if config.storage.inline_max_bytes > runproof_service::MAX_INLINE_MAX_BYTES {
         bail!(
             "`storage.inline_max_bytes` must be at most {} (1 MiB); larger bodies belong in the blob store",
-            runproof_server::MAX_INLINE_MAX_BYTES
+            runproof_service::MAX_INLINE_MAX_BYTES
         );
     }
     if !matches!(config.log_format.as_str(), "text" | "json") {
@@ -495,14 +518,15 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         api_keys.extend(read_lines(file, "api_keys_file")?);
     }
     let (api_url, app, webhook_secrets, github_timeout) = resolve_github(config.github.as_mut())?;
-    let delivery = resolve_delivery(config.delivery.as_mut(), config.listen)?;
-    let webhook_mode = crate::webhook_config::resolve(
-        &config.webhook_mode,
-        &config.policy,
-        app.is_some(),
-        !webhook_secrets.is_empty(),
-    )?;
-    if config.sessions.ttl_seconds == 0 || config.sessions.ttl_seconds > 24 * 3600 {
+    let delivery = match config.delivery.as_mut() {
+        Some(delivery) => delivery.resolve(config.listen)?,
+        None => None,
+    };
+    let webhook_mode =
+        config
+            .webhook_mode
+            .resolve(&config.policy, app.is_some(), !webhook_secrets.is_empty())?;
+    if !(1..=24 * 3600).contains(&config.sessions.ttl.as_secs()) {
         bail!("`sessions.ttl_seconds` must be 1 to 86400");
     }
     if api_keys.iter().any(|k| k.expose().len() < 16) {
@@ -530,50 +554,57 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     })
 }
 
-fn resolve_delivery(
-    delivery: Option<&mut DeliveryConfig>,
-    listen: SocketAddr,
-) -> anyhow::Result<Option<runproof_server::DeliveryConfig>> {
-    let Some(d) = delivery else {
-        return Ok(None);
-    };
-    let Some(url) = d.url.clone() else {
-        return Ok(None);
-    };
-    runproof_github::check_issuer_url(&url).map_err(|e| anyhow::anyhow!("`delivery.url`: {e}"))?;
-    let mut secrets = std::mem::take(&mut d.secrets);
-    if let Some(file) = &d.secrets_file {
-        secrets.extend(read_lines(file, "delivery.secrets_file")?);
+impl DeliveryConfig {
+    /// Checks the table and turns it into the service's push settings, taking the secrets
+    /// out of it. `None` without a `url`.
+    ///
+    /// # Errors
+    /// A message naming the key at fault.
+    pub fn resolve(
+        &mut self,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Option<runproof_service::PushConfig>> {
+        let Some(url) = self.url.clone() else {
+            return Ok(None);
+        };
+        runproof_github::check_issuer_url(&url)
+            .map_err(|e| anyhow::anyhow!("`delivery.url`: {e}"))?;
+        let mut secrets = std::mem::take(&mut self.secrets);
+        if let Some(file) = &self.secrets_file {
+            secrets.extend(read_lines(file, "delivery.secrets_file")?);
+        }
+        if secrets.is_empty() {
+            bail!(
+                "`delivery.secrets`: at least one signing secret is required with `delivery.url`"
+            );
+        }
+        if secrets.iter().any(|s| s.expose().len() < 16) {
+            bail!("`delivery.secrets`: every secret must be at least 16 characters");
+        }
+        const EVENTS: [&str; 3] = ["upload.verified", "upload.rejected", "upload.expired"];
+        if let Some(bad) = self.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+            bail!(
+                "`delivery.events`: unknown event `{bad}` (known: {})",
+                EVENTS.join(", ")
+            );
+        }
+        if self.max_attempts == 0 {
+            bail!("`delivery.max_attempts` must be at least 1");
+        }
+        Ok(Some(runproof_service::PushConfig {
+            url,
+            secrets,
+            events: self.events.clone(),
+            max_attempts: self.max_attempts,
+            timeout: std::time::Duration::from_secs(self.timeout_seconds.max(1)),
+            base_backoff: std::time::Duration::from_secs(self.backoff_seconds.max(1)),
+            max_backoff: std::time::Duration::from_secs(self.max_backoff_seconds.max(1)),
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}")),
+        }))
     }
-    if secrets.is_empty() {
-        bail!("`delivery.secrets`: at least one signing secret is required with `delivery.url`");
-    }
-    if secrets.iter().any(|s| s.expose().len() < 16) {
-        bail!("`delivery.secrets`: every secret must be at least 16 characters");
-    }
-    const EVENTS: [&str; 3] = ["upload.verified", "upload.rejected", "upload.expired"];
-    if let Some(bad) = d.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-        bail!(
-            "`delivery.events`: unknown event `{bad}` (known: {})",
-            EVENTS.join(", ")
-        );
-    }
-    if d.max_attempts == 0 {
-        bail!("`delivery.max_attempts` must be at least 1");
-    }
-    Ok(Some(runproof_server::DeliveryConfig {
-        url,
-        secrets,
-        events: d.events.clone(),
-        max_attempts: d.max_attempts,
-        timeout: std::time::Duration::from_secs(d.timeout_seconds.max(1)),
-        base_backoff: std::time::Duration::from_secs(d.backoff_seconds.max(1)),
-        max_backoff: std::time::Duration::from_secs(d.max_backoff_seconds.max(1)),
-        public_url: d
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{listen}")),
-    }))
 }
 
 type GithubParts = (
@@ -623,7 +654,7 @@ fn resolve_github(github: Option<&mut GithubConfig>) -> anyhow::Result<GithubPar
 /// `[limits]`: the server's self-defence.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsSection {
+pub struct LimitsConfig {
     /// Most open connections; at the cap, new ones wait in the listen backlog. 0: no cap.
     pub max_connections: usize,
     /// Most open connections from one client address (IPv6: one /64); more are closed at
@@ -653,7 +684,7 @@ pub struct LimitsSection {
     pub forwarded_header: runproof_server::ForwardedHeader,
 }
 
-impl Default for LimitsSection {
+impl Default for LimitsConfig {
     fn default() -> Self {
         let d = runproof_server::LimitsConfig::default();
         Self {
@@ -671,7 +702,7 @@ impl Default for LimitsSection {
     }
 }
 
-impl LimitsSection {
+impl LimitsConfig {
     /// The server's limits.
     #[must_use]
     pub fn server(&self) -> runproof_server::LimitsConfig {

@@ -21,14 +21,14 @@ use runproof_core::Secret;
 use runproof_core::UnixTime;
 use runproof_store::{
     BlobStore, DatabaseKind, LocalBlobStore, MIN_BUFFER_BYTES, NamespaceError, NamespaceRecord,
-    PoolSettings, PostgresOptions, S3BlobStore, S3Config, Site, Store, bind_namespace, open_store,
+    PoolSettings, PostgresOptions, S3BlobStore, Site, Store, bind_namespace, open_store,
 };
 use serde::Deserialize;
 
 /// `[database]`: pool and statement limits. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DatabaseSection {
+pub struct DatabaseConfig {
     /// Most connections each replica opens (SQLite default 8, PostgreSQL default 16).
     pub max_connections: Option<u32>,
     /// PostgreSQL: the longest a statement may run before the server cancels it
@@ -45,7 +45,7 @@ pub struct DatabaseSection {
 /// `[s3]`: how to reach the store `blob_store = "s3://…"` names. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct S3Section {
+pub struct S3Config {
     /// The endpoint, for stores other than AWS (`https://minio.internal:9000`);
     /// `AWS_ENDPOINT_URL` otherwise.
     pub endpoint: Option<String>,
@@ -111,7 +111,7 @@ pub enum BlobLocation {
     /// A local directory (`file://…` or `data_dir`).
     Local(PathBuf),
     /// An S3-compatible bucket (`s3://bucket/prefix`). `Debug` hides the secret key.
-    S3(S3Config),
+    S3(runproof_store::S3Config),
 }
 
 impl BlobLocation {
@@ -160,8 +160,8 @@ pub fn resolve(
     data_dir: &Path,
     database_url: Option<&str>,
     blob_store: Option<&str>,
-    database: &DatabaseSection,
-    s3: Option<&S3Section>,
+    database: &DatabaseConfig,
+    s3: Option<&S3Config>,
 ) -> anyhow::Result<Storage> {
     let url = match database_url {
         Some(url) => url.to_owned(),
@@ -193,8 +193,8 @@ pub fn resolve(
             _ => bail!("`blob_store`: a file:// URL needs a path, e.g. file:///var/lib/runproof"),
         },
         Some(url) if url.starts_with("s3://") => {
-            let mut config =
-                S3Config::from_url(url).map_err(|e| anyhow::anyhow!("`blob_store`: {e}"))?;
+            let mut config = runproof_store::S3Config::from_url(url)
+                .map_err(|e| anyhow::anyhow!("`blob_store`: {e}"))?;
             if let Some(s3) = s3 {
                 config.endpoint.clone_from(&s3.endpoint);
                 config.region.clone_from(&s3.region);
@@ -379,15 +379,15 @@ mod tests {
     fn storage(
         url: Option<&str>,
         blobs: Option<&str>,
-        db: DatabaseSection,
-        s3: Option<S3Section>,
+        db: DatabaseConfig,
+        s3: Option<S3Config>,
     ) -> anyhow::Result<Storage> {
         resolve(Path::new("/data"), url, blobs, &db, s3.as_ref())
     }
 
     #[test]
     fn defaults_are_sqlite_and_local_files_under_data_dir() {
-        let s = storage(None, None, DatabaseSection::default(), None).unwrap();
+        let s = storage(None, None, DatabaseConfig::default(), None).unwrap();
         assert_eq!(s.database.kind, DatabaseKind::Sqlite);
         assert_eq!(s.database.url(), "sqlite:///data/runproof.db");
         assert!(matches!(&s.blobs, BlobLocation::Local(p) if p == Path::new("/data")));
@@ -399,13 +399,13 @@ mod tests {
             let s = storage(
                 Some(url),
                 Some("s3://bucket/some/prefix"),
-                DatabaseSection {
+                DatabaseConfig {
                     max_connections: Some(4),
                     statement_timeout_seconds: Some(3),
                     connect_timeout_seconds: Some(2),
                     schema: Some("rp_one".into()),
                 },
-                Some(S3Section {
+                Some(S3Config {
                     endpoint: Some("http://127.0.0.1:9000".into()),
                     region: Some("eu-west-1".into()),
                     access_key_id: Some("AKID".into()),
@@ -447,24 +447,24 @@ mod tests {
         type Case = (
             Option<&'static str>,
             Option<&'static str>,
-            DatabaseSection,
-            Option<S3Section>,
+            DatabaseConfig,
+            Option<S3Config>,
             &'static str,
         );
         let cases: [Case; 8] = [
             (
                 Some("mysql://u:pw@db/x"),
                 None,
-                DatabaseSection::default(),
+                DatabaseConfig::default(),
                 None,
                 "`database_url`: invalid value: unsupported database URL scheme \"mysql\"",
             ),
             (
                 None,
                 None,
-                DatabaseSection {
+                DatabaseConfig {
                     max_connections: Some(0),
-                    ..DatabaseSection::default()
+                    ..DatabaseConfig::default()
                 },
                 None,
                 "database.max_connections",
@@ -472,48 +472,48 @@ mod tests {
             (
                 None,
                 Some("gs://bucket"),
-                DatabaseSection::default(),
+                DatabaseConfig::default(),
                 None,
                 "blob_store",
             ),
             (
                 None,
                 Some("file://"),
-                DatabaseSection::default(),
+                DatabaseConfig::default(),
                 None,
                 "blob_store",
             ),
             (
                 None,
                 Some("s3://"),
-                DatabaseSection::default(),
+                DatabaseConfig::default(),
                 None,
                 "blob_store",
             ),
             (
                 None,
                 None,
-                DatabaseSection::default(),
-                Some(S3Section::default()),
+                DatabaseConfig::default(),
+                Some(S3Config::default()),
                 "[s3]",
             ),
             (
                 None,
                 Some("s3://b"),
-                DatabaseSection::default(),
-                Some(S3Section {
+                DatabaseConfig::default(),
+                Some(S3Config {
                     endpoint: Some("http://minio:9000".into()),
-                    ..S3Section::default()
+                    ..S3Config::default()
                 }),
                 "allow_http",
             ),
             (
                 None,
                 Some("s3://b"),
-                DatabaseSection::default(),
-                Some(S3Section {
+                DatabaseConfig::default(),
+                Some(S3Config {
                     max_buffer_bytes: Some(1024 * 1024),
-                    ..S3Section::default()
+                    ..S3Config::default()
                 }),
                 "s3.max_buffer_bytes",
             ),
@@ -531,9 +531,9 @@ mod tests {
     async fn a_schema_for_sqlite_fails_opening_the_database() {
         let dir = tempfile::TempDir::new().unwrap();
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
-        let db = DatabaseSection {
+        let db = DatabaseConfig {
             schema: Some("rp_one".into()),
-            ..DatabaseSection::default()
+            ..DatabaseConfig::default()
         };
         let s = storage(Some(&url), None, db, None).unwrap();
         let Err(err) = open_database(&s.database).await else {
@@ -569,7 +569,7 @@ mod tests {
             let url = format!("sqlite://{}", dir.path().join(db).display());
             let blobs = format!("file://{}", blobs_dir.display());
             async move {
-                let storage = storage(Some(&url), Some(&blobs), DatabaseSection::default(), None)?;
+                let storage = storage(Some(&url), Some(&blobs), DatabaseConfig::default(), None)?;
                 let store = open_database(&storage.database).await?;
                 let blobs = open_blobs(&storage.blobs).await?;
                 bind(&storage, &*store, &*blobs).await

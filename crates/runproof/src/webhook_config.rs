@@ -1,15 +1,14 @@
-//! The `[webhook_mode]` section of the configuration.
+//! The `[webhook_mode]` table of the configuration.
 
 use anyhow::bail;
 use runproof_core::policy::Policy;
-use runproof_server::WebhookModeConfig;
 use serde::Deserialize;
 
 /// `[webhook_mode]`: unauthenticated uploads held `pending` until GitHub vouches for
 /// their run. Off by default.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct WebhookModeSection {
+pub struct WebhookModeConfig {
     /// Whether the mode is on.
     pub enabled: bool,
     /// How long after its run completed an upload may still arrive, in seconds.
@@ -30,9 +29,9 @@ pub struct WebhookModeSection {
     pub max_pending_bytes: u64,
 }
 
-impl Default for WebhookModeSection {
+impl Default for WebhookModeConfig {
     fn default() -> Self {
-        let d = WebhookModeConfig::default();
+        let d = runproof_service::WebhookModeConfig::default();
         Self {
             enabled: false,
             grace_period_seconds: u64::try_from(d.grace_period_seconds).unwrap_or(600),
@@ -55,99 +54,98 @@ fn is_name_part(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Checks the section. `None` when the mode is off.
-///
-/// # Errors
-/// A message naming the key at fault: the mode needs webhook secrets; the workflow check
-/// needs the App's credentials; `require_github_hosted_runner` cannot be checked in this
-/// mode; limits must be positive.
-pub fn resolve(
-    section: &WebhookModeSection,
-    policy: &Policy,
-    has_app: bool,
-    has_webhook_secrets: bool,
-) -> anyhow::Result<Option<WebhookModeConfig>> {
-    if !section.enabled {
-        return Ok(None);
-    }
-    if !has_webhook_secrets {
-        bail!(
-            "`webhook_mode.enabled` needs `github.webhook_secrets`: pending uploads are approved by signed workflow_run webhooks"
-        );
-    }
-    if policy.require_github_hosted_runner {
-        bail!(
-            "`webhook_mode.enabled` with `policy.require_github_hosted_runner`: webhooks do not say where a job ran, so every pending upload would be rejected"
-        );
-    }
-    let secs = |v: u64, key: &str, max: u64| -> anyhow::Result<i64> {
-        if v == 0 || v > max {
-            bail!("`webhook_mode.{key}` must be 1 to {max}");
+impl WebhookModeConfig {
+    /// Checks the table and turns it into the server's settings. `None` when the mode
+    /// is off.
+    ///
+    /// # Errors
+    /// A message naming the key at fault: the mode needs webhook secrets; the workflow
+    /// check needs the App's credentials; `require_github_hosted_runner` cannot be
+    /// checked in this mode; limits must be positive.
+    pub fn resolve(
+        &self,
+        policy: &Policy,
+        has_app: bool,
+        has_webhook_secrets: bool,
+    ) -> anyhow::Result<Option<runproof_service::WebhookModeConfig>> {
+        if !self.enabled {
+            return Ok(None);
         }
-        Ok(i64::try_from(v)?)
-    };
-    let grace = secs(
-        section.grace_period_seconds,
-        "grace_period_seconds",
-        7 * 86_400,
-    )?;
-    let ttl = secs(
-        section.pending_ttl_seconds,
-        "pending_ttl_seconds",
-        30 * 86_400,
-    )?;
-    for (key, v) in [
-        ("max_uploads_per_run", section.max_uploads_per_run),
-        (
-            "max_pending_bytes_per_repository",
-            section.max_pending_bytes_per_repository,
-        ),
-        ("max_pending_uploads", section.max_pending_uploads),
-        ("max_pending_bytes", section.max_pending_bytes),
-    ] {
-        if v == 0 {
-            bail!("`webhook_mode.{key}` must be positive");
+        if !has_webhook_secrets {
+            bail!(
+                "`webhook_mode.enabled` needs `github.webhook_secrets`: pending uploads are approved by signed workflow_run webhooks"
+            );
         }
-    }
-    let require_action = match section.require_action.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(action) => {
-            let ok = action
-                .split_once('/')
-                .is_some_and(|(o, n)| is_name_part(o) && is_name_part(n));
-            if !ok {
-                bail!(
-                    "`webhook_mode.require_action` is `owner/name`, such as `runproof/upload-action`"
-                );
+        if policy.require_github_hosted_runner {
+            bail!(
+                "`webhook_mode.enabled` with `policy.require_github_hosted_runner`: webhooks do not say where a job ran, so every pending upload would be rejected"
+            );
+        }
+        let secs = |v: u64, key: &str, max: u64| -> anyhow::Result<i64> {
+            if v == 0 || v > max {
+                bail!("`webhook_mode.{key}` must be 1 to {max}");
             }
-            if !has_app {
-                bail!(
-                    "`webhook_mode.require_action` needs the App's credentials (`github.app_id`, `github.private_key_file`) to read workflow files"
-                );
+            Ok(i64::try_from(v)?)
+        };
+        let grace = secs(
+            self.grace_period_seconds,
+            "grace_period_seconds",
+            7 * 86_400,
+        )?;
+        let ttl = secs(self.pending_ttl_seconds, "pending_ttl_seconds", 30 * 86_400)?;
+        for (key, v) in [
+            ("max_uploads_per_run", self.max_uploads_per_run),
+            (
+                "max_pending_bytes_per_repository",
+                self.max_pending_bytes_per_repository,
+            ),
+            ("max_pending_uploads", self.max_pending_uploads),
+            ("max_pending_bytes", self.max_pending_bytes),
+        ] {
+            if v == 0 {
+                bail!("`webhook_mode.{key}` must be positive");
             }
-            Some(action.to_owned())
         }
-    };
-    Ok(Some(WebhookModeConfig {
-        grace_period_seconds: grace,
-        pending_ttl_seconds: ttl,
-        allow_forks: section.allow_forks,
-        require_action,
-        max_uploads_per_run: section.max_uploads_per_run,
-        max_pending_bytes_per_repository: section.max_pending_bytes_per_repository,
-        max_pending_uploads: section.max_pending_uploads,
-        max_pending_bytes: section.max_pending_bytes,
-    }))
+        let require_action = match self.require_action.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(action) => {
+                let ok = action
+                    .split_once('/')
+                    .is_some_and(|(o, n)| is_name_part(o) && is_name_part(n));
+                if !ok {
+                    bail!(
+                        "`webhook_mode.require_action` is `owner/name`, such as `runproof/upload-action`"
+                    );
+                }
+                if !has_app {
+                    bail!(
+                        "`webhook_mode.require_action` needs the App's credentials (`github.app_id`, `github.private_key_file`) to read workflow files"
+                    );
+                }
+                Some(action.to_owned())
+            }
+        };
+        Ok(Some(runproof_service::WebhookModeConfig {
+            grace_period_seconds: grace,
+            pending_ttl_seconds: ttl,
+            allow_forks: self.allow_forks,
+            require_action,
+            max_uploads_per_run: self.max_uploads_per_run,
+            max_pending_bytes_per_repository: self.max_pending_bytes_per_repository,
+            max_pending_uploads: self.max_pending_uploads,
+            max_pending_bytes: self.max_pending_bytes,
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn on() -> WebhookModeSection {
-        WebhookModeSection {
+    fn on() -> WebhookModeConfig {
+        WebhookModeConfig {
             enabled: true,
-            ..WebhookModeSection::default()
+            ..WebhookModeConfig::default()
         }
     }
 
@@ -155,10 +153,12 @@ mod tests {
     fn off_by_default_and_defaults_when_on() {
         let p = Policy::default();
         assert_eq!(
-            resolve(&WebhookModeSection::default(), &p, false, false).unwrap(),
+            WebhookModeConfig::default()
+                .resolve(&p, false, false)
+                .unwrap(),
             None
         );
-        let c = resolve(&on(), &p, false, true).unwrap().unwrap();
+        let c = on().resolve(&p, false, true).unwrap().unwrap();
         assert_eq!(c.grace_period_seconds, 600);
         assert_eq!(c.pending_ttl_seconds, 86_400);
         assert!(!c.allow_forks);
@@ -168,8 +168,8 @@ mod tests {
     #[test]
     fn misconfigurations_name_the_key() {
         let p = Policy::default();
-        let err = |s: &WebhookModeSection, p: &Policy, app: bool, secrets: bool| {
-            resolve(s, p, app, secrets).unwrap_err().to_string()
+        let err = |s: &WebhookModeConfig, p: &Policy, app: bool, secrets: bool| {
+            s.resolve(p, app, secrets).unwrap_err().to_string()
         };
         assert!(err(&on(), &p, true, false).contains("webhook_secrets"));
         let hosted = Policy {
@@ -177,30 +177,30 @@ mod tests {
             ..Policy::default()
         };
         assert!(err(&on(), &hosted, true, true).contains("require_github_hosted_runner"));
-        let s = WebhookModeSection {
+        let s = WebhookModeConfig {
             require_action: Some("runproof/upload-action".into()),
             ..on()
         };
         assert!(err(&s, &p, false, true).contains("app_id"));
         assert_eq!(
-            resolve(&s, &p, true, true)
+            s.resolve(&p, true, true)
                 .unwrap()
                 .unwrap()
                 .require_action
                 .as_deref(),
             Some("runproof/upload-action")
         );
-        let s = WebhookModeSection {
+        let s = WebhookModeConfig {
             require_action: Some("not an action".into()),
             ..on()
         };
         assert!(err(&s, &p, true, true).contains("owner/name"));
-        let s = WebhookModeSection {
+        let s = WebhookModeConfig {
             max_pending_uploads: 0,
             ..on()
         };
         assert!(err(&s, &p, true, true).contains("max_pending_uploads"));
-        let s = WebhookModeSection {
+        let s = WebhookModeConfig {
             pending_ttl_seconds: 0,
             ..on()
         };
