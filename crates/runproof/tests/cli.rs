@@ -307,6 +307,38 @@ async fn bad_config_exits_non_zero_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
 
+/// A `RUNPROOF_…` variable that sets no key is named once at startup, without its value;
+/// those that `runproof upload` reads are not.
+#[tokio::test]
+async fn an_unknown_variable_is_named_at_startup_without_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "listen = \"127.0.0.1:0\"\n");
+    let mut cmd = bin();
+    cmd.args(["serve", "--config"])
+        .arg(&cfg)
+        .env("RUNPROOF_DATA_DIR", dir.path().join("d"))
+        .env("RUNPROOF_LIMITS__MAX_CONECTIONS", "s3cr3t-typo-value")
+        .env("RUNPROOF_URL", "https://runproof.example")
+        .env("RUNPROOF_AUDIENCE", "https://runproof.example");
+    let out = run(cmd).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no audience: the start fails after the warning"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let named = stderr
+        .lines()
+        .filter(|l| l.contains("RUNPROOF_LIMITS__MAX_CONECTIONS"))
+        .count();
+    assert_eq!(named, 1, "{stderr}");
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    assert!(
+        !stderr.contains("RUNPROOF_URL") && !stderr.contains("RUNPROOF_AUDIENCE"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn serve_runs_from_config_with_env_overrides_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
