@@ -71,12 +71,9 @@ pub struct Database {
     /// The backend its URL names.
     pub kind: DatabaseKind,
     url: Secret,
-    /// Pool size and statement timeout.
+    /// Pool size, timeouts and schema, as the store takes them; `None` keeps the store's
+    /// default.
     pub pool: PoolSettings,
-    /// How long to wait for a connection (PostgreSQL).
-    pub connect_timeout: Duration,
-    /// The schema (PostgreSQL).
-    pub schema: Option<String>,
 }
 
 impl Database {
@@ -91,6 +88,13 @@ impl Database {
     pub fn display_url(&self) -> String {
         redact_url(self.url.expose())
     }
+
+    /// How long each connection attempt waits (PostgreSQL).
+    fn connect_timeout(&self) -> Duration {
+        self.pool
+            .connect_timeout
+            .unwrap_or(PostgresOptions::default().acquire_timeout)
+    }
 }
 
 impl std::fmt::Debug for Database {
@@ -99,8 +103,6 @@ impl std::fmt::Debug for Database {
             .field("kind", &self.kind)
             .field("url", &self.display_url())
             .field("pool", &self.pool)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("schema", &self.schema)
             .finish()
     }
 }
@@ -167,24 +169,24 @@ pub fn resolve(
         Some(url) => url.to_owned(),
         None => format!("sqlite://{}", data_dir.join("runproof.db").display()),
     };
-    // The store checks the URL (and, when opening, the schema); this only names the key.
+    // The store checks the URL and, when opening, the schema; this only names the key.
     let kind = DatabaseKind::of_url(&url).map_err(|e| anyhow::anyhow!("`database_url`: {e}"))?;
+    // The store would open one connection instead: refused, as a value that cannot mean
+    // what it says.
     if database.max_connections == Some(0) {
         bail!("`database.max_connections` must be at least 1");
     }
-    let defaults = PostgresOptions::default();
     let database = Database {
         kind,
         url: Secret::new(url),
         pool: PoolSettings {
             max_connections: database.max_connections,
             statement_timeout: database.statement_timeout_seconds.map(Duration::from_secs),
-            ..PoolSettings::default()
+            connect_timeout: database
+                .connect_timeout_seconds
+                .map(|s| Duration::from_secs(s.max(1))),
+            schema: database.schema.clone(),
         },
-        connect_timeout: database
-            .connect_timeout_seconds
-            .map_or(defaults.acquire_timeout, |s| Duration::from_secs(s.max(1))),
-        schema: database.schema.clone(),
     };
     let blobs = match blob_store {
         None => BlobLocation::Local(data_dir.to_path_buf()),
@@ -219,6 +221,7 @@ pub fn resolve(
                     config.secret_access_key = Some(Secret::new(key.to_owned()));
                 }
                 config.allow_http = s3.allow_http;
+                // The store refuses it too, when opening, but cannot name the key.
                 if let Some(bytes) = s3.max_buffer_bytes
                     && bytes < MIN_BUFFER_BYTES
                 {
@@ -231,11 +234,11 @@ pub fn resolve(
                 if let Some(endpoint) = &s3.endpoint {
                     let parsed = url::Url::parse(endpoint)
                         .map_err(|_| anyhow::anyhow!("`s3.endpoint`: not a URL"))?;
-                    match parsed.scheme() {
-                        "https" => {}
-                        "http" if s3.allow_http => {}
-                        "http" => bail!("`s3.endpoint`: http:// needs `s3.allow_http = true`"),
-                        _ => bail!("`s3.endpoint`: expected an https:// URL"),
+                    // An http:// endpoint needs `allow_http`: the store refuses it otherwise.
+                    if !matches!(parsed.scheme(), "https" | "http") {
+                        bail!(
+                            "`s3.endpoint`: expected an https:// URL (or http:// with `s3.allow_http`)"
+                        );
                     }
                     if !parsed.username().is_empty() || parsed.password().is_some() {
                         bail!(
@@ -260,17 +263,12 @@ pub fn resolve(
 /// # Errors
 /// A message naming the database without its credentials.
 pub async fn open_database(database: &Database) -> anyhow::Result<Arc<dyn Store>> {
-    let settings = PoolSettings {
-        connect_timeout: Some(database.connect_timeout),
-        schema: database.schema.clone(),
-        ..database.pool.clone()
-    };
-    open_store(database.url(), settings).await.with_context(|| {
+    open_store(database.url(), database.pool.clone()).await.with_context(|| {
         let shown = database.display_url();
         match database.kind {
             DatabaseKind::Postgres => format!(
                 "cannot open the PostgreSQL database {shown} (each connection attempt waits up to {} s: `database.connect_timeout_seconds`)",
-                database.connect_timeout.as_secs()
+                database.connect_timeout().as_secs()
             ),
             kind => format!("cannot open the {kind} database {shown}"),
         }
@@ -333,7 +331,7 @@ pub async fn bind(
 ) -> anyhow::Result<NamespaceRecord> {
     let site = Site {
         database: storage.database.display_url(),
-        schema: storage.database.schema.clone(),
+        schema: storage.database.pool.schema.clone(),
         blob_store: storage.blobs.identity(),
     };
     let now = std::time::SystemTime::now()
@@ -423,7 +421,10 @@ mod tests {
                 s.database.pool.statement_timeout,
                 Some(Duration::from_secs(3))
             );
-            assert_eq!(s.database.connect_timeout, Duration::from_secs(2));
+            assert_eq!(
+                s.database.pool.connect_timeout,
+                Some(Duration::from_secs(2))
+            );
             let BlobLocation::S3(c) = &s.blobs else {
                 panic!("not S3")
             };
@@ -451,7 +452,7 @@ mod tests {
             Option<S3Config>,
             &'static str,
         );
-        let cases: [Case; 8] = [
+        let cases: [Case; 7] = [
             (
                 Some("mysql://u:pw@db/x"),
                 None,
@@ -502,16 +503,6 @@ mod tests {
                 Some("s3://b"),
                 DatabaseConfig::default(),
                 Some(S3Config {
-                    endpoint: Some("http://minio:9000".into()),
-                    ..S3Config::default()
-                }),
-                "allow_http",
-            ),
-            (
-                None,
-                Some("s3://b"),
-                DatabaseConfig::default(),
-                Some(S3Config {
                     max_buffer_bytes: Some(1024 * 1024),
                     ..S3Config::default()
                 }),
@@ -523,6 +514,27 @@ mod tests {
             assert!(err.contains(needle), "{needle}: {err}");
             assert!(!err.contains("pw"), "{err}");
         }
+    }
+
+    /// An http:// endpoint without `allow_http` is the store's to refuse (no copy of its
+    /// rule here): the start stops when opening the blobs, before anything is sent.
+    #[tokio::test]
+    async fn an_http_endpoint_without_allow_http_fails_opening_the_blobs() {
+        let s = storage(
+            None,
+            Some("s3://b"),
+            DatabaseConfig::default(),
+            Some(S3Config {
+                endpoint: Some("http://minio:9000".into()),
+                ..S3Config::default()
+            }),
+        )
+        .unwrap();
+        let Err(err) = open_blobs(&s.blobs).await else {
+            panic!("an http:// endpoint was accepted without allow_http");
+        };
+        let err = format!("{err:#}");
+        assert!(err.contains("allow_http"), "allow_http: {err}");
     }
 
     /// The store checks the schema when opening (no copy of its rules here): one set
