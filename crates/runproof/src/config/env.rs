@@ -518,3 +518,504 @@ impl<'de> MapAccess<'de> for Fields<'_, '_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use runproof_core::Secret;
+
+    use super::super::{Config, load, resolve};
+    use super::*;
+
+    /// A plausible value for each key an environment variable can set.
+    fn env_value(key: &str) -> &'static str {
+        match key {
+            "listen" | "metrics_listen" => "127.0.0.1:9999",
+            "database_url" => "postgres://runproof@127.0.0.1:5432/runproof",
+            "blob_store" => "s3://bucket/prefix",
+            "log_format" => "json",
+            "oidc.audience" => "https://runproof.env.test",
+            "oidc.issuers" => "[{issuer = \"https://issuer.env.test\"}]",
+            "github.api_url" | "s3.endpoint" => "https://internal.example",
+            "delivery.url" | "delivery.public_url" => "https://app.example/hook",
+            "webhook_mode.require_action" => "owner/upload",
+            "limits.forwarded_header" => "forwarded",
+            "limits.trusted_proxies" => "10.0.0.0/8",
+            "database.schema" => "runproof_env",
+            "s3.region" => "eu-west-1",
+            "s3.access_key_id" => "AKIDEXAMPLE",
+            "s3.secret_access_key" => "not-a-real-secret",
+            k if k.ends_with("_file") || k.ends_with("_dir") => "/etc/runproof/x",
+            k if k.ends_with("enabled")
+                || k.ends_with("allow_forks")
+                || k.ends_with("allow_http")
+                || k.ends_with("replay_protection")
+                || k.ends_with("require_github_hosted_runner") =>
+            {
+                "true"
+            }
+            _ => "7",
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn every_environment_override_names_a_key_of_the_right_type() {
+        figment::Jail::expect_with(|jail| {
+            for key in keys().keys() {
+                jail.set_env(variable(key), env_value(key));
+            }
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert!(config.unknown_environment.is_empty());
+            assert_eq!(config.limits.unauthenticated_per_repository_per_minute, 7);
+            assert_eq!(config.limits.max_connections, 7);
+            assert_eq!(config.limits.header_timeout_seconds, 7);
+            assert_eq!(config.limits.max_requests_in_flight, 7);
+            assert_eq!(config.limits.max_connections_per_address, 7);
+            assert_eq!(config.limits.webhook_body_timeout_seconds, 7);
+            assert_eq!(config.limits.max_unverified_deliveries_per_address, 7);
+            assert_eq!(
+                config.limits.forwarded_header,
+                runproof_server::ForwardedHeader::Forwarded
+            );
+            assert_eq!(config.orphan_blob_grace_seconds, 7);
+            assert_eq!(config.database.schema.as_deref(), Some("runproof_env"));
+            assert_eq!(config.database.connect_timeout_seconds, Some(7));
+            let s3 = config.s3.as_ref().ok_or("no [s3]")?;
+            assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+            assert!(s3.allow_http);
+            assert_eq!(s3.max_buffer_bytes, Some(7));
+            assert!(s3.spill_dir.is_some());
+            assert_eq!(config.metrics_listen, Some(([127, 0, 0, 1], 9999).into()));
+            assert_eq!(config.sessions.max_uploads, 7);
+            assert_eq!(config.webhook_mode.max_pending_uploads, 7);
+            assert_eq!(config.storage.inline_max_bytes, 7);
+            Ok(())
+        });
+    }
+
+    /// A key, a value for its variable, and whether a loaded configuration holds it.
+    type EnvRow = (&'static str, &'static str, fn(&Config) -> bool);
+
+    /// Every key an environment variable can set: the variable, alone, lands in it.
+    const ENV_ROWS: &[EnvRow] = &[
+        ("listen", "127.0.0.1:9999", |c| c.listen.port() == 9999),
+        ("metrics_listen", "127.0.0.1:9998", |c| {
+            c.metrics_listen.map(|a| a.port()) == Some(9998)
+        }),
+        ("data_dir", "/srv/rp", |c| {
+            c.data_dir == Path::new("/srv/rp")
+        }),
+        ("database_url", "postgres://db/rp", |c| {
+            c.database_url.as_ref().map(Secret::expose) == Some("postgres://db/rp")
+        }),
+        ("blob_store", "s3://b/p", |c| {
+            c.blob_store.as_deref() == Some("s3://b/p")
+        }),
+        ("max_upload_bytes", "7", |c| c.max_upload_bytes == 7),
+        ("api_keys", "key-one, key-two", |c| {
+            c.api_keys
+                .iter()
+                .map(Secret::expose)
+                .eq(["key-one", "key-two"])
+        }),
+        ("api_keys_file", "/k", |c| {
+            c.api_keys_file.as_deref() == Some(Path::new("/k"))
+        }),
+        ("body_timeout_seconds", "7", |c| c.body_timeout_seconds == 7),
+        ("orphan_blob_grace_seconds", "7", |c| {
+            c.orphan_blob_grace_seconds == 7
+        }),
+        ("log_format", "json", |c| c.log_format == "json"),
+        ("database.max_connections", "7", |c| {
+            c.database.max_connections == Some(7)
+        }),
+        ("database.statement_timeout_seconds", "7", |c| {
+            c.database.statement_timeout_seconds == Some(7)
+        }),
+        ("database.connect_timeout_seconds", "7", |c| {
+            c.database.connect_timeout_seconds == Some(7)
+        }),
+        ("database.schema", "rp_env", |c| {
+            c.database.schema.as_deref() == Some("rp_env")
+        }),
+        ("s3.endpoint", "https://s3.example", |c| {
+            c.s3.as_ref().and_then(|s| s.endpoint.as_deref()) == Some("https://s3.example")
+        }),
+        ("s3.region", "eu-west-1", |c| {
+            c.s3.as_ref().and_then(|s| s.region.as_deref()) == Some("eu-west-1")
+        }),
+        ("s3.access_key_id", "12345", |c| {
+            c.s3.as_ref().and_then(|s| s.access_key_id.as_deref()) == Some("12345")
+        }),
+        ("s3.secret_access_key", "not-a-secret", |c| {
+            c.s3.as_ref()
+                .and_then(|s| s.secret_access_key.as_ref())
+                .map(Secret::expose)
+                == Some("not-a-secret")
+        }),
+        ("s3.secret_access_key_file", "/k", |c| {
+            c.s3.as_ref()
+                .and_then(|s| s.secret_access_key_file.as_deref())
+                == Some(Path::new("/k"))
+        }),
+        ("s3.allow_http", "true", |c| {
+            c.s3.as_ref().is_some_and(|s| s.allow_http)
+        }),
+        ("s3.max_buffer_bytes", "7", |c| {
+            c.s3.as_ref().and_then(|s| s.max_buffer_bytes) == Some(7)
+        }),
+        ("s3.spill_dir", "/spill", |c| {
+            c.s3.as_ref().and_then(|s| s.spill_dir.as_deref()) == Some(Path::new("/spill"))
+        }),
+        ("oidc.audience", "https://a.example", |c| {
+            c.oidc.as_ref().and_then(|o| o.audience.as_deref()) == Some("https://a.example")
+        }),
+        ("oidc.leeway_seconds", "7", |c| {
+            c.oidc.as_ref().is_some_and(|o| o.leeway_seconds == 7)
+        }),
+        ("oidc.replay_protection", "false", |c| {
+            c.oidc.as_ref().is_some_and(|o| !o.replay_protection)
+        }),
+        (
+            "oidc.issuers",
+            "[{issuer = \"https://i.example\", jwks_url = \"https://i.example/k\"}]",
+            |c| {
+                c.oidc.as_ref().is_some_and(|o| {
+                    o.issuers.len() == 1
+                        && o.issuers[0].issuer == "https://i.example"
+                        && o.issuers[0].jwks_url.as_deref() == Some("https://i.example/k")
+                })
+            },
+        ),
+        ("policy.denied_events", "push, workflow_run", |c| {
+            c.policy.denied_events == ["push", "workflow_run"]
+        }),
+        ("policy.require_github_hosted_runner", "true", |c| {
+            c.policy.require_github_hosted_runner
+        }),
+        ("policy.allowed_repository_owner_ids", "7,8", |c| {
+            c.policy.allowed_repository_owner_ids
+                == [runproof_core::OwnerId(7), runproof_core::OwnerId(8)]
+        }),
+        ("policy.allowed_repository_ids", "9", |c| {
+            c.policy.allowed_repository_ids == [runproof_core::RepositoryId(9)]
+        }),
+        ("jwks.refresh_interval_seconds", "7", |c| {
+            c.jwks.refresh_interval_seconds == 7
+        }),
+        ("jwks.unknown_kid_cooldown_seconds", "7", |c| {
+            c.jwks.unknown_kid_cooldown_seconds == 7
+        }),
+        ("jwks.timeout_seconds", "7", |c| c.jwks.timeout_seconds == 7),
+        ("github.api_url", "https://ghe.example/api/v3", |c| {
+            c.github
+                .as_ref()
+                .is_some_and(|g| g.api_url == "https://ghe.example/api/v3")
+        }),
+        ("github.app_id", "7", |c| {
+            c.github.as_ref().is_some_and(|g| g.app_id == 7)
+        }),
+        ("github.private_key_file", "/k.pem", |c| {
+            c.github
+                .as_ref()
+                .and_then(|g| g.private_key_file.as_deref())
+                == Some(Path::new("/k.pem"))
+        }),
+        ("github.webhook_secrets", "whsec-one,whsec-two", |c| {
+            c.github.as_ref().is_some_and(|g| {
+                g.webhook_secrets
+                    .iter()
+                    .map(Secret::expose)
+                    .eq(["whsec-one", "whsec-two"])
+            })
+        }),
+        ("github.webhook_secrets_file", "/w", |c| {
+            c.github
+                .as_ref()
+                .and_then(|g| g.webhook_secrets_file.as_deref())
+                == Some(Path::new("/w"))
+        }),
+        ("github.timeout_seconds", "7", |c| {
+            c.github.as_ref().is_some_and(|g| g.timeout_seconds == 7)
+        }),
+        ("github_token.enabled", "true", |c| c.github_token.enabled),
+        ("webhook_mode.enabled", "true", |c| c.webhook_mode.enabled),
+        ("webhook_mode.grace_period_seconds", "7", |c| {
+            c.webhook_mode.grace_period_seconds == 7
+        }),
+        ("webhook_mode.pending_ttl_seconds", "7", |c| {
+            c.webhook_mode.pending_ttl_seconds == 7
+        }),
+        ("webhook_mode.allow_forks", "true", |c| {
+            c.webhook_mode.allow_forks
+        }),
+        ("webhook_mode.require_action", "o/a", |c| {
+            c.webhook_mode.require_action.as_deref() == Some("o/a")
+        }),
+        ("webhook_mode.max_uploads_per_run", "7", |c| {
+            c.webhook_mode.max_uploads_per_run == 7
+        }),
+        ("webhook_mode.max_pending_bytes_per_repository", "7", |c| {
+            c.webhook_mode.max_pending_bytes_per_repository == 7
+        }),
+        ("webhook_mode.max_pending_uploads", "7", |c| {
+            c.webhook_mode.max_pending_uploads == 7
+        }),
+        ("webhook_mode.max_pending_bytes", "7", |c| {
+            c.webhook_mode.max_pending_bytes == 7
+        }),
+        ("delivery.url", "https://app.example/hook", |c| {
+            c.delivery.as_ref().and_then(|d| d.url.as_deref()) == Some("https://app.example/hook")
+        }),
+        ("delivery.secrets", "push-secret", |c| {
+            c.delivery
+                .as_ref()
+                .is_some_and(|d| d.secrets.iter().map(Secret::expose).eq(["push-secret"]))
+        }),
+        ("delivery.secrets_file", "/s", |c| {
+            c.delivery.as_ref().and_then(|d| d.secrets_file.as_deref()) == Some(Path::new("/s"))
+        }),
+        ("delivery.events", "upload.rejected,upload.expired", |c| {
+            c.delivery
+                .as_ref()
+                .is_some_and(|d| d.events == ["upload.rejected", "upload.expired"])
+        }),
+        ("delivery.max_attempts", "7", |c| {
+            c.delivery.as_ref().is_some_and(|d| d.max_attempts == 7)
+        }),
+        ("delivery.timeout_seconds", "7", |c| {
+            c.delivery.as_ref().is_some_and(|d| d.timeout_seconds == 7)
+        }),
+        ("delivery.backoff_seconds", "7", |c| {
+            c.delivery.as_ref().is_some_and(|d| d.backoff_seconds == 7)
+        }),
+        ("delivery.max_backoff_seconds", "7", |c| {
+            c.delivery
+                .as_ref()
+                .is_some_and(|d| d.max_backoff_seconds == 7)
+        }),
+        ("delivery.public_url", "https://rp.example", |c| {
+            c.delivery.as_ref().and_then(|d| d.public_url.as_deref()) == Some("https://rp.example")
+        }),
+        ("sessions.ttl_seconds", "7", |c| {
+            c.sessions.ttl == std::time::Duration::from_secs(7)
+        }),
+        ("sessions.max_uploads", "7", |c| c.sessions.max_uploads == 7),
+        ("sessions.max_bytes", "7", |c| c.sessions.max_bytes == 7),
+        ("limits.max_connections", "7", |c| {
+            c.limits.max_connections == 7
+        }),
+        ("limits.max_connections_per_address", "7", |c| {
+            c.limits.max_connections_per_address == 7
+        }),
+        ("limits.header_timeout_seconds", "7", |c| {
+            c.limits.header_timeout_seconds == 7
+        }),
+        ("limits.webhook_body_timeout_seconds", "7", |c| {
+            c.limits.webhook_body_timeout_seconds == 7
+        }),
+        ("limits.max_unverified_deliveries_per_address", "7", |c| {
+            c.limits.max_unverified_deliveries_per_address == 7
+        }),
+        ("limits.max_requests_in_flight", "7", |c| {
+            c.limits.max_requests_in_flight == 7
+        }),
+        ("limits.unauthenticated_per_ip_per_minute", "7", |c| {
+            c.limits.unauthenticated_per_ip_per_minute == 7
+        }),
+        (
+            "limits.unauthenticated_per_repository_per_minute",
+            "7",
+            |c| c.limits.unauthenticated_per_repository_per_minute == 7,
+        ),
+        ("limits.trusted_proxies", "10.0.0.0/8, 192.0.2.1", |c| {
+            c.limits.trusted_proxies.len() == 2
+                && c.limits.trusted_proxies[1].contains([192, 0, 2, 1].into())
+        }),
+        ("limits.forwarded_header", "forwarded", |c| {
+            c.limits.forwarded_header == runproof_server::ForwardedHeader::Forwarded
+        }),
+        ("storage.inline_max_bytes", "7", |c| {
+            c.storage.inline_max_bytes == 7
+        }),
+    ];
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn rule_each_variable_sets_its_key_and_only_by_the_rule() {
+        let listed: Vec<&str> = ENV_ROWS.iter().map(|(key, _, _)| *key).collect();
+        let known: Vec<&str> = keys().keys().map(String::as_str).collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted, known,
+            "a row for every key, and a key for every row"
+        );
+        for (key, value, lands) in ENV_ROWS {
+            let variable = variable(key);
+            figment::Jail::expect_with(|jail| {
+                let untouched = load(None).map_err(|e| e.to_string())?;
+                assert!(
+                    !lands(&untouched),
+                    "{key}: the default already holds {value}"
+                );
+                jail.set_env(&variable, value);
+                let config = load(None).map_err(|e| format!("{variable}: {e}"))?;
+                assert!(lands(&config), "{variable}={value} did not set `{key}`");
+                assert!(config.unknown_environment.is_empty(), "{variable}");
+                Ok(())
+            });
+        }
+        assert_eq!(
+            variable("github_token.enabled"),
+            "RUNPROOF_GITHUB_TOKEN__ENABLED"
+        );
+        assert_eq!(variable("max_upload_bytes"), "RUNPROOF_MAX_UPLOAD_BYTES");
+    }
+
+    /// Two keys that the hand-written list of variables left out were ignored; they work.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn keys_once_ignored_now_work() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RUNPROOF_POLICY__REQUIRE_GITHUB_HOSTED_RUNNER", "true");
+            jail.set_env(
+                "RUNPROOF_GITHUB__WEBHOOK_SECRETS",
+                "0123456789abcdef-one,0123456789abcdef-two",
+            );
+            jail.set_env("RUNPROOF_OIDC__AUDIENCE", "https://runproof.env.test");
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert!(config.policy.require_github_hosted_runner);
+            let resolved = resolve(config).map_err(|e| e.to_string())?;
+            assert!(resolved.config.policy.require_github_hosted_runner);
+            assert_eq!(resolved.webhook_secrets.len(), 2);
+            Ok(())
+        });
+    }
+
+    /// Lists from the environment add to the file's, under their names by the rule and
+    /// under the older names of two of them.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn listed_secrets_add_to_the_files() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "runproof.toml",
+                "api_keys = [\"from-the-file\"]\n[github]\nwebhook_secrets = [\"file-secret\"]\n\
+                 [delivery]\nurl = \"https://app.example/hook\"\nsecrets = [\"file-push\"]\n",
+            )?;
+            jail.set_env("RUNPROOF_API_KEYS", " from-env-1 ,, from-env-2 ");
+            jail.set_env("RUNPROOF_GITHUB_WEBHOOK_SECRETS", "old-name");
+            jail.set_env("RUNPROOF_GITHUB__WEBHOOK_SECRETS", "new-name");
+            jail.set_env("RUNPROOF_DELIVERY_SECRETS", "old-push");
+            let config = load(Some(Path::new("runproof.toml"))).map_err(|e| e.to_string())?;
+            let shown = |list: &[Secret]| {
+                list.iter()
+                    .map(Secret::expose)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            assert_eq!(
+                shown(&config.api_keys),
+                "from-the-file,from-env-1,from-env-2"
+            );
+            let github = config.github.as_ref().ok_or("no [github]")?;
+            assert_eq!(
+                shown(&github.webhook_secrets),
+                "file-secret,old-name,new-name"
+            );
+            let delivery = config.delivery.as_ref().ok_or("no [delivery]")?;
+            assert_eq!(shown(&delivery.secrets), "file-push,old-push");
+            assert!(config.unknown_environment.is_empty());
+            Ok(())
+        });
+    }
+
+    /// Captures what is logged while `f` runs.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    /// A `RUNPROOF_…` variable that sets nothing is named once, its value never shown;
+    /// those other parts of runproof read are not.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn rule_an_unknown_variable_is_named_without_its_value() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RUNPROOF_OIDC__AUDIENCE", "https://runproof.env.test");
+            jail.set_env("RUNPROOF_LIMITS__NO_SUCH_KEY", "s3cr3t-value-1");
+            jail.set_env("RUNPROOF_GITHUB_WEBHOOK_SECRET", "s3cr3t-value-2");
+            jail.set_env("RUNPROOF_OIDC", "s3cr3t-value-3");
+            for read_elsewhere in [
+                "RUNPROOF_URL",
+                "RUNPROOF_AUDIENCE",
+                "RUNPROOF_MODE",
+                "RUNPROOF_CONFIG",
+                "RUNPROOF_TEST_DATABASE_URL",
+                "RUNPROOF_ACTION_URL",
+                "RUNPROOF_PINNED_VERSION",
+                "RUNPROOF_BIN",
+            ] {
+                jail.set_env(read_elsewhere, "x");
+            }
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.unknown_environment,
+                [
+                    "RUNPROOF_GITHUB_WEBHOOK_SECRET",
+                    "RUNPROOF_LIMITS__NO_SUCH_KEY",
+                    "RUNPROOF_OIDC"
+                ]
+            );
+            let (resolved, log) = logged(|| resolve(config));
+            resolved.map_err(|e| e.to_string())?;
+            for name in &[
+                "RUNPROOF_LIMITS__NO_SUCH_KEY",
+                "RUNPROOF_GITHUB_WEBHOOK_SECRET",
+            ] {
+                assert_eq!(log.matches(&format!("{name} sets no")).count(), 1, "{log}");
+            }
+            assert!(log.contains("WARN"), "{log}");
+            assert!(!log.contains("s3cr3t"), "{log}");
+            assert!(
+                !log.contains("RUNPROOF_URL") && !log.contains("RUNPROOF_TEST"),
+                "{log}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn variables_outside_the_list_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RUNPROOF_TEST_DATABASE_URL", "postgres://elsewhere");
+            jail.set_env("RUNPROOF_LIMITS__NO_SUCH_KEY", "1");
+            jail.set_env("RUNPROOF_OIDC__AUDIENCE", "https://runproof.env.test");
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert!(config.database_url.is_none());
+            Ok(())
+        });
+    }
+}
