@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, header};
 use runproof_core::ErrorCode;
 use runproof_service::uploads::UploadCredentials;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 /// What the `Authorization` header carries.
 #[derive(Debug)]

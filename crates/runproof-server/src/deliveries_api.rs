@@ -12,8 +12,9 @@ use runproof_store::DeliveryStatus;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::read_api::require_api_key;
-use crate::{ApiError, AppState};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 struct ListParams {

@@ -28,17 +28,16 @@ mod listener;
 mod ops;
 mod read_api;
 mod sessions;
+mod state;
 mod upload;
 mod webhooks;
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use runproof_core::Secret;
 use tokio::net::TcpListener;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -46,94 +45,20 @@ use tower_http::trace::TraceLayer;
 pub use error::{ApiError, status_of};
 pub use limits::{ForwardedHeader, ForwardedHeaderError, IpBlock, IpBlockError, LimitsConfig};
 pub use runproof_service::Service;
-
-/// Settings of the HTTP layer.
-#[derive(Debug, Clone, Default)]
-pub struct ServerConfig {
-    /// Keys that may use the read API. Empty: the read API refuses everyone.
-    pub api_keys: Vec<Secret>,
-    /// Secrets that sign GitHub's webhook deliveries (several, for rotation). Empty: the
-    /// webhook receiver refuses everything.
-    pub webhook_secrets: Vec<Secret>,
-    /// The in-flight cap and the per-IP limit for requests without credentials.
-    pub limits: LimitsConfig,
-    /// Where `/metrics` is served. `None`: on the main listener, to the read API's keys
-    /// only. `Some`: not on the main listener, but on this address, without a key (the
-    /// binary binds it and runs [`serve_metrics`]).
-    pub metrics_listen: Option<std::net::SocketAddr>,
-}
-
-/// Everything a request handler needs: the service that decides, and the HTTP layer's
-/// own settings.
-#[derive(Debug)]
-pub struct AppState {
-    service: Arc<Service>,
-    config: ServerConfig,
-    metrics: PrometheusHandle,
-}
-
-impl AppState {
-    /// The HTTP layer over `service`, with the process-wide metrics recorder.
-    #[must_use]
-    pub fn new(service: Arc<Service>, config: ServerConfig) -> Self {
-        Self {
-            service,
-            config,
-            metrics: metrics_handle(),
-        }
-    }
-
-    /// The service that decides.
-    #[must_use]
-    pub fn service(&self) -> &Arc<Service> {
-        &self.service
-    }
-
-    /// The HTTP layer's settings.
-    #[must_use]
-    pub fn config(&self) -> &ServerConfig {
-        &self.config
-    }
-}
-
-/// The process-wide Prometheus recorder, installed on first use.
-///
-/// A process has one global `metrics` recorder; several servers in one process (tests)
-/// share it.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            let builder = builder
-                .set_buckets_for_metric(
-                    Matcher::Full("runproof_verification_seconds".into()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                        5.0,
-                    ],
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
-}
+pub use state::{AppState, ServerConfig, metrics_handle};
 
 /// The service's routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    let limiter = limits::Limiter::new(&state.config.limits);
+    let limiter = limits::Limiter::new(&state.config.limits, classify);
     let routes = Router::new()
         .route(
-            "/v1/uploads",
+            upload::ROUTE,
             post(upload::create_upload).get(read_api::list_uploads),
         )
         .route("/v1/uploads/{id}", get(read_api::get_upload))
         .route("/v1/uploads/{id}/content", get(read_api::get_content))
         .route("/v1/uploads/{id}/status", get(read_api::upload_status))
-        .route("/v1/github/webhooks", post(webhooks::receive))
+        .route(webhooks::ROUTE, post(webhooks::receive))
         .route("/v1/sessions", post(sessions::open))
         .route(
             "/v1/sessions/current",
@@ -162,6 +87,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             limits::enforce,
         ))
         .with_state(state)
+}
+
+/// What the limits need to know of a request: a webhook delivery that claims a signature
+/// is limited by its own budgets, and an upload without credentials by its repository.
+fn classify(request: &axum::extract::Request) -> limits::RequestClass {
+    if webhooks::claims_signature(request) {
+        limits::RequestClass::SignedWebhook
+    } else if let Some(repository) = upload::claimed_repository(request) {
+        limits::RequestClass::UploadFor(repository)
+    } else {
+        limits::RequestClass::Other
+    }
 }
 
 /// The routes of the metrics listener ([`ServerConfig::metrics_listen`]): `GET /metrics`,
@@ -215,4 +152,74 @@ pub async fn serve(
     let result = listener::serve(listener, router(state), limits, shutdown).await;
     drop(background);
     result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use axum::extract::Request;
+    use axum::http::Method;
+    use runproof_core::RepositoryId;
+
+    use super::classify;
+    use crate::limits::RequestClass;
+
+    #[test]
+    fn rule_only_uploads_name_a_repository() {
+        let request = |method: Method, path: &str, value: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header("x-runproof-run", value)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        assert_eq!(
+            classify(&request(Method::POST, "/v1/uploads", "123/456/1")),
+            RequestClass::UploadFor(RepositoryId(123))
+        );
+        assert_eq!(
+            classify(&request(Method::POST, "/v1/uploads", "not a run")),
+            RequestClass::Other
+        );
+        for (method, path) in [
+            (Method::GET, "/.well-known/runproof"),
+            (Method::GET, "/v1/uploads"),
+            (Method::POST, "/v1/sessions"),
+        ] {
+            assert_eq!(
+                classify(&request(method, path, "123/456/1")),
+                RequestClass::Other
+            );
+        }
+    }
+
+    #[test]
+    fn rule_only_signed_webhook_deliveries_take_the_webhook_budgets() {
+        let request = |method: Method, path: &str, signed: bool| {
+            let builder = Request::builder().method(method).uri(path);
+            let builder = if signed {
+                builder.header("x-hub-signature-256", "sha256=00")
+            } else {
+                builder
+            };
+            builder.body(axum::body::Body::empty()).unwrap()
+        };
+        assert_eq!(
+            classify(&request(Method::POST, "/v1/github/webhooks", true)),
+            RequestClass::SignedWebhook
+        );
+        assert_eq!(
+            classify(&request(Method::POST, "/v1/github/webhooks", false)),
+            RequestClass::Other
+        );
+        assert_eq!(
+            classify(&request(Method::GET, "/v1/github/webhooks", true)),
+            RequestClass::Other
+        );
+        assert_eq!(
+            classify(&request(Method::POST, "/v1/uploads", true)),
+            RequestClass::Other
+        );
+    }
 }

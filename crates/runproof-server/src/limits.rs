@@ -18,12 +18,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use runproof_core::ErrorCode;
 use runproof_core::ids::RepositoryId;
-use runproof_core::run_header::RunHeader;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use runproof_service::rate::{AddressKey, Windows};
@@ -392,11 +391,14 @@ pub(crate) struct Limiter {
     delivery_kib: Arc<Shares>,
     /// KiB of webhook deliveries buffered before their signatures are checked, in all.
     webhook_buffer: Arc<Semaphore>,
+    /// What kind of request each is.
+    classify: Classify,
 }
 
 impl Limiter {
-    pub(crate) fn new(config: &LimitsConfig) -> Arc<Self> {
+    pub(crate) fn new(config: &LimitsConfig, classify: Classify) -> Arc<Self> {
         Arc::new(Self {
+            classify,
             in_flight: (config.max_requests_in_flight > 0)
                 .then(|| Arc::new(Semaphore::new(config.max_requests_in_flight))),
             per_ip: Windows::new(config.unauthenticated_per_ip_per_minute),
@@ -501,13 +503,19 @@ impl WebhookBuffer {
 /// The repository an upload without credentials names, if its `X-Runproof-Run` parses.
 /// One that does not parse is refused later, by the handler, as `invalid_request`. Other
 /// requests name no repository: only uploads spend a repository's quotas.
-fn named_repository(request: &Request) -> Option<RepositoryId> {
-    if request.method() != Method::POST || request.uri().path() != "/v1/uploads" {
-        return None;
-    }
-    let value = request.headers().get("x-runproof-run")?.to_str().ok()?;
-    RunHeader::parse(value).ok().map(|run| run.repository_id)
+/// What the limits need to know of a request, as the routes tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestClass {
+    /// A webhook delivery that claims a signature.
+    SignedWebhook,
+    /// An upload without credentials that names its repository.
+    UploadFor(RepositoryId),
+    /// Anything else.
+    Other,
 }
+
+/// Tells a request's [`RequestClass`].
+pub(crate) type Classify = fn(&Request) -> RequestClass;
 
 fn rate_limited(limit: &'static str, detail: impl Into<String>, wait: u64) -> Response {
     metrics::counter!("runproof_rate_limited_total", "limit" => limit).increment(1);
@@ -547,9 +555,8 @@ pub(crate) async fn enforce(
         request.extensions_mut().insert(ClientAddress(client));
     }
     let key = client.map(AddressKey::from);
-    let signed_delivery = request.method() == Method::POST
-        && request.uri().path() == "/v1/github/webhooks"
-        && request.headers().contains_key("x-hub-signature-256");
+    let class = (limiter.classify)(&request);
+    let signed_delivery = class == RequestClass::SignedWebhook;
     if signed_delivery && let Some(key) = key {
         let Some(slot) = limiter.deliveries.take(key, 1) else {
             return rate_limited(
@@ -603,7 +610,7 @@ pub(crate) async fn enforce(
             wait,
         );
     }
-    if let Some(repository) = named_repository(&request)
+    if let RequestClass::UploadFor(repository) = class
         && let Some(wait) = limiter
             .per_repository
             .over_limit(repository, Instant::now())
@@ -635,7 +642,7 @@ mod tests {
 
     #[test]
     fn webhook_bytes_before_the_signature_check_share_one_budget() {
-        let limiter = Limiter::new(&LimitsConfig::default());
+        let limiter = Limiter::new(&LimitsConfig::default(), |_| RequestClass::Other);
         let half = WEBHOOK_BUFFER_KIB_PER_ADDRESS * 1024;
         let mut a = guard(&limiter, "192.0.2.1").buffer();
         let mut b = guard(&limiter, "192.0.2.2").buffer();
@@ -649,7 +656,7 @@ mod tests {
 
     #[test]
     fn rule_one_address_holds_at_most_its_share_of_the_webhook_budget() {
-        let limiter = Limiter::new(&LimitsConfig::default());
+        let limiter = Limiter::new(&LimitsConfig::default(), |_| RequestClass::Other);
         let attacker = guard(&limiter, "192.0.2.66");
         // Announced lengths hold nothing: only bytes received are held.
         let mut slow: Vec<WebhookBuffer> = (0..3).map(|_| attacker.buffer()).collect();
@@ -679,10 +686,13 @@ mod tests {
 
     #[test]
     fn strikes_count_several_requests() {
-        let limiter = Limiter::new(&LimitsConfig {
-            unauthenticated_per_ip_per_minute: 20,
-            ..LimitsConfig::default()
-        });
+        let limiter = Limiter::new(
+            &LimitsConfig {
+                unauthenticated_per_ip_per_minute: 20,
+                ..LimitsConfig::default()
+            },
+            |_| RequestClass::Other,
+        );
         let ip = key("127.0.0.1");
         let guard = guard(&limiter, "127.0.0.1");
         assert_eq!(limiter.per_ip.blocked(ip, Instant::now()), None);
@@ -702,33 +712,6 @@ mod tests {
         assert!(shares.take(key("192.0.2.2"), 1).is_some());
         drop(first);
         assert!(shares.take(a, 1).is_some());
-    }
-
-    #[test]
-    fn rule_only_uploads_name_a_repository() {
-        let request = |method: Method, path: &str, value: &str| {
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .header("x-runproof-run", value)
-                .body(axum::body::Body::empty())
-                .unwrap()
-        };
-        assert_eq!(
-            named_repository(&request(Method::POST, "/v1/uploads", "123/456/1")),
-            Some(RepositoryId(123))
-        );
-        assert_eq!(
-            named_repository(&request(Method::POST, "/v1/uploads", "not a run")),
-            None
-        );
-        for (method, path) in [
-            (Method::GET, "/.well-known/runproof"),
-            (Method::GET, "/v1/uploads"),
-            (Method::POST, "/v1/sessions"),
-        ] {
-            assert_eq!(named_repository(&request(method, path, "123/456/1")), None);
-        }
     }
 
     #[test]

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use runproof_core::ErrorCode;
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::read_api::require_api_key;
-use crate::{ApiError, AppState};
+use crate::state::AppState;
 
 /// `GET /.well-known/runproof`: what a client needs to know to upload.
 pub(crate) async fn well_known(State(state): State<Arc<AppState>>) -> Response {

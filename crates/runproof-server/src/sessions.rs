@@ -16,7 +16,8 @@ use runproof_service::sessions;
 use serde_json::json;
 
 use crate::auth::{Credentials, credentials};
-use crate::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `POST /v1/sessions`.
 pub(crate) async fn open(

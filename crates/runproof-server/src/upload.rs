@@ -12,15 +12,31 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use runproof_core::RepositoryId;
 use runproof_core::digest::parse_content_digest;
 use runproof_core::name::UploadName;
+use runproof_core::run_header::RunHeader;
 use runproof_service::ClaimedRun;
 use runproof_service::uploads::{self, Admission, BodySink, Described, ReceivedBody, Stored};
 use runproof_store::UploadStatus;
 use serde::Deserialize;
 
 use crate::auth::credentials;
-use crate::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The route of uploads.
+pub(crate) const ROUTE: &str = "/v1/uploads";
+
+/// The repository an upload without credentials names in `X-Runproof-Run`, for the
+/// per-repository limit; `None` for any other request.
+pub(crate) fn claimed_repository(request: &axum::extract::Request) -> Option<RepositoryId> {
+    if request.method() != axum::http::Method::POST || request.uri().path() != ROUTE {
+        return None;
+    }
+    let value = request.headers().get("x-runproof-run")?.to_str().ok()?;
+    RunHeader::parse(value).ok().map(|run| run.repository_id)
+}
 
 /// The longest `Content-Type` or `Idempotency-Key` kept, in bytes.
 const MAX_HEADER_VALUE: usize = 255;
@@ -70,7 +86,7 @@ pub(crate) async fn create_upload(
         }
         Ok(Received::Replayed(existing)) => {
             admission.give_back().await;
-            Ok(replayed(existing))
+            Ok(replayed(*existing))
         }
         Err(e) => {
             // Given back before the answer goes out, so that a client's next request
@@ -105,7 +121,7 @@ enum Received {
     /// The whole body, checked, and what to store with it.
     Body(ReceivedBody, Described),
     /// An upload with the same idempotency key exists: the body was not read.
-    Replayed(runproof_store::UploadRecord),
+    Replayed(Box<runproof_store::UploadRecord>),
 }
 
 async fn receive(
@@ -131,7 +147,7 @@ async fn receive(
         && let Some(existing) =
             uploads::find_by_idempotency_key(state.service(), admission, key).await?
     {
-        return Ok(Received::Replayed(existing));
+        return Ok(Received::Replayed(Box::new(existing)));
     }
     let mut sink = BodySink::begin(state.service(), admission, declared_len).await?;
     let streamed = tokio::time::timeout(

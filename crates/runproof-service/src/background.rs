@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::collector::{CollectorConfig, collect_unreferenced_blobs};
-use crate::{Service, push, webhook_mode};
+use crate::push;
+use crate::service::Service;
+use crate::webhook_mode;
 
 /// Housekeeping ticks between two passes of the blob collector: an hour.
 const COLLECT_EVERY_TICKS: u64 = 12;
@@ -26,7 +28,14 @@ impl Background {
     pub fn start(service: &Arc<Service>) -> Self {
         Self {
             housekeeping: spawn_housekeeping(Arc::clone(service)),
-            pushes: push::spawn_worker(Arc::clone(service)),
+            pushes: service.push.clone().and_then(|config| {
+                let outbox = push::Outbox {
+                    store: Arc::clone(&service.store),
+                    clock: Arc::clone(&service.clock),
+                    push_wake: Arc::clone(&service.push_wake),
+                };
+                push::spawn_worker(Arc::new(outbox), config)
+            }),
         }
     }
 }

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use runproof_core::{ErrorCode, InstallationId, RepositoryId, RunId, RunIdentity};
 use runproof_github::types::{Installation, Repository, WorkflowRun};
 use runproof_github::{GithubApp, GithubError};
-use runproof_store::RepositorySelection;
+use runproof_store::{RepositorySelection, Store};
 
+use crate::error::ServiceError;
 use crate::rate::{AddressKey, Windows};
-use crate::{Service, ServiceError};
 
 const POSITIVE_TTL: Duration = Duration::from_secs(600);
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
@@ -317,20 +317,19 @@ fn not_installed(identity: &RunIdentity) -> ServiceError {
 
 /// GitHub could not answer: `upstream_unavailable`, logged with its cause.
 pub fn upstream(e: &GithubError) -> ServiceError {
-    tracing::warn!(error = %e, "GitHub API unavailable");
-    ServiceError::upstream(
-        "GitHub cannot be asked right now; retry later",
-        e.retry_after().unwrap_or(5),
-    )
+    ServiceError::from(e)
 }
 
 /// Checks that the identity's repository belongs to a live installation of the App and
 /// records the installation id in the identity. Does nothing when binding is off.
-pub async fn bind(state: &Service, identity: &mut RunIdentity) -> Result<(), ServiceError> {
-    let Some(binding) = state.binding.as_ref() else {
+pub async fn bind(
+    binding: Option<&Binding>,
+    store: &dyn Store,
+    identity: &mut RunIdentity,
+) -> Result<(), ServiceError> {
+    let Some(binding) = binding else {
         return Ok(());
     };
-    let store = &state.store;
     if let Some(b) = store.repository_binding(identity.repository_id).await? {
         if b.account_id != identity.repository_owner_id || b.is_refused() {
             return Err(not_installed(identity));

@@ -26,10 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use runproof_core::UnixTime;
 use runproof_store::{BlobError, UploadId, check_namespace};
 
-use crate::Service;
+use crate::service::Service;
 
-/// How old an unreferenced blob must be before it is deleted, unless configured.
-pub const DEFAULT_ORPHAN_BLOB_GRACE: Duration = Duration::from_secs(60 * 60);
+pub use crate::settings::DEFAULT_ORPHAN_BLOB_GRACE;
 
 /// The most blobs one run examines, unless configured.
 pub const DEFAULT_MAX_BLOBS_PER_RUN: usize = 10_000;

@@ -118,7 +118,12 @@ impl ServiceError {
 }
 
 impl From<&GithubError> for ServiceError {
+    /// GitHub could not answer: `upstream_unavailable`, logged with its cause.
     fn from(e: &GithubError) -> Self {
-        crate::binding::upstream(e)
+        tracing::warn!(error = %e, "GitHub API unavailable");
+        Self::upstream(
+            "GitHub cannot be asked right now; retry later",
+            e.retry_after().unwrap_or(5),
+        )
     }
 }

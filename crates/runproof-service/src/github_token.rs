@@ -14,11 +14,12 @@ use runproof_core::{ErrorCode, RunIdentity, Secret};
 use runproof_github::{GithubError, installation_repositories};
 
 use crate::binding::upstream;
+use crate::error::ServiceError;
 use crate::oidc::record_outcome;
-use crate::{ClaimedRun, Service, ServiceError};
+use crate::service::ClaimedRun;
+use crate::service::Service;
 
-/// The issuer recorded for identities vouched for by GitHub's API.
-pub const API_ISSUER: &str = "https://api.github.com";
+pub use crate::issuers::API_ISSUER;
 
 fn header<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, ServiceError> {
     value.ok_or_else(|| {

@@ -7,8 +7,9 @@ use runproof_core::{ErrorCode, UnverifiedToken, VerifyError};
 use runproof_github::KeyError;
 use runproof_store::UsedJti;
 
+use crate::error::ServiceError;
 use crate::replay::Claim;
-use crate::{Service, ServiceError};
+use crate::service::Service;
 
 /// Records the outcome of a verification in the metrics.
 pub fn record_outcome(mode: &'static str, started: Instant, code: Option<ErrorCode>) {

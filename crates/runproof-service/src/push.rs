@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runproof_core::{Secret, UnixTime};
-use runproof_store::{DeliveryRecord, NewDelivery, UploadRecord};
+use runproof_store::{DeliveryRecord, NewDelivery, Store, UploadRecord};
 use serde_json::json;
 
-use crate::Service;
+use crate::clock::Clock;
 
 /// Where and how verified uploads are pushed.
 #[derive(Debug, Clone)]
@@ -144,11 +144,21 @@ async fn attempt(
     }
 }
 
+/// What the push worker works on: the outbox in the store, the clock, and the signal of
+/// this process's own new pushes.
+pub(crate) struct Outbox {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) push_wake: Arc<tokio::sync::Notify>,
+}
+
 /// Runs the worker until the task is aborted. It claims due deliveries whenever this
 /// process enqueues one, whenever another replica does (when the store reports it, as
 /// PostgreSQL does), and at least every second.
-pub(crate) fn spawn_worker(state: Arc<Service>) -> Option<tokio::task::JoinHandle<()>> {
-    let config = state.push.clone()?;
+pub(crate) fn spawn_worker(
+    state: Arc<Outbox>,
+    config: PushConfig,
+) -> Option<tokio::task::JoinHandle<()>> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -184,7 +194,7 @@ async fn next_remote_wake(remote: &mut Option<tokio::sync::mpsc::Receiver<()>>) 
 }
 
 /// Claims and attempts the due deliveries once. Returns whether any was claimed.
-pub(crate) async fn run_once(state: &Service, config: &PushConfig, http: &reqwest::Client) -> bool {
+pub(crate) async fn run_once(state: &Outbox, config: &PushConfig, http: &reqwest::Client) -> bool {
     let now = state.clock.now();
     // Long enough for one attempt; short, so a crashed worker's claims come back soon.
     let lease = i64::try_from(config.timeout.as_secs()).unwrap_or(30) * 2 + 5;

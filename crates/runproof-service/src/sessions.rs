@@ -6,36 +6,17 @@
 //! SHA-256 is stored. `DELETE /v1/sessions/current` revokes it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use runproof_core::session::{token_from_random, token_hash};
 use runproof_core::{ErrorCode, RunIdentity, Secret, UnixTime};
 use runproof_store::{NewSession, SessionAsk, SessionUse, Store};
 
 use crate::binding::bind;
+use crate::error::ServiceError;
 use crate::oidc::{record_outcome, verify_oidc};
-use crate::{Service, ServiceError};
-
-/// Limits of the sessions a server opens.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionConfig {
-    /// How long a session lives.
-    pub ttl: Duration,
-    /// The most uploads one session may make.
-    pub max_uploads: u64,
-    /// The most bytes one session may upload in all.
-    pub max_bytes: u64,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(1800),
-            max_uploads: 1000,
-            max_bytes: 10 * 1024 * 1024 * 1024,
-        }
-    }
-}
+use crate::service::Service;
+use crate::settings::SessionConfig;
 
 fn rfc3339(t: runproof_core::UnixTime) -> String {
     time::OffsetDateTime::from_unix_timestamp(t.0)
@@ -82,7 +63,7 @@ pub async fn open(service: &Service, token: &str) -> Result<OpenedSession, Servi
         ));
     }
     let mut identity = verify_oidc(service, token).await?.identity;
-    bind(service, &mut identity).await?;
+    bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
 
     let mut random = [0u8; 32];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| ServiceError::Random)?;
@@ -248,7 +229,7 @@ async fn use_inner(
                 bytes: reserved,
                 armed: true,
             };
-            if let Err(refused) = bind(state, &mut identity).await {
+            if let Err(refused) = bind(state.binding.as_ref(), &*state.store, &mut identity).await {
                 reservation.release().await;
                 return Err(refused);
             }

@@ -20,11 +20,15 @@ use runproof_store::{
 use sha2::{Digest, Sha256};
 
 use crate::binding::bind;
+use crate::error::ServiceError;
+use crate::github_token;
 use crate::oidc::{token_replayed, verify_oidc_for_upload};
 use crate::push::record_of;
+use crate::service::ClaimedRun;
+use crate::service::Service;
 use crate::sessions::{SessionReservation, use_session};
+use crate::webhook_mode;
 use crate::webhook_mode::Reservation;
-use crate::{ClaimedRun, Service, ServiceError, github_token, webhook_mode};
 
 /// The credentials an upload request carries.
 #[derive(Debug, Clone, Copy)]
@@ -133,7 +137,7 @@ pub async fn admit(
         UploadCredentials::Bearer(token) => {
             let (verified, jti) = verify_oidc_for_upload(service, token).await?;
             let mut identity = verified.identity;
-            bind(service, &mut identity).await?;
+            bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
             Ok(Admission {
                 jti,
                 ..admitted(Mode::Oidc, identity, max)
@@ -141,7 +145,7 @@ pub async fn admit(
         }
         UploadCredentials::GithubToken(token) => {
             let mut identity = github_token::verify(service, token, claimed).await?;
-            bind(service, &mut identity).await?;
+            bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
             Ok(admitted(Mode::GithubToken, identity, max))
         }
         UploadCredentials::None => match service.webhook_mode.as_ref() {
