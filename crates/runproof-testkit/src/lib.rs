@@ -26,6 +26,10 @@
 //! share), `http` (error bodies, credentials, rate-limit switches), `auth` (App JWT and
 //! token checks), the routes (`oidc`, `api`, `actions_api`), [`webhook`], and `fake`
 //! ([`FakeGithub`], which starts the server and drives the state).
+//!
+//! Apart from the fake, [`process`] starts a real server process (its binary given by the
+//! caller), waits for it and stops it: the integration tests and the load tool share it.
+//! It uses none of the modules above.
 #![forbid(unsafe_code)]
 
 mod actions_api;
@@ -37,6 +41,7 @@ mod fake;
 mod http;
 mod key;
 mod oidc;
+pub mod process;
 mod run;
 mod shapes;
 mod state;
