@@ -1,15 +1,19 @@
 //! The `runproof` binary.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "dev")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[cfg(feature = "dev")]
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+#[cfg(feature = "dev")]
+use runproof::demo;
 use runproof::verify_token::{Outcome, VerifyTokenArgs};
-use runproof::{config, demo, serve, verify_token};
+use runproof::{config, serve, verify_token};
 use runproof_client::{
     Auth, GithubTokenAuth, PendingClaim, TokenSource, UploadOptions, UploadStatus, log_lines_safe,
     log_safe, upload_all_report, wait_for_outcome, write_github_files,
@@ -42,6 +46,7 @@ enum Command {
         #[arg(long, env = "RUNPROOF_CONFIG")]
         config: Option<PathBuf>,
         /// Run with a built-in fake GitHub on loopback and print what a client needs.
+        #[cfg(feature = "dev")]
         #[arg(long)]
         dev: bool,
     },
@@ -82,6 +87,7 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Run the whole story once on embedded defaults, with hostile requests, and exit.
+    #[cfg(feature = "dev")]
     Demo,
     /// Verify one token and print its run identity or the code that refuses it.
     VerifyToken(VerifyTokenArgs),
@@ -114,45 +120,49 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, dev } => {
+        Command::Serve {
+            config,
+            #[cfg(feature = "dev")]
+            dev,
+        } => {
             let cfg = config::load(config.as_deref())?;
             init_logging(cfg.log_format == "json", "info");
+            #[cfg(feature = "dev")]
             if dev {
-                run_dev(cfg).await
-            } else {
-                let resolved = config::resolve(cfg)?;
-                let state = serve::build_state(&resolved).await?;
-                let listen = resolved.config.listen;
-                tracing::info!(
-                    %listen,
-                    audience = %resolved.audience,
-                    issuers = ?resolved.oidc.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(),
-                    "runproof listening"
-                );
-                if state.binding.is_some() {
-                    tracing::info!(
-                        "installation binding is on: only repositories where the App is installed are accepted"
-                    );
-                } else {
-                    tracing::warn!(
-                        "installation binding is OFF: no [github] App credentials are configured, so any repository on GitHub that requests a token for this audience is accepted (narrow it with [policy] allowed_repository_owner_ids)"
-                    );
-                }
-                if state.config.webhook_secrets.is_empty() {
-                    tracing::info!(
-                        "no webhook secret is configured: POST /v1/github/webhooks refuses every delivery"
-                    );
-                }
-                if state.github_token.is_some() {
-                    tracing::warn!(
-                        "the github_token mode is on: it is weaker than OIDC (see docs/threat-model.md)"
-                    );
-                }
-                let server = serve::RunningServer::start(state, listen).await?;
-                serve::shutdown_signal().await;
-                server.stop().await?;
-                Ok(ExitCode::SUCCESS)
+                return run_dev(cfg).await;
             }
+            let resolved = config::resolve(cfg)?;
+            let state = serve::build_state(&resolved).await?;
+            let listen = resolved.config.listen;
+            tracing::info!(
+                %listen,
+                audience = %resolved.audience,
+                issuers = ?resolved.oidc.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(),
+                "runproof listening"
+            );
+            if state.binding.is_some() {
+                tracing::info!(
+                    "installation binding is on: only repositories where the App is installed are accepted"
+                );
+            } else {
+                tracing::warn!(
+                    "installation binding is OFF: no [github] App credentials are configured, so any repository on GitHub that requests a token for this audience is accepted (narrow it with [policy] allowed_repository_owner_ids)"
+                );
+            }
+            if state.config.webhook_secrets.is_empty() {
+                tracing::info!(
+                    "no webhook secret is configured: POST /v1/github/webhooks refuses every delivery"
+                );
+            }
+            if state.github_token.is_some() {
+                tracing::warn!(
+                    "the github_token mode is on: it is weaker than OIDC (see docs/threat-model.md)"
+                );
+            }
+            let server = serve::RunningServer::start(state, listen).await?;
+            serve::shutdown_signal().await;
+            server.stop().await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Upload {
             url,
@@ -194,6 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "dev")]
         Command::Demo => {
             init_logging(false, "warn");
             Ok(if demo::run().await? {
@@ -279,6 +290,7 @@ fn print_identity(identity: &serde_json::Value) {
     }
 }
 
+#[cfg(feature = "dev")]
 async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
     let listen: SocketAddr = cfg.listen;
     let data_dir = cfg.data_dir.clone();
