@@ -124,8 +124,6 @@ pub trait BlobWriter: Send {
     async fn abort(self: Box<Self>);
 }
 
-pub use crate::local::LocalBlobStore;
-
 /// The `limit` smallest ids offered, for listings that do not come sorted.
 #[derive(Debug)]
 pub(crate) struct Smallest {

@@ -307,10 +307,10 @@ impl Delivery {
     /// Checks the delivery id before it is stored.
     ///
     /// # Errors
-    /// [`crate::StoreError::Invalid`] when the id is empty or too long.
-    pub(crate) fn validate(&self) -> Result<(), crate::StoreError> {
+    /// [`crate::error::StoreError::Invalid`] when the id is empty or too long.
+    pub(crate) fn validate(&self) -> Result<(), crate::error::StoreError> {
         if self.id.is_empty() || self.id.len() > MAX_DELIVERY_ID_LEN {
-            return Err(crate::StoreError::Invalid(
+            return Err(crate::error::StoreError::Invalid(
                 "delivery id must be 1 to 256 bytes".into(),
             ));
         }

@@ -8,9 +8,10 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::Store;
 use crate::blob::{BlobError, BlobStore, BlobWriter, ReadStream};
-use crate::model::{StoreError, UploadId};
+use crate::error::StoreError;
+use crate::model::UploadId;
+use crate::store::Store;
 
 /// Bodies in the database first, then in `blobs`.
 ///

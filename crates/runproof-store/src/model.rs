@@ -50,6 +50,24 @@ impl std::fmt::Display for UploadId {
     }
 }
 
+/// A reservation's id: a random UUID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReservationId(pub String);
+
+impl ReservationId {
+    /// A fresh id.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Where an upload stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,7 +182,7 @@ pub struct NewUpload {
     pub pending_run: Option<PendingRun>,
     /// The reservation of room in the pending quotas this upload consumes: deleted in
     /// the insert's transaction, so that from then on the upload's own size counts.
-    pub pending_reservation: Option<crate::ReservationId>,
+    pub pending_reservation: Option<ReservationId>,
 }
 
 /// The run an unauthenticated upload claims (webhook mode), as the client declared it;
@@ -273,45 +291,13 @@ impl Cursor {
     }
 }
 
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// A record with the same idempotency scope and key exists.
-    #[error("an upload with this idempotency key exists")]
-    Conflict(Box<UploadRecord>),
-    /// The database could not be reached or failed.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// A stored row could not be decoded (a bug or a corrupted database).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// Migrations failed.
-    #[error("migration failed: {0}")]
-    Migration(String),
-    /// A value cannot be stored (such as an integer beyond the database's range).
-    #[error("invalid value: {0}")]
-    Invalid(String),
-    /// The database was asked to commit and no answer came back (the connection was lost
-    /// while the `COMMIT` was in flight): the change may be stored or not. Look before
-    /// undoing anything that a stored change would need.
-    #[error("commit outcome unknown: {0}")]
-    CommitUnknown(String),
-    /// The commit pipeline's queue is full: nothing was stored; retry shortly.
-    #[error("the commit queue is full")]
-    Busy,
-}
-
-impl StoreError {
-    /// The same error for another write of a batch that failed as a whole.
-    pub(crate) fn for_each_write(&self) -> StoreError {
-        match self {
-            StoreError::CommitUnknown(msg) => StoreError::CommitUnknown(msg.clone()),
-            StoreError::Unavailable(msg) => StoreError::Unavailable(msg.clone()),
-            StoreError::Busy => StoreError::Busy,
-            other => StoreError::Unavailable(other.to_string()),
-        }
-    }
+/// The namespace a database records.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NamespaceRecord {
+    /// The namespace id, made at the first binding.
+    pub id: String,
+    /// The blob store it was last bound to, as [`crate::Site::blob_store`] describes it.
+    pub blob_store: String,
 }
 
 #[cfg(test)]

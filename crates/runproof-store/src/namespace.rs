@@ -15,9 +15,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Store;
 use crate::blob::{BlobError, BlobStore};
-use crate::model::StoreError;
+use crate::error::StoreError;
+use crate::model::NamespaceRecord;
+use crate::store::Store;
 use runproof_core::UnixTime;
 
 /// The name of the marker in a blob store: at the root of its directory or prefix.
@@ -39,15 +40,6 @@ pub(crate) const NAMESPACE_SQL: &str =
 pub(crate) const BIND_NAMESPACE_SQL: &str = "INSERT INTO blob_namespace (singleton, id, blob_store, bound_at) VALUES (1, $1, $2, $3) \
      ON CONFLICT (singleton) DO UPDATE SET blob_store = excluded.blob_store, \
      bound_at = excluded.bound_at WHERE blob_namespace.id = excluded.id";
-
-/// The namespace a database records.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct NamespaceRecord {
-    /// The namespace id, made at the first binding.
-    pub id: String,
-    /// The blob store it was last bound to, as [`Site::blob_store`] describes it.
-    pub blob_store: String,
-}
 
 /// Where a server keeps its state, as shown in markers and errors: never credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]

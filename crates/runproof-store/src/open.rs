@@ -5,10 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Store;
-use crate::model::StoreError;
+use crate::error::StoreError;
 use crate::postgres::{PostgresOptions, PostgresStore};
 use crate::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::Store;
 
 /// The longest URL scheme repeated in an error message; anything longer is more likely a
 /// mistyped secret than a scheme.

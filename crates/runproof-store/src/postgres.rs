@@ -1,34 +1,26 @@
 //! Connecting the store to PostgreSQL: one database (or one schema of it) shared by
 //! every replica. The statements are [`SqlStore`]'s, shared with SQLite.
 //!
-//! Every enqueue notifies [`OUTBOX_CHANNEL`] at commit, so that listeners
-//! ([`PostgresStore::listen_outbox`]) wake at once instead of at their next poll. The
-//! channel is database-wide: stores on other schemas of the same database wake each other
-//! spuriously, which is harmless.
+//! Every enqueue notifies [`crate::OUTBOX_CHANNEL`] at commit, so that listeners
+//! ([`PostgresStore::listen_outbox`]) wake at once instead of at their next poll (see
+//! `sql/notify.rs`).
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use crate::model::StoreError;
-use crate::sql::{Pool, SqlStore, db_error};
+use crate::error::StoreError;
+use crate::sql::exec::{Pool, db_error};
+use crate::sql::notify;
+use crate::sql::store::SqlStore;
 
 /// The longest schema name PostgreSQL keeps (`NAMEDATALEN - 1`); longer names would be
 /// truncated silently, so that two different names could meet.
 const MAX_SCHEMA_LEN: usize = 63;
-
-/// The channel notified whenever deliveries are enqueued.
-pub const OUTBOX_CHANNEL: &str = "runproof_outbox";
-
-/// The first wait before listening again after a failure.
-const LISTEN_MIN_BACKOFF: Duration = Duration::from_millis(250);
-
-/// The longest wait between attempts to listen again.
-const LISTEN_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A [`SqlStore`] connected to PostgreSQL ([`PostgresStore::connect`]), for several
 /// `runproof serve` replicas sharing a database.
@@ -90,7 +82,7 @@ impl SqlStore {
         Ok(Self::new(Pool::Postgres(pool)))
     }
 
-    /// Listens for [`OUTBOX_CHANNEL`] notifications (sent when any replica enqueues
+    /// Listens for [`crate::OUTBOX_CHANNEL`] notifications (sent when any replica enqueues
     /// deliveries) and forwards each as `()` to the returned channel, coalesced: at
     /// most one wake-up waits. The listener holds one connection of the pool; it
     /// reconnects with backoff after failures (sending a wake-up after each
@@ -104,28 +96,8 @@ impl SqlStore {
     /// [`StoreError::Unavailable`] when the database cannot be reached,
     /// [`StoreError::Invalid`] when the store is not on PostgreSQL.
     pub async fn listen_outbox(&self) -> Result<mpsc::Receiver<()>, StoreError> {
-        let Pool::Postgres(pool) = &self.pool else {
-            return Err(StoreError::Invalid(
-                "outbox notifications need PostgreSQL".into(),
-            ));
-        };
-        let listener = listen(pool).await.map_err(db_error)?;
-        let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(forward_notifications(pool.clone(), tx, Some(listener)));
-        Ok(rx)
+        notify::listen_outbox(&self.pool).await
     }
-}
-
-/// What [`crate::Store::outbox_notifications`] returns: on PostgreSQL, wake-ups from a
-/// listener that connects in the background (and says so with a first wake-up); on
-/// SQLite, `None` (no cross-process signal: delivery workers poll).
-pub(crate) fn outbox_wakeups(pool: &Pool) -> Option<mpsc::Receiver<()>> {
-    let Pool::Postgres(pool) = pool else {
-        return None;
-    };
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(forward_notifications(pool.clone(), tx, None));
-    Some(rx)
 }
 
 /// A pool whose every new connection first runs `setup` (built by [`session_sql`]).
@@ -205,91 +177,6 @@ fn session_sql(statement_timeout: Duration, schema: Option<&str>) -> String {
         sql.push_str(&quote_ident(schema));
     }
     sql
-}
-
-/// Listens on [`OUTBOX_CHANNEL`] over a connection of `pool`.
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(OUTBOX_CHANNEL).await?;
-    Ok(listener)
-}
-
-/// Forwards notifications of [`OUTBOX_CHANNEL`] to `tx` (coalesced: one pending wake-up
-/// at most) until `tx`'s receiver is dropped or the pool is closed. Starts with
-/// `listener` when given; (re)connects with exponential backoff, and sends a wake-up
-/// after each reconnection, since notifications sent meanwhile are lost.
-async fn forward_notifications(
-    pool: PgPool,
-    tx: mpsc::Sender<()>,
-    mut listener: Option<PgListener>,
-) {
-    let mut backoff = LISTEN_MIN_BACKOFF;
-    loop {
-        let mut current = match listener.take() {
-            Some(current) => current,
-            None => {
-                let attempt = tokio::select! {
-                    () = tx.closed() => return,
-                    attempt = listen(&pool) => attempt,
-                };
-                match attempt {
-                    Ok(current) => {
-                        if !wake(&tx) {
-                            return;
-                        }
-                        current
-                    }
-                    Err(sqlx::Error::PoolClosed) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %db_error(e), retry_in = ?backoff, "cannot listen for outbox notifications");
-                        if !pause(&tx, &mut backoff).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                () = tx.closed() => return,
-                next = current.recv() => next,
-            };
-            match next {
-                Ok(_) => {
-                    backoff = LISTEN_MIN_BACKOFF;
-                    if !wake(&tx) {
-                        return;
-                    }
-                }
-                Err(sqlx::Error::PoolClosed) => return,
-                Err(e) => {
-                    tracing::warn!(error = %db_error(e), retry_in = ?backoff, "outbox notifications interrupted");
-                    drop(current);
-                    if !pause(&tx, &mut backoff).await {
-                        return;
-                    }
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Sends a wake-up unless one is already waiting. Returns `false` when nobody listens.
-fn wake(tx: &mpsc::Sender<()>) -> bool {
-    !matches!(tx.try_send(()), Err(mpsc::error::TrySendError::Closed(())))
-}
-
-/// Waits `backoff` (then doubles it, up to [`LISTEN_MAX_BACKOFF`]). Returns `false` when
-/// the receiver was dropped meanwhile.
-async fn pause(tx: &mpsc::Sender<()>, backoff: &mut Duration) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(LISTEN_MAX_BACKOFF);
-    tokio::select! {
-        () = tx.closed() => false,
-        () = tokio::time::sleep(wait) => true,
-    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::model::StoreError;
-use crate::sql::{Pool, SqlStore, db_error};
+use crate::error::StoreError;
+use crate::sql::exec::{Pool, db_error};
+use crate::sql::store::SqlStore;
 
 /// A [`SqlStore`] opened on SQLite ([`SqliteStore::open`]).
 ///
@@ -148,7 +149,7 @@ mod tests {
     use runproof_core::UnixTime;
 
     use super::*;
-    use crate::sql::query;
+    use crate::sql::exec::query;
     use crate::{InstalledRepository, Store, WebhookEffect, testsuite};
 
     #[test]

@@ -9,12 +9,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::model::{IdempotencyScope, StoreError, UploadId, UploadRecord};
-use crate::pipeline::{Committed, UploadWrite};
-use crate::row::{UploadParams, UploadRow, payload_json, upload_columns, upload_insert_columns};
-
-use super::store::upload_by_idempotency_key;
-use super::{Pool, Tx, announce_deliveries, db_error, query, query_built, row_runs, values_rows};
+use super::exec::{Pool, Tx, db_error, query, query_built, row_runs, values_rows};
+use super::idempotency::upload_by_idempotency_key;
+use super::notify::announce_deliveries;
+use super::row::{UploadParams, UploadRow, payload_json, upload_columns, upload_insert_columns};
+use crate::error::StoreError;
+use crate::model::{IdempotencyScope, UploadId, UploadRecord};
+use crate::write::{Committed, UploadWrite};
 
 /// Bound values per statement, below SQLite's limit (32,766) and PostgreSQL's (65,535).
 const MAX_PARAMS: usize = 30_000;

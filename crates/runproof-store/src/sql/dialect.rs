@@ -3,10 +3,6 @@
 use sqlx::error::DatabaseError;
 use sqlx::postgres::PgDatabaseError;
 
-use super::{Tx, db_error, query};
-use crate::model::StoreError;
-use crate::postgres::OUTBOX_CHANNEL;
-
 /// The two backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
@@ -50,7 +46,7 @@ pub(crate) struct Dialect {
 impl Dialect {
     /// A `FROM` item named `alias` with columns `item` (text) and `ord` (its position,
     /// from 1 on PostgreSQL, from 0 on SQLite: compare only) over the list bound at
-    /// `placeholder` (a [`super::Value::TextList`]).
+    /// `placeholder` (a [`super::exec::Value::TextList`]).
     pub(crate) fn text_list(&self, placeholder: &str, alias: &str) -> String {
         match self.backend {
             Backend::Postgres => {
@@ -101,26 +97,9 @@ pub(crate) static POSTGRES: Dialect = Dialect {
     notifies: true,
 };
 
-/// Announces, when `tx` commits, that deliveries were enqueued in it: a notification on
-/// [`OUTBOX_CHANNEL`] for PostgreSQL's listeners (sent at commit, not at all on
-/// rollback); nothing on SQLite, whose workers poll.
-///
-/// # Errors
-/// [`StoreError`] when the database fails.
-pub(crate) async fn announce_deliveries(tx: &mut Tx) -> Result<(), StoreError> {
-    if tx.dialect().notifies {
-        query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(tx)
-            .await
-            .map_err(db_error)?;
-    }
-    Ok(())
-}
-
 /// When the database refused a value of the caller's rather than failed: PostgreSQL's
 /// class 22 (data exception), such as a NUL character in text, which SQLite stores.
-/// Returns the message to report as [`StoreError::Invalid`].
+/// Returns the message to report as [`crate::StoreError::Invalid`].
 pub(crate) fn refused_value(e: &dyn DatabaseError) -> Option<String> {
     let pg = e.try_downcast_ref::<PgDatabaseError>()?;
     pg.code()

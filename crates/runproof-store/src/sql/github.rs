@@ -6,15 +6,15 @@
 
 use runproof_core::{InstallationId, RepositoryId, UnixTime};
 
-use super::{Tx, db_error, query, query_built};
+use super::exec::{Tx, db_error, query, query_built};
+use super::row::{
+    InstallationRow, ListedRow, WorkflowRunParams, installation_columns, sql_id,
+    workflow_run_columns, workflow_run_replaces,
+};
+use crate::error::StoreError;
 use crate::github::{
     Installation, InstallationAccess, InstalledRepository, Removed, WebhookEffect,
     WorkflowRunRecord,
-};
-use crate::model::StoreError;
-use crate::row::{
-    InstallationRow, ListedRow, WorkflowRunParams, installation_columns, sql_id,
-    workflow_run_columns, workflow_run_replaces,
 };
 
 /// Applies one webhook effect inside the delivery's transaction; `now` is the delivery's

@@ -7,9 +7,9 @@
 //!   roll back before deciding, so it holds across connections, pools and processes.
 //! - A transaction that writes begins with [`Pool::begin_write`]: on SQLite it holds the
 //!   database's only write lock from the start, so what it reads cannot change before it
-//!   writes; on PostgreSQL, row locks ([`super::Dialect::lock_row`]), `SKIP LOCKED`
+//!   writes; on PostgreSQL, row locks ([`Dialect::lock_row`]), `SKIP LOCKED`
 //!   claims and an advisory lock for pending reservations order concurrent writers.
-//! - Enqueued deliveries are announced at commit ([`super::announce_deliveries`]), so
+//! - Enqueued deliveries are announced at commit ([`announce_deliveries`]), so
 //!   that PostgreSQL listeners wake at once instead of at their next poll.
 
 use std::fmt::Write as _;
@@ -18,30 +18,34 @@ use async_trait::async_trait;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 use tokio::sync::mpsc;
 
-use super::{
-    Dialect, Exec, Pool, Tx, announce_deliveries, db_error, github, is_unique_violation, query,
-    query_built,
-};
-use crate::github::{
-    Delivery, KnownInstallation, RepositoryBinding, WebhookEffect, WorkflowRunRecord,
-};
-use crate::model::{
-    Cursor, IdempotencyScope, ListFilter, NewUpload, PendingRun, StoreError, UploadId,
-    UploadRecord, UploadStatus,
-};
-use crate::namespace::{self, NamespaceRecord};
-use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
-use crate::pipeline::{Committed, UploadWrite};
-use crate::reservation::{self, PendingReservation, ReservationId, ReservationParams, Reserved};
-use crate::row::{
+use super::dialect::Dialect;
+use super::exec::{Pool, Tx, db_error, is_unique_violation, query, query_built};
+use super::github;
+use super::idempotency::upload_by_idempotency_key;
+use super::notify::{announce_deliveries, outbox_wakeups};
+use super::reservation::{self, ReservationParams};
+use super::row::{
     BindingRow, DeliveryRow, GrantRow, InstallationRow, PendingUploadRow, RELEASE_SESSION_SQL,
     RESERVE_SESSION_SQL, Resolution, SessionParams, SessionRow, UploadParams, UploadRow,
     WorkflowRunRow, clamp_limit, delivery_columns, installation_columns, into_deliveries,
     into_upload_ids, payload_json, session_columns, sql_id, stored_count, truncate_error,
     upload_columns, upload_insert_columns, workflow_run_columns,
 };
+use crate::error::StoreError;
+use crate::github::{
+    Delivery, KnownInstallation, RepositoryBinding, WebhookEffect, WorkflowRunRecord,
+};
+use crate::limits::{ID_BATCH, MAX_RUN_ATTEMPTS_LISTED};
+use crate::model::{
+    Cursor, IdempotencyScope, ListFilter, NamespaceRecord, NewUpload, PendingRun, ReservationId,
+    UploadId, UploadRecord, UploadStatus,
+};
+use crate::namespace;
+use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::reservation::{PendingReservation, Reserved};
 use crate::session::{NewSession, SessionAsk, SessionRecord, SessionUse, refusal};
-use crate::{ID_BATCH, Store};
+use crate::store::Store;
+use crate::write::{Committed, UploadWrite};
 
 /// The columns of a delivery, qualified for `UPDATE … FROM` (same order as
 /// `delivery_columns!`).
@@ -131,27 +135,6 @@ async fn insert_deliveries(
         }
     }
     announce_deliveries(tx).await
-}
-
-/// The upload inserted with this idempotency key in this scope, as `exec` (the pool, or
-/// a transaction) sees it.
-pub(super) async fn upload_by_idempotency_key(
-    exec: impl Into<Exec<'_>>,
-    scope: &IdempotencyScope,
-    key: &str,
-) -> Result<Option<UploadRecord>, StoreError> {
-    query(concat!(
-        "SELECT ",
-        upload_columns!(),
-        " FROM uploads WHERE idempotency_scope = $1 AND idempotency_key = $2"
-    ))
-    .bind(scope.as_str())
-    .bind(key)
-    .fetch_optional(exec)
-    .await
-    .map_err(db_error)?
-    .map(UploadRow::into_record)
-    .transpose()
 }
 
 /// Builds the listing statement from fixed fragments; every value is bound.
@@ -685,7 +668,7 @@ impl Store for SqlStore {
         query(reservation::ATTEMPTS_SQL)
             .bind(sql_id(repository_id.get())?)
             .bind(sql_id(run_id.get())?)
-            .bind(i64::from(crate::MAX_RUN_ATTEMPTS_LISTED))
+            .bind(i64::from(MAX_RUN_ATTEMPTS_LISTED))
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?
@@ -926,7 +909,7 @@ impl Store for SqlStore {
     }
 
     async fn outbox_notifications(&self) -> Option<mpsc::Receiver<()>> {
-        crate::postgres::outbox_wakeups(&self.pool)
+        outbox_wakeups(&self.pool)
     }
 
     async fn namespace(&self) -> Result<Option<NamespaceRecord>, StoreError> {

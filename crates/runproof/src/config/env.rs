@@ -24,7 +24,7 @@ use figment::{Metadata, Profile, Provider};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::Config;
+use super::types::Config;
 
 /// What every variable of the configuration starts with.
 const PREFIX: &str = "RUNPROOF_";

@@ -6,15 +6,16 @@
 
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
+use super::exec::Query;
+use crate::error::StoreError;
 use crate::github::{
     Installation, KnownInstallation, RepositoryBinding, RepositorySelection, WorkflowRunRecord,
 };
 use crate::model::{
-    IdempotencyScope, Mode, NewUpload, PendingRun, StoreError, UploadId, UploadRecord, UploadStatus,
+    IdempotencyScope, Mode, NewUpload, PendingRun, UploadId, UploadRecord, UploadStatus,
 };
 use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
 use crate::session::{NewSession, SessionRecord, SessionUse};
-use crate::sql::Query;
 
 /// The columns every `SELECT` of an upload returns, as a literal so that `concat!` can
 /// build whole statements as `&'static str` (what `sqlx::query` takes without ceremony).
@@ -339,9 +340,12 @@ fn decode_identity(json: &str, of: &str) -> Result<RunIdentity, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("identity of {of}: {e}")))
 }
 
-/// `error` cut to [`crate::MAX_DELIVERY_ERROR_CHARS`] characters.
+/// `error` cut to [`crate::limits::MAX_DELIVERY_ERROR_CHARS`] characters.
 pub(crate) fn truncate_error(error: &str) -> &str {
-    match error.char_indices().nth(crate::MAX_DELIVERY_ERROR_CHARS) {
+    match error
+        .char_indices()
+        .nth(crate::limits::MAX_DELIVERY_ERROR_CHARS)
+    {
         Some((end, _)) => &error[..end],
         None => error,
     }
@@ -430,7 +434,7 @@ pub(crate) fn sql_id(id: u64) -> Result<i64, StoreError> {
 
 /// Clamps a requested page size to what a listing returns.
 pub(crate) fn clamp_limit(limit: u32) -> u32 {
-    limit.clamp(1, crate::MAX_PAGE_SIZE)
+    limit.clamp(1, crate::limits::MAX_PAGE_SIZE)
 }
 
 /// The columns every `SELECT` of an installation returns.

@@ -1,0 +1,376 @@
+//! The configuration's types: one per table of `runproof.toml`, with their defaults.
+//! What they deserialize is what the file and the environment may set; the checks that
+//! span several tables are [`super::resolve`]'s.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use runproof_core::policy::Policy;
+use runproof_core::{Secret, verifier::DEFAULT_LEEWAY_SECONDS};
+use serde::Deserialize;
+
+/// GitHub's OIDC issuer for github.com.
+pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+/// The whole configuration. Every key has a safe default except `oidc.audience`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where `/metrics` is served, without a key, instead of on `listen` (where it takes
+    /// an API key).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where the SQLite database and blobs live by default.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…`, `postgres://…` or `postgresql://…`; defaults to
+    /// `<data_dir>/runproof.db`. A secret: it may hold a password.
+    pub database_url: Option<Secret>,
+    /// `file://…` or `s3://bucket/prefix`; defaults to `<data_dir>`.
+    pub blob_store: Option<String>,
+    /// Pool size, timeouts and schema of the database.
+    #[serde(default)]
+    pub database: crate::storage::DatabaseConfig,
+    /// How to reach the S3-compatible store of `blob_store = "s3://…"`.
+    pub s3: Option<crate::storage::S3Config>,
+    /// The largest upload accepted, in bytes.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    /// API keys of the App's read API.
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
+    /// A file with one API key per line, added to `api_keys`.
+    pub api_keys_file: Option<PathBuf>,
+    /// The longest a client may take to send a body, in seconds.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_seconds: u64,
+    /// How old a blob without a record (left by a crash between the blob's commit and the
+    /// record's insert) must be before it is deleted, in seconds.
+    #[serde(default = "default_orphan_blob_grace")]
+    pub orphan_blob_grace_seconds: u64,
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// OIDC verification.
+    pub oidc: Option<OidcConfig>,
+    /// Policy applied to every verified run.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Key fetching and caching.
+    #[serde(default)]
+    pub jwks: JwksConfig,
+    /// The App's own credentials.
+    pub github: Option<GithubConfig>,
+    /// The `GITHUB_TOKEN` mode.
+    #[serde(default)]
+    pub github_token: GithubTokenConfig,
+    /// The webhook mode.
+    #[serde(default)]
+    pub webhook_mode: crate::webhook_config::WebhookModeConfig,
+    /// Signed pushes to the App.
+    pub delivery: Option<DeliveryConfig>,
+    /// Upload sessions: `[sessions]`, with its `ttl_seconds` read as `ttl`.
+    #[serde(default, deserialize_with = "SessionsTable::deserialize_config")]
+    pub sessions: runproof_service::SessionConfig,
+    /// The server's self-defence limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// `[storage]`: where upload bodies live.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// `RUNPROOF_…` variables that set no key, by name only (a value may be a secret):
+    /// [`super::resolve`] warns about each.
+    #[serde(skip)]
+    pub unknown_environment: Vec<String>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Bodies up to this many bytes are stored in the database, in the transaction of
+    /// their record; 0 stores every body in the blob store. At most 1 MiB.
+    pub inline_max_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            inline_max_bytes: runproof_service::DEFAULT_INLINE_MAX_BYTES,
+        }
+    }
+}
+
+/// `[oidc]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The audience clients must request. Required, and never GitHub's default.
+    pub audience: Option<String>,
+    /// Clock leeway in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: i64,
+    /// Accept each `jti` once.
+    #[serde(default = "default_true")]
+    pub replay_protection: bool,
+    /// Issuers accepted; github.com's when absent.
+    #[serde(default = "default_issuers")]
+    pub issuers: Vec<OidcIssuerConfig>,
+}
+
+/// `[[oidc.issuers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuerConfig {
+    /// The issuer, exactly as in `iss`.
+    pub issuer: String,
+    /// The JWKS URL; discovered when absent.
+    pub jwks_url: Option<String>,
+}
+
+/// `[jwks]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksConfig {
+    /// Background refresh interval, in seconds.
+    pub refresh_interval_seconds: u64,
+    /// Least time between refreshes triggered by unknown `kid`s, in seconds.
+    pub unknown_kid_cooldown_seconds: u64,
+    /// Timeout of each request to an issuer, in seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for JwksConfig {
+    fn default() -> Self {
+        Self {
+            refresh_interval_seconds: 600,
+            unknown_kid_cooldown_seconds: 10,
+            timeout_seconds: 5,
+        }
+    }
+}
+
+/// `[github]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// GitHub's REST API.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// The App's id.
+    #[serde(default)]
+    pub app_id: u64,
+    /// The App's private key (PEM).
+    pub private_key_file: Option<PathBuf>,
+    /// Webhook secrets, several for rotation.
+    #[serde(default)]
+    pub webhook_secrets: Vec<Secret>,
+    /// A file with one webhook secret per line, added to `webhook_secrets`.
+    pub webhook_secrets_file: Option<PathBuf>,
+    /// Timeout of each request to GitHub's API, in seconds.
+    #[serde(default = "default_github_timeout")]
+    pub timeout_seconds: u64,
+}
+
+/// `[github_token]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubTokenConfig {
+    /// Whether the mode is on.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `[delivery]`: signed pushes to the App (the table's name is older than the word
+/// "push"; [`super::resolve`] turns it into the service's `PushConfig`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Where verified uploads are pushed.
+    pub url: Option<String>,
+    /// Signing secrets; the first signs.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// A file with one secret per line, added to `secrets`.
+    pub secrets_file: Option<PathBuf>,
+    /// Events to push.
+    #[serde(default = "default_delivery_events")]
+    pub events: Vec<String>,
+    /// The most attempts before a delivery is `failed`.
+    #[serde(default = "default_delivery_attempts")]
+    pub max_attempts: u32,
+    /// Timeout of each attempt, in seconds.
+    #[serde(default = "default_delivery_timeout")]
+    pub timeout_seconds: u64,
+    /// The first retry delay, in seconds; it doubles up to `max_backoff_seconds`.
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: u64,
+    /// The longest retry delay, in seconds.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u64,
+    /// The URL the App reaches this server at, for `content_url`.
+    pub public_url: Option<String>,
+}
+
+/// `[sessions]` as written, read straight into the service's `SessionConfig`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SessionsTable {
+    /// How long a session lives, in seconds.
+    ttl_seconds: u64,
+    /// The most uploads one session may make (at least 1).
+    max_uploads: u64,
+    /// The most bytes one session may upload in all (at least 1).
+    max_bytes: u64,
+}
+
+impl Default for SessionsTable {
+    fn default() -> Self {
+        let d = runproof_service::SessionConfig::default();
+        Self {
+            ttl_seconds: d.ttl.as_secs(),
+            max_uploads: d.max_uploads,
+            max_bytes: d.max_bytes,
+        }
+    }
+}
+
+impl SessionsTable {
+    fn deserialize_config<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<runproof_service::SessionConfig, D::Error> {
+        let table = Self::deserialize(deserializer)?;
+        Ok(runproof_service::SessionConfig {
+            ttl: std::time::Duration::from_secs(table.ttl_seconds),
+            max_uploads: table.max_uploads.max(1),
+            max_bytes: table.max_bytes.max(1),
+        })
+    }
+}
+
+fn default_orphan_blob_grace() -> u64 {
+    runproof_service::DEFAULT_ORPHAN_BLOB_GRACE.as_secs()
+}
+
+fn default_delivery_events() -> Vec<String> {
+    vec!["upload.verified".into()]
+}
+fn default_delivery_attempts() -> u32 {
+    12
+}
+fn default_delivery_timeout() -> u64 {
+    10
+}
+fn default_backoff() -> u64 {
+    5
+}
+fn default_max_backoff() -> u64 {
+    3600
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./runproof-data")
+}
+fn default_max_upload_bytes() -> u64 {
+    104_857_600
+}
+fn default_body_timeout() -> u64 {
+    600
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_leeway() -> i64 {
+    DEFAULT_LEEWAY_SECONDS
+}
+fn default_true() -> bool {
+    true
+}
+pub(super) fn default_github_timeout() -> u64 {
+    10
+}
+pub(super) fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_issuers() -> Vec<OidcIssuerConfig> {
+    vec![OidcIssuerConfig {
+        issuer: GITHUB_ISSUER.into(),
+        jwks_url: None,
+    }]
+}
+
+/// `[limits]`: the server's self-defence.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most open connections; at the cap, new ones wait in the listen backlog. 0: no cap.
+    pub max_connections: usize,
+    /// Most open connections from one client address (IPv6: one /64); more are closed at
+    /// once. Trusted proxies are exempt. 0: no cap.
+    pub max_connections_per_address: usize,
+    /// The longest a client may take, from connecting, to send its first request's head
+    /// (and a connection may stay with no request in progress), in seconds. 0: no deadline.
+    pub header_timeout_seconds: u64,
+    /// The longest a webhook delivery may take to send its body, in seconds (at least 1).
+    pub webhook_body_timeout_seconds: u64,
+    /// Most webhook deliveries from one address whose signatures are not checked yet.
+    /// 0: no cap.
+    pub max_unverified_deliveries_per_address: usize,
+    /// Most requests served at once; more answer `429 rate_limited`. 0: no cap.
+    pub max_requests_in_flight: usize,
+    /// Requests without credentials, and failed credentials, accepted per client address
+    /// per minute. 0: no limit.
+    pub unauthenticated_per_ip_per_minute: u32,
+    /// Uploads without credentials accepted per minute that name one repository in
+    /// `X-Runproof-Run`, from all addresses together. 0: no limit.
+    pub unauthenticated_per_repository_per_minute: u32,
+    /// Proxies (addresses or blocks such as `10.0.0.0/8`) whose forwarded client address
+    /// is believed. Empty: the peer is the client.
+    pub trusted_proxies: Vec<runproof_server::IpBlock>,
+    /// The header those proxies write the client's address into: `x-forwarded-for` or
+    /// `forwarded`.
+    pub forwarded_header: runproof_server::ForwardedHeader,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = runproof_server::LimitsConfig::default();
+        Self {
+            max_connections: d.max_connections,
+            max_connections_per_address: d.max_connections_per_address,
+            header_timeout_seconds: d.header_timeout_seconds,
+            webhook_body_timeout_seconds: d.webhook_body_timeout_seconds,
+            max_unverified_deliveries_per_address: d.max_unverified_deliveries_per_address,
+            max_requests_in_flight: d.max_requests_in_flight,
+            unauthenticated_per_ip_per_minute: d.unauthenticated_per_ip_per_minute,
+            unauthenticated_per_repository_per_minute: d.unauthenticated_per_repository_per_minute,
+            trusted_proxies: d.trusted_proxies,
+            forwarded_header: d.forwarded_header,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The server's limits.
+    #[must_use]
+    pub fn server(&self) -> runproof_server::LimitsConfig {
+        runproof_server::LimitsConfig {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            header_timeout_seconds: self.header_timeout_seconds,
+            webhook_body_timeout_seconds: self.webhook_body_timeout_seconds.max(1),
+            max_unverified_deliveries_per_address: self.max_unverified_deliveries_per_address,
+            max_requests_in_flight: self.max_requests_in_flight,
+            unauthenticated_per_ip_per_minute: self.unauthenticated_per_ip_per_minute,
+            unauthenticated_per_repository_per_minute: self
+                .unauthenticated_per_repository_per_minute,
+            trusted_proxies: self.trusted_proxies.clone(),
+            forwarded_header: self.forwarded_header,
+        }
+    }
+}
