@@ -20,7 +20,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use proc::{Rng, Schema, Server, client, free_port, list_all, sha256_hex, write_config};
+use proc::{
+    Rng, Schema, Server, client, free_port, list_all, serve_until_exit, sha256_hex, write_config,
+};
 use runproof_testkit::FakeGithub;
 use serde_json::Value;
 
@@ -192,25 +194,7 @@ fn serve_expecting_exit(extra: &str) -> (bool, String) {
         extra,
     );
     let log = dir.path().join("server.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runproof"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut status = None;
-    for _ in 0..600 {
-        if let Some(s) = child.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
+    let Some(status) = serve_until_exit(&config, &log, Duration::from_secs(60)) else {
         panic!("the server kept running with {extra}");
     };
     (status.success(), std::fs::read_to_string(&log).unwrap())

@@ -20,9 +20,6 @@
 mod proc;
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,7 +41,7 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use proc::Schema;
+use proc::{Replica, Schema};
 
 const AUDIENCE: &str = "https://runproof.replicas.test";
 const APP_ID: u64 = 4242;
@@ -221,103 +218,7 @@ async fn receive(
 }
 
 // ---------------------------------------------------------------------------------------
-// The replicas: real processes.
-
-struct Replica {
-    name: String,
-    child: Option<Child>,
-    url: String,
-    log: PathBuf,
-}
-
-impl Replica {
-    /// Starts `runproof serve --config <dir>/<name>.toml`; does not wait for it.
-    fn spawn(dir: &Path, name: &str, config: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = '{}'\n{config}",
-                dir.join(name).display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
-        cmd.args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (key, _) in std::env::vars_os() {
-            let key_text = key.to_string_lossy();
-            if key_text.starts_with("RUNPROOF_") || key_text.starts_with("AWS_") {
-                cmd.env_remove(&key);
-            }
-        }
-        let child = cmd.spawn().expect("runproof serve starts");
-        Self {
-            name: name.to_owned(),
-            child: Some(child),
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    /// Waits for `/readyz` to answer 200: storage open, migrated and writable.
-    async fn await_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!(
-                    "replica {} exited with {status} before it was ready:\n{}",
-                    self.name,
-                    self.log_tail(40)
-                );
-            }
-            if let Ok(resp) = http.get(format!("{}/readyz", self.url)).send().await
-                && resp.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {} not ready within 60 s:\n{}",
-                self.name,
-                self.log_tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGKILL: no graceful shutdown, nothing flushed.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let Ok(file) = std::fs::File::open(&self.log) else {
-            return String::new();
-        };
-        let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+// The replicas: real processes ([`proc::Replica`]).
 
 /// Two replicas and everything they share.
 struct Cluster {

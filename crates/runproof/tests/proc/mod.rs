@@ -1,22 +1,30 @@
-//! A real `runproof serve` process for the crash and load harnesses.
+//! Real `runproof serve` processes for the crash, fault, load and replica harnesses, started
+//! through [`runproof_testkit::process`] (which the load example uses too).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
+
+use runproof_testkit::process::{ServerCommand, ServerProcess, loopback_url};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_runproof");
+/// How long `/healthz` is polled for before a start counts as failed.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
+/// How long `/readyz` is polled for before a replica counts as failed.
+const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// A running server; SIGKILLed on drop.
 pub(crate) struct Server {
-    pub(crate) child: Option<Child>,
+    process: ServerProcess,
     pub(crate) base: String,
 }
 
 impl Server {
     /// Starts `runproof serve --config <config>` on `port` and waits (bounded) for `/healthz`.
     pub(crate) async fn start(config: &Path, port: u16, log: &Path) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
-        cmd.args(["serve", "--config"]).arg(config);
-        Self::start_command(cmd, port, log).await
+        Self::start_command(ServerCommand::serve(BIN, config), port, log).await
     }
 
     /// As [`Server::start`], under `strace -f` writing the calls `syscalls` to `trace`, each
@@ -28,14 +36,14 @@ impl Server {
         trace: &Path,
         syscalls: &str,
     ) -> Self {
-        let mut cmd = Command::new("strace");
-        cmd.args(["-f", "--seccomp-bpf", "-qq", "-yy", "-s", "4096"])
+        let cmd = ServerCommand::new("strace")
+            .args(["-f", "--seccomp-bpf", "-qq", "-yy", "-s", "4096"])
             .args(["-e", "signal=none", "-e"])
             .arg(format!("trace={syscalls}"))
             .arg("-o")
             .arg(trace)
             .arg("--")
-            .arg(env!("CARGO_BIN_EXE_runproof"))
+            .arg(BIN)
             .args(["serve", "--config"])
             .arg(config);
         Self::start_command(cmd, port, log).await
@@ -43,80 +51,111 @@ impl Server {
 
     /// SIGKILLs the traced server, then waits (bounded) for strace to finish its trace.
     pub(crate) fn stop_traced(&mut self) {
-        let Some(mut strace) = self.child.take() else {
+        let Some(pid) = self.process.pid() else {
             return;
         };
-        let pid = strace.id();
         let children =
             std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         for server in children.split_whitespace() {
             let _ = Command::new("kill").args(["-KILL", server]).status();
         }
-        for _ in 0..300 {
-            if strace.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let finished = self.process.wait_exit(Duration::from_secs(30)).unwrap();
+        self.process.kill();
+        if finished.is_none() {
+            panic!("strace did not finish within 30 s");
         }
-        let _ = strace.kill();
-        let _ = strace.wait();
-        panic!("strace did not finish within 30 s");
     }
 
-    async fn start_command(mut cmd: Command, port: u16, log: &Path) -> Self {
-        let child = cmd
+    async fn start_command(cmd: ServerCommand, port: u16, log: &Path) -> Self {
+        let mut process = cmd
             .env("NO_PROXY", "127.0.0.1")
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap(),
-            )
+            .stderr_append(log)
             .spawn()
             .unwrap();
-        let server = Self {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let http = client();
-        for _ in 0..200 {
-            if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
-                && r.status().is_success()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let base = loopback_url(port);
+        if let Err(e) = process
+            .wait_ready(&client(), &format!("{base}/healthz"), HEALTHY_WITHIN)
+            .await
+        {
+            panic!("server did not come up: {e}");
         }
-        panic!(
-            "server did not come up: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+        Self { process, base }
     }
 
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.process.pid().expect("the server is running")
     }
 
     /// SIGKILL, then reap.
     pub(crate) fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &c.id().to_string()])
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
+/// Runs `runproof serve --config <config>`, stderr to `log`, until it exits by itself, at
+/// most `limit`: its exit status, or `None` if it kept running (it is then killed).
+pub(crate) fn serve_until_exit(config: &Path, log: &Path, limit: Duration) -> Option<ExitStatus> {
+    let mut process = ServerCommand::serve(BIN, config)
+        .stderr_to(log)
+        .spawn()
+        .unwrap();
+    process.wait_exit(limit).unwrap()
+}
+
+/// One of several `runproof serve --config <dir>/<name>.toml` processes sharing storage
+/// (`RUNPROOF_*` and `AWS_*` not inherited); SIGKILLed on drop.
+pub(crate) struct Replica {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    process: ServerProcess,
+}
+
+impl Replica {
+    /// Starts `runproof serve --config <dir>/<name>.toml`, data in `<dir>/<name>`, log in
+    /// `<dir>/<name>.log`; does not wait for it.
+    pub(crate) fn spawn(dir: &Path, name: &str, config: &str) -> Self {
+        let port = free_port();
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = '{}'\n{config}",
+                dir.join(name).display()
+            ),
+        )
+        .unwrap();
+        let process = ServerCommand::serve(BIN, &path)
+            .env("RUST_LOG", "info")
+            .without_env_prefix("RUNPROOF_")
+            .without_env_prefix("AWS_")
+            .stderr_to(dir.join(format!("{name}.log")))
+            .spawn()
+            .expect("runproof serve starts");
+        Self {
+            name: name.to_owned(),
+            url: loopback_url(port),
+            process,
+        }
+    }
+
+    /// Waits for `/readyz` to answer 200: storage open, migrated and writable.
+    pub(crate) async fn await_ready(&mut self, http: &reqwest::Client) {
+        let url = format!("{}/readyz", self.url);
+        if let Err(e) = self.process.wait_ready(http, &url, READY_WITHIN).await {
+            panic!("replica {} was not ready: {e}", self.name);
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing flushed.
+    pub(crate) fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// The last `lines` lines of its log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
     }
 }
 
@@ -132,11 +171,7 @@ pub(crate) fn client() -> reqwest::Client {
 
 /// A free loopback port.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    runproof_testkit::process::free_port().unwrap()
 }
 
 /// Writes a config serving `issuer` with `audience` and `api_key`, data in `data`.
