@@ -33,10 +33,10 @@ const LOG_TAIL_LINES: usize = 40;
 #[non_exhaustive]
 pub enum ProcessError {
     /// No free loopback port could be found.
-    #[error("no free port on 127.0.0.1: {0}")]
+    #[error("no free port on 127.0.0.1")]
     Port(#[source] io::Error),
     /// A log or output file could not be created.
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -45,7 +45,7 @@ pub enum ProcessError {
         source: io::Error,
     },
     /// The program could not be started.
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {}", program.display())]
     Spawn {
         /// The program.
         program: PathBuf,
@@ -81,7 +81,7 @@ pub enum ProcessError {
     #[error("the server process has already been stopped")]
     Stopped,
     /// Waiting on the child failed.
-    #[error("cannot wait for the server process: {0}")]
+    #[error("cannot wait for the server process")]
     Wait(#[source] io::Error),
 }
 
