@@ -5,28 +5,29 @@
 //! guard) and `runproof serve` on SQLite, on PostgreSQL, and as two PostgreSQL replicas
 //! (two `wrk`s with half the connections each, at once). Setups alternate within each
 //! round. Each ratio is the median over rounds of that round's ratio; each value is the
-//! median over rounds.
+//! median over rounds. Depends on [`crate::stats`] and [`crate::table`].
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{
-    Op, RSS_TARGET, RSS_TARGET_MIB, Target, f, median, num, target_cell, target_cell_ratio,
+use crate::stats::median;
+use crate::table::{
+    Op, RSS_TARGET, RSS_TARGET_MIB, Target, f, num, target_cell, target_cell_ratio,
 };
 
 /// runproof on SQLite against the peer, req/s: at least 2.
-pub(super) const SQLITE_RPS_TARGET: Target = (Op::AtLeast, 2.0);
+pub(crate) const SQLITE_RPS_TARGET: Target = (Op::AtLeast, 2.0);
 /// runproof on SQLite against the peer, p99 latency: at most the peer's.
-pub(super) const SQLITE_P99_TARGET: Target = (Op::AtMost, 1.0);
+pub(crate) const SQLITE_P99_TARGET: Target = (Op::AtMost, 1.0);
 /// runproof on PostgreSQL (one replica) against the peer, req/s: at least 1.
-pub(super) const POSTGRES_RPS_TARGET: Target = (Op::AtLeast, 1.0);
+pub(crate) const POSTGRES_RPS_TARGET: Target = (Op::AtLeast, 1.0);
 
 const SETUPS: [&str; 4] = ["node", "sqlite", "pg", "pg2"];
 
 /// Reads the script's JSON and adds `summary`: per-setup medians and the ratios.
-pub(super) fn load(path: &Path) -> Value {
+pub(crate) fn load(path: &Path) -> Value {
     let raw = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) => return json!({ "skipped": format!("cannot read {}: {e}", path.display()) }),
@@ -152,7 +153,7 @@ fn analyse(mut raw: Value) -> Value {
 }
 
 /// Rows of the summary table.
-pub(super) fn summary(r: &Value, s: &mut String) {
+pub(crate) fn summary(r: &Value, s: &mut String) {
     let Some(p) = r.get("peer") else { return };
     if let Some(why) = p.get("skipped").and_then(Value::as_str) {
         let _ = writeln!(

@@ -4,10 +4,10 @@
 //! Every setup runs real `runproof serve --config` processes that trust a fake GitHub in
 //! this process (no `--dev`, so that two replicas trust the same issuer). Installation
 //! binding is off: the phase measures the upload path (verify, replay guard, blob commit,
-//! upload row), not GitHub lookups.
+//! upload row), not GitHub lookups. Depends on [`crate::cli`], [`crate::server`],
+//! [`crate::stats`], [`crate::table`] and [`crate::baselines`].
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +19,11 @@ use runproof_testkit::FakeGithub;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 
-use super::{AUDIENCE, Args, f, median, ms, num, percentile, ratio, settle};
+use crate::baselines::settle;
+use crate::cli::Args;
+use crate::server::{AUDIENCE, Replica};
+use crate::stats::{median, ms, percentile};
+use crate::table::{f, num, ratio};
 
 /// The three setups, in the order of the first round.
 const SETUPS: [Setup; 3] = [Setup::Sqlite, Setup::Postgres, Setup::PostgresTwoReplicas];
@@ -46,87 +50,6 @@ impl Setup {
         } else {
             1
         }
-    }
-}
-
-/// One `runproof serve --config` process, killed on drop.
-struct Replica {
-    child: Child,
-    url: String,
-}
-
-impl Replica {
-    fn spawn(args: &Args, dir: &Path, name: &str, config: &str) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let path = dir.join(format!("{name}.toml"));
-        let data = dir.join(format!("{name}-data"));
-        std::fs::write(
-            &path,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = '{}'\n{config}",
-                data.display()
-            ),
-        )?;
-        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-        let mut cmd = Command::new(&args.server_bin);
-        cmd.args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", &args.server_log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("RUNPROOF_") {
-                cmd.env_remove(key);
-            }
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot run {}", args.server_bin.display()))?;
-        Ok(Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        })
-    }
-
-    async fn await_ready(&mut self, http: &reqwest::Client, log: &Path) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("a server exited with {status} (see {})", log.display());
-            }
-            if let Ok(resp) = http.get(format!("{}/readyz", self.url)).send().await
-                && resp.status() == 200
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("a server was not ready within 60 s (see {})", log.display());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after 15 s.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
     }
 }
 
@@ -175,8 +98,8 @@ async fn run_setup(
         replicas.push(Replica::spawn(args, &dir, &format!("r{i}"), &config)?);
     }
     let result = async {
-        for (i, r) in replicas.iter_mut().enumerate() {
-            r.await_ready(&http, &dir.join(format!("r{i}.log"))).await?;
+        for r in &mut replicas {
+            r.await_ready(&http).await?;
         }
         let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
         measure(args, github, &http, &urls).await
@@ -281,7 +204,7 @@ async fn post(
 }
 
 /// Every setup `--storage-rounds` times, the order rotating each round.
-pub(super) async fn phase(args: &Args, work: &Path, database_url: &str) -> anyhow::Result<Value> {
+pub(crate) async fn phase(args: &Args, work: &Path, database_url: &str) -> anyhow::Result<Value> {
     let github = FakeGithub::start()
         .await
         .context("cannot start the fake GitHub")?;
@@ -327,7 +250,7 @@ pub(super) async fn phase(args: &Args, work: &Path, database_url: &str) -> anyho
 }
 
 /// Rows of the summary table.
-pub(super) fn summary(r: &Value, s: &mut String) {
+pub(crate) fn summary(r: &Value, s: &mut String) {
     use std::fmt::Write as _;
     let Some(st) = r.get("storage") else { return };
     if let Some(why) = st.get("skipped").and_then(Value::as_str) {
