@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use runproof_testkit::process::ServerCommand;
 use runproof_testkit::{
     FakeGithub, RunSpec, TestKey, WebhookSender, installation_repositories_payload,
 };
@@ -17,23 +17,8 @@ const API_KEY: &str = "api-key-SECRET-aaaaaaaaaaaa";
 const WEBHOOK_SECRET: &str = "webhook-SECRET-bbbbbbbbbbbb";
 const DELIVERY_SECRET: &str = "delivery-SECRET-cccccccccccc";
 
-struct Server(Option<Child>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    runproof_testkit::process::free_port().unwrap()
 }
 
 /// Distinctive pieces of a secret: long enough never to occur by chance.
@@ -93,17 +78,13 @@ backoff_seconds = 1
     let config_file = dir.path().join("runproof.toml");
     std::fs::write(&config_file, config).unwrap();
     let log_file = dir.path().join("server.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_runproof"))
-        .args(["serve", "--config"])
-        .arg(&config_file)
+    let mut server = ServerCommand::serve(env!("CARGO_BIN_EXE_runproof"), &config_file)
         .env("RUST_LOG", "debug")
         .env("NO_PROXY", "127.0.0.1")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join("server.out")).unwrap())
-        .stderr(std::fs::File::create(&log_file).unwrap())
+        .stdout_to(dir.path().join("server.out"))
+        .stderr_to(&log_file)
         .spawn()
         .unwrap();
-    let mut server = Server(Some(child));
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -290,18 +271,7 @@ backoff_seconds = 1
         .await
         .unwrap();
 
-    let mut child = server.0.take().unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    for _ in 0..100 {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    server.stop(Duration::from_secs(5)).unwrap();
     let mut logs = String::new();
     std::fs::File::open(&log_file)
         .unwrap()

@@ -4,11 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use runproof_testkit::process::ServerCommand;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tempfile::TempDir;
@@ -19,14 +19,10 @@ const ACCESS_KEY: &str = "AKIDSTARTUPTEST";
 const SECRET_KEY: &str = "startup-test-secret-key";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    runproof_testkit::process::free_port().unwrap()
 }
 
-fn serve(dir: &Path, config: &str) -> Command {
+fn serve(dir: &Path, config: &str) -> ServerCommand {
     let path = dir.join("runproof.toml");
     std::fs::write(
         &path,
@@ -36,41 +32,22 @@ fn serve(dir: &Path, config: &str) -> Command {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
-    cmd.args(["serve", "--config"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
-    for (key, _) in std::env::vars_os() {
-        let text = key.to_string_lossy();
-        if text.starts_with("RUNPROOF_") || text.starts_with("AWS_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd
-}
-
-/// Kills the server when the test ends early.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    ServerCommand::serve(env!("CARGO_BIN_EXE_runproof"), &path)
+        .stderr_to(dir.join("stderr.log"))
+        .without_env_prefix("RUNPROOF_")
+        .without_env_prefix("AWS_")
 }
 
 /// Runs `cmd` to its end (at most `limit`), returning the exit code, stderr and time.
 async fn run_to_end(
     dir: &Path,
-    mut cmd: Command,
+    cmd: ServerCommand,
     limit: Duration,
 ) -> (Option<i32>, String, Duration) {
     let started = Instant::now();
-    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    let mut child = cmd.spawn().unwrap();
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -175,7 +152,7 @@ async fn sqlite_with_s3_blobs_serves() {
         "listen = \"127.0.0.1:{port}\"\n{}",
         s3_section(&endpoint, SECRET_KEY)
     );
-    let mut child = KillOnDrop(serve(dir.path(), &config).spawn().unwrap());
+    let mut child = serve(dir.path(), &config).spawn().unwrap();
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -191,7 +168,7 @@ async fn sqlite_with_s3_blobs_serves() {
         {
             break;
         }
-        assert!(child.0.try_wait().unwrap().is_none(), "the server exited");
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
         assert!(Instant::now() < deadline, "not ready within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
