@@ -358,7 +358,9 @@ impl ServerProcess {
                     log_tail: self.log_tail(LOG_TAIL_LINES),
                 });
             }
-            if let Ok(resp) = http.get(url).send().await
+            // Bounded by what is left, whatever the client's own timeout.
+            let left = timeout.saturating_sub(started.elapsed()).max(READY_POLL);
+            if let Ok(Ok(resp)) = tokio::time::timeout(left, http.get(url).send()).await
                 && resp.status().is_success()
             {
                 return Ok(());
