@@ -311,7 +311,7 @@ impl Delivery {
     pub(crate) fn validate(&self) -> Result<(), crate::error::StoreError> {
         if self.id.is_empty() || self.id.len() > MAX_DELIVERY_ID_LEN {
             return Err(crate::error::StoreError::Invalid(
-                "delivery id must be 1 to 256 bytes".into(),
+                crate::error::Invalid::DeliveryId { len: self.id.len() },
             ));
         }
         Ok(())

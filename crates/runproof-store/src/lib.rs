@@ -50,7 +50,7 @@ pub mod testsuite;
 mod write;
 
 pub use blob::{BlobError, BlobStore, BlobWriter, ReadStream};
-pub use error::StoreError;
+pub use error::{Corrupt, Invalid, StoreError, Unavailable};
 pub use github::{
     Delivery, Installation, InstalledRepository, KnownInstallation, MAX_DELIVERY_ID_LEN,
     RepositoryBinding, RepositorySelection, WebhookEffect, WorkflowRunRecord,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::StoreError;
+use crate::error::{Invalid, StoreError};
 use crate::postgres::{PostgresOptions, PostgresStore};
 use crate::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
@@ -85,9 +85,7 @@ pub async fn open_store(
     let store = match DatabaseKind::of_url(database_url)? {
         DatabaseKind::Sqlite => {
             if pool.schema.is_some() {
-                return Err(StoreError::Invalid(
-                    "a schema applies to PostgreSQL only, and the database is SQLite".into(),
-                ));
+                return Err(StoreError::Invalid(Invalid::SchemaOnSqlite));
             }
             let defaults = SqliteOptions::default();
             let options = SqliteOptions {
@@ -111,15 +109,12 @@ pub async fn open_store(
 }
 
 /// Why `database_url` names no backend, quoting its scheme only when it looks like one.
-fn unsupported(database_url: &str) -> String {
-    const EXPECTED: &str = "expected sqlite:, postgres:// or postgresql://";
+fn unsupported(database_url: &str) -> Invalid {
     let scheme = database_url.split_once(':').map(|(scheme, _)| scheme);
     match scheme {
-        Some(scheme) if looks_like_scheme(scheme) => {
-            format!("unsupported database URL scheme {scheme:?}: {EXPECTED}")
-        }
-        Some(_) => format!("database URL has no valid scheme: {EXPECTED}"),
-        None => format!("database URL has no scheme: {EXPECTED}"),
+        Some(scheme) if looks_like_scheme(scheme) => Invalid::UnsupportedScheme(scheme.to_owned()),
+        Some(_) => Invalid::MalformedScheme,
+        None => Invalid::NoScheme,
     }
 }
 
@@ -183,6 +178,7 @@ mod tests {
             let StoreError::Invalid(msg) = &err else {
                 panic!("{url:?}: {err:?}");
             };
+            let msg = msg.to_string();
             assert!(!msg.contains("s3cr3t"), "{msg}");
             if let Some(named) = named {
                 assert!(msg.contains(named), "{msg}");
@@ -204,7 +200,7 @@ mod tests {
             let StoreError::Unavailable(msg) = &err else {
                 panic!("{url:?}: {err:?}");
             };
-            assert_eq!(msg, "invalid PostgreSQL URL");
+            assert_eq!(msg.to_string(), "invalid PostgreSQL URL");
         }
     }
 
@@ -220,7 +216,7 @@ mod tests {
         }
         assert_eq!(DatabaseKind::Postgres.to_string(), "PostgreSQL");
         let err = DatabaseKind::of_url("mysql://u:s3cr3t@db/x").unwrap_err();
-        assert!(matches!(&err, StoreError::Invalid(m) if m.contains("\"mysql\"")));
+        assert!(matches!(&err, StoreError::Invalid(m) if m.to_string().contains("\"mysql\"")));
     }
 
     /// A schema is refused where it cannot apply (SQLite) or cannot be a plain
@@ -250,6 +246,7 @@ mod tests {
             let StoreError::Invalid(msg) = &err else {
                 panic!("{url:?} {schema:?}: {err:?}");
             };
+            let msg = msg.to_string();
             assert!(msg.contains("schema"), "{msg}");
             assert!(!msg.contains("s3cr3t"), "{msg}");
         }

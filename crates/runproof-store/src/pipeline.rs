@@ -29,7 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, Unavailable};
 use crate::store::Store;
 use crate::write::{Committed, UploadWrite};
 
@@ -155,14 +155,14 @@ impl CommitPipeline {
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::Busy,
                 mpsc::error::TrySendError::Closed(_) => {
-                    StoreError::Unavailable("the commit pipeline has stopped".into())
+                    StoreError::Unavailable(Unavailable::PipelineStopped)
                 }
             })?;
         metrics::gauge!("runproof_commit_queue_depth")
             .set((self.queue.max_capacity() - self.queue.capacity()) as f64);
-        outcome.await.map_err(|_| {
-            StoreError::Unavailable("the commit pipeline stopped before answering".into())
-        })?
+        outcome
+            .await
+            .map_err(|_| StoreError::Unavailable(Unavailable::PipelineDropped))?
     }
 }
 
@@ -233,13 +233,14 @@ async fn commit_batch(store: &dyn Batches, batch: Vec<Job>) {
             );
             for reply in replies {
                 let _ = reply.send(Err(StoreError::CommitUnknown(
-                    "the batch's outcome could not be matched to its writes".into(),
+                    Unavailable::UnmatchedOutcomes,
                 )));
             }
         }
         Err(e) => {
+            let batch = e.into_batch();
             for reply in replies {
-                let _ = reply.send(Err(e.for_each_write()));
+                let _ = reply.send(Err(batch.for_each_write()));
             }
         }
     }
@@ -276,7 +277,10 @@ mod tests {
             self.open.acquire().await.unwrap().forget();
             self.sizes.lock().unwrap().push(writes.len());
             if self.fail {
-                return Err(StoreError::CommitUnknown("connection lost".into()));
+                return Err(StoreError::CommitUnknown(
+                    std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection lost")
+                        .into(),
+                ));
             }
             Ok(writes.iter().map(|_| Ok(Committed::Replayed)).collect())
         }

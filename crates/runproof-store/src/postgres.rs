@@ -13,7 +13,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::mpsc;
 
-use crate::error::StoreError;
+use crate::error::{Invalid, StoreError, Unavailable};
 use crate::sql::exec::{Pool, db_error};
 use crate::sql::notify;
 use crate::sql::store::SqlStore;
@@ -72,7 +72,7 @@ impl SqlStore {
         let schema = opts.schema.as_deref().map(validate_schema).transpose()?;
         // The parser's messages may quote the URL, password included: keep them out.
         let connect = PgConnectOptions::from_str(url)
-            .map_err(|_| StoreError::Unavailable("invalid PostgreSQL URL".into()))?;
+            .map_err(|_| StoreError::Unavailable(Unavailable::PostgresUrl))?;
         migrate(&connect, opts.acquire_timeout, schema).await?;
         let setup = session_sql(opts.statement_timeout, schema);
         let pool = pool_options(opts.max_connections, opts.acquire_timeout, setup)
@@ -133,10 +133,7 @@ async fn migrate(
         // race on `CREATE SCHEMA IF NOT EXISTS` (which is not concurrency-safe).
         migrator.create_schema(quote_ident(schema));
     }
-    let migrated = migrator
-        .run(&pool)
-        .await
-        .map_err(|e| StoreError::Migration(e.to_string()));
+    let migrated = migrator.run(&pool).await.map_err(StoreError::from);
     pool.close().await;
     migrated
 }
@@ -151,9 +148,7 @@ fn validate_schema(schema: &str) -> Result<&str, StoreError> {
     if valid {
         Ok(schema)
     } else {
-        Err(StoreError::Invalid(
-            "PostgreSQL schema name must be 1 to 63 characters of [a-z0-9_]".into(),
-        ))
+        Err(StoreError::Invalid(Invalid::SchemaName))
     }
 }
 

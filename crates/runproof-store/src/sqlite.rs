@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::error::StoreError;
+use crate::error::{StoreError, Unavailable};
 use crate::sql::exec::{Pool, db_error};
 use crate::sql::store::SqlStore;
 
@@ -57,14 +57,13 @@ impl SqlStore {
     /// As [`SqliteStore::open`].
     pub async fn open_with(url_or_path: &str, options: SqliteOptions) -> Result<Self, StoreError> {
         if url_or_path == ":memory:" || is_memory_url(url_or_path) {
-            let connect = SqliteConnectOptions::from_str("sqlite::memory:").map_err(|e| {
-                StoreError::Unavailable(format!("invalid in-memory SQLite URL: {e}"))
-            })?;
+            let connect = SqliteConnectOptions::from_str("sqlite::memory:")
+                .map_err(|e| StoreError::Unavailable(Unavailable::SqliteMemoryUrl(e)))?;
             return open_pool(connect, &options, true).await;
         }
         let connect = if url_or_path.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url_or_path)
-                .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
+                .map_err(|e| StoreError::Unavailable(Unavailable::SqliteUrl(e)))?
         } else {
             SqliteConnectOptions::new().filename(url_or_path)
         };
@@ -112,10 +111,7 @@ async fn open_pool(
         pool = pool.max_connections(options.max_connections.max(1));
     }
     let pool: SqlitePool = pool.connect_with(connect).await.map_err(db_error)?;
-    sqlx::migrate!("./migrations/sqlite")
-        .run(&pool)
-        .await
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
     Ok(SqlStore::new(Pool::Sqlite(pool)))
 }
 
@@ -125,7 +121,10 @@ fn create_parent(file: &Path) -> Result<(), StoreError> {
     match file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => {
             std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                StoreError::Unavailable(Unavailable::CreateDirectory {
+                    path: parent.to_owned(),
+                    source: e,
+                })
             })
         }
         _ => Ok(()),

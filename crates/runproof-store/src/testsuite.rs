@@ -3354,6 +3354,15 @@ impl LostCommitAnswers {
     }
 }
 
+/// What a lost `COMMIT` answer looks like: the connection aborted.
+fn connection_lost() -> crate::Unavailable {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "connection lost during COMMIT",
+    )
+    .into()
+}
+
 impl std::fmt::Debug for LostCommitAnswers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LostCommitAnswers")
@@ -3376,7 +3385,7 @@ impl Store for LostCommitAnswers {
         self.inner.purge_expired_jtis(now).await
     }
     async fn insert_upload(&self, upload: &NewUpload) -> Result<crate::UploadRecord, StoreError> {
-        let lost = || StoreError::CommitUnknown("connection lost during COMMIT".into());
+        let lost = || StoreError::CommitUnknown(connection_lost());
         match self.fault() {
             1 | 3 => {
                 self.inner.insert_upload(upload).await?;
@@ -3390,7 +3399,7 @@ impl Store for LostCommitAnswers {
         &self,
         writes: &[crate::UploadWrite],
     ) -> Result<Vec<Result<crate::Committed, StoreError>>, StoreError> {
-        let lost = || StoreError::CommitUnknown("connection lost during COMMIT".into());
+        let lost = || StoreError::CommitUnknown(connection_lost());
         match self.fault() {
             1 | 3 => {
                 self.inner.commit_uploads(writes).await?;
@@ -3414,7 +3423,10 @@ impl Store for LostCommitAnswers {
     }
     async fn get_upload(&self, id: &UploadId) -> Result<Option<crate::UploadRecord>, StoreError> {
         if self.fault() == 3 {
-            return Err(StoreError::Unavailable("connection refused".into()));
+            return Err(StoreError::Unavailable(
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")
+                    .into(),
+            ));
         }
         self.inner.get_upload(id).await
     }

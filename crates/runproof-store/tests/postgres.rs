@@ -264,6 +264,7 @@ async fn timeouts_invalid_values_and_closing() {
             let StoreError::Unavailable(msg) = &err else {
                 panic!("{err:?}");
             };
+            let msg = msg.to_string();
             assert!(msg.contains("statement timeout"), "{msg}");
         }
         let waited = started.elapsed();

@@ -13,7 +13,7 @@ use super::exec::{Pool, Tx, db_error, query, query_built, row_runs, values_rows}
 use super::idempotency::upload_by_idempotency_key;
 use super::notify::announce_deliveries;
 use super::row::{UploadParams, UploadRow, payload_json, upload_columns, upload_insert_columns};
-use crate::error::StoreError;
+use crate::error::{Invalid, StoreError};
 use crate::model::{IdempotencyScope, UploadId, UploadRecord};
 use crate::write::{Committed, UploadWrite};
 
@@ -98,13 +98,7 @@ fn finish(
 ) -> Vec<Result<Committed, StoreError>> {
     outcomes
         .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| {
-                Err(StoreError::Invalid(
-                    "the write was left without an outcome".into(),
-                ))
-            })
-        })
+        .map(|o| o.unwrap_or_else(|| Err(StoreError::Invalid(Invalid::NoOutcome))))
         .collect()
 }
 
@@ -228,7 +222,10 @@ async fn insert_uploads<'a>(
 
 fn already_exists(id: &UploadId) -> StoreError {
     // Not the idempotency key, so the id itself: a caller bug, not an outage.
-    StoreError::Invalid(format!("upload {id} already exists"))
+    StoreError::Invalid(Invalid::Exists {
+        what: "upload",
+        key: id.to_string(),
+    })
 }
 
 /// Stores the inline bodies of the inserted uploads.
@@ -324,10 +321,10 @@ async fn insert_deliveries<'a>(
                     .map(|d| d.id.clone())
                     .collect();
                 undo(tx, &encoded.write.upload.id, &ours).await?;
-                outcomes[encoded.index] = Some(Err(StoreError::Invalid(format!(
-                    "delivery {} already exists",
-                    taken.id
-                ))));
+                outcomes[encoded.index] = Some(Err(StoreError::Invalid(Invalid::Exists {
+                    what: "delivery",
+                    key: taken.id.clone(),
+                })));
             }
         }
     }

@@ -97,12 +97,10 @@ pub(crate) static POSTGRES: Dialect = Dialect {
     notifies: true,
 };
 
-/// When the database refused a value of the caller's rather than failed: PostgreSQL's
+/// Whether the database refused a value of the caller's rather than failed: PostgreSQL's
 /// class 22 (data exception), such as a NUL character in text, which SQLite stores.
-/// Returns the message to report as [`crate::StoreError::Invalid`].
-pub(crate) fn refused_value(e: &dyn DatabaseError) -> Option<String> {
-    let pg = e.try_downcast_ref::<PgDatabaseError>()?;
-    pg.code()
-        .starts_with("22")
-        .then(|| format!("value refused: {}", pg.message()))
+/// Reported as [`crate::Invalid::Refused`].
+pub(crate) fn refuses_value(e: &dyn DatabaseError) -> bool {
+    e.try_downcast_ref::<PgDatabaseError>()
+        .is_some_and(|pg| pg.code().starts_with("22"))
 }

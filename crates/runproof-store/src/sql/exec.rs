@@ -6,7 +6,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{FromRow, Postgres, SqlStr, Sqlite, Transaction};
 
 use super::dialect::{self, Dialect};
-use crate::error::StoreError;
+use crate::error::{Invalid, StoreError, Unavailable};
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, Copy)]
@@ -146,7 +146,7 @@ impl Tx {
                 return db_error(e);
             }
             match db_error(e) {
-                StoreError::Unavailable(msg) => StoreError::CommitUnknown(msg),
+                StoreError::Unavailable(cause) => StoreError::CommitUnknown(cause),
                 other => other,
             }
         })
@@ -393,24 +393,27 @@ pub(crate) fn row_runs(len: usize, max: usize) -> Vec<std::ops::Range<usize>> {
     runs
 }
 
-/// Maps a database error to a message fit for logs and responses.
+/// Maps a database error to its typed cause, whose message is fit for logs and
+/// responses.
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
-    let msg = match &e {
+    let cause = match e {
         sqlx::Error::Database(d) => {
-            if let Some(refused) = dialect::refused_value(&**d) {
-                return StoreError::Invalid(refused);
+            let refused = dialect::refuses_value(&*d);
+            let e = sqlx::Error::Database(d);
+            if refused {
+                return StoreError::Invalid(Invalid::Refused(e));
             }
-            format!("database error: {}", d.message())
+            Unavailable::Database(e)
         }
-        sqlx::Error::Io(io) => format!("I/O error: {io}"),
-        sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".into(),
-        sqlx::Error::PoolClosed => "the database pool is closed".into(),
+        sqlx::Error::Io(io) => Unavailable::Io(io),
+        sqlx::Error::PoolTimedOut => Unavailable::PoolTimedOut,
+        sqlx::Error::PoolClosed => Unavailable::PoolClosed,
         // Connection strings (passwords included) may appear in these: keep them out.
-        sqlx::Error::Configuration(_) => "invalid database configuration".into(),
-        sqlx::Error::Tls(_) => "database TLS error".into(),
-        other => other.to_string(),
+        sqlx::Error::Configuration(_) => Unavailable::Configuration,
+        sqlx::Error::Tls(_) => Unavailable::Tls,
+        other => Unavailable::Driver(other),
     };
-    StoreError::Unavailable(msg)
+    StoreError::Unavailable(cause)
 }
 
 /// Whether `e` is a unique-constraint violation, on either backend.

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::mpsc;
 
 use super::exec::{Pool, Tx, db_error, query};
-use crate::error::StoreError;
+use crate::error::{Invalid, StoreError};
 
 /// The channel notified whenever deliveries are enqueued.
 pub const OUTBOX_CHANNEL: &str = "runproof_outbox";
@@ -47,9 +47,7 @@ pub(crate) async fn announce_deliveries(tx: &mut Tx) -> Result<(), StoreError> {
 /// [`StoreError::Invalid`] when `pool` is not PostgreSQL's.
 pub(crate) async fn listen_outbox(pool: &Pool) -> Result<mpsc::Receiver<()>, StoreError> {
     let Pool::Postgres(pool) = pool else {
-        return Err(StoreError::Invalid(
-            "outbox notifications need PostgreSQL".into(),
-        ));
+        return Err(StoreError::Invalid(Invalid::NotPostgres));
     };
     let listener = listen(pool).await.map_err(db_error)?;
     let (tx, rx) = mpsc::channel(1);

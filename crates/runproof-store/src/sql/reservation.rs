@@ -1,7 +1,7 @@
 //! The statements and checks of pending reservations (see [`crate::reservation`]),
 //! written once, with `$n` parameters, which both backends accept.
 
-use crate::error::StoreError;
+use crate::error::{Invalid, StoreError};
 use crate::reservation::{PendingReservation, Reserved};
 
 use super::row::{sql_id, stored_count, workflow_run_columns};
@@ -109,7 +109,12 @@ pub(crate) fn decide(
 /// # Errors
 /// [`StoreError::Invalid`] when beyond the database's integers.
 pub(crate) fn sql_bytes(bytes: u64) -> Result<i64, StoreError> {
-    i64::try_from(bytes).map_err(|_| StoreError::Invalid(format!("{bytes} bytes")))
+    i64::try_from(bytes).map_err(|_| {
+        StoreError::Invalid(Invalid::OutOfRange {
+            what: "bytes",
+            value: bytes,
+        })
+    })
 }
 
 /// The recorded attempts of a run, highest first (`$1` repository id, `$2` run id, `$3`

@@ -7,7 +7,7 @@
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
 use super::exec::Query;
-use crate::error::StoreError;
+use crate::error::{Corrupt, Invalid, StoreError};
 use crate::github::{
     Installation, KnownInstallation, RepositoryBinding, RepositorySelection, WorkflowRunRecord,
 };
@@ -47,18 +47,21 @@ impl UploadRow {
     /// Decodes the row; any value the model cannot hold is reported as corruption.
     pub(crate) fn into_record(self) -> Result<UploadRecord, StoreError> {
         let id = UploadId::parse(&self.id)
-            .ok_or_else(|| StoreError::Corrupt(format!("upload id {:?}", self.id)))?;
+            .ok_or_else(|| StoreError::Corrupt(Corrupt::text("upload id", &self.id, None)))?;
         let status = UploadStatus::parse(&self.status)
-            .ok_or_else(|| StoreError::Corrupt(format!("status {:?} of {id}", self.status)))?;
-        let mode = Mode::parse(&self.mode)
-            .ok_or_else(|| StoreError::Corrupt(format!("mode {:?} of {id}", self.mode)))?;
-        let size = u64::try_from(self.size)
-            .map_err(|_| StoreError::Corrupt(format!("negative size of {id}")))?;
+            .ok_or_else(|| corrupt_text("status", &self.status, &id))?;
+        let mode = Mode::parse(&self.mode).ok_or_else(|| corrupt_text("mode", &self.mode, &id))?;
+        let size = u64::try_from(self.size).map_err(|_| {
+            StoreError::Corrupt(Corrupt::Negative {
+                column: "size",
+                value: self.size,
+                row: Some(id.to_string()),
+            })
+        })?;
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Corrupt(format!("sha256 of {id}")));
+            return Err(corrupt_text("sha256", &self.sha256, &id));
         }
-        let identity: RunIdentity = serde_json::from_str(&self.identity_json)
-            .map_err(|e| StoreError::Corrupt(format!("identity of {id}: {e}")))?;
+        let identity = decode_identity(&self.identity_json, id.as_str())?;
         Ok(UploadRecord {
             status,
             mode,
@@ -77,7 +80,7 @@ impl UploadRow {
 
 fn datetime(secs: i64, id: &UploadId) -> Result<time::OffsetDateTime, StoreError> {
     time::OffsetDateTime::from_unix_timestamp(secs)
-        .map_err(|_| StoreError::Corrupt(format!("timestamp {secs} of {id}")))
+        .map_err(|_| StoreError::Corrupt(Corrupt::number("timestamp", secs, Some(id.to_string()))))
 }
 
 /// A [`NewUpload`] as column values, ready to bind.
@@ -98,8 +101,12 @@ impl UploadParams {
     /// Encodes the values that need it. Fails on values SQL integers cannot hold, which
     /// a real upload never has (sizes and GitHub ids stay far below `i64::MAX`).
     pub(crate) fn new(upload: &NewUpload) -> Result<Self, StoreError> {
-        let size = i64::try_from(upload.size)
-            .map_err(|_| StoreError::Invalid("upload size out of range".into()))?;
+        let size = i64::try_from(upload.size).map_err(|_| {
+            StoreError::Invalid(Invalid::OutOfRange {
+                what: "upload size",
+                value: upload.size,
+            })
+        })?;
         let repository_id = sql_id(upload.identity.repository_id.get())?;
         let identity_json = identity_json(&upload.identity)?;
         let pending = upload.pending_run.as_ref();
@@ -157,8 +164,7 @@ pub(crate) use upload_insert_columns;
 
 /// An identity as stored.
 pub(crate) fn identity_json(identity: &RunIdentity) -> Result<String, StoreError> {
-    serde_json::to_string(identity)
-        .map_err(|e| StoreError::Invalid(format!("cannot encode identity: {e}")))
+    serde_json::to_string(identity).map_err(|e| encode_error("identity", e))
 }
 
 /// The values [`crate::Store::resolve_pending`] writes besides status and reason.
@@ -177,9 +183,7 @@ impl Resolution {
         now: UnixTime,
     ) -> Result<Self, StoreError> {
         if status == UploadStatus::Pending {
-            return Err(StoreError::Invalid(
-                "a pending upload cannot be resolved to pending".into(),
-            ));
+            return Err(StoreError::Invalid(Invalid::PendingToPending));
         }
         Ok(Self {
             identity_json: identity.map(identity_json).transpose()?,
@@ -213,15 +217,15 @@ impl PendingUploadRow {
             self.pending_run_attempt,
             self.pending_head_sha,
         ) else {
-            return Err(StoreError::Corrupt(format!(
-                "pending run of {} is incomplete",
-                record.id
-            )));
+            return Err(StoreError::Corrupt(Corrupt::IncompleteRun {
+                upload: record.id,
+            }));
         };
         let run_attempt = u32::try_from(run_attempt).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "pending run_attempt {run_attempt} of {}",
-                record.id
+            StoreError::Corrupt(Corrupt::number(
+                "pending run_attempt",
+                run_attempt,
+                Some(record.id.to_string()),
             ))
         })?;
         let run = PendingRun {
@@ -235,8 +239,8 @@ impl PendingUploadRow {
 }
 
 /// A count or a byte total as the model holds it; a negative one is corruption.
-pub(crate) fn stored_count(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
+pub(crate) fn stored_count(value: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| negative(what, value))
 }
 
 /// A [`NewSession`] as column values, ready to bind.
@@ -337,7 +341,13 @@ pub(crate) const RELEASE_SESSION_SQL: &str = "UPDATE sessions SET \
      WHERE token_hash = $3";
 
 fn decode_identity(json: &str, of: &str) -> Result<RunIdentity, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("identity of {of}: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::Corrupt(Corrupt::Json {
+            column: "identity",
+            row: of.to_owned(),
+            source: e,
+        })
+    })
 }
 
 /// `error` cut to [`crate::limits::MAX_DELIVERY_ERROR_CHARS`] characters.
@@ -353,8 +363,7 @@ pub(crate) fn truncate_error(error: &str) -> &str {
 
 /// A [`NewDelivery`]'s payload as stored.
 pub(crate) fn payload_json(delivery: &NewDelivery) -> Result<String, StoreError> {
-    serde_json::to_string(&delivery.payload)
-        .map_err(|e| StoreError::Invalid(format!("cannot encode delivery payload: {e}")))
+    serde_json::to_string(&delivery.payload).map_err(|e| encode_error("delivery payload", e))
 }
 
 /// The columns every `SELECT` (or `RETURNING`) of a delivery returns.
@@ -384,16 +393,26 @@ impl DeliveryRow {
     /// Decodes the row.
     pub(crate) fn into_record(self) -> Result<DeliveryRecord, StoreError> {
         let status = DeliveryStatus::parse(&self.status).ok_or_else(|| {
-            StoreError::Corrupt(format!("status {:?} of delivery {}", self.status, self.id))
-        })?;
-        let attempts = u32::try_from(self.attempts).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "attempts {} of delivery {}",
-                self.attempts, self.id
+            StoreError::Corrupt(Corrupt::text(
+                "status",
+                &self.status,
+                Some(format!("delivery {}", self.id)),
             ))
         })?;
-        let payload = serde_json::from_str(&self.payload_json)
-            .map_err(|e| StoreError::Corrupt(format!("payload of delivery {}: {e}", self.id)))?;
+        let attempts = u32::try_from(self.attempts).map_err(|_| {
+            StoreError::Corrupt(Corrupt::number(
+                "attempts",
+                self.attempts,
+                Some(format!("delivery {}", self.id)),
+            ))
+        })?;
+        let payload = serde_json::from_str(&self.payload_json).map_err(|e| {
+            StoreError::Corrupt(Corrupt::Json {
+                column: "payload",
+                row: format!("delivery {}", self.id),
+                source: e,
+            })
+        })?;
         Ok(DeliveryRecord {
             id: self.id,
             event: self.event,
@@ -422,14 +441,20 @@ pub(crate) fn into_deliveries(rows: Vec<DeliveryRow>) -> Result<Vec<DeliveryReco
 pub(crate) fn into_upload_ids(ids: Vec<String>) -> Result<Vec<UploadId>, StoreError> {
     ids.into_iter()
         .map(|id| {
-            UploadId::parse(&id).ok_or_else(|| StoreError::Corrupt(format!("upload id {id:?}")))
+            UploadId::parse(&id)
+                .ok_or_else(|| StoreError::Corrupt(Corrupt::text("upload id", &id, None)))
         })
         .collect()
 }
 
 /// A GitHub id as a SQL integer.
 pub(crate) fn sql_id(id: u64) -> Result<i64, StoreError> {
-    i64::try_from(id).map_err(|_| StoreError::Invalid("id out of range".into()))
+    i64::try_from(id).map_err(|_| {
+        StoreError::Invalid(Invalid::OutOfRange {
+            what: "id",
+            value: id,
+        })
+    })
 }
 
 /// Clamps a requested page size to what a listing returns.
@@ -465,9 +490,10 @@ impl InstallationRow {
         let id = InstallationId(stored_id(self.id, "installation id")?);
         let repository_selection = RepositorySelection::parse(&self.repository_selection)
             .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "repository_selection {:?} of installation {id}",
-                    self.repository_selection
+                StoreError::Corrupt(Corrupt::text(
+                    "repository_selection",
+                    &self.repository_selection,
+                    Some(format!("installation {id}")),
                 ))
             })?;
         let installation = Installation {
@@ -491,9 +517,10 @@ impl InstallationRow {
     ) -> Result<crate::github::Ordered<crate::github::InstallationAccess>, StoreError> {
         let selection =
             RepositorySelection::parse(&self.repository_selection).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "repository_selection {:?} of installation {}",
-                    self.repository_selection, self.id
+                StoreError::Corrupt(Corrupt::text(
+                    "repository_selection",
+                    &self.repository_selection,
+                    Some(format!("installation {}", self.id)),
                 ))
             })?;
         Ok(crate::github::Ordered {
@@ -613,8 +640,9 @@ pub(crate) struct WorkflowRunRow {
 impl WorkflowRunRow {
     /// Decodes the row.
     pub(crate) fn into_record(self) -> Result<WorkflowRunRecord, StoreError> {
-        let run_attempt = u32::try_from(self.run_attempt)
-            .map_err(|_| StoreError::Corrupt(format!("run_attempt {}", self.run_attempt)))?;
+        let run_attempt = u32::try_from(self.run_attempt).map_err(|_| {
+            StoreError::Corrupt(Corrupt::number("run_attempt", self.run_attempt, None))
+        })?;
         Ok(WorkflowRunRecord {
             repository_id: RepositoryId(stored_id(self.repository_id, "repository id")?),
             run_id: RunId(stored_id(self.run_id, "run id")?),
@@ -671,6 +699,25 @@ impl WorkflowRunParams {
 }
 
 /// A stored GitHub id; a negative one is corruption.
-fn stored_id(id: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(id).map_err(|_| StoreError::Corrupt(format!("negative {what} {id}")))
+fn stored_id(id: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(id).map_err(|_| negative(what, id))
+}
+
+/// A stored text value of upload `id` that the model does not know.
+fn corrupt_text(column: &'static str, value: &str, id: &UploadId) -> StoreError {
+    StoreError::Corrupt(Corrupt::text(column, value, Some(id.to_string())))
+}
+
+/// A negative count, size or id, of no row in particular.
+fn negative(column: &'static str, value: i64) -> StoreError {
+    StoreError::Corrupt(Corrupt::Negative {
+        column,
+        value,
+        row: None,
+    })
+}
+
+/// A value that does not encode as JSON.
+fn encode_error(what: &'static str, e: serde_json::Error) -> StoreError {
+    StoreError::Invalid(Invalid::Encode { what, source: e })
 }

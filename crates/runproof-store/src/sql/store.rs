@@ -31,7 +31,7 @@ use super::row::{
     into_upload_ids, payload_json, session_columns, sql_id, stored_count, truncate_error,
     upload_columns, upload_insert_columns, workflow_run_columns,
 };
-use crate::error::StoreError;
+use crate::error::{Invalid, StoreError};
 use crate::github::{
     Delivery, KnownInstallation, RepositoryBinding, WebhookEffect, WorkflowRunRecord,
 };
@@ -126,10 +126,10 @@ async fn insert_deliveries(
         match done {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Invalid(format!(
-                    "delivery {} already exists",
-                    delivery.id
-                )));
+                return Err(StoreError::Invalid(Invalid::Exists {
+                    what: "delivery",
+                    key: delivery.id.clone(),
+                }));
             }
             Err(e) => return Err(db_error(e)),
         }
@@ -232,10 +232,10 @@ impl Store for SqlStore {
                     }
                 }
                 // Not the idempotency key, so the id itself: a caller bug, not an outage.
-                return Err(StoreError::Invalid(format!(
-                    "upload {} already exists",
-                    upload.id
-                )));
+                return Err(StoreError::Invalid(Invalid::Exists {
+                    what: "upload",
+                    key: upload.id.to_string(),
+                }));
             }
             Err(e) => return Err(db_error(e)),
         };
@@ -639,10 +639,10 @@ impl Store for SqlStore {
             match done {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::Invalid(format!(
-                        "reservation {} already exists",
-                        r.id.as_str()
-                    )));
+                    return Err(StoreError::Invalid(Invalid::Exists {
+                        what: "reservation",
+                        key: r.id.as_str().to_owned(),
+                    }));
                 }
                 Err(e) => return Err(db_error(e)),
             }
@@ -695,9 +695,7 @@ impl Store for SqlStore {
         .await;
         match done {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Invalid(
-                "a session with this token exists".into(),
-            )),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Invalid(Invalid::SessionExists)),
             Err(e) => Err(db_error(e)),
         }
     }
