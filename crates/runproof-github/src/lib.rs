@@ -1,10 +1,23 @@
-//! GitHub adapters for runproof.
+//! GitHub adapters for runproof: everything runproof asks of GitHub, and the shapes of
+//! what GitHub sends.
 //!
-//! This crate does the I/O that the pure core leaves out: it finds and fetches the
-//! signing keys of each configured OIDC issuer and keeps them fresh ([`KeyCache`]).
+//! - Keys: it finds and fetches the signing keys of each configured OIDC issuer and keeps
+//!   them fresh ([`KeyCache`], with [`HttpFetcher`] and the URL rules [`check_issuer_url`]
+//!   and [`same_origin`]).
+//! - The App: App JWTs, installation tokens, and the REST calls runproof makes with them
+//!   (installations, repositories, workflow runs) with rate-limit handling ([`GithubApp`],
+//!   [`RestClient`]); a run's `GITHUB_TOKEN` checked against the repositories it sees
+//!   ([`installation_repositories`]).
+//! - Payloads: the REST answers and webhook payloads runproof reads ([`types`]).
+//! - Workflow files: bounded reading of a workflow's YAML and the check that it uses an
+//!   Action, directly or through a local reusable workflow ([`workflow`]).
 //!
 //! What it does not do: decide anything. The keys it returns are handed to
-//! [`runproof_core::Verifier`], which makes every decision.
+//! [`runproof_core::Verifier`]; whether a repository is installed, a run vouched for, or
+//! an upload accepted is decided in `runproof-service`.
+//!
+//! Dependency direction: it depends on `runproof-core` only; `runproof-service` depends on
+//! it.
 //!
 //! Threat model in brief: an issuer is only ever one the configuration names, never one a
 //! token names. Its `jwks_uri` must be on the issuer's host; redirects to another host are

@@ -104,6 +104,7 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Token(e) => Self::from(e),
             ServiceError::Refused { code, detail } => Self::new(code, detail),
+            ServiceError::NotInstalled { detail, .. } => Self::new(ErrorCode::NotInstalled, detail),
             ServiceError::RateLimited {
                 detail,
                 retry_after,

@@ -21,16 +21,16 @@
 #![forbid(unsafe_code)]
 
 mod auth;
-mod deliveries_api;
 mod error;
+mod github_webhooks;
 mod limits;
 mod listener;
 mod ops;
+mod pushes_api;
 mod read_api;
 mod sessions;
 mod state;
 mod upload;
-mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,14 +58,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/uploads/{id}", get(read_api::get_upload))
         .route("/v1/uploads/{id}/content", get(read_api::get_content))
         .route("/v1/uploads/{id}/status", get(read_api::upload_status))
-        .route(webhooks::ROUTE, post(webhooks::receive))
+        .route(github_webhooks::ROUTE, post(github_webhooks::receive))
         .route("/v1/sessions", post(sessions::open))
         .route(
             "/v1/sessions/current",
             axum::routing::delete(sessions::revoke),
         )
-        .route("/v1/deliveries", get(deliveries_api::list))
-        .route("/v1/deliveries/{id}/retry", post(deliveries_api::retry))
+        .route("/v1/deliveries", get(pushes_api::list))
+        .route("/v1/deliveries/{id}/retry", post(pushes_api::retry))
         .route("/.well-known/runproof", get(ops::well_known))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
@@ -92,7 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// What the limits need to know of a request: a webhook delivery that claims a signature
 /// is limited by its own budgets, and an upload without credentials by its repository.
 fn classify(request: &axum::extract::Request) -> limits::RequestClass {
-    if webhooks::claims_signature(request) {
+    if github_webhooks::claims_signature(request) {
         limits::RequestClass::SignedWebhook
     } else if let Some(repository) = upload::claimed_repository(request) {
         limits::RequestClass::UploadFor(repository)
@@ -133,7 +133,8 @@ pub async fn serve_metrics(
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-/// (uploads included) finish.
+/// (uploads included) finish. The service's background work is the caller's to start
+/// ([`runproof_service::Background`]) and to stop once this returns.
 ///
 /// # Errors
 /// An I/O error from the listener.
@@ -142,16 +143,13 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let background = runproof_service::Background::start(&state.service);
     let limits = listener::ConnectionLimits {
         max_connections: state.config.limits.max_connections,
         max_connections_per_address: state.config.limits.max_connections_per_address,
         trusted_proxies: state.config.limits.trusted_proxies.clone(),
         header_timeout: Duration::from_secs(state.config.limits.header_timeout_seconds),
     };
-    let result = listener::serve(listener, router(state), limits, shutdown).await;
-    drop(background);
-    result
+    listener::serve(listener, router(state), limits, shutdown).await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Work that runs beside the requests: purges of spent `jti`s, sessions and webhook
-//! delivery ids, the webhook mode's sweep, the collector of unreferenced blobs, and the
-//! push worker.
+//! delivery ids, the webhook mode's sweep, the collector of unreferenced blobs, the push
+//! worker, and, when asked for, the refresh of the issuers' keys. Every background task
+//! of a process starts here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,10 @@ const COLLECT_EVERY_TICKS: u64 = 12;
 #[derive(Debug)]
 pub struct Background {
     housekeeping: tokio::task::JoinHandle<()>,
+    /// Housekeeping passes completed.
+    passes: tokio::sync::watch::Receiver<u64>,
     pushes: Option<tokio::task::JoinHandle<()>>,
+    keys: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Background {
@@ -26,8 +30,10 @@ impl Background {
     /// the next tick) and, when pushes are configured, the push worker.
     #[must_use]
     pub fn start(service: &Arc<Service>) -> Self {
+        let (passed, passes) = tokio::sync::watch::channel(0);
         Self {
-            housekeeping: spawn_housekeeping(Arc::clone(service)),
+            housekeeping: spawn_housekeeping(Arc::clone(service), passed),
+            passes,
             pushes: service.push.clone().and_then(|config| {
                 let outbox = push::Outbox {
                     store: Arc::clone(&service.store),
@@ -36,20 +42,42 @@ impl Background {
                 };
                 push::spawn_worker(Arc::new(outbox), config)
             }),
+            keys: None,
         }
+    }
+
+    /// Resolves once the housekeeping has completed `n` passes (the first runs at start:
+    /// it settles what a restart left pending and collects unreferenced blobs).
+    pub async fn passes_done(&self, n: u64) {
+        let mut passes = self.passes.clone();
+        // An error: the task ended, and no pass will come.
+        let _ = passes.wait_for(|done| *done >= n).await;
+    }
+
+    /// Also refreshes the issuers' keys in the background, at once and then at the key
+    /// cache's interval, so that a token signed with a new key finds it cached.
+    #[must_use]
+    pub fn refreshing_keys(mut self, service: &Service) -> Self {
+        if self.keys.is_none() {
+            self.keys = Some(service.keys.spawn_refresher());
+        }
+        self
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         self.housekeeping.abort();
-        if let Some(pushes) = &self.pushes {
-            pushes.abort();
+        for task in [&self.pushes, &self.keys].into_iter().flatten() {
+            task.abort();
         }
     }
 }
 
-fn spawn_housekeeping(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
+fn spawn_housekeeping(
+    service: Arc<Service>,
+    passed: tokio::sync::watch::Sender<u64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         let collector = CollectorConfig {
@@ -86,6 +114,7 @@ fn spawn_housekeeping(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
                         .resume_after;
             }
             ticks = ticks.wrapping_add(1);
+            passed.send_modify(|done| *done = done.wrapping_add(1));
         }
     })
 }

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use runproof_core::{ErrorCode, InstallationId, RepositoryId, RunId, RunIdentity};
+use runproof_core::{InstallationId, RepositoryId, RunId, RunIdentity};
 use runproof_github::types::{Installation, Repository, WorkflowRun};
 use runproof_github::{GithubApp, GithubError};
 use runproof_store::{RepositorySelection, Store};
@@ -306,13 +306,13 @@ impl Lookups<'_> {
 }
 
 fn not_installed(identity: &RunIdentity) -> ServiceError {
-    ServiceError::refused(
-        ErrorCode::NotInstalled,
-        format!(
+    ServiceError::NotInstalled {
+        repository_id: identity.repository_id,
+        detail: format!(
             "the App is not installed on repository {} (id {})",
             identity.repository, identity.repository_id
         ),
-    )
+    }
 }
 
 /// GitHub could not answer: `upstream_unavailable`, logged with its cause.

@@ -1,6 +1,6 @@
 //! The service's errors: what was refused, and why, with no HTTP in them.
 
-use runproof_core::{ErrorCode, VerifyError};
+use runproof_core::{ErrorCode, RepositoryId, VerifyError};
 use runproof_github::GithubError;
 use runproof_store::{BlobError, StoreError};
 
@@ -20,6 +20,15 @@ pub enum ServiceError {
         /// The stable code.
         code: ErrorCode,
         /// What the caller can fix. Never secret material.
+        detail: String,
+    },
+    /// The App is not installed on the repository (or its installation is suspended, or
+    /// the repository is not the one the identity names): `not_installed`.
+    #[error("{detail}")]
+    NotInstalled {
+        /// The repository.
+        repository_id: RepositoryId,
+        /// What the caller can check.
         detail: String,
     },
     /// Too many requests of this kind: retry after the given seconds.
@@ -91,6 +100,7 @@ impl ServiceError {
         match self {
             Self::Token(e) => e.code(),
             Self::Refused { code, .. } => *code,
+            Self::NotInstalled { .. } => ErrorCode::NotInstalled,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,
             Self::Storage(_)

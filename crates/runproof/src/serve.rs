@@ -9,7 +9,7 @@ use futures_util::FutureExt as _;
 use runproof_core::{Verifier, VerifierConfig};
 use runproof_github::{GithubApp, IssuerConfig, KeyCache, KeyCacheConfig, RestClient};
 use runproof_server::{AppState, ServerConfig};
-use runproof_service::{Binding, Service, ServiceSettings};
+use runproof_service::{Background, Binding, Service, ServiceSettings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -114,7 +114,7 @@ pub struct RunningServer {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     metrics_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    refresher: tokio::task::JoinHandle<()>,
+    background: Option<Background>,
 }
 
 impl RunningServer {
@@ -136,7 +136,7 @@ impl RunningServer {
             }
             None => None,
         };
-        let refresher = state.service().keys().spawn_refresher();
+        let background = Background::start(state.service()).refreshing_keys(state.service());
         let (tx, rx) = oneshot::channel();
         let stopped = rx.shared();
         let (metrics_addr, metrics_task) = match metrics_listener {
@@ -164,7 +164,7 @@ impl RunningServer {
             stop: Some(tx),
             task,
             metrics_task,
-            refresher,
+            background: Some(background),
         })
     }
 
@@ -182,8 +182,10 @@ impl RunningServer {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        self.refresher.abort();
-        (&mut self.task).await.context("server task")??;
+        let served = (&mut self.task).await.context("server task");
+        // Housekeeping, pushes and key refreshes stop once the last request is answered.
+        self.background.take();
+        served??;
         if let Some(task) = self.metrics_task.take() {
             task.await.context("metrics server task")??;
         }
@@ -196,7 +198,7 @@ impl Drop for RunningServer {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        self.refresher.abort();
+        self.background.take();
     }
 }
 

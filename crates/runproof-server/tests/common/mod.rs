@@ -91,6 +91,7 @@ pub struct Harness {
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    background: Option<runproof_service::Background>,
 }
 
 impl Harness {
@@ -183,6 +184,12 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
+        let background = runproof_service::Background::start(&service);
+        // The first housekeeping pass runs at start; tests begin after it, so that it
+        // never meets their uploads half-way.
+        tokio::time::timeout(Duration::from_secs(20), background.passes_done(1))
+            .await
+            .unwrap();
         let task = tokio::spawn(runproof_server::serve(
             listener,
             state.clone(),
@@ -205,6 +212,7 @@ impl Harness {
             http,
             stop: Some(tx),
             task: Some(task),
+            background: Some(background),
         }
     }
 
@@ -219,6 +227,7 @@ impl Harness {
                 .unwrap()
                 .unwrap();
         }
+        self.background.take();
     }
 
     pub fn token(&self) -> String {

@@ -125,13 +125,13 @@ pub async fn admit(
             .map_err(storage)?
         && b.is_refused()
     {
-        return Err(ServiceError::refused(
-            ErrorCode::NotInstalled,
-            format!(
+        return Err(ServiceError::NotInstalled {
+            repository_id: claim.repository_id,
+            detail: format!(
                 "the App is not installed on repository {}",
                 claim.repository_id
             ),
-        ));
+        });
     }
     let now = state.clock.now();
     let countable = match screen(

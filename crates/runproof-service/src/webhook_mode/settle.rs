@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use runproof_core::correlation::{Decision, RejectReason, RunClaim, RunFacts, decide};
-use runproof_core::{ErrorCode, InstallationId, RepositoryId, RunId, RunIdentity, UnixTime};
+use runproof_core::{InstallationId, RepositoryId, RunId, RunIdentity, UnixTime};
 use runproof_github::GithubError;
 use runproof_github::types::parse_timestamp;
 use runproof_github::workflow::{WorkflowCheck, check_workflow};
@@ -84,12 +84,13 @@ pub(crate) async fn approve(
     let mut identity = run.identity(run.installation_id);
     if state.binding.is_some() {
         identity.installation_id = None;
-        if let Err(e) = bind(state.binding.as_ref(), &*state.store, &mut identity).await {
-            if e.code() == ErrorCode::NotInstalled {
+        match bind(state.binding.as_ref(), &*state.store, &mut identity).await {
+            Ok(()) => {}
+            Err(ServiceError::NotInstalled { .. }) => {
                 let reason = RejectReason::NotInstalled(run.facts.repository_id);
                 return reject(state, upload, &reason, run.via).await;
             }
-            return Err(Transient::Binding(e));
+            Err(e) => return Err(Transient::Binding(e)),
         }
     }
     if let Some(action) = &mode.config.require_action {

@@ -1,5 +1,6 @@
-//! The App's view of deliveries: `GET /v1/deliveries?status=failed` and
-//! `POST /v1/deliveries/{id}/retry`. API key required.
+//! The App's view of the pushes runproof sends it (called deliveries in the HTTP
+//! contract): `GET /v1/deliveries?status=failed` and `POST /v1/deliveries/{id}/retry`.
+//! API key required.
 
 use std::sync::Arc;
 
