@@ -140,7 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 issuers = ?resolved.oidc.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(),
                 "runproof listening"
             );
-            if state.binding.is_some() {
+            if state.service().binding().is_some() {
                 tracing::info!(
                     "installation binding is on: only repositories where the App is installed are accepted"
                 );
@@ -149,12 +149,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "installation binding is OFF: no [github] App credentials are configured, so any repository on GitHub that requests a token for this audience is accepted (narrow it with [policy] allowed_repository_owner_ids)"
                 );
             }
-            if state.config.webhook_secrets.is_empty() {
+            if state.config().webhook_secrets.is_empty() {
                 tracing::info!(
                     "no webhook secret is configured: POST /v1/github/webhooks refuses every delivery"
                 );
             }
-            if state.github_token.is_some() {
+            if state.service().modes().contains(&"github_token") {
                 tracing::warn!(
                     "the github_token mode is on: it is weaker than OIDC (see docs/threat-model.md)"
                 );
@@ -298,7 +298,7 @@ async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the dev environment")?;
     let url = env.server.url();
-    let audience = env.state.verifier.config().audience.clone();
+    let audience = env.state.service().verifier().config().audience.clone();
     println!(
         "runproof dev server on {url} (data in {})",
         data_dir.display()

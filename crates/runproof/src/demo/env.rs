@@ -63,7 +63,7 @@ pub async fn start_dev(
         audience: Some(audience),
         leeway_seconds: 60,
         replay_protection: true,
-        issuers: vec![config::IssuerEntry {
+        issuers: vec![config::OidcIssuerConfig {
             issuer: github.issuer(),
             jwks_url: None,
         }],
