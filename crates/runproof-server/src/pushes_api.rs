@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use runproof_core::ErrorCode;
-use runproof_store::DeliveryStatus;
+use runproof_store::PushStatus;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -36,16 +36,16 @@ pub(crate) async fn list(
         .status
         .as_deref()
         .map(|s| {
-            DeliveryStatus::parse(s)
+            PushStatus::parse(s)
                 .ok_or_else(|| ApiError::invalid("status is one of pending, delivered, failed"))
         })
         .transpose()?;
-    let deliveries = state
+    let pushes = state
         .service
         .store()
-        .list_deliveries(status, params.limit.unwrap_or(100).clamp(1, 1000))
+        .list_pushes(status, params.limit.unwrap_or(100).clamp(1, 1000))
         .await?;
-    Ok(Json(json!({ "deliveries": deliveries })).into_response())
+    Ok(Json(json!({ "deliveries": pushes })).into_response())
 }
 
 /// `POST /v1/deliveries/{id}/retry`.
@@ -64,7 +64,7 @@ pub(crate) async fn retry(
     let record = state
         .service
         .store()
-        .retry_delivery(&id, state.service.clock().now())
+        .retry_push(&id, state.service.clock().now())
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no delivery with this id"))?;
     state.service.wake_pushes();

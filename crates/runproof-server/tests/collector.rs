@@ -144,7 +144,7 @@ impl Fixture {
             identity: identity(repository_id),
             reason: None,
             idempotency_key: None,
-            deliveries: Vec::new(),
+            pushes: Vec::new(),
             pending_run: pending.then(|| PendingRun {
                 repository_id: runproof_core::RepositoryId(repository_id),
                 run_id: runproof_core::RunId(77),

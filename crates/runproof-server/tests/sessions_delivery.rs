@@ -435,7 +435,7 @@ async fn start_receiver(port: Option<u16>) -> (String, Arc<Receiver>, tokio::tas
     (url, r, task)
 }
 
-fn delivery(url: &str, max_attempts: u32) -> PushConfig {
+fn push_config(url: &str, max_attempts: u32) -> PushConfig {
     PushConfig {
         url: url.to_owned(),
         secrets: vec![Secret::new(DELIVERY_SECRET.into())],
@@ -477,7 +477,7 @@ async fn deliveries_survive_a_receiver_outage_and_verify_like_github_webhooks() 
     let (url, r, _task) = start_receiver(None).await;
     *r.down.lock().unwrap() = true;
     let h = Harness::start_with(Options {
-        delivery: Some(delivery(&url, 20)),
+        push: Some(push_config(&url, 20)),
         ..Default::default()
     })
     .await;
@@ -563,7 +563,7 @@ async fn a_receiver_that_always_fails_ends_failed_then_retry_through_the_api() {
     let (url, r, _task) = start_receiver(None).await;
     *r.down.lock().unwrap() = true;
     let h = Harness::start_with(Options {
-        delivery: Some(delivery(&url, 2)),
+        push: Some(push_config(&url, 2)),
         ..Default::default()
     })
     .await;
@@ -631,7 +631,7 @@ async fn deliveries_pending_at_a_restart_are_made_after_it() {
         .port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let h = Harness::start_with(Options {
-        delivery: Some(delivery(&url, 50)),
+        push: Some(push_config(&url, 50)),
         dir: Some(tmp.path().to_path_buf()),
         ..Default::default()
     })
@@ -643,7 +643,7 @@ async fn deliveries_pending_at_a_restart_are_made_after_it() {
 
     let (_, r, _task) = start_receiver(Some(port)).await;
     let h = Harness::start_with(Options {
-        delivery: Some(delivery(&url, 50)),
+        push: Some(push_config(&url, 50)),
         dir: Some(tmp.path().to_path_buf()),
         ..Default::default()
     })
@@ -669,7 +669,7 @@ async fn signature_verifies_with_octokit_webhooks_methods() {
     };
     let (url, r, _task) = start_receiver(None).await;
     let h = Harness::start_with(Options {
-        delivery: Some(delivery(&url, 5)),
+        push: Some(push_config(&url, 5)),
         ..Default::default()
     })
     .await;

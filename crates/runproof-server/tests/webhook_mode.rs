@@ -988,7 +988,7 @@ async fn pending_uploads_survive_a_restart_and_are_approved_later() {
         received_at: runproof_core::UnixTime(now()),
     };
     // Written straight to the database, as a delivery whose settling never ran.
-    let delivery = runproof_store::Delivery {
+    let delivery = runproof_store::WebhookDelivery {
         id: "crashed-delivery".into(),
         event: "workflow_run".into(),
         received_at: runproof_core::UnixTime(now()),

@@ -100,7 +100,7 @@ fn spawn_housekeeping(
             // GitHub redelivers within days; a week of webhook delivery ids covers it.
             if let Err(e) = service
                 .store
-                .purge_deliveries(now.minus(7 * 24 * 3600))
+                .purge_webhook_deliveries(now.minus(7 * 24 * 3600))
                 .await
             {
                 tracing::warn!(error = %e, "webhook delivery purge failed");

@@ -192,7 +192,7 @@ impl Binding {
     }
 
     /// Spends one lookup in `repository`'s name, for the client being served. Lookups made
-    /// outside a client's request are not budgeted: settling after a signed delivery is
+    /// outside a client's request are not budgeted: settling after a signed webhook delivery is
     /// paced by GitHub, and the sweeper by the pending quotas, and refusing them would only
     /// leave uploads pending that GitHub has vouched for.
     fn spend(&self, repository: RepositoryId) -> Result<(), u64> {

@@ -10,7 +10,7 @@ use runproof_github::types::{
     parse_timestamp,
 };
 use runproof_store::{
-    Delivery, Installation, InstalledRepository, RepositorySelection, WebhookEffect,
+    Installation, InstalledRepository, RepositorySelection, WebhookDelivery, WebhookEffect,
     WorkflowRunRecord,
 };
 use serde::de::DeserializeOwned;
@@ -42,7 +42,7 @@ pub async fn apply(
 ) -> Result<Applied, ServiceError> {
     let now = service.clock.now();
     let effects = effects_of(event, body, now)?;
-    let delivery = Delivery {
+    let delivery = WebhookDelivery {
         id: delivery_id,
         event: event.to_owned(),
         received_at: now,
@@ -50,7 +50,7 @@ pub async fn apply(
     let fresh = service.store.apply_webhook(&delivery, &effects).await?;
     if fresh {
         // Webhook mode: settle the uploads waiting for this run (in the background).
-        webhook_mode::after_delivery(service, &effects);
+        webhook_mode::after_webhook_delivery(service, &effects);
     }
     let outcome = if fresh { "processed" } else { "duplicate" };
     let label: &'static str = match event {

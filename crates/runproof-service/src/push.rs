@@ -1,23 +1,23 @@
 //! Signed pushes to the App: the outbox worker.
 //!
 //! Each verified (or, if configured, rejected or expired) upload enqueues a push (a
-//! delivery, in the HTTP contract's words: `[delivery]`, `/v1/deliveries`) in
+//! push, in the HTTP contract's words: `[delivery]`, `/v1/deliveries`) in
 //! the same transaction that changes the upload, so nothing committed is lost. The worker
-//! claims due deliveries with a lease (so one worker makes each attempt, even with several
+//! claims due pushes with a lease (so one worker makes each attempt, even with several
 //! replicas), POSTs them with a per-request timeout, and retries failures with
-//! exponential backoff and jitter up to a cap on attempts; then the delivery is `failed`
+//! exponential backoff and jitter up to a cap on attempts; then the push is `failed`
 //! and stays visible until it is retried through the API.
 //!
 //! The body is signed exactly as GitHub signs webhooks: `X-Runproof-Signature-256:
 //! sha256=<hex HMAC-SHA256>` over the raw body, so an App's existing GitHub-webhook
 //! verification code works unchanged. The body carries a `timestamp`, so a receiver can
-//! refuse an old delivery replayed at it.
+//! refuse an old push replayed at it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use runproof_core::{Secret, UnixTime};
-use runproof_store::{DeliveryRecord, NewDelivery, Store, UploadRecord};
+use runproof_store::{NewPush, PushRecord, Store, UploadRecord};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -31,7 +31,7 @@ pub struct PushConfig {
     pub secrets: Vec<Secret>,
     /// Events to push: `upload.verified`, `upload.rejected`, `upload.expired`.
     pub events: Vec<String>,
-    /// The most attempts before a delivery is `failed`.
+    /// The most attempts before a push is `failed`.
     pub max_attempts: u32,
     /// Timeout of each attempt.
     pub timeout: Duration,
@@ -46,7 +46,7 @@ pub struct PushConfig {
 impl PushConfig {
     /// A push of `event` about `record`, when that event is configured.
     #[must_use]
-    pub fn push_for(&self, event: &str, record: &UploadRecord) -> Option<NewDelivery> {
+    pub fn push_for(&self, event: &str, record: &UploadRecord) -> Option<NewPush> {
         if !self.events.iter().any(|e| e == event) {
             return None;
         }
@@ -55,7 +55,7 @@ impl PushConfig {
             self.public_url.trim_end_matches('/'),
             record.id
         );
-        Some(NewDelivery {
+        Some(NewPush {
             id: uuid::Uuid::new_v4().to_string(),
             event: event.to_owned(),
             upload_id: record.id.to_string(),
@@ -72,13 +72,13 @@ impl PushConfig {
             .base_backoff
             .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(20)));
         let capped = exp.min(self.max_backoff);
-        // Up to 25% jitter, so failing deliveries do not retry in lockstep.
+        // Up to 25% jitter, so failing pushes do not retry in lockstep.
         let jitter = capped.mul_f64(f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 1024.0);
         capped + jitter
     }
 }
 
-/// The record an upload will have once inserted, for the delivery enqueued with it.
+/// The record an upload will have once inserted, for the push enqueued with it.
 #[must_use]
 pub fn record_of(new: &runproof_store::NewUpload) -> UploadRecord {
     let at = |t: UnixTime| {
@@ -99,8 +99,8 @@ pub fn record_of(new: &runproof_store::NewUpload) -> UploadRecord {
     }
 }
 
-/// The body as sent: the stored payload plus the delivery id and the time of sending.
-fn body_of(record: &DeliveryRecord, now: UnixTime) -> Vec<u8> {
+/// The body as sent: the stored payload plus the push id and the time of sending.
+fn body_of(record: &PushRecord, now: UnixTime) -> Vec<u8> {
     let mut payload = record.payload.clone();
     if let Some(obj) = payload.as_object_mut() {
         obj.insert("delivery_id".into(), json!(record.id));
@@ -113,7 +113,7 @@ fn body_of(record: &DeliveryRecord, now: UnixTime) -> Vec<u8> {
 async fn attempt(
     http: &reqwest::Client,
     config: &PushConfig,
-    record: &DeliveryRecord,
+    record: &PushRecord,
     now: UnixTime,
 ) -> Result<(), String> {
     let body = body_of(record, now);
@@ -152,7 +152,7 @@ pub(crate) struct Outbox {
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
 }
 
-/// Runs the worker until the task is aborted. It claims due deliveries whenever this
+/// Runs the worker until the task is aborted. It claims due pushes whenever this
 /// process enqueues one, whenever another replica does (when the store reports it, as
 /// PostgreSQL does), and at least every second.
 pub(crate) fn spawn_worker(
@@ -164,7 +164,7 @@ pub(crate) fn spawn_worker(
         .build()
         .ok()?;
     Some(tokio::spawn(async move {
-        // Deliveries enqueued by other replicas (PostgreSQL LISTEN/NOTIFY); `None` when
+        // Pushes enqueued by other replicas (PostgreSQL LISTEN/NOTIFY); `None` when
         // the backend cannot tell, and then polling alone finds them.
         let mut remote = state.store.outbox_notifications().await;
         loop {
@@ -193,12 +193,12 @@ async fn next_remote_wake(remote: &mut Option<tokio::sync::mpsc::Receiver<()>>) 
     }
 }
 
-/// Claims and attempts the due deliveries once. Returns whether any was claimed.
+/// Claims and attempts the due pushes once. Returns whether any was claimed.
 pub(crate) async fn run_once(state: &Outbox, config: &PushConfig, http: &reqwest::Client) -> bool {
     let now = state.clock.now();
     // Long enough for one attempt; short, so a crashed worker's claims come back soon.
     let lease = i64::try_from(config.timeout.as_secs()).unwrap_or(30) * 2 + 5;
-    let claimed = match state.store.claim_deliveries(now, lease, 16).await {
+    let claimed = match state.store.claim_pushes(now, lease, 16).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot claim deliveries");
@@ -212,7 +212,7 @@ pub(crate) async fn run_once(state: &Outbox, config: &PushConfig, http: &reqwest
         let now = state.clock.now();
         let result = attempt(http, config, record, now).await;
         let outcome = match &result {
-            Ok(()) => state.store.complete_delivery(&record.id, now).await,
+            Ok(()) => state.store.complete_push(&record.id, now).await,
             Err(error) => {
                 let attempts = record.attempts + 1;
                 let next = (attempts < config.max_attempts).then(|| {
@@ -220,7 +220,7 @@ pub(crate) async fn run_once(state: &Outbox, config: &PushConfig, http: &reqwest
                     now.plus(i64::try_from(wait.as_secs()).unwrap_or(3600).max(1))
                 });
                 tracing::info!(delivery = %record.id, attempts, %error, final_failure = next.is_none(), "delivery attempt failed");
-                state.store.fail_delivery(&record.id, error, next, now).await
+                state.store.fail_push(&record.id, error, next, now).await
             }
         };
         let label = if result.is_ok() { "delivered" } else { "failed_attempt" };

@@ -504,7 +504,7 @@ async fn commit(
         identity: admitted.identity,
         reason: None,
         idempotency_key: described.idempotency_key,
-        deliveries: Vec::new(),
+        pushes: Vec::new(),
         pending_run: admitted.pending,
         pending_reservation: reservation.map(|r| r.id().clone()),
     };
@@ -513,10 +513,10 @@ async fn commit(
         .as_ref()
         .filter(|_| status == UploadStatus::Verified)
     {
-        new.deliveries
+        new.pushes
             .extend(push.push_for("upload.verified", &record_of(&new)));
     }
-    let announces = !new.deliveries.is_empty();
+    let announces = !new.pushes.is_empty();
     let mode = new.mode;
     // Given back when the write is definitely not stored for a fault of ours.
     let claimed = admitted.jti.clone();

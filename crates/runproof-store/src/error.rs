@@ -309,9 +309,9 @@ pub enum Invalid {
     #[error("a pending upload cannot be resolved to pending")]
     PendingToPending,
     /// A webhook delivery id that is empty or longer than
-    /// [`crate::MAX_DELIVERY_ID_LEN`].
+    /// [`crate::MAX_WEBHOOK_DELIVERY_ID_LEN`].
     #[error("delivery id must be 1 to 256 bytes")]
-    DeliveryId {
+    WebhookDeliveryId {
         /// Its length, in bytes.
         len: usize,
     },

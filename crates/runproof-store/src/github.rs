@@ -290,9 +290,9 @@ pub enum WebhookEffect {
 
 /// A webhook delivery, identified by GitHub's `X-GitHub-Delivery`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub struct WebhookDelivery {
     /// The `X-GitHub-Delivery` header: the same for a redelivery. At most
-    /// [`MAX_DELIVERY_ID_LEN`] bytes, not empty.
+    /// [`MAX_WEBHOOK_DELIVERY_ID_LEN`] bytes, not empty.
     pub id: String,
     /// The `X-GitHub-Event` header.
     pub event: String,
@@ -300,18 +300,18 @@ pub struct Delivery {
     pub received_at: UnixTime,
 }
 
-/// The longest delivery id the store accepts (GitHub's are 36-character UUIDs).
-pub const MAX_DELIVERY_ID_LEN: usize = 256;
+/// The longest webhook delivery id the store accepts (GitHub's are 36-character UUIDs).
+pub const MAX_WEBHOOK_DELIVERY_ID_LEN: usize = 256;
 
-impl Delivery {
-    /// Checks the delivery id before it is stored.
+impl WebhookDelivery {
+    /// Checks the webhook delivery id before it is stored.
     ///
     /// # Errors
     /// [`crate::error::StoreError::Invalid`] when the id is empty or too long.
     pub(crate) fn validate(&self) -> Result<(), crate::error::StoreError> {
-        if self.id.is_empty() || self.id.len() > MAX_DELIVERY_ID_LEN {
+        if self.id.is_empty() || self.id.len() > MAX_WEBHOOK_DELIVERY_ID_LEN {
             return Err(crate::error::StoreError::Invalid(
-                crate::error::Invalid::DeliveryId { len: self.id.len() },
+                crate::error::Invalid::WebhookDeliveryId { len: self.id.len() },
             ));
         }
         Ok(())
@@ -404,13 +404,13 @@ mod tests {
 
     #[test]
     fn delivery_ids_are_bounded() {
-        let mut d = Delivery {
+        let mut d = WebhookDelivery {
             id: String::new(),
             event: "ping".into(),
             received_at: UnixTime(1),
         };
         assert!(d.validate().is_err());
-        d.id = "x".repeat(MAX_DELIVERY_ID_LEN + 1);
+        d.id = "x".repeat(MAX_WEBHOOK_DELIVERY_ID_LEN + 1);
         assert!(d.validate().is_err());
         d.id = "72d3162e-cc78-11e3-81ab-4c9367dc0958".into();
         assert!(d.validate().is_ok());

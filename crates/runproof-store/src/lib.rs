@@ -3,9 +3,9 @@
 //! Two concerns live here, each behind a trait so that other backends can follow
 //! without changing callers:
 //! - [`Store`]: upload records, the replay guard (used `jti`s), upload sessions, the
-//!   delivery outbox (pushes to the App, enqueued in the transaction of the upload change
+//!   push outbox (signed pushes to the App, enqueued in the transaction of the upload change
 //!   they announce), and the GitHub App state learnt from webhooks (installations,
-//!   delivery ids, workflow runs), in SQLite by default or PostgreSQL.
+//!   webhook delivery ids, workflow runs), in SQLite by default or PostgreSQL.
 //! - [`BlobStore`]: upload bodies, streamed in and out, on the local filesystem by
 //!   default. A blob becomes visible only when complete: bytes go to a temporary file,
 //!   which is fsynced and renamed into place on commit.
@@ -52,12 +52,12 @@ mod write;
 pub use blob::{BlobError, BlobStore, BlobWriter, ReadStream};
 pub use error::{Corrupt, Invalid, StoreError, Unavailable};
 pub use github::{
-    Delivery, Installation, InstalledRepository, KnownInstallation, MAX_DELIVERY_ID_LEN,
-    RepositoryBinding, RepositorySelection, WebhookEffect, WorkflowRunRecord,
+    Installation, InstalledRepository, KnownInstallation, MAX_WEBHOOK_DELIVERY_ID_LEN,
+    RepositoryBinding, RepositorySelection, WebhookDelivery, WebhookEffect, WorkflowRunRecord,
 };
 pub use inline::InlineBodies;
 pub use limits::{
-    MAX_DELIVERY_ERROR_CHARS, MAX_PAGE_SIZE, MAX_RUN_ATTEMPTS_LISTED, PENDING_EXPIRED_REASON,
+    MAX_PAGE_SIZE, MAX_PUSH_ERROR_CHARS, MAX_RUN_ATTEMPTS_LISTED, PENDING_EXPIRED_REASON,
 };
 pub use local::LocalBlobStore;
 pub use model::{
@@ -69,7 +69,7 @@ pub use namespace::{
     check_namespace,
 };
 pub use open::{DatabaseKind, PoolSettings, open_store};
-pub use outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+pub use outbox::{NewPush, PushRecord, PushStatus};
 pub use pipeline::{CommitPipeline, InlinePermit, PipelineSettings};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use reservation::{CountableClaims, PendingLimits, PendingReservation, Reserved};

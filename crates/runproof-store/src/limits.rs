@@ -1,11 +1,11 @@
 //! The store's fixed bounds and the values other crates compare with.
 
-/// The most records one [`crate::Store::list_uploads`] (or [`crate::Store::list_deliveries`]) call
+/// The most records one [`crate::Store::list_uploads`] (or [`crate::Store::list_pushes`]) call
 /// returns; larger limits are clamped.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
-/// The longest [`crate::DeliveryRecord::last_error`] kept, in characters; longer errors are cut.
-pub const MAX_DELIVERY_ERROR_CHARS: usize = 500;
+/// The longest [`crate::PushRecord::last_error`] kept, in characters; longer errors are cut.
+pub const MAX_PUSH_ERROR_CHARS: usize = 500;
 
 /// Ids looked up per statement by [`crate::Store::ids_without_upload`].
 pub(crate) const ID_BATCH: usize = 1000;

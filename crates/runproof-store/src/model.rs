@@ -2,7 +2,7 @@
 
 use runproof_core::{RepositoryId, RunId, RunIdentity, UnixTime};
 
-use crate::outbox::NewDelivery;
+use crate::outbox::NewPush;
 use serde::{Deserialize, Serialize};
 
 /// An upload's id: a UUIDv7 in its hyphenated form, so ids sort by creation time.
@@ -176,7 +176,7 @@ pub struct NewUpload {
     pub idempotency_key: Option<String>,
     /// Pushes announcing this upload, enqueued in the same transaction as the record
     /// (none when an idempotency conflict stores nothing).
-    pub deliveries: Vec<NewDelivery>,
+    pub pushes: Vec<NewPush>,
     /// The run a `pending` upload claims to come from (webhook mode), kept for
     /// correlation with `workflow_run` webhooks and per-run quotas.
     pub pending_run: Option<PendingRun>,

@@ -1,4 +1,4 @@
-//! The delivery outbox: signed pushes to the App, written in the same transaction as the
+//! The push outbox: signed pushes to the App, written in the same transaction as the
 //! upload change they announce, and delivered at least once by a worker.
 
 use runproof_core::UnixTime;
@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// A push to enqueue with an upload change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDelivery {
-    /// The delivery's id (`X-Runproof-Delivery`), a UUID.
+pub struct NewPush {
+    /// The push's id (`X-Runproof-Delivery`), a UUID.
     pub id: String,
     /// `upload.verified`, `upload.rejected` or `upload.expired`.
     pub event: String,
@@ -17,10 +17,10 @@ pub struct NewDelivery {
     pub payload: serde_json::Value,
 }
 
-/// Where a delivery stands.
+/// Where a push stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
+pub enum PushStatus {
     /// Waiting for its next attempt.
     Pending,
     /// The App answered 2xx.
@@ -29,7 +29,7 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
+impl PushStatus {
     /// The status as stored and sent.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -52,17 +52,17 @@ impl DeliveryStatus {
     }
 }
 
-/// A stored delivery.
+/// A stored push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliveryRecord {
-    /// The delivery's id.
+pub struct PushRecord {
+    /// The push's id.
     pub id: String,
     /// The event.
     pub event: String,
     /// The upload it announces.
     pub upload_id: String,
     /// Where it stands.
-    pub status: DeliveryStatus,
+    pub status: PushStatus,
     /// Attempts made.
     pub attempts: u32,
     /// The last failure, if any.

@@ -83,7 +83,7 @@ impl SqlStore {
     }
 
     /// Listens for [`crate::OUTBOX_CHANNEL`] notifications (sent when any replica enqueues
-    /// deliveries) and forwards each as `()` to the returned channel, coalesced: at
+    /// pushes) and forwards each as `()` to the returned channel, coalesced: at
     /// most one wake-up waits. The listener holds one connection of the pool; it
     /// reconnects with backoff after failures (sending a wake-up after each
     /// reconnection, since notifications sent meanwhile are lost) and stops when the

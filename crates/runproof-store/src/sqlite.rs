@@ -205,7 +205,7 @@ mod tests {
     /// Writers on two pools of one file (as two processes would be) neither fail with
     /// `SQLITE_BUSY` nor apply a delivery twice.
     #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-    async fn concurrent_deliveries_across_pools_all_succeed() {
+    async fn concurrent_webhook_deliveries_across_pools_all_succeed() {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("db.sqlite");
         let a = SqliteStore::open_file(&path, SqliteOptions::default())
@@ -214,7 +214,7 @@ mod tests {
         let b = SqliteStore::open_file(&path, SqliteOptions::default())
             .await
             .unwrap();
-        let shared = testsuite::delivery("installation", 1_700_000_000);
+        let shared = testsuite::webhook_delivery("installation", 1_700_000_000);
         let mut tasks = Vec::new();
         for i in 0..64 {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -222,7 +222,7 @@ mod tests {
             let d = if i % 4 == 0 {
                 shared.clone()
             } else {
-                testsuite::delivery("installation", 1_700_000_000)
+                testsuite::webhook_delivery("installation", 1_700_000_000)
             };
             let inst = testsuite::installation(testsuite::unique_installation_id());
             let repo = testsuite::unique_repository_id();

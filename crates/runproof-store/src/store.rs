@@ -5,13 +5,13 @@ use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, U
 
 use crate::error::StoreError;
 use crate::github::{
-    Delivery, KnownInstallation, RepositoryBinding, WebhookEffect, WorkflowRunRecord,
+    KnownInstallation, RepositoryBinding, WebhookDelivery, WebhookEffect, WorkflowRunRecord,
 };
 use crate::model::{
     Cursor, IdempotencyScope, ListFilter, NamespaceRecord, NewUpload, PendingRun, ReservationId,
     UploadId, UploadRecord, UploadStatus,
 };
-use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::outbox::{NewPush, PushRecord, PushStatus};
 use crate::reservation::{PendingReservation, Reserved};
 use crate::session::{NewSession, SessionAsk, SessionRecord, SessionUse};
 use crate::write::{Committed, UploadWrite};
@@ -19,7 +19,7 @@ use crate::write::{Committed, UploadWrite};
 /// Upload records, the replay guard and GitHub App state.
 ///
 /// Implementations must make [`Store::consume_jti`], [`Store::insert_upload`],
-/// [`Store::apply_webhook`], [`Store::reserve_session`], [`Store::claim_deliveries`] and
+/// [`Store::apply_webhook`], [`Store::reserve_session`], [`Store::claim_pushes`] and
 /// [`Store::resolve_pending`] atomic with respect to concurrent callers, including
 /// callers in other processes.
 #[async_trait]
@@ -46,28 +46,28 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired_jtis(&self, now: UnixTime) -> Result<u64, StoreError>;
 
     /// Inserts an upload record whose blob is already committed, and enqueues
-    /// `upload.deliveries` (status pending, due at `upload.created_at`) in the same
+    /// `upload.pushes` (status pending, due at `upload.created_at`) in the same
     /// transaction.
     ///
     /// When `upload.idempotency_key` is set and a record with the same key exists in the
     /// same [`IdempotencyScope`] (`upload.mode` and `upload.identity`), nothing is inserted
-    /// (no delivery either) and `Err(StoreError::Conflict(existing))` is returned. The
+    /// (no push either) and `Err(StoreError::Conflict(existing))` is returned. The
     /// scope is stored with the record and never changes.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] as above, [`StoreError::Invalid`] when the upload id or a
-    /// delivery id exists already or a value cannot be stored,
+    /// push id exists already or a value cannot be stored,
     /// [`StoreError::CommitUnknown`] when the answer to the commit was lost (the record may
     /// exist: look it up before deleting its blob), or [`StoreError`] when the database
     /// fails (then nothing was stored).
     async fn insert_upload(&self, upload: &NewUpload) -> Result<UploadRecord, StoreError>;
 
     /// Stores a batch of uploads in one transaction with one durable commit, each with
-    /// the `jti` it spends, its deliveries, the pending reservation it consumes and its
+    /// the `jti` it spends, its pushes, the pending reservation it consumes and its
     /// inline body; returns each write's outcome, in order. The writes of a batch never
     /// fail each other: a spent `jti` is that write's [`Committed::Replayed`], an
     /// idempotency key met is its [`Committed::Existing`], an existing upload or
-    /// delivery id its [`StoreError::Invalid`]. Used through [`crate::CommitPipeline`].
+    /// push id its [`StoreError::Invalid`]. Used through [`crate::CommitPipeline`].
     ///
     /// # Errors
     /// [`StoreError`] when the batch as a whole failed (then nothing was stored), or
@@ -144,11 +144,11 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Invalid`] when the delivery id is empty or longer than
-    /// [`crate::MAX_DELIVERY_ID_LEN`] or an id is beyond the database's range, or
+    /// [`crate::MAX_WEBHOOK_DELIVERY_ID_LEN`] or an id is beyond the database's range, or
     /// [`StoreError`] when the database fails.
     async fn apply_webhook(
         &self,
-        delivery: &Delivery,
+        delivery: &WebhookDelivery,
         effects: &[WebhookEffect],
     ) -> Result<bool, StoreError>;
 
@@ -205,12 +205,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`] when the database fails.
     async fn purge_workflow_runs(&self, before: UnixTime) -> Result<u64, StoreError>;
 
-    /// Forgets delivery ids received before `before` (so a redelivery after that is
+    /// Forgets webhook delivery ids received before `before` (so a redelivery after that is
     /// applied again). Returns how many.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn purge_deliveries(&self, before: UnixTime) -> Result<u64, StoreError>;
+    async fn purge_webhook_deliveries(&self, before: UnixTime) -> Result<u64, StoreError>;
 
     /// Pending uploads that claim this run attempt (webhook mode), oldest first, with the
     /// run each claims (any sha: the caller compares it with the webhook's).
@@ -226,7 +226,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Resolves a pending upload, once: sets its status, its identity (when given, also
     /// its repository id), its reason, and its verification time (`now` when `status`
-    /// is [`UploadStatus::Verified`]), and enqueues `deliveries` (due at `now`), in one
+    /// is [`UploadStatus::Verified`]), and enqueues `pushes` (due at `now`), in one
     /// transaction.
     ///
     /// Returns `true` when it changed the upload; `false` when there is no such upload
@@ -234,7 +234,7 @@ pub trait Store: Send + Sync + 'static {
     /// enqueued). Of concurrent calls for one upload, at most one returns `true`.
     ///
     /// # Errors
-    /// [`StoreError::Invalid`] when `status` is [`UploadStatus::Pending`], a delivery id
+    /// [`StoreError::Invalid`] when `status` is [`UploadStatus::Pending`], a push id
     /// exists already or a value cannot be stored, or [`StoreError`] when the database
     /// fails (then nothing changed).
     async fn resolve_pending(
@@ -244,7 +244,7 @@ pub trait Store: Send + Sync + 'static {
         identity: Option<&RunIdentity>,
         reason: Option<&str>,
         now: UnixTime,
-        deliveries: &[NewDelivery],
+        pushes: &[NewPush],
     ) -> Result<bool, StoreError>;
 
     /// At most `limit` uploads, rejected or expired, whose blob is not yet marked
@@ -388,36 +388,36 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`] when the database fails.
     async fn purge_sessions(&self, before: UnixTime) -> Result<u64, StoreError>;
 
-    /// Claims at most `limit` due deliveries (pending, `next_attempt_at <= now`, no lease
+    /// Claims at most `limit` due pushes (pending, `next_attempt_at <= now`, no lease
     /// running at `now`) for `lease_seconds`, oldest due first: until the lease ends no
     /// other caller claims them. Atomic: two concurrent callers never get the same
-    /// delivery. A `limit` of 0 claims nothing; larger limits are clamped to
+    /// push. A `limit` of 0 claims nothing; larger limits are clamped to
     /// [`crate::MAX_PAGE_SIZE`].
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn claim_deliveries(
+    async fn claim_pushes(
         &self,
         now: UnixTime,
         lease_seconds: i64,
         limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    ) -> Result<Vec<PushRecord>, StoreError>;
 
-    /// Records a successful attempt: the delivery becomes delivered, its lease ends and
-    /// its attempts grow by one (no effect when there is no such delivery).
+    /// Records a successful attempt: the push becomes delivered, its lease ends and
+    /// its attempts grow by one (no effect when there is no such push).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn complete_delivery(&self, id: &str, now: UnixTime) -> Result<(), StoreError>;
+    async fn complete_push(&self, id: &str, now: UnixTime) -> Result<(), StoreError>;
 
     /// Records a failed attempt: attempts grow by one, `error` (cut to
-    /// [`crate::MAX_DELIVERY_ERROR_CHARS`]) is kept and the lease ends. With
-    /// `Some(next_attempt_at)` the delivery stays pending until then; with `None` it
-    /// becomes failed. No effect when there is no such delivery.
+    /// [`crate::MAX_PUSH_ERROR_CHARS`]) is kept and the lease ends. With
+    /// `Some(next_attempt_at)` the push stays pending until then; with `None` it
+    /// becomes failed. No effect when there is no such push.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn fail_delivery(
+    async fn fail_push(
         &self,
         id: &str,
         error: &str,
@@ -425,32 +425,28 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<(), StoreError>;
 
-    /// Deliveries (with this status, if given), newest first, at most `limit` (clamped
+    /// Pushes (with this status, if given), newest first, at most `limit` (clamped
     /// to `1..=`[`crate::MAX_PAGE_SIZE`]).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn list_deliveries(
+    async fn list_pushes(
         &self,
-        status: Option<DeliveryStatus>,
+        status: Option<PushStatus>,
         limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    ) -> Result<Vec<PushRecord>, StoreError>;
 
-    /// Makes a failed or pending delivery pending and due at `now`, its attempts
+    /// Makes a failed or pending push pending and due at `now`, its attempts
     /// unchanged (a running lease is kept, so an attempt in flight is not doubled).
-    /// Returns the delivery as it then is (a delivered one unchanged), or `None` when
+    /// Returns the push as it then is (a delivered one unchanged), or `None` when
     /// there is no such id.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    async fn retry_delivery(
-        &self,
-        id: &str,
-        now: UnixTime,
-    ) -> Result<Option<DeliveryRecord>, StoreError>;
+    async fn retry_push(&self, id: &str, now: UnixTime) -> Result<Option<PushRecord>, StoreError>;
 
-    /// A channel that receives `()` when deliveries may have been enqueued by another
-    /// process, so that a delivery worker can claim at once rather than at its next
+    /// A channel that receives `()` when pushes may have been enqueued by another
+    /// process, so that a push worker can claim at once rather than at its next
     /// poll; `None` when the backend cannot tell (the worker polls). Wake-ups may be
     /// coalesced, spurious or (across reconnections) lost: they never replace polling.
     async fn outbox_notifications(&self) -> Option<tokio::sync::mpsc::Receiver<()>>;

@@ -17,11 +17,11 @@ use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, U
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BlobError, BlobStore, Committed, CountableClaims, Cursor, Delivery, DeliveryRecord,
-    DeliveryStatus, IdempotencyScope, Installation, InstalledRepository, KnownInstallation,
-    ListFilter, Mode, NewDelivery, NewSession, NewUpload, PendingLimits, PendingReservation,
-    PendingRun, RepositoryBinding, RepositorySelection, ReservationId, Reserved, SessionAsk,
-    SessionUse, Store, StoreError, UploadId, UploadStatus, UploadWrite, UsedJti, WebhookEffect,
+    BlobError, BlobStore, Committed, CountableClaims, Cursor, IdempotencyScope, Installation,
+    InstalledRepository, KnownInstallation, ListFilter, Mode, NewPush, NewSession, NewUpload,
+    PendingLimits, PendingReservation, PendingRun, PushRecord, PushStatus, RepositoryBinding,
+    RepositorySelection, ReservationId, Reserved, SessionAsk, SessionUse, Store, StoreError,
+    UploadId, UploadStatus, UploadWrite, UsedJti, WebhookDelivery, WebhookEffect,
     WorkflowRunRecord,
 };
 
@@ -48,10 +48,10 @@ pub fn unique_owner_id() -> OwnerId {
     OwnerId(unique_u64())
 }
 
-/// A delivery of `event` with a fresh id, received at `received_at`.
+/// A webhook delivery of `event` with a fresh id, received at `received_at`.
 #[must_use]
-pub fn delivery(event: &str, received_at: i64) -> Delivery {
-    Delivery {
+pub fn webhook_delivery(event: &str, received_at: i64) -> WebhookDelivery {
+    WebhookDelivery {
         id: uuid::Uuid::new_v4().hyphenated().to_string(),
         event: event.into(),
         received_at: UnixTime(received_at),
@@ -137,7 +137,7 @@ pub fn new_upload(repository_id: RepositoryId) -> NewUpload {
         identity: identity(repository_id),
         reason: None,
         idempotency_key: None,
-        deliveries: Vec::new(),
+        pushes: Vec::new(),
         pending_run: None,
         pending_reservation: None,
     }
@@ -167,10 +167,10 @@ pub fn pending_upload(run: &PendingRun, created_at: i64) -> NewUpload {
     upload
 }
 
-/// A delivery of `event` announcing `upload_id`, with a fresh id.
+/// A push of `event` announcing `upload_id`, with a fresh id.
 #[must_use]
-pub fn new_delivery(upload_id: &UploadId, event: &str) -> NewDelivery {
-    NewDelivery {
+pub fn new_push(upload_id: &UploadId, event: &str) -> NewPush {
+    NewPush {
         id: uuid::Uuid::new_v4().hyphenated().to_string(),
         event: event.into(),
         upload_id: upload_id.to_string(),
@@ -240,7 +240,7 @@ fn write(upload: NewUpload, jti: Option<(&str, &str)>, body: Option<&'static [u8
 
 /// One batch, one transaction, and yet each write has its own outcome: a spent `jti`
 /// (before, or earlier in the batch) and an idempotency key met fail only their own
-/// write, a duplicate id only its own; the rest is stored with its deliveries and body.
+/// write, a duplicate id only its own; the rest is stored with its pushes and body.
 pub async fn rule_a_batch_commits_each_write_with_its_own_outcome(store: &dyn Store) {
     let repo = unique_repository_id();
     let issuer = unique("https://issuer");
@@ -257,11 +257,9 @@ pub async fn rule_a_batch_commits_each_write_with_its_own_outcome(store: &dyn St
     let taken = store.insert_upload(&new_upload(repo)).await.unwrap();
 
     let mut stored = new_upload(repo);
-    stored
-        .deliveries
-        .push(new_delivery(&stored.id, "upload.verified"));
+    stored.pushes.push(new_push(&stored.id, "upload.verified"));
     let stored_id = stored.id.clone();
-    let delivery_id = stored.deliveries[0].id.clone();
+    let push_id = stored.pushes[0].id.clone();
     let replayed = new_upload(repo);
     let replayed_id = replayed.id.clone();
     let twice = new_upload(repo);
@@ -318,7 +316,7 @@ pub async fn rule_a_batch_commits_each_write_with_its_own_outcome(store: &dyn St
     );
     assert_eq!(store.inline_body(&plain_id).await.unwrap(), None);
     assert!(
-        find_delivery(store, &delivery_id).await.is_some(),
+        find_push(store, &push_id).await.is_some(),
         "the delivery is enqueued with its upload"
     );
     assert!(store.jti_is_spent(&issuer, &fresh).await.unwrap());
@@ -445,9 +443,9 @@ macro_rules! store_conformance {
             #[tokio::test]
             async fn redelivery_has_no_second_effect();
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn concurrent_deliveries_have_one_winner();
+            async fn concurrent_webhook_deliveries_have_one_winner();
             #[tokio::test]
-            async fn failed_delivery_applies_nothing();
+            async fn failed_webhook_delivery_applies_nothing();
             #[tokio::test]
             async fn installation_binding_lifecycle();
             #[tokio::test]
@@ -459,7 +457,7 @@ macro_rules! store_conformance {
             #[tokio::test]
             async fn workflow_run_keeps_the_latest_and_never_regresses();
             #[tokio::test]
-            async fn purge_forgets_old_deliveries();
+            async fn purge_forgets_old_webhook_deliveries();
             #[tokio::test]
             async fn purge_forgets_old_workflow_runs();
             #[tokio::test]
@@ -475,7 +473,7 @@ macro_rules! store_conformance {
             #[tokio::test]
             async fn purge_forgets_expired_sessions();
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn outbox_claims_each_delivery_once();
+            async fn outbox_claims_each_push_once();
             #[tokio::test]
             async fn outbox_failures_retry_and_give_up();
             #[tokio::test]
@@ -973,7 +971,7 @@ pub async fn list_paginates_newest_first(store: &dyn Store) {
 /// Applies `effects` as a fresh delivery received at `received_at`, which must be new.
 async fn apply(store: &dyn Store, received_at: i64, effects: Vec<WebhookEffect>) {
     let applied = store
-        .apply_webhook(&delivery("installation", received_at), &effects)
+        .apply_webhook(&webhook_delivery("installation", received_at), &effects)
         .await
         .unwrap();
     assert!(applied, "a fresh delivery is applied");
@@ -1001,7 +999,7 @@ fn installation_at(installation: &Installation, suspended: bool, at: i64) -> Ins
 /// effects.
 pub async fn redelivery_has_no_second_effect(store: &dyn Store) {
     let inst = installation(unique_installation_id());
-    let first = delivery("installation", 1_700_000_000);
+    let first = webhook_delivery("installation", 1_700_000_000);
     let effects = [WebhookEffect::UpsertInstallation(inst.clone())];
     assert!(store.apply_webhook(&first, &effects).await.unwrap());
     assert!(!store.apply_webhook(&first, &effects).await.unwrap());
@@ -1019,11 +1017,11 @@ pub async fn redelivery_has_no_second_effect(store: &dyn Store) {
     );
 
     // An empty or oversized id is refused rather than deduplicated with others.
-    let mut empty = delivery("installation", 1_700_000_000);
+    let mut empty = webhook_delivery("installation", 1_700_000_000);
     empty.id = String::new();
     let err = store.apply_webhook(&empty, &other).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
-    empty.id = "x".repeat(crate::MAX_DELIVERY_ID_LEN + 1);
+    empty.id = "x".repeat(crate::MAX_WEBHOOK_DELIVERY_ID_LEN + 1);
     let err = store.apply_webhook(&empty, &other).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     assert_eq!(
@@ -1034,9 +1032,9 @@ pub async fn redelivery_has_no_second_effect(store: &dyn Store) {
 
 /// Of 16 concurrent applications of one delivery, exactly one returns `true`, and only
 /// its effects are applied.
-pub async fn concurrent_deliveries_have_one_winner(store: Arc<dyn Store>) {
+pub async fn concurrent_webhook_deliveries_have_one_winner(store: Arc<dyn Store>) {
     let base = installation(unique_installation_id());
-    let shared = delivery("installation", 1_700_000_000);
+    let shared = webhook_delivery("installation", 1_700_000_000);
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let (store, shared) = (Arc::clone(&store), shared.clone());
@@ -1069,9 +1067,9 @@ pub async fn concurrent_deliveries_have_one_winner(store: Arc<dyn Store>) {
 
 /// When an effect fails, nothing of the delivery is kept, its id included: a retry
 /// applies it.
-pub async fn failed_delivery_applies_nothing(store: &dyn Store) {
+pub async fn failed_webhook_delivery_applies_nothing(store: &dyn Store) {
     let inst = installation(unique_installation_id());
-    let d = delivery("installation", 1_700_000_000);
+    let d = webhook_delivery("installation", 1_700_000_000);
     let bad = [
         WebhookEffect::UpsertInstallation(inst.clone()),
         WebhookEffect::AddRepositories {
@@ -1675,18 +1673,21 @@ pub async fn workflow_run_keeps_the_latest_and_never_regresses(store: &dyn Store
 
 /// Purging forgets deliveries received before the cutoff (they may then be applied
 /// again) and keeps the rest, including one received exactly at the cutoff.
-pub async fn purge_forgets_old_deliveries(store: &dyn Store) {
+pub async fn purge_forgets_old_webhook_deliveries(store: &dyn Store) {
     // Far in the past, so that other tests' deliveries are never purged.
     let cutoff = 2_000;
     let (old, edge, live) = (
-        delivery("ping", cutoff - 1),
-        delivery("ping", cutoff),
-        delivery("ping", cutoff + 1),
+        webhook_delivery("ping", cutoff - 1),
+        webhook_delivery("ping", cutoff),
+        webhook_delivery("ping", cutoff + 1),
     );
     for d in [&old, &edge, &live] {
         assert!(store.apply_webhook(d, &[]).await.unwrap());
     }
-    let purged = store.purge_deliveries(UnixTime(cutoff)).await.unwrap();
+    let purged = store
+        .purge_webhook_deliveries(UnixTime(cutoff))
+        .await
+        .unwrap();
     assert!(purged >= 1, "purged {purged}");
     assert!(store.apply_webhook(&old, &[]).await.unwrap());
     assert!(!store.apply_webhook(&edge, &[]).await.unwrap());
@@ -2037,62 +2038,62 @@ pub async fn purge_forgets_expired_sessions(store: &dyn Store) {
     assert!(store.get_session(&live.token_hash).await.unwrap().is_some());
 }
 
-/// The delivery with this id, found among the newest (test deliveries are created in
+/// The push with this id, found among the newest (test pushes are created in
 /// the far future, so they are the newest).
-async fn find_delivery(store: &dyn Store, id: &str) -> Option<DeliveryRecord> {
+async fn find_push(store: &dyn Store, id: &str) -> Option<PushRecord> {
     store
-        .list_deliveries(None, crate::MAX_PAGE_SIZE)
+        .list_pushes(None, crate::MAX_PAGE_SIZE)
         .await
         .unwrap()
         .into_iter()
         .find(|d| d.id == id)
 }
 
-/// Whether a claim at `now` (a long lease) returns delivery `id`.
+/// Whether a claim at `now` (a long lease) returns push `id`.
 async fn claims(store: &dyn Store, now: i64, id: &str) -> bool {
     store
-        .claim_deliveries(UnixTime(now), 600, crate::MAX_PAGE_SIZE)
+        .claim_pushes(UnixTime(now), 600, crate::MAX_PAGE_SIZE)
         .await
         .unwrap()
         .iter()
         .any(|d| d.id == id)
 }
 
-/// A delivery enqueued with its upload is listed as pending, is claimed by one of two
+/// A push enqueued with its upload is listed as pending, is claimed by one of two
 /// concurrent claimers only, not again while leased, again once the lease has run out,
 /// and never again once delivered.
-pub async fn outbox_claims_each_delivery_once(store: Arc<dyn Store>) {
+pub async fn outbox_claims_each_push_once(store: Arc<dyn Store>) {
     let t = 4_100_000_000;
     let mut upload = new_upload(unique_repository_id());
     upload.created_at = UnixTime(t);
-    let delivery = new_delivery(&upload.id, "upload.verified");
-    upload.deliveries = vec![delivery.clone()];
+    let push = new_push(&upload.id, "upload.verified");
+    upload.pushes = vec![push.clone()];
     store.insert_upload(&upload).await.unwrap();
 
-    let listed = find_delivery(&*store, &delivery.id).await.unwrap();
-    let want = DeliveryRecord {
-        id: delivery.id.clone(),
-        event: delivery.event.clone(),
+    let listed = find_push(&*store, &push.id).await.unwrap();
+    let want = PushRecord {
+        id: push.id.clone(),
+        event: push.event.clone(),
         upload_id: upload.id.to_string(),
-        status: DeliveryStatus::Pending,
+        status: PushStatus::Pending,
         attempts: 0,
         last_error: None,
         created_at: UnixTime(t),
         next_attempt_at: UnixTime(t),
-        payload: delivery.payload.clone(),
+        payload: push.payload.clone(),
     };
     assert_eq!(listed, want);
     let pending = store
-        .list_deliveries(Some(DeliveryStatus::Pending), crate::MAX_PAGE_SIZE)
+        .list_pushes(Some(PushStatus::Pending), crate::MAX_PAGE_SIZE)
         .await
         .unwrap();
-    assert!(pending.iter().all(|d| d.status == DeliveryStatus::Pending));
-    assert!(pending.iter().any(|d| d.id == delivery.id));
+    assert!(pending.iter().all(|d| d.status == PushStatus::Pending));
+    assert!(pending.iter().any(|d| d.id == push.id));
 
-    assert!(!claims(&*store, t - 1, &delivery.id).await, "not yet due");
+    assert!(!claims(&*store, t - 1, &push.id).await, "not yet due");
     assert!(
         store
-            .claim_deliveries(UnixTime(t), 600, 0)
+            .claim_pushes(UnixTime(t), 600, 0)
             .await
             .unwrap()
             .is_empty(),
@@ -2101,61 +2102,58 @@ pub async fn outbox_claims_each_delivery_once(store: Arc<dyn Store>) {
 
     let claim = |store: Arc<dyn Store>| async move {
         store
-            .claim_deliveries(UnixTime(t), 60, crate::MAX_PAGE_SIZE)
+            .claim_pushes(UnixTime(t), 60, crate::MAX_PAGE_SIZE)
             .await
             .unwrap()
     };
     let (a, b) = tokio::join!(claim(Arc::clone(&store)), claim(Arc::clone(&store)));
-    let got: Vec<_> = a.iter().chain(&b).filter(|d| d.id == delivery.id).collect();
+    let got: Vec<_> = a.iter().chain(&b).filter(|d| d.id == push.id).collect();
     assert_eq!(got.len(), 1, "exactly one claimer gets it");
     assert_eq!(*got[0], want, "a claim changes nothing visible");
 
-    assert!(!claims(&*store, t, &delivery.id).await, "leased");
-    assert!(
-        !claims(&*store, t + 60, &delivery.id).await,
-        "lease ends after"
-    );
-    assert!(claims(&*store, t + 61, &delivery.id).await, "lease ran out");
+    assert!(!claims(&*store, t, &push.id).await, "leased");
+    assert!(!claims(&*store, t + 60, &push.id).await, "lease ends after");
+    assert!(claims(&*store, t + 61, &push.id).await, "lease ran out");
 
     store
-        .complete_delivery(&delivery.id, UnixTime(t + 62))
+        .complete_push(&push.id, UnixTime(t + 62))
         .await
         .unwrap();
-    let done = find_delivery(&*store, &delivery.id).await.unwrap();
-    assert_eq!(done.status, DeliveryStatus::Delivered);
+    let done = find_push(&*store, &push.id).await.unwrap();
+    assert_eq!(done.status, PushStatus::Delivered);
     assert_eq!(done.attempts, 1);
-    assert!(!claims(&*store, t + 100_000, &delivery.id).await);
-    // Retrying a delivered delivery changes nothing.
+    assert!(!claims(&*store, t + 100_000, &push.id).await);
+    // Retrying a delivered push changes nothing.
     let again = store
-        .retry_delivery(&delivery.id, UnixTime(t + 100_000))
+        .retry_push(&push.id, UnixTime(t + 100_000))
         .await
         .unwrap();
     assert_eq!(again, Some(done));
 }
 
-/// A failed attempt with a next time keeps the delivery pending until then; without
+/// A failed attempt with a next time keeps the push pending until then; without
 /// one it fails for good (listed as failed) until a manual retry makes it due again.
 pub async fn outbox_failures_retry_and_give_up(store: &dyn Store) {
     let t = 4_200_000_000;
     let mut upload = new_upload(unique_repository_id());
     upload.created_at = UnixTime(t);
-    let delivery = new_delivery(&upload.id, "upload.verified");
-    upload.deliveries = vec![delivery.clone()];
+    let push = new_push(&upload.id, "upload.verified");
+    upload.pushes = vec![push.clone()];
     store.insert_upload(&upload).await.unwrap();
-    let id = delivery.id.as_str();
+    let id = push.id.as_str();
 
     assert!(claims(store, t, id).await);
-    let long_error = "é".repeat(crate::MAX_DELIVERY_ERROR_CHARS + 100);
+    let long_error = "é".repeat(crate::MAX_PUSH_ERROR_CHARS + 100);
     store
-        .fail_delivery(id, &long_error, Some(UnixTime(t + 100)), UnixTime(t + 1))
+        .fail_push(id, &long_error, Some(UnixTime(t + 100)), UnixTime(t + 1))
         .await
         .unwrap();
-    let failed_once = find_delivery(store, id).await.unwrap();
-    assert_eq!(failed_once.status, DeliveryStatus::Pending);
+    let failed_once = find_push(store, id).await.unwrap();
+    assert_eq!(failed_once.status, PushStatus::Pending);
     assert_eq!(failed_once.attempts, 1);
     assert_eq!(failed_once.next_attempt_at, UnixTime(t + 100));
     let kept = failed_once.last_error.unwrap();
-    assert_eq!(kept.chars().count(), crate::MAX_DELIVERY_ERROR_CHARS);
+    assert_eq!(kept.chars().count(), crate::MAX_PUSH_ERROR_CHARS);
     assert!(long_error.starts_with(&kept));
 
     assert!(!claims(store, t + 99, id).await, "not before its next time");
@@ -2164,58 +2162,58 @@ pub async fn outbox_failures_retry_and_give_up(store: &dyn Store) {
         "the failure ended the lease"
     );
     store
-        .fail_delivery(id, "HTTP 500", None, UnixTime(t + 101))
+        .fail_push(id, "HTTP 500", None, UnixTime(t + 101))
         .await
         .unwrap();
-    let failed = find_delivery(store, id).await.unwrap();
-    assert_eq!(failed.status, DeliveryStatus::Failed);
+    let failed = find_push(store, id).await.unwrap();
+    assert_eq!(failed.status, PushStatus::Failed);
     assert_eq!(failed.attempts, 2);
     assert_eq!(failed.last_error.as_deref(), Some("HTTP 500"));
     let listed = store
-        .list_deliveries(Some(DeliveryStatus::Failed), crate::MAX_PAGE_SIZE)
+        .list_pushes(Some(PushStatus::Failed), crate::MAX_PAGE_SIZE)
         .await
         .unwrap();
-    assert!(listed.iter().all(|d| d.status == DeliveryStatus::Failed));
+    assert!(listed.iter().all(|d| d.status == PushStatus::Failed));
     assert!(listed.iter().any(|d| d.id == id));
     assert!(!claims(store, t + 100_000, id).await, "failed is final");
 
     let retried = store
-        .retry_delivery(id, UnixTime(t + 200_000))
+        .retry_push(id, UnixTime(t + 200_000))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(retried.status, DeliveryStatus::Pending);
+    assert_eq!(retried.status, PushStatus::Pending);
     assert_eq!(retried.attempts, 2, "a retry keeps the count");
     assert_eq!(retried.next_attempt_at, UnixTime(t + 200_000));
     assert!(!claims(store, t + 199_999, id).await);
     assert!(claims(store, t + 200_000, id).await);
     store
-        .complete_delivery(id, UnixTime(t + 200_001))
+        .complete_push(id, UnixTime(t + 200_001))
         .await
         .unwrap();
-    let done = find_delivery(store, id).await.unwrap();
-    assert_eq!((done.status, done.attempts), (DeliveryStatus::Delivered, 3));
+    let done = find_push(store, id).await.unwrap();
+    assert_eq!((done.status, done.attempts), (PushStatus::Delivered, 3));
 
     assert_eq!(
         store
-            .retry_delivery(&unique("absent"), UnixTime(t))
+            .retry_push(&unique("absent"), UnixTime(t))
             .await
             .unwrap(),
         None
     );
     // Listing is newest first and honours its limit.
-    let newest = store.list_deliveries(None, 2).await.unwrap();
+    let newest = store.list_pushes(None, 2).await.unwrap();
     assert!(newest.len() <= 2);
     assert!(
         newest
             .windows(2)
             .all(|w| (w[0].created_at.0, &w[0].id) >= (w[1].created_at.0, &w[1].id))
     );
-    assert_eq!(store.list_deliveries(None, 0).await.unwrap().len(), 1);
+    assert_eq!(store.list_pushes(None, 0).await.unwrap().len(), 1);
 }
 
-/// Deliveries share their upload's fate: an idempotency conflict enqueues nothing, and
-/// a delivery that cannot be stored (a duplicate id) stores no upload either.
+/// Pushes share their upload's fate: an idempotency conflict enqueues nothing, and
+/// a push that cannot be stored (a duplicate id) stores no upload either.
 pub async fn outbox_rolls_back_with_the_upload(store: &dyn Store) {
     let t = 4_300_000_000;
     let repo = unique_repository_id();
@@ -2223,55 +2221,52 @@ pub async fn outbox_rolls_back_with_the_upload(store: &dyn Store) {
     let mut first = new_upload(repo);
     first.created_at = UnixTime(t);
     first.idempotency_key = Some(key.clone());
-    let kept = new_delivery(&first.id, "upload.verified");
-    first.deliveries = vec![kept.clone()];
+    let kept = new_push(&first.id, "upload.verified");
+    first.pushes = vec![kept.clone()];
     store.insert_upload(&first).await.unwrap();
 
     let mut again = new_upload(repo);
     again.created_at = UnixTime(t);
     again.idempotency_key = Some(key);
-    let dropped = new_delivery(&again.id, "upload.verified");
-    again.deliveries = vec![dropped.clone()];
+    let dropped = new_push(&again.id, "upload.verified");
+    again.pushes = vec![dropped.clone()];
     assert!(matches!(
         store.insert_upload(&again).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(find_delivery(store, &kept.id).await.is_some());
+    assert!(find_push(store, &kept.id).await.is_some());
     assert_eq!(
-        store
-            .retry_delivery(&dropped.id, UnixTime(t))
-            .await
-            .unwrap(),
+        store.retry_push(&dropped.id, UnixTime(t)).await.unwrap(),
         None,
         "the conflicting upload enqueued nothing"
     );
 
     let mut clash = new_upload(unique_repository_id());
     clash.created_at = UnixTime(t);
-    let fresh = new_delivery(&clash.id, "upload.verified");
-    clash.deliveries = vec![fresh.clone(), kept.clone()];
+    let fresh = new_push(&clash.id, "upload.verified");
+    clash.pushes = vec![fresh.clone(), kept.clone()];
     let err = store.insert_upload(&clash).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     assert_eq!(store.get_upload(&clash.id).await.unwrap(), None);
     assert_eq!(
-        store.retry_delivery(&fresh.id, UnixTime(t)).await.unwrap(),
+        store.retry_push(&fresh.id, UnixTime(t)).await.unwrap(),
         None
     );
-    let original = find_delivery(store, &kept.id).await.unwrap();
+    let original = find_push(store, &kept.id).await.unwrap();
     assert_eq!(original.upload_id, first.id.to_string());
 }
 
-/// 8 concurrent claimers over 50 due deliveries: each delivery is claimed exactly once.
+/// 8 concurrent claimers over 50 due pushes: each push is claimed exactly once.
 pub async fn concurrent_claimers_share_the_outbox(store: Arc<dyn Store>) {
     let t = 4_400_000_000;
     let mut ids = HashSet::new();
     for _ in 0..5 {
         let mut upload = new_upload(unique_repository_id());
         upload.created_at = UnixTime(t);
-        upload.deliveries = (0..10)
-            .map(|_| new_delivery(&upload.id, "upload.verified"))
+        upload.pushes = (0..10)
+            .map(|_| new_push(&upload.id, "upload.verified"))
             .collect();
-        ids.extend(upload.deliveries.iter().map(|d| d.id.clone()));
+        ids.extend(upload.pushes.iter().map(|d| d.id.clone()));
         store.insert_upload(&upload).await.unwrap();
     }
     let tasks: Vec<_> = (0..8)
@@ -2281,9 +2276,9 @@ pub async fn concurrent_claimers_share_the_outbox(store: Arc<dyn Store>) {
                 let mut mine = Vec::new();
                 loop {
                     let batch = store
-                        .claim_deliveries(UnixTime(t), 600, 3)
+                        .claim_pushes(UnixTime(t), 600, 3)
                         .await
-                        .expect("claim_deliveries");
+                        .expect("claim_pushes");
                     assert!(batch.len() <= 3, "the limit holds");
                     if batch.is_empty() {
                         return mine;
@@ -2304,7 +2299,7 @@ pub async fn concurrent_claimers_share_the_outbox(store: Arc<dyn Store>) {
 }
 
 /// Pending uploads are found by the run they claim (only pending ones, only that
-/// attempt); resolving one applies once, with its deliveries, and a second resolution
+/// attempt); resolving one applies once, with its pushes, and a second resolution
 /// changes nothing.
 pub async fn pending_uploads_correlate_and_resolve_once(store: &dyn Store) {
     let t = 4_500_000_000;
@@ -2357,7 +2352,7 @@ pub async fn pending_uploads_correlate_and_resolve_once(store: &dyn Store) {
     // Approve `a` with the identity the webhook vouches for.
     let mut vouched = identity(repo);
     vouched.actor = Some("webhook-actor".into());
-    let first = new_delivery(&a.id, "upload.verified");
+    let first = new_push(&a.id, "upload.verified");
     let now = UnixTime(t + 10);
     assert!(
         store
@@ -2380,18 +2375,18 @@ pub async fn pending_uploads_correlate_and_resolve_once(store: &dyn Store) {
         record.verified_at.map(time::OffsetDateTime::unix_timestamp),
         Some(now.0)
     );
-    let enqueued = find_delivery(store, &first.id).await.unwrap();
+    let enqueued = find_push(store, &first.id).await.unwrap();
     assert_eq!(
         (
             enqueued.status,
             enqueued.created_at,
             enqueued.next_attempt_at
         ),
-        (DeliveryStatus::Pending, now, now)
+        (PushStatus::Pending, now, now)
     );
 
-    // Once resolved: no second effect, no second delivery.
-    let second = new_delivery(&a.id, "upload.rejected");
+    // Once resolved: no second effect, no second push.
+    let second = new_push(&a.id, "upload.rejected");
     assert!(
         !store
             .resolve_pending(
@@ -2406,7 +2401,7 @@ pub async fn pending_uploads_correlate_and_resolve_once(store: &dyn Store) {
             .unwrap()
     );
     assert_eq!(store.get_upload(&a.id).await.unwrap(), Some(record));
-    assert_eq!(store.retry_delivery(&second.id, now).await.unwrap(), None);
+    assert_eq!(store.retry_push(&second.id, now).await.unwrap(), None);
 
     // Reject `b` (its sha does not match): the identity stays, no verification time.
     assert!(
@@ -2456,7 +2451,7 @@ pub async fn pending_uploads_correlate_and_resolve_once(store: &dyn Store) {
 }
 
 /// Of 16 concurrent resolutions of one pending upload, exactly one applies, and only
-/// its delivery is enqueued.
+/// its push is enqueued.
 pub async fn concurrent_resolutions_have_one_winner(store: Arc<dyn Store>) {
     let t = 4_600_000_000;
     let upload = pending_upload(&pending_run(unique_repository_id()), t);
@@ -2465,7 +2460,7 @@ pub async fn concurrent_resolutions_have_one_winner(store: Arc<dyn Store>) {
         .map(|i| {
             let store = Arc::clone(&store);
             let id = upload.id.clone();
-            let delivery = new_delivery(&id, "upload.verified");
+            let push = new_push(&id, "upload.verified");
             tokio::spawn(async move {
                 let status = if i % 2 == 0 {
                     UploadStatus::Verified
@@ -2479,33 +2474,33 @@ pub async fn concurrent_resolutions_have_one_winner(store: Arc<dyn Store>) {
                         None,
                         None,
                         UnixTime(t + 1),
-                        std::slice::from_ref(&delivery),
+                        std::slice::from_ref(&push),
                     )
                     .await
                     .expect("resolve_pending");
-                (won, status, delivery.id)
+                (won, status, push.id)
             })
         })
         .collect();
     let mut winners = Vec::new();
     let mut losers = Vec::new();
     for task in tasks {
-        let (won, status, delivery) = task.await.expect("task");
+        let (won, status, push) = task.await.expect("task");
         if won {
-            winners.push((status, delivery));
+            winners.push((status, push));
         } else {
-            losers.push(delivery);
+            losers.push(push);
         }
     }
     assert_eq!(winners.len(), 1, "exactly one resolution applies");
-    let (status, delivery) = &winners[0];
+    let (status, push) = &winners[0];
     assert_eq!(
         store.get_upload(&upload.id).await.unwrap().unwrap().status,
         *status
     );
-    assert!(find_delivery(&*store, delivery).await.is_some());
-    for delivery in losers {
-        assert!(find_delivery(&*store, &delivery).await.is_none());
+    assert!(find_push(&*store, push).await.is_some());
+    for push in losers {
+        assert!(find_push(&*store, &push).await.is_none());
     }
 }
 
@@ -3447,7 +3442,7 @@ impl Store for LostCommitAnswers {
     }
     async fn apply_webhook(
         &self,
-        delivery: &Delivery,
+        delivery: &WebhookDelivery,
         effects: &[WebhookEffect],
     ) -> Result<bool, StoreError> {
         self.inner.apply_webhook(delivery, effects).await
@@ -3483,8 +3478,8 @@ impl Store for LostCommitAnswers {
     async fn purge_workflow_runs(&self, before: UnixTime) -> Result<u64, StoreError> {
         self.inner.purge_workflow_runs(before).await
     }
-    async fn purge_deliveries(&self, before: UnixTime) -> Result<u64, StoreError> {
-        self.inner.purge_deliveries(before).await
+    async fn purge_webhook_deliveries(&self, before: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_webhook_deliveries(before).await
     }
     async fn pending_uploads_for_run(
         &self,
@@ -3503,10 +3498,10 @@ impl Store for LostCommitAnswers {
         identity: Option<&RunIdentity>,
         reason: Option<&str>,
         now: UnixTime,
-        deliveries: &[NewDelivery],
+        pushes: &[NewPush],
     ) -> Result<bool, StoreError> {
         self.inner
-            .resolve_pending(id, status, identity, reason, now, deliveries)
+            .resolve_pending(id, status, identity, reason, now, pushes)
             .await
     }
     async fn blobs_to_delete(&self, limit: u32) -> Result<Vec<UploadId>, StoreError> {
@@ -3580,41 +3575,35 @@ impl Store for LostCommitAnswers {
     async fn purge_sessions(&self, before: UnixTime) -> Result<u64, StoreError> {
         self.inner.purge_sessions(before).await
     }
-    async fn claim_deliveries(
+    async fn claim_pushes(
         &self,
         now: UnixTime,
         lease_seconds: i64,
         limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.inner.claim_deliveries(now, lease_seconds, limit).await
+    ) -> Result<Vec<PushRecord>, StoreError> {
+        self.inner.claim_pushes(now, lease_seconds, limit).await
     }
-    async fn complete_delivery(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
-        self.inner.complete_delivery(id, now).await
+    async fn complete_push(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.inner.complete_push(id, now).await
     }
-    async fn fail_delivery(
+    async fn fail_push(
         &self,
         id: &str,
         error: &str,
         next_attempt_at: Option<UnixTime>,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        self.inner
-            .fail_delivery(id, error, next_attempt_at, now)
-            .await
+        self.inner.fail_push(id, error, next_attempt_at, now).await
     }
-    async fn list_deliveries(
+    async fn list_pushes(
         &self,
-        status: Option<DeliveryStatus>,
+        status: Option<PushStatus>,
         limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.inner.list_deliveries(status, limit).await
+    ) -> Result<Vec<PushRecord>, StoreError> {
+        self.inner.list_pushes(status, limit).await
     }
-    async fn retry_delivery(
-        &self,
-        id: &str,
-        now: UnixTime,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.inner.retry_delivery(id, now).await
+    async fn retry_push(&self, id: &str, now: UnixTime) -> Result<Option<PushRecord>, StoreError> {
+        self.inner.retry_push(id, now).await
     }
     async fn outbox_notifications(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
         self.inner.outbox_notifications().await

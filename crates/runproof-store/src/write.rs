@@ -20,7 +20,7 @@ pub struct UsedJti {
 /// Everything one upload stores, in one transaction.
 #[derive(Debug)]
 pub struct UploadWrite {
-    /// The record, its deliveries and the pending reservation it consumes.
+    /// The record, its pushes and the pending reservation it consumes.
     pub upload: NewUpload,
     /// The `jti` the upload spends, if its credential had one.
     pub jti: Option<UsedJti>,

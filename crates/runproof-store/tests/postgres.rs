@@ -95,10 +95,10 @@ async fn reconnecting_and_concurrent_startup_share_one_schema() {
     .await;
 }
 
-/// Two pools on one schema, as two replicas: a `jti` or a delivery used through one is
+/// Two pools on one schema, as two replicas: a `jti` or a webhook delivery used through one is
 /// used for the other, and of concurrent attempts through both exactly one wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn two_pools_share_jtis_and_deliveries() {
+async fn two_pools_share_jtis_and_webhook_deliveries() {
     let Some(url) = database_url() else { return };
     let u = url.clone();
     with_schema(&url, move |schema| async move {
@@ -125,19 +125,19 @@ async fn two_pools_share_jtis_and_deliveries() {
             assert_eq!(winners, 1, "round {round}");
         }
 
-        let d = testsuite::delivery("ping", 1_700_000_000);
+        let d = testsuite::webhook_delivery("ping", 1_700_000_000);
         assert!(a.apply_webhook(&d, &[]).await.unwrap());
         assert!(!b.apply_webhook(&d, &[]).await.unwrap());
 
         // Half the tasks share one delivery; each applies an installation and a binding.
-        let shared = testsuite::delivery("installation", 1_700_000_000);
+        let shared = testsuite::webhook_delivery("installation", 1_700_000_000);
         let tasks: Vec<_> = (0..32)
             .map(|i| {
                 let store = if i % 2 == 0 { a.clone() } else { b.clone() };
                 let d = if i % 4 == 0 {
                     shared.clone()
                 } else {
-                    testsuite::delivery("installation", 1_700_000_000)
+                    testsuite::webhook_delivery("installation", 1_700_000_000)
                 };
                 let inst = testsuite::installation(testsuite::unique_installation_id());
                 let repo = testsuite::unique_repository_id();
@@ -340,7 +340,7 @@ async fn next_wake(rx: &mut mpsc::Receiver<()>) -> Option<()> {
         .expect("a wake-up or the end of the channel within 10 s")
 }
 
-/// Deliveries enqueued through one pool wake listeners on another (as replicas); closing
+/// Pushes enqueued through one pool wake listeners on another (as replicas); closing
 /// the store ends its listeners.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outbox_notifications_wake_other_replicas() {
@@ -355,7 +355,7 @@ async fn outbox_notifications_wake_other_replicas() {
         assert_eq!(next_wake(&mut through_trait).await, Some(()));
 
         let mut upload = testsuite::new_upload(testsuite::unique_repository_id());
-        upload.deliveries = vec![testsuite::new_delivery(&upload.id, "upload.verified")];
+        upload.pushes = vec![testsuite::new_push(&upload.id, "upload.verified")];
         b.insert_upload(&upload).await.unwrap();
         assert_eq!(next_wake(&mut direct).await, Some(()));
         assert_eq!(next_wake(&mut through_trait).await, Some(()));
@@ -365,7 +365,7 @@ async fn outbox_notifications_wake_other_replicas() {
             1_700_000_000,
         );
         b.insert_upload(&pending).await.unwrap();
-        let delivery = testsuite::new_delivery(&pending.id, "upload.verified");
+        let push = testsuite::new_push(&pending.id, "upload.verified");
         assert!(
             b.resolve_pending(
                 &pending.id,
@@ -373,7 +373,7 @@ async fn outbox_notifications_wake_other_replicas() {
                 None,
                 None,
                 UnixTime(1_700_000_001),
-                std::slice::from_ref(&delivery),
+                std::slice::from_ref(&push),
             )
             .await
             .unwrap()
@@ -391,9 +391,9 @@ async fn outbox_notifications_wake_other_replicas() {
     .await;
 }
 
-/// Claimers on two pools (as two replicas) never claim one delivery twice.
+/// Claimers on two pools (as two replicas) never claim one push twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn two_pools_claim_each_delivery_once() {
+async fn two_pools_claim_each_push_once() {
     let Some(url) = database_url() else { return };
     let u = url.clone();
     with_schema(&url, move |schema| async move {
@@ -402,10 +402,10 @@ async fn two_pools_claim_each_delivery_once() {
         let mut ids = std::collections::HashSet::new();
         for _ in 0..8 {
             let mut upload = testsuite::new_upload(testsuite::unique_repository_id());
-            upload.deliveries = (0..10)
-                .map(|_| testsuite::new_delivery(&upload.id, "upload.verified"))
+            upload.pushes = (0..10)
+                .map(|_| testsuite::new_push(&upload.id, "upload.verified"))
                 .collect();
-            ids.extend(upload.deliveries.iter().map(|d| d.id.clone()));
+            ids.extend(upload.pushes.iter().map(|d| d.id.clone()));
             a.insert_upload(&upload).await.unwrap();
         }
         let tasks: Vec<_> = (0..16)
@@ -415,7 +415,7 @@ async fn two_pools_claim_each_delivery_once() {
                     let mut mine = Vec::new();
                     loop {
                         let batch = store
-                            .claim_deliveries(UnixTime(1_700_000_000), 600, 4)
+                            .claim_pushes(UnixTime(1_700_000_000), 600, 4)
                             .await
                             .unwrap();
                         assert!(batch.len() <= 4);

@@ -52,7 +52,7 @@ pub struct Resolved {
     /// Timeout of each request to GitHub's API.
     pub github_timeout: std::time::Duration,
     /// Signed pushes, when `[delivery] url` is set.
-    pub delivery: Option<runproof_service::PushConfig>,
+    pub push: Option<runproof_service::PushConfig>,
     /// The webhook mode, when `[webhook_mode] enabled = true`.
     pub webhook_mode: Option<runproof_service::WebhookModeConfig>,
 }
@@ -150,7 +150,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         api_keys.extend(read_lines(file, "api_keys_file")?);
     }
     let (api_url, app, webhook_secrets, github_timeout) = resolve_github(config.github.as_mut())?;
-    let delivery = match config.delivery.as_mut() {
+    let push = match config.delivery.as_mut() {
         Some(delivery) => delivery.resolve(config.listen)?,
         None => None,
     };
@@ -172,7 +172,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         config.s3.as_ref(),
     )?;
     Ok(Resolved {
-        delivery,
+        push,
         webhook_mode,
         api_url,
         app,

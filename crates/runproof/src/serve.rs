@@ -89,7 +89,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         .binding(binding)
         .github_token(github_token)
         .sessions(config.sessions)
-        .push(resolved.delivery.clone())
+        .push(resolved.push.clone())
         .webhook_mode(resolved.webhook_mode.clone())
         .build()
         .await

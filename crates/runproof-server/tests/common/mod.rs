@@ -34,7 +34,7 @@ pub struct Options {
     pub app: Option<(u64, Secret)>,
     pub github_token: bool,
     pub sessions: runproof_service::SessionConfig,
-    pub delivery: Option<runproof_service::PushConfig>,
+    pub push: Option<runproof_service::PushConfig>,
     /// Reuse this directory (a restart); a fresh one otherwise.
     pub dir: Option<std::path::PathBuf>,
     /// The webhook mode (pending uploads); off when `None`.
@@ -68,7 +68,7 @@ impl Default for Options {
             app: None,
             github_token: false,
             sessions: runproof_service::SessionConfig::default(),
-            delivery: None,
+            push: None,
             dir: None,
             webhook_mode: None,
             limits: runproof_server::LimitsConfig::default(),
@@ -166,7 +166,7 @@ impl Harness {
                 runproof_github::RestClient::new(&gh.base_url(), Duration::from_secs(3)).unwrap()
             }))
             .sessions(opts.sessions)
-            .push(opts.delivery.clone())
+            .push(opts.push.clone())
             .webhook_mode(opts.webhook_mode.clone())
             .build()
             .await

@@ -24,5 +24,5 @@ mod sweep;
 pub use crate::issuers::UNVERIFIED_ISSUER;
 pub use crate::webhook_state::{WebhookMode, WebhookModeConfig, pending_identity};
 pub use admission::{PendingAdmission, Reservation, admit};
-pub use settle::{after_delivery, after_insert};
+pub use settle::{after_insert, after_webhook_delivery};
 pub use sweep::{SweepReport, sweep};

@@ -186,7 +186,7 @@ pub(crate) async fn reject(
     .await
 }
 
-/// Resolves the upload once, with the deliveries its new status announces.
+/// Resolves the upload once, with the pushes its new status announces.
 pub(crate) async fn resolve(
     state: &Service,
     upload: &UploadRecord,
@@ -374,7 +374,7 @@ pub async fn after_insert(state: &Service, record: UploadRecord) -> UploadRecord
 
 /// After a fresh webhook delivery: settles the pending uploads of each workflow run it
 /// recorded, in the background (the delivery's answer does not wait for GitHub).
-pub fn after_delivery(state: &Arc<Service>, effects: &[WebhookEffect]) {
+pub fn after_webhook_delivery(state: &Arc<Service>, effects: &[WebhookEffect]) {
     if state.webhook_mode.is_none() {
         return;
     }

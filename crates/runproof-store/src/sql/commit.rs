@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::exec::{Pool, Tx, db_error, query, query_built, row_runs, values_rows};
 use super::idempotency::upload_by_idempotency_key;
-use super::notify::announce_deliveries;
+use super::notify::announce_pushes;
 use super::row::{UploadParams, UploadRow, payload_json, upload_columns, upload_insert_columns};
 use crate::error::{Invalid, StoreError};
 use crate::model::{IdempotencyScope, UploadId, UploadRecord};
@@ -54,7 +54,7 @@ pub(crate) async fn commit_uploads(
         let encoded = UploadParams::new(&write.upload).and_then(|params| {
             let payloads = write
                 .upload
-                .deliveries
+                .pushes
                 .iter()
                 .map(payload_json)
                 .collect::<Result<Vec<_>, _>>()?;
@@ -78,13 +78,13 @@ pub(crate) async fn commit_uploads(
     let live = spend_jtis(&mut tx, live, &mut outcomes).await?;
     let inserted = insert_uploads(&mut tx, live, &mut outcomes).await?;
     insert_bodies(&mut tx, &inserted).await?;
-    let inserted = insert_deliveries(&mut tx, inserted, &mut outcomes).await?;
+    let inserted = insert_pushes(&mut tx, inserted, &mut outcomes).await?;
     consume_reservations(&mut tx, &inserted).await?;
     let announced = inserted
         .iter()
-        .any(|(e, _)| !e.write.upload.deliveries.is_empty());
+        .any(|(e, _)| !e.write.upload.pushes.is_empty());
     if announced {
-        announce_deliveries(&mut tx).await?;
+        announce_pushes(&mut tx).await?;
     }
     tx.commit().await?;
     for (encoded, record) in inserted {
@@ -268,16 +268,16 @@ async fn insert_bodies(
     Ok(())
 }
 
-/// Enqueues the inserted uploads' deliveries (pending, due at the upload's creation). An
-/// upload one of whose delivery ids exists already is undone and refused.
-async fn insert_deliveries<'a>(
+/// Enqueues the inserted uploads' pushes (pending, due at the upload's creation). An
+/// upload one of whose push ids exists already is undone and refused.
+async fn insert_pushes<'a>(
     tx: &mut Tx,
     inserted: Vec<(Encoded<'a>, UploadRecord)>,
     outcomes: &mut [Option<Result<Committed, StoreError>>],
 ) -> Result<Vec<(Encoded<'a>, UploadRecord)>, StoreError> {
     let rows: Vec<(&Encoded<'_>, usize)> = inserted
         .iter()
-        .flat_map(|(e, _)| (0..e.write.upload.deliveries.len()).map(move |i| (e, i)))
+        .flat_map(|(e, _)| (0..e.write.upload.pushes.len()).map(move |i| (e, i)))
         .collect();
     if rows.is_empty() {
         return Ok(inserted);
@@ -294,11 +294,11 @@ async fn insert_deliveries<'a>(
         let mut q = query_built(sql);
         for (encoded, i) in chunk {
             let upload = &encoded.write.upload;
-            let delivery = &upload.deliveries[*i];
+            let push = &upload.pushes[*i];
             q = q
-                .bind(&delivery.id)
-                .bind(&delivery.event)
-                .bind(&delivery.upload_id)
+                .bind(&push.id)
+                .bind(&push.event)
+                .bind(&push.upload_id)
                 .bind(&encoded.payloads[*i])
                 .bind("pending")
                 .bind(0i64)
@@ -311,11 +311,11 @@ async fn insert_deliveries<'a>(
     }
     let mut kept = Vec::with_capacity(inserted.len());
     for (encoded, record) in inserted {
-        let deliveries = &encoded.write.upload.deliveries;
-        match deliveries.iter().find(|d| !stored.contains(&d.id)) {
+        let pushes = &encoded.write.upload.pushes;
+        match pushes.iter().find(|d| !stored.contains(&d.id)) {
             None => kept.push((encoded, record)),
             Some(taken) => {
-                let ours: Vec<String> = deliveries
+                let ours: Vec<String> = pushes
                     .iter()
                     .filter(|d| stored.contains(&d.id))
                     .map(|d| d.id.clone())
@@ -331,16 +331,16 @@ async fn insert_deliveries<'a>(
     Ok(kept)
 }
 
-/// Removes what this transaction stored of one upload: its deliveries `deliveries`, its
+/// Removes what this transaction stored of one upload: its pushes `pushes`, its
 /// body and its row (its `jti` stays spent).
-async fn undo(tx: &mut Tx, id: &UploadId, deliveries: &[String]) -> Result<(), StoreError> {
-    if !deliveries.is_empty() {
+async fn undo(tx: &mut Tx, id: &UploadId, pushes: &[String]) -> Result<(), StoreError> {
+    if !pushes.is_empty() {
         let sql = format!(
             "DELETE FROM outbox WHERE id IN (SELECT item FROM {})",
             tx.dialect().text_list("$1", "t")
         );
         query_built(sql)
-            .bind(deliveries)
+            .bind(pushes)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;

@@ -39,7 +39,7 @@ pub(crate) struct Dialect {
     /// schema's hash, so that deployments sharing a database through `schema` do not
     /// wait for each other); SQLite's writing transaction holds the write lock already.
     pub(crate) reservation_lock: Option<&'static str>,
-    /// Whether enqueued deliveries are announced to listeners at commit (`pg_notify`).
+    /// Whether enqueued pushes are announced to listeners at commit (`pg_notify`).
     pub(crate) notifies: bool,
 }
 

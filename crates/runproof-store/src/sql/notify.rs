@@ -1,7 +1,7 @@
 //! The outbox channel: on PostgreSQL, every enqueue notifies [`OUTBOX_CHANNEL`] at
 //! commit, and listeners wake at once instead of at their next poll. The channel is
 //! database-wide: stores on other schemas of the same database wake each other
-//! spuriously, which is harmless. SQLite has no cross-process signal: its delivery
+//! spuriously, which is harmless. SQLite has no cross-process signal: its push
 //! workers poll.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::exec::{Pool, Tx, db_error, query};
 use crate::error::{Invalid, StoreError};
 
-/// The channel notified whenever deliveries are enqueued.
+/// The channel notified whenever pushes are enqueued.
 pub const OUTBOX_CHANNEL: &str = "runproof_outbox";
 
 /// The first wait before listening again after a failure.
@@ -21,13 +21,13 @@ const LISTEN_MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest wait between attempts to listen again.
 const LISTEN_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Announces, when `tx` commits, that deliveries were enqueued in it: a notification on
+/// Announces, when `tx` commits, that pushes were enqueued in it: a notification on
 /// [`OUTBOX_CHANNEL`] for PostgreSQL's listeners (sent at commit, not at all on
 /// rollback); nothing on SQLite, whose workers poll.
 ///
 /// # Errors
 /// [`StoreError`] when the database fails.
-pub(crate) async fn announce_deliveries(tx: &mut Tx) -> Result<(), StoreError> {
+pub(crate) async fn announce_pushes(tx: &mut Tx) -> Result<(), StoreError> {
     if tx.dialect().notifies {
         query("SELECT pg_notify($1, '')")
             .bind(OUTBOX_CHANNEL)
@@ -57,7 +57,7 @@ pub(crate) async fn listen_outbox(pool: &Pool) -> Result<mpsc::Receiver<()>, Sto
 
 /// What [`crate::Store::outbox_notifications`] returns: on PostgreSQL, wake-ups from a
 /// listener that connects in the background (and says so with a first wake-up); on
-/// SQLite, `None` (no cross-process signal: delivery workers poll).
+/// SQLite, `None` (no cross-process signal: push workers poll).
 pub(crate) fn outbox_wakeups(pool: &Pool) -> Option<mpsc::Receiver<()>> {
     let Pool::Postgres(pool) = pool else {
         return None;

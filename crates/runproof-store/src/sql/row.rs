@@ -14,7 +14,7 @@ use crate::github::{
 use crate::model::{
     IdempotencyScope, Mode, NewUpload, PendingRun, UploadId, UploadRecord, UploadStatus,
 };
-use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::outbox::{NewPush, PushRecord, PushStatus};
 use crate::session::{NewSession, SessionRecord, SessionUse};
 
 /// The columns every `SELECT` of an upload returns, as a literal so that `concat!` can
@@ -350,34 +350,34 @@ fn decode_identity(json: &str, of: &str) -> Result<RunIdentity, StoreError> {
     })
 }
 
-/// `error` cut to [`crate::limits::MAX_DELIVERY_ERROR_CHARS`] characters.
+/// `error` cut to [`crate::limits::MAX_PUSH_ERROR_CHARS`] characters.
 pub(crate) fn truncate_error(error: &str) -> &str {
     match error
         .char_indices()
-        .nth(crate::limits::MAX_DELIVERY_ERROR_CHARS)
+        .nth(crate::limits::MAX_PUSH_ERROR_CHARS)
     {
         Some((end, _)) => &error[..end],
         None => error,
     }
 }
 
-/// A [`NewDelivery`]'s payload as stored.
-pub(crate) fn payload_json(delivery: &NewDelivery) -> Result<String, StoreError> {
-    serde_json::to_string(&delivery.payload).map_err(|e| encode_error("delivery payload", e))
+/// A [`NewPush`]'s payload as stored.
+pub(crate) fn payload_json(push: &NewPush) -> Result<String, StoreError> {
+    serde_json::to_string(&push.payload).map_err(|e| encode_error("delivery payload", e))
 }
 
-/// The columns every `SELECT` (or `RETURNING`) of a delivery returns.
-macro_rules! delivery_columns {
+/// The columns every `SELECT` (or `RETURNING`) of a push returns.
+macro_rules! push_columns {
     () => {
         "id, event, upload_id, payload_json, status, attempts, last_error, created_at, \
          next_attempt_at"
     };
 }
-pub(crate) use delivery_columns;
+pub(crate) use push_columns;
 
 /// An `outbox` row as stored.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct DeliveryRow {
+pub(crate) struct PushRow {
     pub(crate) id: String,
     pub(crate) event: String,
     pub(crate) upload_id: String,
@@ -389,10 +389,10 @@ pub(crate) struct DeliveryRow {
     pub(crate) next_attempt_at: i64,
 }
 
-impl DeliveryRow {
+impl PushRow {
     /// Decodes the row.
-    pub(crate) fn into_record(self) -> Result<DeliveryRecord, StoreError> {
-        let status = DeliveryStatus::parse(&self.status).ok_or_else(|| {
+    pub(crate) fn into_record(self) -> Result<PushRecord, StoreError> {
+        let status = PushStatus::parse(&self.status).ok_or_else(|| {
             StoreError::Corrupt(Corrupt::text(
                 "status",
                 &self.status,
@@ -413,7 +413,7 @@ impl DeliveryRow {
                 source: e,
             })
         })?;
-        Ok(DeliveryRecord {
+        Ok(PushRecord {
             id: self.id,
             event: self.event,
             upload_id: self.upload_id,
@@ -427,11 +427,11 @@ impl DeliveryRow {
     }
 }
 
-/// Decodes delivery rows, ordered by due time then id (`RETURNING` has no order).
-pub(crate) fn into_deliveries(rows: Vec<DeliveryRow>) -> Result<Vec<DeliveryRecord>, StoreError> {
+/// Decodes push rows, ordered by due time then id (`RETURNING` has no order).
+pub(crate) fn into_pushes(rows: Vec<PushRow>) -> Result<Vec<PushRecord>, StoreError> {
     let mut records = rows
         .into_iter()
-        .map(DeliveryRow::into_record)
+        .map(PushRow::into_record)
         .collect::<Result<Vec<_>, _>>()?;
     records.sort_by(|a, b| (a.next_attempt_at.0, &a.id).cmp(&(b.next_attempt_at.0, &b.id)));
     Ok(records)

@@ -1,7 +1,7 @@
 //! The [`Store`] of both SQL backends: every statement written once.
 //!
 //! How the guarantees of [`Store`] are met, on either backend:
-//! - Uniqueness (`jti`, delivery id, idempotency key, webhook delivery id) is enforced by
+//! - Uniqueness (`jti`, push id, idempotency key, webhook delivery id) is enforced by
 //!   unique indexes and `INSERT … ON CONFLICT DO NOTHING`. On PostgreSQL, under READ
 //!   COMMITTED, such an insert waits for a concurrent insert of the same key to commit or
 //!   roll back before deciding, so it holds across connections, pools and processes.
@@ -9,7 +9,7 @@
 //!   database's only write lock from the start, so what it reads cannot change before it
 //!   writes; on PostgreSQL, row locks ([`Dialect::lock_row`]), `SKIP LOCKED`
 //!   claims and an advisory lock for pending reservations order concurrent writers.
-//! - Enqueued deliveries are announced at commit ([`announce_deliveries`]), so
+//! - Enqueued pushes are announced at commit ([`announce_pushes`]), so
 //!   that PostgreSQL listeners wake at once instead of at their next poll.
 
 use std::fmt::Write as _;
@@ -22,18 +22,18 @@ use super::dialect::Dialect;
 use super::exec::{Pool, Tx, db_error, is_unique_violation, query, query_built};
 use super::github;
 use super::idempotency::upload_by_idempotency_key;
-use super::notify::{announce_deliveries, outbox_wakeups};
+use super::notify::{announce_pushes, outbox_wakeups};
 use super::reservation::{self, ReservationParams};
 use super::row::{
-    BindingRow, DeliveryRow, GrantRow, InstallationRow, PendingUploadRow, RELEASE_SESSION_SQL,
+    BindingRow, GrantRow, InstallationRow, PendingUploadRow, PushRow, RELEASE_SESSION_SQL,
     RESERVE_SESSION_SQL, Resolution, SessionParams, SessionRow, UploadParams, UploadRow,
-    WorkflowRunRow, clamp_limit, delivery_columns, installation_columns, into_deliveries,
-    into_upload_ids, payload_json, session_columns, sql_id, stored_count, truncate_error,
-    upload_columns, upload_insert_columns, workflow_run_columns,
+    WorkflowRunRow, clamp_limit, installation_columns, into_pushes, into_upload_ids, payload_json,
+    push_columns, session_columns, sql_id, stored_count, truncate_error, upload_columns,
+    upload_insert_columns, workflow_run_columns,
 };
 use crate::error::{Invalid, StoreError};
 use crate::github::{
-    Delivery, KnownInstallation, RepositoryBinding, WebhookEffect, WorkflowRunRecord,
+    KnownInstallation, RepositoryBinding, WebhookDelivery, WebhookEffect, WorkflowRunRecord,
 };
 use crate::limits::{ID_BATCH, MAX_RUN_ATTEMPTS_LISTED};
 use crate::model::{
@@ -41,15 +41,15 @@ use crate::model::{
     UploadId, UploadRecord, UploadStatus,
 };
 use crate::namespace;
-use crate::outbox::{DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::outbox::{NewPush, PushRecord, PushStatus};
 use crate::reservation::{PendingReservation, Reserved};
 use crate::session::{NewSession, SessionAsk, SessionRecord, SessionUse, refusal};
 use crate::store::Store;
 use crate::write::{Committed, UploadWrite};
 
-/// The columns of a delivery, qualified for `UPDATE … FROM` (same order as
-/// `delivery_columns!`).
-macro_rules! qualified_delivery_columns {
+/// The columns of a push, qualified for `UPDATE … FROM` (same order as
+/// `push_columns!`).
+macro_rules! qualified_push_columns {
     () => {
         "outbox.id, outbox.event, outbox.upload_id, outbox.payload_json, outbox.status, \
          outbox.attempts, outbox.last_error, outbox.created_at, outbox.next_attempt_at"
@@ -94,31 +94,31 @@ impl SqlStore {
     }
 }
 
-/// Each delivery's payload as stored, encoded before any transaction starts.
-fn delivery_payloads(deliveries: &[NewDelivery]) -> Result<Vec<String>, StoreError> {
-    deliveries.iter().map(payload_json).collect()
+/// Each push's payload as stored, encoded before any transaction starts.
+fn push_payloads(pushes: &[NewPush]) -> Result<Vec<String>, StoreError> {
+    pushes.iter().map(payload_json).collect()
 }
 
-/// Enqueues `deliveries` (with their encoded `payloads`) as pending and due at
+/// Enqueues `pushes` (with their encoded `payloads`) as pending and due at
 /// `created_at`, inside the caller's transaction, and announces them.
-async fn insert_deliveries(
+async fn insert_pushes(
     tx: &mut Tx,
-    deliveries: &[NewDelivery],
+    pushes: &[NewPush],
     payloads: &[String],
     created_at: UnixTime,
 ) -> Result<(), StoreError> {
-    if deliveries.is_empty() {
+    if pushes.is_empty() {
         return Ok(());
     }
-    for (delivery, payload) in deliveries.iter().zip(payloads) {
+    for (push, payload) in pushes.iter().zip(payloads) {
         let done = query(
             "INSERT INTO outbox (id, event, upload_id, payload_json, status, attempts, \
              last_error, created_at, next_attempt_at, locked_until, updated_at) \
              VALUES ($1, $2, $3, $4, 'pending', 0, NULL, $5, $5, NULL, $5)",
         )
-        .bind(&delivery.id)
-        .bind(&delivery.event)
-        .bind(&delivery.upload_id)
+        .bind(&push.id)
+        .bind(&push.event)
+        .bind(&push.upload_id)
         .bind(payload)
         .bind(created_at.0)
         .execute(&mut *tx)
@@ -128,13 +128,13 @@ async fn insert_deliveries(
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::Invalid(Invalid::Exists {
                     what: "delivery",
-                    key: delivery.id.clone(),
+                    key: push.id.clone(),
                 }));
             }
             Err(e) => return Err(db_error(e)),
         }
     }
-    announce_deliveries(tx).await
+    announce_pushes(tx).await
 }
 
 /// Builds the listing statement from fixed fragments; every value is bound.
@@ -206,7 +206,7 @@ impl Store for SqlStore {
 
     async fn insert_upload(&self, upload: &NewUpload) -> Result<UploadRecord, StoreError> {
         let params = UploadParams::new(upload)?;
-        let payloads = delivery_payloads(&upload.deliveries)?;
+        let payloads = push_payloads(&upload.pushes)?;
         let mut tx = self.pool.begin_write().await?;
         let insert = query(concat!(
             "INSERT INTO uploads (",
@@ -240,7 +240,7 @@ impl Store for SqlStore {
             Err(e) => return Err(db_error(e)),
         };
         let record = row.into_record()?;
-        insert_deliveries(&mut tx, &upload.deliveries, &payloads, upload.created_at).await?;
+        insert_pushes(&mut tx, &upload.pushes, &payloads, upload.created_at).await?;
         if let Some(id) = &upload.pending_reservation {
             // In the insert's transaction, so that a reservation's sums see either the
             // reservation or the upload, never neither.
@@ -340,7 +340,7 @@ impl Store for SqlStore {
 
     async fn apply_webhook(
         &self,
-        delivery: &Delivery,
+        delivery: &WebhookDelivery,
         effects: &[WebhookEffect],
     ) -> Result<bool, StoreError> {
         delivery.validate()?;
@@ -453,7 +453,7 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn purge_deliveries(&self, before: UnixTime) -> Result<u64, StoreError> {
+    async fn purge_webhook_deliveries(&self, before: UnixTime) -> Result<u64, StoreError> {
         self.delete_before(
             "DELETE FROM webhook_deliveries WHERE received_at < $1",
             before,
@@ -492,10 +492,10 @@ impl Store for SqlStore {
         identity: Option<&RunIdentity>,
         reason: Option<&str>,
         now: UnixTime,
-        deliveries: &[NewDelivery],
+        pushes: &[NewPush],
     ) -> Result<bool, StoreError> {
         let resolution = Resolution::new(status, identity, now)?;
-        let payloads = delivery_payloads(deliveries)?;
+        let payloads = push_payloads(pushes)?;
         // A concurrent resolution waits (SQLite: for the write lock; PostgreSQL: for the
         // row lock), then finds the upload no longer pending and changes nothing.
         let mut tx = self.pool.begin_write().await?;
@@ -517,7 +517,7 @@ impl Store for SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        insert_deliveries(&mut tx, deliveries, &payloads, now).await?;
+        insert_pushes(&mut tx, pushes, &payloads, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -767,12 +767,12 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn claim_deliveries(
+    async fn claim_pushes(
         &self,
         now: UnixTime,
         lease_seconds: i64,
         limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+    ) -> Result<Vec<PushRecord>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -791,11 +791,11 @@ impl Store for SqlStore {
                  ORDER BY next_attempt_at, id LIMIT $3{}) \
                  UPDATE outbox SET locked_until = $1, updated_at = $2 FROM picked \
                  WHERE outbox.id = picked.id RETURNING ",
-                qualified_delivery_columns!()
+                qualified_push_columns!()
             ),
             dialect.materialized, dialect.skip_locked
         );
-        let rows: Vec<DeliveryRow> = query_built(sql)
+        let rows: Vec<PushRow> = query_built(sql)
             .bind(now.plus(lease_seconds.max(0)).0)
             .bind(now.0)
             .bind(i64::from(clamp_limit(limit)))
@@ -803,10 +803,10 @@ impl Store for SqlStore {
             .await
             .map_err(db_error)?;
         tx.commit().await?;
-        into_deliveries(rows)
+        into_pushes(rows)
     }
 
-    async fn complete_delivery(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
+    async fn complete_push(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
         query(
             "UPDATE outbox SET status = 'delivered', locked_until = NULL, \
              attempts = attempts + 1, updated_at = $1 WHERE id = $2",
@@ -819,7 +819,7 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn fail_delivery(
+    async fn fail_push(
         &self,
         id: &str,
         error: &str,
@@ -827,9 +827,9 @@ impl Store for SqlStore {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let status = if next_attempt_at.is_some() {
-            DeliveryStatus::Pending
+            PushStatus::Pending
         } else {
-            DeliveryStatus::Failed
+            PushStatus::Failed
         };
         query(
             "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2, \
@@ -847,24 +847,24 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn list_deliveries(
+    async fn list_pushes(
         &self,
-        status: Option<DeliveryStatus>,
+        status: Option<PushStatus>,
         limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+    ) -> Result<Vec<PushRecord>, StoreError> {
         let limit = i64::from(clamp_limit(limit));
         // Two statements rather than `$1 IS NULL OR status = $1`, whose type PostgreSQL
         // cannot infer and whose plan could not use the status.
         let listed = match status {
             Some(status) => query(concat!(
                 "SELECT ",
-                delivery_columns!(),
+                push_columns!(),
                 " FROM outbox WHERE status = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
             ))
             .bind(status.as_str()),
             None => query(concat!(
                 "SELECT ",
-                delivery_columns!(),
+                push_columns!(),
                 " FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
             )),
         };
@@ -874,15 +874,11 @@ impl Store for SqlStore {
             .await
             .map_err(db_error)?
             .into_iter()
-            .map(DeliveryRow::into_record)
+            .map(PushRow::into_record)
             .collect()
     }
 
-    async fn retry_delivery(
-        &self,
-        id: &str,
-        now: UnixTime,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
+    async fn retry_push(&self, id: &str, now: UnixTime) -> Result<Option<PushRecord>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         query(
             "UPDATE outbox SET status = 'pending', next_attempt_at = $1, updated_at = $1 \
@@ -893,9 +889,9 @@ impl Store for SqlStore {
         .execute(&mut tx)
         .await
         .map_err(db_error)?;
-        let row: Option<DeliveryRow> = query(concat!(
+        let row: Option<PushRow> = query(concat!(
             "SELECT ",
-            delivery_columns!(),
+            push_columns!(),
             " FROM outbox WHERE id = $1"
         ))
         .bind(id)
@@ -903,7 +899,7 @@ impl Store for SqlStore {
         .await
         .map_err(db_error)?;
         tx.commit().await?;
-        row.map(DeliveryRow::into_record).transpose()
+        row.map(PushRow::into_record).transpose()
     }
 
     async fn outbox_notifications(&self) -> Option<mpsc::Receiver<()>> {
