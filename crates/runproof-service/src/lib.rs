@@ -47,7 +47,7 @@ pub use collector::{
 };
 pub use commits::{Commits, DEFAULT_INLINE_MAX_BYTES, MAX_INLINE_MAX_BYTES};
 pub use error::ServiceError;
-pub use push::{PushConfig, record_of};
+pub use push::PushConfig;
 pub use service::{ClaimedRun, Service, ServiceBuilder};
 pub use settings::{ServiceSettings, SessionConfig};
 pub use webhook_mode::{

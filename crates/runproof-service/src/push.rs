@@ -78,27 +78,6 @@ impl PushConfig {
     }
 }
 
-/// The record an upload will have once inserted, for the push enqueued with it.
-#[must_use]
-pub fn record_of(new: &runproof_store::NewUpload) -> UploadRecord {
-    let at = |t: UnixTime| {
-        time::OffsetDateTime::from_unix_timestamp(t.0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-    };
-    UploadRecord {
-        id: new.id.clone(),
-        status: new.status,
-        mode: new.mode,
-        name: new.name.clone(),
-        size: new.size,
-        sha256: hex::encode(new.sha256),
-        content_type: new.content_type.clone(),
-        created_at: at(new.created_at),
-        verified_at: new.verified_at.map(at),
-        identity: new.identity.clone(),
-        reason: new.reason.clone(),
-    }
-}
-
 /// The body as sent: the stored payload plus the push id and the time of sending.
 fn body_of(record: &PushRecord, now: UnixTime) -> Vec<u8> {
     let mut payload = record.payload.clone();

@@ -23,7 +23,6 @@ use crate::binding::bind;
 use crate::error::ServiceError;
 use crate::github_token;
 use crate::oidc::{token_replayed, verify_oidc_for_upload};
-use crate::push::record_of;
 use crate::service::ClaimedRun;
 use crate::service::Service;
 use crate::sessions::{SessionReservation, use_session};
@@ -514,7 +513,7 @@ async fn commit(
         .filter(|_| status == UploadStatus::Verified)
     {
         new.pushes
-            .extend(push.push_for("upload.verified", &record_of(&new)));
+            .extend(push.push_for("upload.verified", &new.record()));
     }
     let announces = !new.pushes.is_empty();
     let mode = new.mode;

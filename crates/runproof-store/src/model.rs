@@ -185,6 +185,32 @@ pub struct NewUpload {
     pub pending_reservation: Option<ReservationId>,
 }
 
+impl NewUpload {
+    /// The record this upload has once inserted: what a push enqueued in the same
+    /// transaction announces. The conformance suite checks that it equals the record the
+    /// store reads back.
+    #[must_use]
+    pub fn record(&self) -> UploadRecord {
+        let at = |t: UnixTime| {
+            time::OffsetDateTime::from_unix_timestamp(t.0)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        };
+        UploadRecord {
+            id: self.id.clone(),
+            status: self.status,
+            mode: self.mode,
+            name: self.name.clone(),
+            size: self.size,
+            sha256: hex::encode(self.sha256),
+            content_type: self.content_type.clone(),
+            created_at: at(self.created_at),
+            verified_at: self.verified_at.map(at),
+            identity: self.identity.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 /// The run an unauthenticated upload claims (webhook mode), as the client declared it;
 /// nothing here is verified until a signed webhook for the same run arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -702,9 +702,11 @@ pub async fn insert_then_get_round_trips(store: &dyn Store) {
 
     let got = store.get_upload(&upload.id).await.unwrap();
     assert_eq!(got.as_ref(), Some(&inserted));
+    assert_eq!(upload.record(), inserted, "the record a push announces");
 
     let verified = new_upload(unique_repository_id());
     let record = store.insert_upload(&verified).await.unwrap();
+    assert_eq!(verified.record(), record, "the record a push announces");
     assert_eq!(
         record.verified_at.map(time::OffsetDateTime::unix_timestamp),
         verified.verified_at.map(|t| t.0)
