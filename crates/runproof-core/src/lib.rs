@@ -13,6 +13,9 @@
 //! signature is checked against a key of a configured issuer. Nothing is trusted from
 //! the token header beyond choosing among already-configured keys; only `RS256` is
 //! accepted; multi-valued audiences are refused; ids, never names, feed decisions.
+//!
+//! Where it sits: at the bottom. Every other runproof crate depends on it, and it depends
+//! on none of them.
 #![forbid(unsafe_code)]
 
 pub mod claims;

@@ -30,6 +30,10 @@
 //! Apart from the fake, [`process`] starts a real server process (its binary given by the
 //! caller), waits for it and stops it: the integration tests and the load tool share it.
 //! It uses none of the modules above.
+//!
+//! Where it sits: beside the production crates, never under them. It depends on no other
+//! runproof crate; the tests, the load tool and the binary's `dev` feature (`demo`,
+//! `serve --dev`) use it, and `cargo build -p runproof --no-default-features` leaves it out.
 #![forbid(unsafe_code)]
 
 mod actions_api;
