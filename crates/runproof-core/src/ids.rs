@@ -63,6 +63,18 @@ id_type!(
     /// A GitHub App installation id.
     InstallationId
 );
+id_type!(
+    /// A GitHub user id (the `actor_id` claim: who triggered the run).
+    ActorId
+);
+id_type!(
+    /// A GitHub check run id (the `check_run_id` claim: it identifies the job).
+    CheckRunId
+);
+id_type!(
+    /// A GitHub Enterprise id (the `enterprise_id` claim).
+    EnterpriseId
+);
 
 /// Parses a plain decimal without sign or spaces, at most [`MAX_ID`].
 fn parse_decimal(s: &str) -> Result<u64, std::num::ParseIntError> {

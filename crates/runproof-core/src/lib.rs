@@ -36,7 +36,7 @@ pub mod webhook;
 
 pub use claims::RunIdentity;
 pub use error::{ErrorCode, PolicyRule, VerifyError};
-pub use ids::{InstallationId, OwnerId, RepositoryId, RunId};
+pub use ids::{ActorId, CheckRunId, EnterpriseId, InstallationId, OwnerId, RepositoryId, RunId};
 pub use keys::{KeySet, KeySetError};
 pub use policy::Policy;
 pub use secret::Secret;

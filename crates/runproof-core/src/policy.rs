@@ -95,6 +95,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claims::ExtraClaims;
     use crate::ids::RunId;
 
     fn identity() -> RunIdentity {
@@ -104,16 +105,26 @@ mod tests {
             repository_id: RepositoryId(10),
             repository_owner: Some("o".into()),
             repository_owner_id: OwnerId(20),
+            repository_visibility: None,
+            enterprise: None,
+            enterprise_id: None,
             run_id: RunId(30),
             run_attempt: Some(1),
+            check_run_id: None,
             sha: "a".repeat(40),
             git_ref: None,
+            ref_type: None,
+            ref_protected: None,
             workflow_ref: None,
+            workflow_sha: None,
             job_workflow_ref: None,
+            job_workflow_sha: None,
             event_name: Some("push".into()),
             actor: None,
+            actor_id: None,
             runner_environment: Some("github-hosted".into()),
             environment: None,
+            extra_claims: ExtraClaims::default(),
             installation_id: None,
             unverified: Vec::new(),
         }

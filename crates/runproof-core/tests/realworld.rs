@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use runproof_core::{
-    KeySet, Policy, RepositoryId, UnixTime, UnverifiedToken, Verifier, VerifierConfig, VerifyError,
+    ActorId, EnterpriseId, KeySet, Policy, RepositoryId, UnixTime, UnverifiedToken, Verifier,
+    VerifierConfig, VerifyError,
 };
 
 const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -34,6 +35,17 @@ struct Case {
     iat: i64,
     exp: i64,
     repository_id: u64,
+    /// The claims a trust rule reads, as the real token carries them.
+    actor_id: u64,
+    repository_visibility: &'static str,
+    ref_type: &'static str,
+    ref_protected: Option<bool>,
+    workflow_sha: Option<&'static str>,
+    job_workflow_ref: &'static str,
+    job_workflow_sha: Option<&'static str>,
+    enterprise: Option<(&'static str, u64)>,
+    /// String claims no typed field carries, kept for rules to name.
+    extra_claims: &'static [(&'static str, &'static str)],
 }
 
 const CASES: [Case; 2] = [
@@ -44,6 +56,21 @@ const CASES: [Case; 2] = [
         iat: 1_659_662_993,
         exp: 1_659_663_293,
         repository_id: 433_903_792,
+        actor_id: 25_015_917,
+        repository_visibility: "public",
+        ref_type: "branch",
+        // Tokens of 2022 had neither `ref_protected` nor the `*_sha` claims.
+        ref_protected: None,
+        workflow_sha: None,
+        job_workflow_ref: "varunsh-coder/actions-playground/.github/workflows/mfa_release.yml@refs/heads/main",
+        job_workflow_sha: None,
+        enterprise: None,
+        extra_claims: &[
+            ("base_ref", ""),
+            ("head_ref", ""),
+            ("run_number", "6"),
+            ("workflow", "Publish Package to npmjs"),
+        ],
     },
     Case {
         token: "tok_2025-01_neu-se.jwt",
@@ -52,6 +79,20 @@ const CASES: [Case; 2] = [
         iat: 1_738_115_363,
         exp: 1_738_115_663,
         repository_id: 922_761_846,
+        actor_id: 2_130_186,
+        repository_visibility: "public",
+        ref_type: "branch",
+        ref_protected: Some(false),
+        workflow_sha: Some("87094ea4756a84eb768be22a43bfed71eeecd472"),
+        job_workflow_ref: "neu-se/autograder-action/.github/workflows/ci.yml@refs/heads/main",
+        job_workflow_sha: Some("87094ea4756a84eb768be22a43bfed71eeecd472"),
+        enterprise: Some(("northeastern-university", 521)),
+        extra_claims: &[
+            ("base_ref", ""),
+            ("head_ref", ""),
+            ("run_number", "12"),
+            ("workflow", "Continuous Integration"),
+        ],
     },
 ];
 
@@ -73,6 +114,26 @@ fn real_tokens_verify_inside_their_lifetime_and_fail_after() {
         assert_eq!(ok.identity.repository_id, RepositoryId(case.repository_id));
         assert_eq!(ok.identity.issuer, GITHUB_ISSUER);
         assert_eq!(ok.expires_at, UnixTime(case.exp));
+        let id = &ok.identity;
+        assert_eq!(id.actor_id, Some(ActorId(case.actor_id)), "{}", case.token);
+        assert_eq!(
+            id.repository_visibility.as_deref(),
+            Some(case.repository_visibility)
+        );
+        assert_eq!(id.ref_type.as_deref(), Some(case.ref_type));
+        assert_eq!(id.ref_protected, case.ref_protected, "{}", case.token);
+        assert_eq!(id.workflow_sha.as_deref(), case.workflow_sha);
+        assert_eq!(id.job_workflow_ref.as_deref(), Some(case.job_workflow_ref));
+        assert_eq!(id.job_workflow_sha.as_deref(), case.job_workflow_sha);
+        assert_eq!(id.enterprise.as_deref(), case.enterprise.map(|e| e.0));
+        assert_eq!(id.enterprise_id, case.enterprise.map(|e| EnterpriseId(e.1)));
+        assert_eq!(id.check_run_id, None, "check_run_id came in 2025-11");
+        assert_eq!(
+            id.extra_claims.iter().collect::<Vec<_>>(),
+            case.extra_claims.to_vec(),
+            "{}",
+            case.token
+        );
 
         let late = v.verify(
             UnverifiedToken::parse(token.trim()).unwrap(),

@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use runproof_core::claims::ExtraClaims;
 use runproof_core::run_header::{RunHeader, parse_sha};
 use runproof_core::{ErrorCode, RunIdentity, Secret};
 use runproof_github::{GithubError, installation_repositories};
@@ -106,16 +107,26 @@ async fn verify_inner(
         repository_id: repo.id,
         repository_owner: Some(repo.owner.login.clone()),
         repository_owner_id: repo.owner.id,
+        repository_visibility: None,
+        enterprise: None,
+        enterprise_id: None,
         run_id: run.run_id,
         run_attempt: Some(run.run_attempt),
+        check_run_id: None,
         sha,
         git_ref: None,
+        ref_type: None,
+        ref_protected: None,
         workflow_ref: None,
+        workflow_sha: None,
         job_workflow_ref: None,
+        job_workflow_sha: None,
         event_name: None,
         actor: None,
+        actor_id: None,
         runner_environment: None,
         environment: None,
+        extra_claims: ExtraClaims::default(),
         installation_id: None,
         unverified: vec!["run_id".into(), "run_attempt".into(), "sha".into()],
     })

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use runproof_core::claims::ExtraClaims;
 use runproof_core::correlation::{Rules, RunClaim, RunFacts};
 use runproof_core::{InstallationId, OwnerId, Policy, RepositoryId, RunId, RunIdentity, UnixTime};
 use runproof_github::workflow::WorkflowCheck;
@@ -180,16 +181,26 @@ impl Vouched {
                 .split_once('/')
                 .map(|(owner, _)| owner.to_owned()),
             repository_owner_id: self.owner_id,
+            repository_visibility: None,
+            enterprise: None,
+            enterprise_id: None,
             run_id: self.facts.run_id,
             run_attempt: Some(self.facts.run_attempt),
+            check_run_id: None,
             sha: self.facts.head_sha.clone(),
             git_ref: None,
+            ref_type: None,
+            ref_protected: None,
             workflow_ref: None,
+            workflow_sha: None,
             job_workflow_ref: None,
+            job_workflow_sha: None,
             event_name: Some(self.facts.event.clone()),
             actor: None,
+            actor_id: None,
             runner_environment: None,
             environment: None,
+            extra_claims: ExtraClaims::default(),
             installation_id,
             unverified: Vec::new(),
         }
@@ -205,16 +216,26 @@ pub fn pending_identity(claim: &PendingRun) -> RunIdentity {
         repository_id: claim.repository_id,
         repository_owner: None,
         repository_owner_id: OwnerId(0),
+        repository_visibility: None,
+        enterprise: None,
+        enterprise_id: None,
         run_id: claim.run_id,
         run_attempt: Some(claim.run_attempt),
+        check_run_id: None,
         sha: claim.head_sha.clone(),
         git_ref: None,
+        ref_type: None,
+        ref_protected: None,
         workflow_ref: None,
+        workflow_sha: None,
         job_workflow_ref: None,
+        job_workflow_sha: None,
         event_name: None,
         actor: None,
+        actor_id: None,
         runner_environment: None,
         environment: None,
+        extra_claims: ExtraClaims::default(),
         installation_id: None,
         unverified: ["repository_id", "run_id", "run_attempt", "sha"]
             .into_iter()
