@@ -3,7 +3,9 @@
 //! This crate turns untrusted input into verified values: a GitHub Actions OIDC token
 //! becomes a [`RunIdentity`] once its signature, issuer, audience, lifetime, required
 //! claims and policy all check out. It also parses the request-level inputs that carry
-//! security meaning (`Content-Digest`, upload names).
+//! security meaning (`Content-Digest`, upload names), and matches a run identity
+//! against trust rules ([`rules`]): which workflows, refs, environments and reusable
+//! workflows may upload.
 //!
 //! What it does not do: it opens no socket, reads no file and never looks at a clock.
 //! Keys ([`KeySet`]) and the current time ([`UnixTime`]) are passed in by the caller,
@@ -26,6 +28,7 @@ pub mod ids;
 pub mod keys;
 pub mod name;
 pub mod policy;
+pub mod rules;
 pub mod run_header;
 pub mod secret;
 pub mod session;
@@ -39,6 +42,7 @@ pub use error::{ErrorCode, PolicyRule, VerifyError};
 pub use ids::{ActorId, CheckRunId, EnterpriseId, InstallationId, OwnerId, RepositoryId, RunId};
 pub use keys::{KeySet, KeySetError};
 pub use policy::Policy;
+pub use rules::TrustRule;
 pub use secret::Secret;
 pub use time::UnixTime;
 pub use token::UnverifiedToken;

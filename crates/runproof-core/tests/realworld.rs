@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use runproof_core::rules::{Layer, Mismatch, evaluate_all};
 use runproof_core::{
     ActorId, EnterpriseId, KeySet, Policy, RepositoryId, UnixTime, UnverifiedToken, Verifier,
     VerifierConfig, VerifyError,
@@ -133,6 +134,42 @@ fn real_tokens_verify_inside_their_lifetime_and_fail_after() {
             case.extra_claims.to_vec(),
             "{}",
             case.token
+        );
+        // Real identities through trust rules: one bound to what the token says matches;
+        // the same rule at another ref refuses, naming the ref.
+        let (path, _) = case.job_workflow_ref.split_once('@').unwrap();
+        let bound: runproof_core::TrustRule = serde_json::from_value(serde_json::json!({
+            "name": "bound",
+            "repository_ids": [case.repository_id],
+            "refs": ["refs/heads/main"],
+            "job_workflows": [match case.job_workflow_sha {
+                Some(sha) => format!("{path}@{sha}"),
+                None => case.job_workflow_ref.to_owned(),
+            }],
+            "events": [id.event_name.clone().unwrap()],
+        }))
+        .unwrap();
+        bound.validate().unwrap();
+        let mut elsewhere = bound.clone();
+        elsewhere.refs = Some(vec!["refs/tags/v*".into()]);
+        let verdict = evaluate_all(
+            &[
+                (Layer::App, std::slice::from_ref(&bound)),
+                (Layer::Repository, &[]),
+            ],
+            id,
+        );
+        assert!(verdict.allowed(), "{}: {verdict:?}", case.token);
+        let verdict = evaluate_all(&[(Layer::App, std::slice::from_ref(&elsewhere))], id);
+        let (layer, nearest) = verdict.refusal().unwrap();
+        assert_eq!(layer, Layer::App);
+        assert_eq!(
+            nearest.mismatches,
+            vec![Mismatch {
+                field: "ref".into(),
+                expected: vec!["refs/tags/v*".into()],
+                actual: Some("refs/heads/main".into()),
+            }]
         );
 
         let late = v.verify(
