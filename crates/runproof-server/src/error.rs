@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use runproof_core::rules::Mismatch;
 use runproof_core::{ErrorCode, VerifyError};
 use runproof_service::ServiceError;
 use runproof_store::{BlobError, StoreError};
@@ -18,6 +19,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Overrides the status the code maps to (e.g. 507 for a full disk).
     pub status: Option<StatusCode>,
+    /// What of the nearest trust rule the run does not match, on `403 policy_denied`
+    /// from a rule: the problem's `mismatches` member, absent otherwise.
+    pub mismatches: Option<Vec<Mismatch>>,
 }
 
 impl ApiError {
@@ -28,6 +32,7 @@ impl ApiError {
             detail: detail.into(),
             retry_after: None,
             status: None,
+            mismatches: None,
         }
     }
 
@@ -105,6 +110,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::Token(e) => Self::from(e),
             ServiceError::Refused { code, detail } => Self::new(code, detail),
             ServiceError::NotInstalled { detail, .. } => Self::new(ErrorCode::NotInstalled, detail),
+            ServiceError::PolicyRule { ref mismatches, .. } => Self {
+                mismatches: Some(mismatches.clone()),
+                ..Self::new(ErrorCode::PolicyDenied, e.to_string())
+            },
             ServiceError::RateLimited {
                 detail,
                 retry_after,
@@ -135,6 +144,8 @@ struct Problem<'a> {
     status: u16,
     detail: &'a str,
     code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mismatches: Option<&'a [Mismatch]>,
 }
 
 impl IntoResponse for ApiError {
@@ -146,6 +157,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail: &self.detail,
             code: self.code.as_str(),
+            mismatches: self.mismatches.as_deref(),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, bytes).into_response();

@@ -1,5 +1,6 @@
 //! The service's errors: what was refused, and why, with no HTTP in them.
 
+use runproof_core::rules::{Layer, Mismatch};
 use runproof_core::{ErrorCode, RepositoryId, VerifyError};
 use runproof_github::GithubError;
 use runproof_store::{BlobError, StoreError};
@@ -30,6 +31,20 @@ pub enum ServiceError {
         repository_id: RepositoryId,
         /// What the caller can check.
         detail: String,
+    },
+    /// No rule of a non-empty layer of trust rules matches the run: `policy_denied`, with
+    /// the rule that came nearest and what of it does not match (the caller's own claims,
+    /// so they may be shown to it).
+    #[error("{}", policy_rule_sentence(*.layer, *.index, .rule.as_deref(), .mismatches))]
+    PolicyRule {
+        /// The layer that refuses.
+        layer: Layer,
+        /// The nearest rule's position in its layer, from 0.
+        index: usize,
+        /// The nearest rule's name, when it has one.
+        rule: Option<String>,
+        /// Each field of that rule the run does not match.
+        mismatches: Vec<Mismatch>,
     },
     /// Too many requests of this kind: retry after the given seconds.
     #[error("{detail}")]
@@ -101,6 +116,7 @@ impl ServiceError {
             Self::Token(e) => e.code(),
             Self::Refused { code, .. } => *code,
             Self::NotInstalled { .. } => ErrorCode::NotInstalled,
+            Self::PolicyRule { .. } => ErrorCode::PolicyDenied,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,
             Self::Storage(_)
@@ -125,6 +141,25 @@ impl ServiceError {
                 | Self::UnexpectedCommit(_)
         )
     }
+}
+
+/// "No app rule allows this run; the nearest, rule \"release\", differs in ref,
+/// environment." A rule without a name is named by its position, from 1.
+fn policy_rule_sentence(
+    layer: Layer,
+    index: usize,
+    rule: Option<&str>,
+    mismatches: &[Mismatch],
+) -> String {
+    let nearest = match rule {
+        Some(name) => format!("rule {name:?}"),
+        None => format!("rule {} of that layer", index + 1),
+    };
+    let fields: Vec<&str> = mismatches.iter().map(|m| m.field.as_str()).collect();
+    format!(
+        "no {layer} trust rule allows this run; the nearest, {nearest}, differs in {}",
+        fields.join(", ")
+    )
 }
 
 impl From<&GithubError> for ServiceError {

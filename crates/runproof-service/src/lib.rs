@@ -3,11 +3,12 @@
 //! This crate decides what happens to an upload once its credentials are read: it
 //! verifies OIDC tokens against replay ([`oidc`]), exchanges them for sessions
 //! ([`sessions`]), checks a run's `GITHUB_TOKEN` ([`github_token`]), binds a run to the
-//! App's installation ([`Binding`]), admits and settles uploads that wait for a signed
-//! `workflow_run` webhook ([`webhook_mode`]), commits uploads through the store's commit
-//! pipeline ([`Commits`]), pushes signed events to the App from the outbox ([`push`]),
-//! and keeps things tidy in the background ([`Background`]: purges, the pending-upload
-//! sweep, the collector of unreferenced blobs).
+//! App's installation ([`Binding`]), holds each run to the App's trust rules, admits and
+//! settles uploads that wait for a signed `workflow_run` webhook ([`webhook_mode`]),
+//! commits uploads through the store's commit pipeline ([`Commits`]), pushes signed
+//! events to the App from the outbox ([`push`]), and keeps things tidy in the background
+//! ([`Background`]: purges, the pending-upload sweep, the collector of unreferenced
+//! blobs).
 //!
 //! What it does not do: HTTP. It takes plain values (tokens, header values already read,
 //! byte counts) and returns typed results and [`ServiceError`]s; the server crate maps
@@ -34,6 +35,7 @@ mod replay;
 mod service;
 pub mod sessions;
 mod settings;
+mod trust;
 pub mod uploads;
 pub mod webhook_mode;
 mod webhook_state;

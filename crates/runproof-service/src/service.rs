@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use runproof_core::Verifier;
+use runproof_core::rules::TrustRule;
 use runproof_github::{KeyCache, RestClient};
 use runproof_store::{BlobStore, InlineBodies, Store, StoreError};
 
@@ -42,6 +43,7 @@ pub struct Service {
     pub(crate) push: Option<PushConfig>,
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
     pub(crate) webhook_mode: Option<WebhookMode>,
+    pub(crate) trust_rules: Vec<TrustRule>,
 }
 
 impl std::fmt::Debug for Service {
@@ -74,6 +76,7 @@ impl Service {
             sessions: SessionConfig::default(),
             push: None,
             webhook_mode: None,
+            trust_rules: Vec::new(),
         }
     }
 
@@ -145,6 +148,12 @@ impl Service {
         self.webhook_mode.as_ref()
     }
 
+    /// The App's trust rules: a verified run must match one of them (none: no constraint).
+    #[must_use]
+    pub fn trust_rules(&self) -> &[TrustRule] {
+        &self.trust_rules
+    }
+
     /// Limits of upload sessions.
     #[must_use]
     pub fn session_limits(&self) -> SessionConfig {
@@ -171,6 +180,7 @@ pub struct ServiceBuilder {
     sessions: SessionConfig,
     push: Option<PushConfig>,
     webhook_mode: Option<WebhookModeConfig>,
+    trust_rules: Vec<TrustRule>,
 }
 
 impl ServiceBuilder {
@@ -216,6 +226,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// The App's trust rules (its layer), already checked with
+    /// `runproof_core::rules::validate_layer`. Empty, the default, adds no constraint.
+    pub fn trust_rules(mut self, rules: Vec<TrustRule>) -> Self {
+        self.trust_rules = rules;
+        self
+    }
+
     /// Starts the commit pipeline and builds the service. Bodies go through
     /// [`InlineBodies`], so that small ones live in the database.
     ///
@@ -240,6 +257,7 @@ impl ServiceBuilder {
             push: self.push,
             push_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_mode: self.webhook_mode.map(WebhookMode::new),
+            trust_rules: self.trust_rules,
         })
     }
 }

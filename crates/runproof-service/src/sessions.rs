@@ -17,6 +17,7 @@ use crate::error::ServiceError;
 use crate::oidc::{record_outcome, verify_oidc};
 use crate::service::Service;
 use crate::settings::SessionConfig;
+use crate::trust;
 
 fn rfc3339(t: runproof_core::UnixTime) -> String {
     time::OffsetDateTime::from_unix_timestamp(t.0)
@@ -64,6 +65,9 @@ pub async fn open(service: &Service, token: &str) -> Result<OpenedSession, Servi
     }
     let mut identity = verify_oidc(service, token).await?.identity;
     bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
+    // Checked once, here: the session's uploads carry this identity, and the rules do not
+    // change while the server runs.
+    trust::check(service, &identity)?;
 
     let mut random = [0u8; 32];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| ServiceError::Random)?;

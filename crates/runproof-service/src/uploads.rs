@@ -26,6 +26,7 @@ use crate::oidc::{token_replayed, verify_oidc_for_upload};
 use crate::service::ClaimedRun;
 use crate::service::Service;
 use crate::sessions::{SessionReservation, use_session};
+use crate::trust;
 use crate::webhook_mode;
 use crate::webhook_mode::Reservation;
 
@@ -137,6 +138,7 @@ pub async fn admit(
             let (verified, jti) = verify_oidc_for_upload(service, token).await?;
             let mut identity = verified.identity;
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
+            trust::check(service, &identity)?;
             Ok(Admission {
                 jti,
                 ..admitted(Mode::Oidc, identity, max)
@@ -145,6 +147,7 @@ pub async fn admit(
         UploadCredentials::GithubToken(token) => {
             let mut identity = github_token::verify(service, token, claimed).await?;
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
+            trust::check(service, &identity)?;
             Ok(admitted(Mode::GithubToken, identity, max))
         }
         UploadCredentials::None => match service.webhook_mode.as_ref() {

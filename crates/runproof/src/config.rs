@@ -2,10 +2,11 @@
 //!
 //! Each table of the file has a type, in `config/types.rs`, named after it and ending in
 //! `Config` (`[oidc]` is [`OidcConfig`], `[[oidc.issuers]]` is [`OidcIssuerConfig`]);
-//! [`resolve`] checks them together and turns them into what the service runs with. Two
-//! tables are a library type's settings as they stand and deserialize straight into it:
-//! `[policy]` (`runproof_core::policy::Policy`) and `[sessions]` (the service's
-//! `SessionConfig`). Where a library type has the same name as a table's type here
+//! [`resolve`] checks them together and turns them into what the service runs with.
+//! `[sessions]` is a library type's settings as they stand and deserializes straight into
+//! it (the service's `SessionConfig`); `[policy]` ([`PolicyConfig`]) holds the fields of
+//! `runproof_core::policy::Policy` and the App's trust rules (`[[policy.rules]]`, each a
+//! `runproof_core::rules::TrustRule`). Where a library type has the same name as a table's type here
 //! (`LimitsConfig`, `WebhookModeConfig`, `S3Config`), the library's is always written with
 //! its crate's path.
 //!
@@ -17,7 +18,7 @@ mod types;
 
 pub use types::{
     Config, DeliveryConfig, GITHUB_ISSUER, GithubConfig, GithubTokenConfig, JwksConfig,
-    LimitsConfig, OidcConfig, OidcIssuerConfig, StorageConfig,
+    LimitsConfig, OidcConfig, OidcIssuerConfig, PolicyConfig, StorageConfig,
 };
 
 use std::net::SocketAddr;
@@ -154,10 +155,12 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         Some(delivery) => delivery.resolve(config.listen)?,
         None => None,
     };
-    let webhook_mode =
-        config
-            .webhook_mode
-            .resolve(&config.policy, app.is_some(), !webhook_secrets.is_empty())?;
+    let webhook_mode = config.webhook_mode.resolve(
+        &config.policy.checks(),
+        app.is_some(),
+        !webhook_secrets.is_empty(),
+    )?;
+    check_rules(&config.policy.rules)?;
     if !(1..=24 * 3600).contains(&config.sessions.ttl.as_secs()) {
         bail!("`sessions.ttl_seconds` must be 1 to 86400");
     }
@@ -239,6 +242,27 @@ impl DeliveryConfig {
     }
 }
 
+/// Checks the App's layer of trust rules, naming the rule and its field at fault.
+fn check_rules(rules: &[runproof_core::rules::TrustRule]) -> anyhow::Result<()> {
+    use runproof_core::rules::{RuleError, validate_layer};
+    match validate_layer(rules) {
+        Ok(()) => Ok(()),
+        Err(RuleError::InRule { index, name, error }) => {
+            let named = if name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({name:?})")
+            };
+            bail!(
+                "`policy.rules[{index}]`{named}: `{}`: {}",
+                error.field,
+                error.problem
+            )
+        }
+        Err(e) => bail!("`policy.rules`: {e}"),
+    }
+}
+
 type GithubParts = (
     String,
     Option<(u64, Secret)>,
@@ -300,7 +324,8 @@ mod tests {
         assert_eq!(r.oidc.issuers[0].issuer, GITHUB_ISSUER);
         assert_eq!(r.oidc.leeway_seconds, 60);
         assert!(r.oidc.replay_protection);
-        assert_eq!(r.config.policy, Policy::default());
+        assert_eq!(r.config.policy.checks(), Policy::default());
+        assert!(r.config.policy.rules.is_empty());
         assert!(
             r.storage
                 .database
@@ -414,6 +439,66 @@ mod tests {
             };
             let _ = parse(&text);
         }
+    }
+
+    #[test]
+    fn trust_rules_are_read_from_policy_rules() {
+        let r = parse(
+            "[oidc]\naudience = \"x\"\n[[policy.rules]]\nname = \"release uploads\"\n\
+             repository_owner_ids = [650001]\nrepository_ids = [740001]\n\
+             workflows = [\".github/workflows/release.yml\"]\n\
+             job_workflows = [\"app-org/upload/.github/workflows/upload.yml@refs/tags/v*\"]\n\
+             refs = [\"refs/heads/main\", \"refs/tags/v*\"]\nref_protected = true\n\
+             environments = [\"production\"]\nevents = [\"push\", \"release\"]\n\
+             runner_environments = [\"github-hosted\"]\n\
+             claims = { repo_property_team = \"infra\" }\n\
+             [[policy.rules]]\nrefs = [\"refs/heads/main\"]\n",
+        )
+        .unwrap();
+        let rules = &r.config.policy.rules;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].name, "release uploads");
+        assert_eq!(rules[0].ref_protected, Some(true));
+        assert_eq!(
+            rules[0].repository_owner_ids,
+            Some(vec![runproof_core::OwnerId(650_001)])
+        );
+        assert_eq!(
+            rules[0]
+                .claims
+                .as_ref()
+                .and_then(|c| c.get("repo_property_team")),
+            Some(&"infra".to_owned())
+        );
+        assert_eq!(r.config.policy.checks(), Policy::default());
+    }
+
+    #[test]
+    fn rule_an_invalid_trust_rule_is_refused_at_load_naming_rule_and_field() {
+        let base = "[oidc]\naudience = \"x\"\n[[policy.rules]]\nname = \"ok\"\n\
+                    refs = [\"refs/heads/main\"]\n[[policy.rules]]\nname = \"release\"\n";
+        for (bad, field) in [
+            ("refs = [\"main\"]", "refs"),
+            ("refs = []", "refs"),
+            ("workflows = [\"release.yml@refs/heads/main\"]", "workflows"),
+            ("job_workflows = [\"upload.yml\"]", "job_workflows"),
+            ("environments = [\"prod*\"]", "environments"),
+            (
+                "claims = { sub = \"repo:o/r:ref:refs/heads/main\" }",
+                "claims",
+            ),
+        ] {
+            let err = parse(&format!("{base}{bad}\n")).unwrap_err().to_string();
+            assert!(
+                err.contains("policy.rules[1]") && err.contains("release"),
+                "{bad}: {err}"
+            );
+            assert!(err.contains(&format!("`{field}`")), "{bad}: {err}");
+        }
+        let err = parse(&format!("{base}branches = [\"main\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("branches"), "an unknown field is named: {err}");
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         issuers: issuers.iter().map(|i| i.issuer.clone()).collect(),
         audience: resolved.audience.clone(),
         leeway_seconds: resolved.oidc.leeway_seconds,
-        policy: config.policy.clone(),
+        policy: config.policy.checks(),
     });
     let service = Service::builder(verifier, Arc::new(keys), store, blobs)
         .settings(ServiceSettings {
@@ -91,6 +91,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         .sessions(config.sessions)
         .push(resolved.push.clone())
         .webhook_mode(resolved.webhook_mode.clone())
+        .trust_rules(config.policy.rules.clone())
         .build()
         .await
         .context("cannot start the commit pipeline")?;

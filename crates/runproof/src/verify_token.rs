@@ -99,7 +99,7 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
         (
             names,
             resolved.oidc.leeway_seconds,
-            resolved.config.policy,
+            resolved.config.policy.checks(),
             Some(issuers),
         )
     } else {

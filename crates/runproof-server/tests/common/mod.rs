@@ -49,6 +49,8 @@ pub struct Options {
     pub wrap_store: Option<WrapStore>,
     /// `[storage] inline_max_bytes`: bodies up to this size live in the database.
     pub inline_max_bytes: u64,
+    /// `[[policy.rules]]`: the App's trust rules (none: no constraint).
+    pub trust_rules: Vec<runproof_core::rules::TrustRule>,
 }
 
 /// Wraps a store in another (fault injection).
@@ -75,6 +77,7 @@ impl Default for Options {
             body_timeout: Duration::from_secs(30),
             metrics_listen: None,
             wrap_store: None,
+            trust_rules: Vec::new(),
         }
     }
 }
@@ -168,6 +171,7 @@ impl Harness {
             .sessions(opts.sessions)
             .push(opts.push.clone())
             .webhook_mode(opts.webhook_mode.clone())
+            .trust_rules(opts.trust_rules.clone())
             .build()
             .await
             .unwrap();

@@ -14,6 +14,7 @@ use runproof_store::{UploadRecord, UploadStatus, WebhookEffect};
 use crate::binding::bind;
 use crate::error::ServiceError;
 use crate::service::Service;
+use crate::trust;
 use crate::webhook_state::*;
 
 /// Why an upload could not be settled now (it stays pending, and is tried again).
@@ -92,6 +93,12 @@ pub(crate) async fn approve(
             }
             Err(e) => return Err(Transient::Binding(e)),
         }
+    }
+    // The App's trust rules, on what GitHub vouched for: a rule naming a claim the webhook
+    // mode does not know (a ref, a workflow, an environment) refuses, as for any run.
+    if let Err(refusal) = trust::check(state, &identity) {
+        let reason = RejectReason::Policy(refusal.to_string());
+        return reject(state, upload, &reason, run.via).await;
     }
     if let Some(action) = &mode.config.require_action {
         match workflow_check(state, mode, run, identity.installation_id, action).await? {

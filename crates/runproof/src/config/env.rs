@@ -8,7 +8,7 @@
 //!
 //! Values: text is taken as written; numbers and booleans are parsed as figment parses
 //! them; a list is comma-separated (`RUNPROOF_API_KEYS=k1,k2`), its items added to the
-//! file's; a list of tables (`oidc.issuers`) takes figment's inline form
+//! file's; a list of tables (`oidc.issuers`, `policy.rules`) takes figment's inline form
 //! (`[{issuer = "https://…"}]`). A `RUNPROOF_…` variable that names no key is reported by
 //! name only (its value may be a secret), unless another part of runproof reads it
 //! ([`READ_ELSEWHERE`]).
@@ -537,6 +537,7 @@ mod tests {
             "log_format" => "json",
             "oidc.audience" => "https://runproof.env.test",
             "oidc.issuers" => "[{issuer = \"https://issuer.env.test\"}]",
+            "policy.rules" => "[{name = \"env\", refs = [\"refs/heads/main\"]}]",
             "github.api_url" | "s3.endpoint" => "https://internal.example",
             "delivery.url" | "delivery.public_url" => "https://app.example/hook",
             "webhook_mode.require_action" => "owner/upload",
@@ -702,6 +703,17 @@ mod tests {
         ("policy.allowed_repository_ids", "9", |c| {
             c.policy.allowed_repository_ids == [runproof_core::RepositoryId(9)]
         }),
+        (
+            "policy.rules",
+            "[{name = \"release\", refs = [\"refs/tags/v*\"], repository_ids = [9]}]",
+            |c| {
+                c.policy.rules.len() == 1
+                    && c.policy.rules[0].name == "release"
+                    && c.policy.rules[0].refs.as_deref() == Some(&["refs/tags/v*".to_owned()][..])
+                    && c.policy.rules[0].repository_ids
+                        == Some(vec![runproof_core::RepositoryId(9)])
+            },
+        ),
         ("jwks.refresh_interval_seconds", "7", |c| {
             c.jwks.refresh_interval_seconds == 7
         }),

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use runproof_core::policy::Policy;
-use runproof_core::{Secret, verifier::DEFAULT_LEEWAY_SECONDS};
+use runproof_core::rules::TrustRule;
+use runproof_core::{OwnerId, RepositoryId, Secret, verifier::DEFAULT_LEEWAY_SECONDS};
 use serde::Deserialize;
 
 /// GitHub's OIDC issuer for github.com.
@@ -55,9 +56,9 @@ pub struct Config {
     pub log_format: String,
     /// OIDC verification.
     pub oidc: Option<OidcConfig>,
-    /// Policy applied to every verified run.
+    /// Policy applied to every verified run, and the App's trust rules.
     #[serde(default)]
-    pub policy: Policy,
+    pub policy: PolicyConfig,
     /// Key fetching and caching.
     #[serde(default)]
     pub jwks: JwksConfig,
@@ -84,6 +85,54 @@ pub struct Config {
     /// [`super::resolve`] warns about each.
     #[serde(skip)]
     pub unknown_environment: Vec<String>,
+}
+
+/// `[policy]`: the checks of `runproof_core::policy::Policy` ([`PolicyConfig::checks`]),
+/// and the App's trust rules (`[[policy.rules]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Events whose runs are refused.
+    pub denied_events: Vec<String>,
+    /// Refuse runs that did not run on a GitHub-hosted runner.
+    pub require_github_hosted_runner: bool,
+    /// When non-empty, only these repository owners are accepted.
+    pub allowed_repository_owner_ids: Vec<OwnerId>,
+    /// When non-empty, only these repositories are accepted.
+    pub allowed_repository_ids: Vec<RepositoryId>,
+    /// The App's layer of trust rules: a run must match one of them. Empty: no constraint.
+    pub rules: Vec<TrustRule>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let Policy {
+            denied_events,
+            require_github_hosted_runner,
+            allowed_repository_owner_ids,
+            allowed_repository_ids,
+        } = Policy::default();
+        Self {
+            denied_events,
+            require_github_hosted_runner,
+            allowed_repository_owner_ids,
+            allowed_repository_ids,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The checks the verifier applies to every run (everything but the rules).
+    #[must_use]
+    pub fn checks(&self) -> Policy {
+        Policy {
+            denied_events: self.denied_events.clone(),
+            require_github_hosted_runner: self.require_github_hosted_runner,
+            allowed_repository_owner_ids: self.allowed_repository_owner_ids.clone(),
+            allowed_repository_ids: self.allowed_repository_ids.clone(),
+        }
+    }
 }
 
 /// `[storage]`.
