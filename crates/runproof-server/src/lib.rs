@@ -2,7 +2,8 @@
 //!
 //! It serves the routes of the HTTP contract over a [`Service`]: it reads credentials and
 //! headers, streams upload bodies into the service without buffering them whole, answers
-//! the App's read API, the webhook receiver and the operations endpoints, and turns the
+//! the App's read API and its explanations of tokens, the webhook receiver and the
+//! operations endpoints, and turns the
 //! service's [`runproof_service::ServiceError`]s into `application/problem+json` with a
 //! stable `code` ([`ApiError`]). It owns what only HTTP has: the listener (connection
 //! caps, header deadlines, trusted proxies), per-address limits for requests without
@@ -22,6 +23,7 @@
 
 mod auth;
 mod error;
+mod explain_api;
 mod github_webhooks;
 mod limits;
 mod listener;
@@ -64,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/sessions/current",
             axum::routing::delete(sessions::revoke),
         )
+        .route(explain_api::ROUTE, post(explain_api::explain_token))
         .route("/v1/deliveries", get(pushes_api::list))
         .route("/v1/deliveries/{id}/retry", post(pushes_api::retry))
         .route("/.well-known/runproof", get(ops::well_known))

@@ -3,7 +3,8 @@
 //! This crate decides what happens to an upload once its credentials are read: it
 //! verifies OIDC tokens against replay ([`oidc`]), exchanges them for sessions
 //! ([`sessions`]), checks a run's `GITHUB_TOKEN` ([`github_token`]), binds a run to the
-//! App's installation ([`Binding`]), holds each run to the App's trust rules, admits and
+//! App's installation ([`Binding`]), holds each run to the App's trust rules (and
+//! explains them, without side effects: [`explain`]), admits and
 //! settles uploads that wait for a signed `workflow_run` webhook ([`webhook_mode`]),
 //! commits uploads through the store's commit pipeline ([`Commits`]), pushes signed
 //! events to the App from the outbox ([`push`]), and keeps things tidy in the background
@@ -25,6 +26,7 @@ mod clock;
 pub mod collector;
 mod commits;
 mod error;
+pub mod explain;
 pub mod github_token;
 pub mod github_webhooks;
 mod issuers;
