@@ -101,6 +101,47 @@ pub struct RunIdentity {
 }
 
 impl RunIdentity {
+    /// An identity with only what every mode knows: who vouched, the repository, its owner,
+    /// the run and the commit. Every other claim is absent until set.
+    #[must_use]
+    pub fn new(
+        issuer: String,
+        repository_id: RepositoryId,
+        repository_owner_id: OwnerId,
+        run_id: RunId,
+        sha: String,
+    ) -> Self {
+        Self {
+            issuer,
+            repository: String::new(),
+            repository_id,
+            repository_owner: None,
+            repository_owner_id,
+            repository_visibility: None,
+            enterprise: None,
+            enterprise_id: None,
+            run_id,
+            run_attempt: None,
+            check_run_id: None,
+            sha,
+            git_ref: None,
+            ref_type: None,
+            ref_protected: None,
+            workflow_ref: None,
+            workflow_sha: None,
+            job_workflow_ref: None,
+            job_workflow_sha: None,
+            event_name: None,
+            actor: None,
+            actor_id: None,
+            runner_environment: None,
+            environment: None,
+            extra_claims: ExtraClaims::default(),
+            installation_id: None,
+            unverified: Vec::new(),
+        }
+    }
+
     /// The value of claim `name` as the issuer sends it (ids and numbers as decimal
     /// strings, `ref_protected` as `"true"` or `"false"`), from a typed field or from
     /// [`RunIdentity::extra_claims`].

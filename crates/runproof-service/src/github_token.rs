@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use runproof_core::claims::ExtraClaims;
 use runproof_core::run_header::{RunHeader, parse_sha};
 use runproof_core::{ErrorCode, RunIdentity, Secret};
 use runproof_github::{GithubError, installation_repositories};
@@ -102,32 +101,16 @@ async fn verify_inner(
         .check_repository(repo.owner.id, repo.id)
         .map_err(|rule| ServiceError::refused(ErrorCode::PolicyDenied, rule.to_string()))?;
     Ok(RunIdentity {
-        issuer: API_ISSUER.to_owned(),
         repository: repo.full_name.clone(),
-        repository_id: repo.id,
         repository_owner: Some(repo.owner.login.clone()),
-        repository_owner_id: repo.owner.id,
-        repository_visibility: None,
-        enterprise: None,
-        enterprise_id: None,
-        run_id: run.run_id,
         run_attempt: Some(run.run_attempt),
-        check_run_id: None,
-        sha,
-        git_ref: None,
-        ref_type: None,
-        ref_protected: None,
-        workflow_ref: None,
-        workflow_sha: None,
-        job_workflow_ref: None,
-        job_workflow_sha: None,
-        event_name: None,
-        actor: None,
-        actor_id: None,
-        runner_environment: None,
-        environment: None,
-        extra_claims: ExtraClaims::default(),
-        installation_id: None,
         unverified: vec!["run_id".into(), "run_attempt".into(), "sha".into()],
+        ..RunIdentity::new(
+            API_ISSUER.to_owned(),
+            repo.id,
+            repo.owner.id,
+            run.run_id,
+            sha,
+        )
     })
 }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use runproof_core::claims::ExtraClaims;
 use runproof_core::correlation::{Rules, RunClaim, RunFacts};
 use runproof_core::{InstallationId, OwnerId, Policy, RepositoryId, RunId, RunIdentity, UnixTime};
 use runproof_github::workflow::WorkflowCheck;
@@ -173,36 +172,21 @@ impl Vouched {
 
     pub(crate) fn identity(&self, installation_id: Option<InstallationId>) -> RunIdentity {
         RunIdentity {
-            issuer: API_ISSUER.to_owned(),
             repository: self.full_name.clone(),
-            repository_id: self.facts.repository_id,
             repository_owner: self
                 .full_name
                 .split_once('/')
                 .map(|(owner, _)| owner.to_owned()),
-            repository_owner_id: self.owner_id,
-            repository_visibility: None,
-            enterprise: None,
-            enterprise_id: None,
-            run_id: self.facts.run_id,
             run_attempt: Some(self.facts.run_attempt),
-            check_run_id: None,
-            sha: self.facts.head_sha.clone(),
-            git_ref: None,
-            ref_type: None,
-            ref_protected: None,
-            workflow_ref: None,
-            workflow_sha: None,
-            job_workflow_ref: None,
-            job_workflow_sha: None,
             event_name: Some(self.facts.event.clone()),
-            actor: None,
-            actor_id: None,
-            runner_environment: None,
-            environment: None,
-            extra_claims: ExtraClaims::default(),
             installation_id,
-            unverified: Vec::new(),
+            ..RunIdentity::new(
+                API_ISSUER.to_owned(),
+                self.facts.repository_id,
+                self.owner_id,
+                self.facts.run_id,
+                self.facts.head_sha.clone(),
+            )
         }
     }
 }
@@ -211,36 +195,18 @@ impl Vouched {
 #[must_use]
 pub fn pending_identity(claim: &PendingRun) -> RunIdentity {
     RunIdentity {
-        issuer: UNVERIFIED_ISSUER.to_owned(),
-        repository: String::new(),
-        repository_id: claim.repository_id,
-        repository_owner: None,
-        repository_owner_id: OwnerId(0),
-        repository_visibility: None,
-        enterprise: None,
-        enterprise_id: None,
-        run_id: claim.run_id,
         run_attempt: Some(claim.run_attempt),
-        check_run_id: None,
-        sha: claim.head_sha.clone(),
-        git_ref: None,
-        ref_type: None,
-        ref_protected: None,
-        workflow_ref: None,
-        workflow_sha: None,
-        job_workflow_ref: None,
-        job_workflow_sha: None,
-        event_name: None,
-        actor: None,
-        actor_id: None,
-        runner_environment: None,
-        environment: None,
-        extra_claims: ExtraClaims::default(),
-        installation_id: None,
         unverified: ["repository_id", "run_id", "run_attempt", "sha"]
             .into_iter()
             .map(str::to_owned)
             .collect(),
+        ..RunIdentity::new(
+            UNVERIFIED_ISSUER.to_owned(),
+            claim.repository_id,
+            OwnerId(0),
+            claim.run_id,
+            claim.head_sha.clone(),
+        )
     }
 }
 
