@@ -4,8 +4,9 @@
 //! without changing callers:
 //! - [`Store`]: upload records, the replay guard (used `jti`s), upload sessions, the
 //!   push outbox (signed pushes to the App, enqueued in the transaction of the upload change
-//!   they announce), and the GitHub App state learnt from webhooks (installations,
-//!   webhook delivery ids, workflow runs), in SQLite by default or PostgreSQL.
+//!   they announce), each repository's trust rules set through the API, and the GitHub App
+//!   state learnt from webhooks (installations, webhook delivery ids, workflow runs), in
+//!   SQLite by default or PostgreSQL.
 //! - [`BlobStore`]: upload bodies, streamed in and out, on the local filesystem by
 //!   default. A blob becomes visible only when complete: bytes go to a temporary file,
 //!   which is fsynced and renamed into place on commit.
@@ -20,7 +21,7 @@
 //! service that decides what to store. Inside, each module uses only those lower than
 //! itself; this file only declares them and re-exports their public items:
 //! - values: `limits`, `outbox`, `model`, `error`, `github`, `session`, `reservation`,
-//!   `write`;
+//!   `repository_rules`, `write`;
 //! - the traits: `store` ([`Store`]) and `blob` ([`BlobStore`]);
 //! - what uses them: `sql` (the [`Store`] of both databases), `sqlite` and `postgres`
 //!   (opening it), `open`; `local` and `s3` (the [`BlobStore`]s); `namespace`, `inline`
@@ -39,6 +40,7 @@ mod open;
 mod outbox;
 mod pipeline;
 mod postgres;
+mod repository_rules;
 mod reservation;
 mod s3;
 mod session;
@@ -72,6 +74,7 @@ pub use open::{DatabaseKind, PoolSettings, open_store};
 pub use outbox::{NewPush, PushRecord, PushStatus};
 pub use pipeline::{CommitPipeline, InlinePermit, PipelineSettings};
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use repository_rules::RepositoryRules;
 pub use reservation::{CountableClaims, PendingLimits, PendingReservation, Reserved};
 pub use s3::{BufferUsage, DEFAULT_MAX_BUFFER_BYTES, MIN_BUFFER_BYTES, S3BlobStore, S3Config};
 pub use session::{NewSession, SessionAsk, SessionRecord, SessionUse};

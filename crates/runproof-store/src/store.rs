@@ -12,6 +12,7 @@ use crate::model::{
     UploadId, UploadRecord, UploadStatus,
 };
 use crate::outbox::{NewPush, PushRecord, PushStatus};
+use crate::repository_rules::RepositoryRules;
 use crate::reservation::{PendingReservation, Reserved};
 use crate::session::{NewSession, SessionAsk, SessionRecord, SessionUse};
 use crate::write::{Committed, UploadWrite};
@@ -470,6 +471,40 @@ pub trait Store: Send + Sync + 'static {
         blob_store: &str,
         now: UnixTime,
     ) -> Result<NamespaceRecord, StoreError>;
+
+    /// The trust rules stored for `repository_id` (set through the API), if any. `None`
+    /// means none were ever stored or they were deleted; `Some` with an empty list means an
+    /// empty layer was stored. Neither constrains a run.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the stored rules no longer decode, or [`StoreError`]
+    /// when the database fails.
+    async fn repository_rules(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<Option<RepositoryRules>, StoreError>;
+
+    /// Replaces the trust rules of `repository_id` with `rules` (already validated by the
+    /// caller), stamped `now`, in one atomic step; returns what is stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when the id is beyond the database's integers or the rules
+    /// cannot be encoded, or [`StoreError`] when the database fails (then nothing changed).
+    async fn put_repository_rules(
+        &self,
+        repository_id: RepositoryId,
+        rules: &[runproof_core::rules::TrustRule],
+        now: UnixTime,
+    ) -> Result<RepositoryRules, StoreError>;
+
+    /// Deletes the trust rules of `repository_id`. Returns `true` when there were some.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete_repository_rules(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<bool, StoreError>;
 
     /// How many transactions that write can usefully run at once: the commit
     /// pipeline's writers. 1 unless a backend overlaps its writers' commits.

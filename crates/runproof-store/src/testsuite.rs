@@ -226,6 +226,94 @@ pub async fn namespace_id_is_recorded_once(store: &dyn Store) {
     assert_eq!(store.namespace().await.unwrap(), Some(moved));
 }
 
+/// Two rules using every kind of field: ids, patterns, a flag, exact lists and claims.
+fn sample_rules() -> Vec<runproof_core::rules::TrustRule> {
+    let strings = |items: &[&str]| Some(items.iter().map(|s| (*s).to_owned()).collect());
+    vec![
+        runproof_core::rules::TrustRule {
+            name: "release uploads".into(),
+            repository_owner_ids: Some(vec![OwnerId(650_001)]),
+            repository_ids: Some(vec![RepositoryId(740_001)]),
+            workflows: strings(&[".github/workflows/release.yml"]),
+            job_workflows: strings(&["app-org/upload/.github/workflows/upload.yml@refs/tags/v*"]),
+            refs: strings(&["refs/heads/main", "refs/tags/v*"]),
+            ref_protected: Some(true),
+            environments: strings(&["production"]),
+            events: strings(&["push", "release"]),
+            runner_environments: strings(&["github-hosted"]),
+            claims: Some(std::collections::BTreeMap::from([(
+                "repo_property_team".to_owned(),
+                "infra".to_owned(),
+            )])),
+        },
+        runproof_core::rules::TrustRule::default(),
+    ]
+}
+
+/// A repository's rules are stored whole, replaced whole, kept apart from every other
+/// repository's, and deleted once; an empty layer is stored as such.
+pub async fn repository_rules_are_replaced_and_deleted(store: &dyn Store) {
+    let (repo, other) = (unique_repository_id(), unique_repository_id());
+    assert_eq!(store.repository_rules(repo).await.unwrap(), None);
+    assert!(!store.delete_repository_rules(repo).await.unwrap());
+
+    let rules = sample_rules();
+    let stored = store
+        .put_repository_rules(repo, &rules, UnixTime(1_700_000_000))
+        .await
+        .unwrap();
+    assert_eq!(stored.repository_id, repo);
+    assert_eq!(stored.rules, rules);
+    assert_eq!(stored.updated_at, UnixTime(1_700_000_000));
+    assert_eq!(store.repository_rules(repo).await.unwrap(), Some(stored));
+    assert_eq!(
+        store.repository_rules(other).await.unwrap(),
+        None,
+        "another repository has none"
+    );
+
+    let fewer = vec![rules[1].clone()];
+    store
+        .put_repository_rules(repo, &fewer, UnixTime(1_700_000_100))
+        .await
+        .unwrap();
+    let read = store.repository_rules(repo).await.unwrap().unwrap();
+    assert_eq!(read.rules, fewer, "a write replaces, never merges");
+    assert_eq!(read.updated_at, UnixTime(1_700_000_100));
+
+    store
+        .put_repository_rules(other, &[], UnixTime(1_700_000_200))
+        .await
+        .unwrap();
+    let empty = store.repository_rules(other).await.unwrap().unwrap();
+    assert!(empty.rules.is_empty(), "an empty layer is stored as empty");
+
+    assert!(store.delete_repository_rules(repo).await.unwrap());
+    assert!(!store.delete_repository_rules(repo).await.unwrap());
+    assert_eq!(store.repository_rules(repo).await.unwrap(), None);
+    assert!(
+        store.repository_rules(other).await.unwrap().is_some(),
+        "a delete touches one repository"
+    );
+}
+
+/// An id beyond the database's integers is the caller's error, never stored.
+pub async fn rule_repository_rules_ids_beyond_the_database_are_invalid(store: &dyn Store) {
+    let huge = RepositoryId(u64::MAX);
+    let put = store
+        .put_repository_rules(huge, &sample_rules(), UnixTime(1_700_000_000))
+        .await;
+    assert!(matches!(put, Err(StoreError::Invalid(_))), "{put:?}");
+    assert!(matches!(
+        store.repository_rules(huge).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.delete_repository_rules(huge).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
 fn write(upload: NewUpload, jti: Option<(&str, &str)>, body: Option<&'static [u8]>) -> UploadWrite {
     UploadWrite {
         upload,
@@ -506,6 +594,10 @@ macro_rules! store_conformance {
             async fn rule_concurrent_batches_spend_a_jti_once();
             #[tokio::test]
             async fn inline_bodies_are_read_and_deleted();
+            #[tokio::test]
+            async fn repository_rules_are_replaced_and_deleted();
+            #[tokio::test]
+            async fn rule_repository_rules_ids_beyond_the_database_are_invalid();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -3620,6 +3712,28 @@ impl Store for LostCommitAnswers {
         now: UnixTime,
     ) -> Result<crate::NamespaceRecord, StoreError> {
         self.inner.bind_namespace(id, blob_store, now).await
+    }
+    async fn repository_rules(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<Option<crate::RepositoryRules>, StoreError> {
+        self.inner.repository_rules(repository_id).await
+    }
+    async fn put_repository_rules(
+        &self,
+        repository_id: RepositoryId,
+        rules: &[runproof_core::rules::TrustRule],
+        now: UnixTime,
+    ) -> Result<crate::RepositoryRules, StoreError> {
+        self.inner
+            .put_repository_rules(repository_id, rules, now)
+            .await
+    }
+    async fn delete_repository_rules(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_repository_rules(repository_id).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

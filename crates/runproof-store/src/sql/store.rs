@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 
 use async_trait::async_trait;
+use runproof_core::rules::TrustRule;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 use tokio::sync::mpsc;
 
@@ -42,6 +43,7 @@ use crate::model::{
 };
 use crate::namespace;
 use crate::outbox::{NewPush, PushRecord, PushStatus};
+use crate::repository_rules::RepositoryRules;
 use crate::reservation::{PendingReservation, Reserved};
 use crate::session::{NewSession, SessionAsk, SessionRecord, SessionUse, refusal};
 use crate::store::Store;
@@ -930,6 +932,29 @@ impl Store for SqlStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)
+    }
+
+    async fn repository_rules(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<Option<RepositoryRules>, StoreError> {
+        super::rules::get(&self.pool, repository_id).await
+    }
+
+    async fn put_repository_rules(
+        &self,
+        repository_id: RepositoryId,
+        rules: &[TrustRule],
+        now: UnixTime,
+    ) -> Result<RepositoryRules, StoreError> {
+        super::rules::put(&self.pool, repository_id, rules, now).await
+    }
+
+    async fn delete_repository_rules(
+        &self,
+        repository_id: RepositoryId,
+    ) -> Result<bool, StoreError> {
+        super::rules::delete(&self.pool, repository_id).await
     }
 
     fn parallel_writes(&self) -> usize {
