@@ -11,6 +11,9 @@
 //! - Payloads: the REST answers and webhook payloads runproof reads ([`types`]).
 //! - Workflow files: bounded reading of a workflow's YAML and the check that it uses an
 //!   Action, directly or through a local reusable workflow ([`workflow`]).
+//! - The repository file: a repository's trust rules read from a file on its default
+//!   branch, bounded parsing of it, and whether a `push` may have changed it
+//!   ([`repository_file`]).
 //!
 //! What it does not do: decide anything. The keys it returns are handed to
 //! [`runproof_core::Verifier`]; whether a repository is installed, a run vouched for, or
@@ -29,6 +32,7 @@
 mod app;
 mod fetch;
 mod jwks;
+pub mod repository_file;
 pub mod types;
 mod url_rules;
 pub mod workflow;
