@@ -1,5 +1,6 @@
 //! The fake REST routes of the webhook mode's active confirmation and workflow check:
-//! repositories and their installation by id, workflow runs, and file contents.
+//! repositories and their installation by id, workflow runs, and file contents (at a
+//! commit, or on the default branch by repository id).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub(crate) const ROUTE_REPOSITORY_BY_ID: &str = "repository_by_id";
 pub(crate) const ROUTE_REPOSITORY_INSTALLATION_BY_ID: &str = "repository_installation_by_id";
 pub(crate) const ROUTE_WORKFLOW_RUN: &str = "workflow_run";
 pub(crate) const ROUTE_CONTENTS: &str = "contents";
+pub(crate) const ROUTE_CONTENTS_BY_ID: &str = "contents_by_id";
 
 const DOCS_RUN: &str = "https://docs.github.com/rest/actions/workflow-runs#get-a-workflow-run";
 const DOCS_CONTENTS: &str = "https://docs.github.com/rest/repos/contents#get-repository-content";
@@ -41,6 +43,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             get(workflow_run),
         )
         .route("/repos/{owner}/{repo}/contents/{*path}", get(contents))
+        .route("/repositories/{id}/contents/{*path}", get(contents_by_id))
 }
 
 fn not_found(docs: &str) -> Response {
@@ -163,6 +166,52 @@ async fn contents(
             git_ref.clone(),
         );
         let Some(text) = api.files.get(&key) else {
+            return not_found(DOCS_CONTENTS);
+        };
+        axum::Json(content_json(
+            &ctx.api_url,
+            &repository.full_name,
+            &path,
+            &git_ref,
+            text,
+        ))
+        .into_response()
+    })
+}
+
+/// `GET /repositories/{id}/contents/{path}`: without `ref`, the file on the default
+/// branch ([`crate::FakeGithub::set_default_branch_file`]); with `ref`, the file at that
+/// commit ([`crate::FakeGithub::set_file`]), as GitHub serves them.
+async fn contents_by_id(
+    State(shared): State<Arc<Shared>>,
+    Path((id, path)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    api_route(&shared, ROUTE_CONTENTS_BY_ID, &headers, |api, ctx| {
+        let visible = match api.authenticate_token(&headers, ctx.now) {
+            Ok(v) => v,
+            Err(refusal) => return refusal.into_response(),
+        };
+        let id = id.parse::<u64>().ok();
+        let Some(repository) = visible.iter().find(|r| Some(r.id) == id) else {
+            return not_found(DOCS_CONTENTS);
+        };
+        let (text, git_ref) = match query.get("ref") {
+            Some(git_ref) => (
+                api.files.get(&(
+                    repository.full_name.to_ascii_lowercase(),
+                    path.clone(),
+                    git_ref.clone(),
+                )),
+                git_ref.clone(),
+            ),
+            None => (
+                api.default_branch_files.get(&(repository.id, path.clone())),
+                "main".to_owned(),
+            ),
+        };
+        let Some(text) = text else {
             return not_found(DOCS_CONTENTS);
         };
         axum::Json(content_json(

@@ -33,6 +33,7 @@ use crate::{AppCredentials, RunSpec, TestKey, TestkitError, actions_api, api, oi
 /// | `GET /repositories/{id}/installation` | App JWT | `repository_installation_by_id` |
 /// | `GET /repos/{owner}/{repo}/actions/runs/{run_id}` | installation token | `workflow_run` |
 /// | `GET /repos/{owner}/{repo}/contents/{path}?ref=` | installation token | `contents` |
+/// | `GET /repositories/{id}/contents/{path}[?ref=]` | installation token | `contents_by_id` |
 ///
 /// App JWTs (`Authorization: Bearer`) are really checked: RS256 only, signature by the
 /// key of the App that `iss` names (registered with [`FakeGithub::register_app`]; number
@@ -381,7 +382,8 @@ impl FakeGithub {
     /// How many requests a REST route received, whatever the answer (outage and rate
     /// limited ones included). Keys: `repo_installation`, `access_tokens`,
     /// `installation_repositories`, `repository`, `repository_by_id`,
-    /// `repository_installation_by_id`, `workflow_run`, `contents`; anything else counts 0.
+    /// `repository_installation_by_id`, `workflow_run`, `contents`, `contents_by_id`;
+    /// anything else counts 0.
     pub fn api_requests(&self, route: &str) -> u64 {
         self.shared()
             .api()
@@ -459,6 +461,23 @@ impl FakeGithub {
             .api()
             .runs
             .remove(&(full_name.to_ascii_lowercase(), run_id));
+    }
+
+    /// Serves `content` as the file at `path` on the default branch of repository
+    /// `repository_id` (`GET /repositories/{id}/contents/{path}` without `ref`), or stops
+    /// serving it with `None`. Distinct from [`FakeGithub::set_file`]'s files at a commit,
+    /// so that a test can tell which one was read.
+    pub fn set_default_branch_file(&self, repository_id: u64, path: &str, content: Option<&str>) {
+        let key = (repository_id, path.to_owned());
+        let mut api = self.shared().api();
+        match content {
+            Some(content) => {
+                api.default_branch_files.insert(key, content.to_owned());
+            }
+            None => {
+                api.default_branch_files.remove(&key);
+            }
+        }
     }
 
     /// Serves `content` at `GET /repos/{owner}/{repo}/contents/{path}?ref={git_ref}` for

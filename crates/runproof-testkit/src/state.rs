@@ -117,6 +117,9 @@ pub(crate) struct ApiState {
     pub(crate) runs: HashMap<(String, u64), Value>,
     /// File contents by (lower-case `owner/name`, path, commit).
     pub(crate) files: HashMap<(String, String, String), String>,
+    /// Files on each repository's default branch, by (repository id, path): what
+    /// `GET /repositories/{id}/contents/{path}` serves without a `ref`.
+    pub(crate) default_branch_files: HashMap<(u64, String), String>,
 }
 
 impl Shared {
