@@ -134,6 +134,27 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&Cursor>,
     ) -> Result<(Vec<UploadRecord>, Option<Cursor>), StoreError>;
 
+    /// Verified uploads in the order they became verified, after position `after` (`0`:
+    /// from the first), only those of `repository_id` when given, at most `limit`
+    /// (clamped to `1..=`[`crate::MAX_PAGE_SIZE`]). Returns the page and the position to
+    /// list after next: the last record's, or `after` itself when the page is empty.
+    ///
+    /// Each upload takes its position in the transaction that makes it verified (its
+    /// insert, or [`Store::resolve_pending`]), and positions become visible in
+    /// increasing order, also across concurrent transactions and processes: a caller
+    /// that always lists after the position it was last given sees every verified
+    /// upload exactly once.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when `after` or the repository id is beyond the database's
+    /// integers, or [`StoreError`] when the database fails.
+    async fn list_verified_after(
+        &self,
+        repository_id: Option<RepositoryId>,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<UploadRecord>, u64), StoreError>;
+
     /// Applies a webhook delivery's effects once, in one transaction.
     ///
     /// Records `delivery.id`; when it was already recorded (a redelivery), applies

@@ -476,6 +476,230 @@ pub async fn inline_bodies_are_read_and_deleted(store: &dyn Store) {
     );
 }
 
+/// The position `store` gives the last verified upload of `repository_id` (`0` for none).
+async fn last_position(store: &dyn Store, repository_id: RepositoryId) -> u64 {
+    let mut after = 0;
+    for _ in 0..1000 {
+        let (page, next) = store
+            .list_verified_after(Some(repository_id), after, 1000)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            return next;
+        }
+        after = next;
+    }
+    panic!("more than a million uploads in one repository");
+}
+
+/// Verified uploads list in the order they became verified, not the order they were
+/// received: a pending upload verified later comes after the uploads verified before
+/// it; one rejected never comes. An empty page gives back the position it was asked for.
+pub async fn rule_verified_uploads_list_in_the_order_they_became_verified(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let t = 4_600_000_000;
+    let run = pending_run(repo);
+    let pending = pending_upload(&run, t);
+    let refused = pending_upload(&run, t);
+    store.insert_upload(&pending).await.unwrap();
+    store.insert_upload(&refused).await.unwrap();
+    let first = store.insert_upload(&new_upload(repo)).await.unwrap();
+    let batch = vec![
+        write(new_upload(repo), None, Some(b"one")),
+        write(pending_upload(&pending_run(repo), t), None, None),
+        write(new_upload(repo), None, None),
+    ];
+    let mut batched = Vec::new();
+    for outcome in store.commit_uploads(&batch).await.unwrap() {
+        match outcome.unwrap() {
+            Committed::Inserted(record) if record.status == UploadStatus::Verified => {
+                batched.push(record.id);
+            }
+            Committed::Inserted(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        store
+            .resolve_pending(
+                &pending.id,
+                UploadStatus::Verified,
+                Some(&identity(repo)),
+                None,
+                UnixTime(t + 5),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .resolve_pending(
+                &refused.id,
+                UploadStatus::Rejected,
+                None,
+                Some("no such run"),
+                UnixTime(t + 5),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    let last = store.insert_upload(&new_upload(repo)).await.unwrap();
+    let expected = vec![
+        first.id.clone(),
+        batched[0].clone(),
+        batched[1].clone(),
+        pending.id.clone(),
+        last.id.clone(),
+    ];
+
+    // Page by page, one at a time: each page's position is above the one before.
+    let mut after = 0;
+    let mut positions = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let (page, next) = store
+            .list_verified_after(Some(repo), after, 1)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            assert_eq!(next, after, "an empty page keeps the position");
+            break;
+        }
+        assert_eq!(page.len(), 1);
+        assert!(next > after, "positions grow: {next} after {after}");
+        assert_eq!(page[0].status, UploadStatus::Verified);
+        positions.push(next);
+        seen.push(page[0].id.clone());
+        after = next;
+    }
+    assert_eq!(seen, expected);
+    let resolved = store.get_upload(&pending.id).await.unwrap().unwrap();
+    assert_eq!(resolved.status, UploadStatus::Verified);
+
+    // Without the repository filter, the same order among every repository's uploads.
+    let (page, next) = store
+        .list_verified_after(None, positions[0] - 1, 1000)
+        .await
+        .unwrap();
+    let ours: Vec<UploadId> = page
+        .iter()
+        .filter(|r| r.identity.repository_id == repo)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(ours, expected);
+    assert!(next >= after);
+
+    // A later upload comes after every earlier one, and nothing else changed.
+    assert_eq!(last_position(store, repo).await, after);
+    let later = store.insert_upload(&new_upload(repo)).await.unwrap();
+    let (page, next) = store
+        .list_verified_after(Some(repo), after, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![later.id]
+    );
+    assert!(next > after);
+    let (page, again) = store
+        .list_verified_after(Some(repo), next, 10)
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+    assert_eq!(again, next);
+    assert!(matches!(
+        store.list_verified_after(None, u64::MAX, 10).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// A poller following the positions while uploads are committed concurrently, one by one,
+/// in batches and as pending uploads verified later, sees each verified upload exactly
+/// once: a position never becomes visible before a lower one.
+pub async fn rule_a_poller_misses_no_upload_verified_concurrently(store: Arc<dyn Store>) {
+    let repo = unique_repository_id();
+    let writers = 6;
+    let rounds = 15;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..rounds {
+                match w % 3 {
+                    0 => ids.push(store.insert_upload(&new_upload(repo)).await.unwrap().id),
+                    1 => {
+                        let writes = vec![
+                            write(new_upload(repo), None, None),
+                            write(new_upload(repo), None, Some(b"x")),
+                        ];
+                        for outcome in store.commit_uploads(&writes).await.unwrap() {
+                            match outcome.unwrap() {
+                                Committed::Inserted(record) => ids.push(record.id),
+                                other => panic!("unexpected {other:?}"),
+                            }
+                        }
+                    }
+                    _ => {
+                        let pending = pending_upload(&pending_run(repo), 4_600_000_000);
+                        store.insert_upload(&pending).await.unwrap();
+                        assert!(
+                            store
+                                .resolve_pending(
+                                    &pending.id,
+                                    UploadStatus::Verified,
+                                    None,
+                                    None,
+                                    UnixTime(4_600_000_001),
+                                    &[],
+                                )
+                                .await
+                                .unwrap()
+                        );
+                        ids.push(pending.id);
+                    }
+                }
+            }
+            ids
+        }));
+    }
+    let mut after = 0;
+    let mut seen = Vec::new();
+    let poll = |after: u64| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .list_verified_after(Some(repo), after, 7)
+                .await
+                .unwrap()
+        }
+    };
+    while !tasks.iter().all(tokio::task::JoinHandle::is_finished) {
+        let (page, next) = poll(after).await;
+        assert!(next >= after);
+        seen.extend(page.into_iter().map(|r| r.id));
+        after = next;
+        tokio::task::yield_now().await;
+    }
+    let mut written = HashSet::new();
+    for task in tasks {
+        written.extend(task.await.unwrap());
+    }
+    for _ in 0..1000 {
+        let (page, next) = poll(after).await;
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page.into_iter().map(|r| r.id));
+        after = next;
+    }
+    let distinct: HashSet<UploadId> = seen.iter().cloned().collect();
+    assert_eq!(distinct.len(), seen.len(), "no upload is seen twice");
+    assert_eq!(distinct, written, "every verified upload is seen");
+}
+
 /// Declares the store conformance suite as tests, one `#[tokio::test]` per case, each
 /// named after its case (`jti_is_consumed_once`, …), so that every case passes or fails
 /// on its own.
@@ -598,6 +822,10 @@ macro_rules! store_conformance {
             async fn repository_rules_are_replaced_and_deleted();
             #[tokio::test]
             async fn rule_repository_rules_ids_beyond_the_database_are_invalid();
+            #[tokio::test]
+            async fn rule_verified_uploads_list_in_the_order_they_became_verified();
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn rule_a_poller_misses_no_upload_verified_concurrently();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -3533,6 +3761,16 @@ impl Store for LostCommitAnswers {
         cursor: Option<&Cursor>,
     ) -> Result<(Vec<crate::UploadRecord>, Option<Cursor>), StoreError> {
         self.inner.list_uploads(filter, limit, cursor).await
+    }
+    async fn list_verified_after(
+        &self,
+        repository_id: Option<RepositoryId>,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<crate::UploadRecord>, u64), StoreError> {
+        self.inner
+            .list_verified_after(repository_id, after, limit)
+            .await
     }
     async fn apply_webhook(
         &self,

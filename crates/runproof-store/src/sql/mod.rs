@@ -14,9 +14,10 @@
 //!
 //! The modules, lowest first (each uses only those above it): [`dialect`]; [`exec`]
 //! (statements, pools, transactions, errors); [`notify`] (the outbox channel); [`row`]
-//! (columns and rows); [`idempotency`], [`reservation`], [`github`] and [`rules`]
-//! (statements that [`store`] and [`commit`] share or delegate to); [`commit`] (a batch
-//! of uploads); [`store`] ([`SqlStore`], the [`Store`](crate::Store) of both backends).
+//! (columns and rows); [`idempotency`], [`reservation`], [`github`], [`rules`] and
+//! [`sequence`] (statements that [`store`] and [`commit`] share or delegate to);
+//! [`commit`] (a batch of uploads); [`store`] ([`SqlStore`], the [`Store`](crate::Store)
+//! of both backends).
 
 mod commit;
 mod dialect;
@@ -27,6 +28,7 @@ pub(crate) mod notify;
 mod reservation;
 mod row;
 mod rules;
+mod sequence;
 pub(crate) mod store;
 
 pub use notify::OUTBOX_CHANNEL;

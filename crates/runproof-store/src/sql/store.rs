@@ -252,6 +252,9 @@ impl Store for SqlStore {
                 .await
                 .map_err(db_error)?;
         }
+        if record.status == UploadStatus::Verified {
+            super::sequence::number(&mut tx, &[&record.id]).await?;
+        }
         tx.commit().await?;
         Ok(record)
     }
@@ -338,6 +341,15 @@ impl Store for SqlStore {
             None
         };
         Ok((records, next))
+    }
+
+    async fn list_verified_after(
+        &self,
+        repository_id: Option<RepositoryId>,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<UploadRecord>, u64), StoreError> {
+        super::sequence::list_after(&self.pool, repository_id, after, limit).await
     }
 
     async fn apply_webhook(
@@ -520,6 +532,9 @@ impl Store for SqlStore {
             return Ok(false);
         }
         insert_pushes(&mut tx, pushes, &payloads, now).await?;
+        if status == UploadStatus::Verified {
+            super::sequence::number(&mut tx, &[id]).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

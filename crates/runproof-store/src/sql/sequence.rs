@@ -1,0 +1,215 @@
+//! The order in which uploads become verified (`verified_seq`), and the forward listing
+//! that follows it ([`crate::Store::list_verified_after`]).
+//!
+//! A transaction that makes uploads verified numbers them with [`number`] as its last
+//! write before `COMMIT`. The numbers come from the one row of `upload_sequence`, taken
+//! with `UPDATE … RETURNING`: that row stays locked until the transaction ends, so a
+//! second verifying transaction waits there until the first has committed (or rolled
+//! back) and then reads its number. Numbers therefore become visible in increasing
+//! order: once a reader sees number `n`, every number below `n` is committed or was
+//! never used, and a poller that remembers the highest number it has seen misses
+//! nothing. A plain sequence would not do on PostgreSQL: two transactions may commit in
+//! the opposite order to the one their numbers were drawn in.
+//!
+//! Taken last, the lock is held only for the commit itself, and a transaction that holds
+//! it waits for no other lock, so it adds no deadlock. SQLite's writing transactions
+//! hold the database's only write lock already; the statements are the same.
+
+use runproof_core::RepositoryId;
+
+use super::exec::{Pool, Tx, db_error, query, query_built};
+use super::row::{UploadRow, clamp_limit, sql_id, upload_columns};
+use crate::error::{Corrupt, Invalid, StoreError};
+use crate::model::{UploadId, UploadRecord};
+
+/// Numbers the uploads `ids` (just made verified, in order) with the next numbers of
+/// `upload_sequence`. Call it last before `COMMIT`: it locks the counter until the
+/// transaction ends.
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub(crate) async fn number(tx: &mut Tx, ids: &[&UploadId]) -> Result<(), StoreError> {
+    let Ok(count) = i64::try_from(ids.len()) else {
+        return Err(StoreError::Invalid(Invalid::OutOfRange {
+            what: "batch size",
+            value: u64::MAX,
+        }));
+    };
+    if count == 0 {
+        return Ok(());
+    }
+    let (last,): (i64,) =
+        query("UPDATE upload_sequence SET last = last + $1 WHERE singleton = 1 RETURNING last")
+            .bind(count)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    let first = last - count + 1;
+    if let [id] = ids {
+        query("UPDATE uploads SET verified_seq = $1 WHERE id = $2")
+            .bind(first)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        return Ok(());
+    }
+    let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+    // ROW_NUMBER over the list's position: 1, 2, … on both backends, whatever base each
+    // numbers its list positions from.
+    let sql = format!(
+        "UPDATE uploads SET verified_seq = $1 + numbered.n - 1 FROM \
+         (SELECT item, ROW_NUMBER() OVER (ORDER BY ord) AS n FROM {}) AS numbered \
+         WHERE uploads.id = numbered.item",
+        tx.dialect().text_list("$2", "t")
+    );
+    query_built(sql)
+        .bind(first)
+        .bind(ids.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// An upload row with its place in the verification order.
+#[derive(Debug, sqlx::FromRow)]
+struct SequencedRow {
+    #[sqlx(flatten)]
+    upload: UploadRow,
+    verified_seq: i64,
+}
+
+/// Verified uploads numbered above `after` (of `repository_id` when given), in
+/// increasing order, at most `limit` (clamped like every listing); with the number of
+/// the last one, or `after` when there is none.
+///
+/// # Errors
+/// [`StoreError::Invalid`] when `after` or the repository id is beyond the database's
+/// integers, [`StoreError::Corrupt`] when a row does not decode, or [`StoreError`] when
+/// the database fails.
+pub(crate) async fn list_after(
+    pool: &Pool,
+    repository_id: Option<RepositoryId>,
+    after: u64,
+    limit: u32,
+) -> Result<(Vec<UploadRecord>, u64), StoreError> {
+    let from = i64::try_from(after).map_err(|_| {
+        StoreError::Invalid(Invalid::OutOfRange {
+            what: "verified sequence",
+            value: after,
+        })
+    })?;
+    let limit = i64::from(clamp_limit(limit));
+    let rows: Vec<SequencedRow> = match repository_id {
+        None => {
+            query(concat!(
+                "SELECT ",
+                upload_columns!(),
+                ", verified_seq FROM uploads WHERE verified_seq > $1 \
+                 ORDER BY verified_seq LIMIT $2"
+            ))
+            .bind(from)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        }
+        Some(repository_id) => {
+            query(concat!(
+                "SELECT ",
+                upload_columns!(),
+                ", verified_seq FROM uploads WHERE repository_id = $1 AND verified_seq > $2 \
+                 ORDER BY verified_seq LIMIT $3"
+            ))
+            .bind(sql_id(repository_id.get())?)
+            .bind(from)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        }
+    }
+    .map_err(db_error)?;
+    let mut next = after;
+    let mut uploads = Vec::with_capacity(rows.len());
+    for row in rows {
+        next = u64::try_from(row.verified_seq).map_err(|_| {
+            StoreError::Corrupt(Corrupt::Negative {
+                column: "verified_seq",
+                value: row.verified_seq,
+                row: Some(row.upload.id.clone()),
+            })
+        })?;
+        uploads.push(row.upload.into_record()?);
+    }
+    Ok((uploads, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+    use crate::sql::store::SqlStore;
+    use crate::store::Store;
+    use crate::testsuite::{identity, new_upload, unique_repository_id};
+
+    /// The migration numbers the uploads verified before it in the order they were
+    /// verified (`verified_at`, then id), leaves the others unnumbered, and the uploads
+    /// verified after it come next.
+    #[tokio::test]
+    async fn the_migration_numbers_earlier_uploads_in_verification_order() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.run_to(13, &pool).await.unwrap();
+        let repo = unique_repository_id();
+        let identity = serde_json::to_string(&identity(repo)).unwrap();
+        // (id, status, verified_at): received in id order, verified in another.
+        let rows = [
+            ("0190f0d8-0000-7000-8000-000000000001", "verified", Some(30)),
+            ("0190f0d8-0000-7000-8000-000000000002", "verified", Some(10)),
+            ("0190f0d8-0000-7000-8000-000000000003", "pending", None),
+            ("0190f0d8-0000-7000-8000-000000000004", "verified", Some(20)),
+            ("0190f0d8-0000-7000-8000-000000000005", "rejected", None),
+            ("0190f0d8-0000-7000-8000-000000000006", "verified", Some(10)),
+        ];
+        for (id, status, verified_at) in rows {
+            sqlx::query(
+                "INSERT INTO uploads (id, status, mode, name, size, sha256, created_at, \
+                 verified_at, identity_json, repository_id) \
+                 VALUES (?, ?, 'oidc', 'a.txt', 1, ?, 1, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(status)
+            .bind("a".repeat(64))
+            .bind(verified_at)
+            .bind(&identity)
+            .bind(i64::try_from(repo.get()).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        migrator.run(&pool).await.unwrap();
+        let store = SqlStore::new(Pool::Sqlite(pool));
+        let later = store.insert_upload(&new_upload(repo)).await.unwrap();
+        let (page, next) = store.list_verified_after(Some(repo), 0, 100).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "0190f0d8-0000-7000-8000-000000000002",
+                "0190f0d8-0000-7000-8000-000000000006",
+                "0190f0d8-0000-7000-8000-000000000004",
+                "0190f0d8-0000-7000-8000-000000000001",
+                later.id.as_str(),
+            ]
+        );
+        assert_eq!(next, 5);
+    }
+}
