@@ -154,6 +154,8 @@ pub struct ServerCommand {
     /// Prefixes of inherited variables to remove, applied before [`Self::env`]'s.
     remove_prefixes: Vec<String>,
     env: Vec<(OsString, OsString)>,
+    /// The working directory; the caller's when `None`.
+    dir: Option<PathBuf>,
     stdout: Sink,
     stderr: Sink,
 }
@@ -166,6 +168,7 @@ impl ServerCommand {
             args: Vec::new(),
             remove_prefixes: Vec::new(),
             env: Vec::new(),
+            dir: None,
             stdout: Sink::Null,
             stderr: Sink::Null,
         }
@@ -207,6 +210,13 @@ impl ServerCommand {
     #[must_use]
     pub fn without_env_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.remove_prefixes.push(prefix.into());
+        self
+    }
+
+    /// Runs the child in `dir` rather than the caller's working directory.
+    #[must_use]
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
         self
     }
 
@@ -261,6 +271,9 @@ impl ServerCommand {
         }
         for (key, value) in &self.env {
             cmd.env(key, value);
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
         }
         let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
             program: self.program.clone(),

@@ -297,52 +297,10 @@ async fn run_dev(cfg: config::Config) -> anyhow::Result<ExitCode> {
     let env = demo::start_dev(data_dir.clone(), listen, Some(cfg))
         .await
         .context("cannot start the dev environment")?;
-    let url = env.server.url();
-    let audience = env.state.service().verifier().config().audience.clone();
-    println!(
-        "runproof dev server on {url} (data in {})",
-        data_dir.display()
-    );
-    println!("fake GitHub issuer:   {}", env.github.issuer());
-    println!("audience:             {audience}");
-    println!("read API key:         {}", env.api_key);
-    println!("webhook secret:       {}", env.webhook_secret);
-    println!(
-        "GitHub App id:        {} (installation {} on {})",
-        demo::DEV_APP_ID,
-        demo::DEV_INSTALLATION,
-        env.github.run().repository
-    );
-    println!();
-    println!("A client in this shell uploads like an Actions job:");
-    println!(
-        "  export ACTIONS_ID_TOKEN_REQUEST_URL='{}'",
-        env.github.token_request_url()
-    );
-    println!(
-        "  export ACTIONS_ID_TOKEN_REQUEST_TOKEN='{}'",
-        env.github.token_request_token()
-    );
-    println!("  runproof upload --url {url} --audience {audience} FILE");
-    let run = env.github.run();
-    let github_token = env.github.issue_github_token(
-        &[(run.repository_id, &run.repository)],
-        run.repository_owner_id,
-    );
-    println!();
-    println!("The github_token mode, as a runner sets it up:");
-    println!(
-        "  export GITHUB_TOKEN='{github_token}' GITHUB_REPOSITORY='{}' GITHUB_REPOSITORY_ID='{}' GITHUB_RUN_ID='{}' GITHUB_RUN_ATTEMPT='{}' GITHUB_SHA='{}'",
-        run.repository, run.repository_id, run.run_id, run.run_attempt, run.sha
-    );
-    println!("  runproof upload --mode github-token --url {url} FILE");
-    println!();
-    println!("The webhook mode (no credentials; pending until a signed workflow_run webhook");
-    println!("or GitHub's API vouches for the run), with the same GITHUB_* variables:");
-    println!("  runproof upload --mode pending --wait --url {url} FILE");
-    println!(
-        "  curl -H 'Authorization: Bearer {}' {url}/v1/uploads",
-        env.api_key
+    demo::banner::prepare(&env, &data_dir)?;
+    print!(
+        "{}",
+        demo::banner::banner(&env, &data_dir, &demo::banner::program())
     );
     serve::shutdown_signal().await;
     env.server.stop().await?;

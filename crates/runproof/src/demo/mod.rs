@@ -4,9 +4,11 @@
 //! Every outcome is checked against what it must be, and the table says so.
 //!
 //! Modules, each depending only on those listed before it: `env` (the dev environment that
-//! `serve --dev` and the tests start too, and the table's row), `oidc`, `github_token` and
-//! `webhook` (the rows of each mode). This file runs them in order and prints the table.
+//! `serve --dev` and the tests start too, and the table's row), `banner` (what `serve --dev`
+//! prints), `oidc`, `github_token` and `webhook` (the rows of each mode). This file runs them
+//! in order and prints the table.
 
+pub mod banner;
 mod env;
 mod github_token;
 mod oidc;
