@@ -189,11 +189,19 @@ pub enum VerifyError {
     #[error("signature does not verify")]
     BadSignature,
     /// `iss` is not a configured issuer.
-    #[error("issuer is not trusted")]
-    UntrustedIssuer,
+    #[error("issuer `{issuer}` is not trusted")]
+    UntrustedIssuer {
+        /// The token's `iss`, bounded and escaped.
+        issuer: ShownText,
+    },
     /// `aud` is not exactly the configured audience, or is a list.
-    #[error("audience is not the configured one")]
-    WrongAudience,
+    #[error("{}", wrong_audience(.found.as_ref(), .required))]
+    WrongAudience {
+        /// The token's `aud`, bounded and escaped; `None` when it is not a single string.
+        found: Option<ShownText>,
+        /// The audience this server requires (public: `/.well-known/runproof` names it).
+        required: ShownText,
+    },
     /// `exp` has passed.
     #[error("token expired at {exp}")]
     Expired {
@@ -215,7 +223,85 @@ pub enum VerifyError {
     Policy(PolicyRule),
 }
 
+fn wrong_audience(found: Option<&ShownText>, required: &ShownText) -> String {
+    match found {
+        Some(found) => format!("audience `{found}` is not the required `{required}`"),
+        None => format!("audience is not a single string; `{required}` is required"),
+    }
+}
+
+/// The most characters of a token's text echoed in an error.
+pub const MAX_SHOWN_CHARS: usize = 128;
+
+/// Text taken from a token (or elsewhere) made safe to echo in a problem `detail` or a log
+/// line: at most [`MAX_SHOWN_CHARS`] characters, with control characters, Unicode line
+/// separators and bidirectional controls written as `\u{…}`, and a backtick as `\u{60}` so
+/// that the text cannot close the quoting around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownText(String);
+
+impl ShownText {
+    /// `text`, bounded and escaped.
+    #[must_use]
+    pub fn new(text: &str) -> Self {
+        let risky = |c: char| {
+            c.is_control()
+                || c == '`'
+                || matches!(
+                    c,
+                    '\u{200b}'..='\u{200f}'
+                        | '\u{2028}'..='\u{202e}'
+                        | '\u{2060}'..='\u{2069}'
+                        | '\u{feff}'
+                )
+        };
+        let mut out = String::with_capacity(text.len().min(MAX_SHOWN_CHARS * 4));
+        for (i, c) in text.chars().enumerate() {
+            if i >= MAX_SHOWN_CHARS {
+                out.push('…');
+                break;
+            }
+            if risky(c) {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        Self(out)
+    }
+
+    /// The escaped text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ShownText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl VerifyError {
+    /// [`VerifyError::UntrustedIssuer`] naming `issuer` (bounded and escaped).
+    #[must_use]
+    pub fn untrusted_issuer(issuer: &str) -> Self {
+        Self::UntrustedIssuer {
+            issuer: ShownText::new(issuer),
+        }
+    }
+
+    /// [`VerifyError::WrongAudience`] naming the token's audience (`None` when it is not a
+    /// single string) and the one `required`.
+    #[must_use]
+    pub fn wrong_audience(found: Option<&str>, required: &str) -> Self {
+        Self::WrongAudience {
+            found: found.map(ShownText::new),
+            required: ShownText::new(required),
+        }
+    }
+
     /// The stable code of this error.
     #[must_use]
     pub const fn code(&self) -> ErrorCode {
@@ -224,8 +310,8 @@ impl VerifyError {
             Self::UnsupportedAlgorithm { .. } => ErrorCode::UnsupportedAlgorithm,
             Self::UnknownKey { .. } => ErrorCode::UnknownKey,
             Self::BadSignature => ErrorCode::BadSignature,
-            Self::UntrustedIssuer => ErrorCode::UntrustedIssuer,
-            Self::WrongAudience => ErrorCode::WrongAudience,
+            Self::UntrustedIssuer { .. } => ErrorCode::UntrustedIssuer,
+            Self::WrongAudience { .. } => ErrorCode::WrongAudience,
             Self::Expired { .. } => ErrorCode::TokenExpired,
             Self::NotYetValid { .. } => ErrorCode::TokenNotYetValid,
             Self::Policy(_) => ErrorCode::PolicyDenied,
@@ -237,6 +323,47 @@ impl VerifyError {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn rule_echoed_token_text_is_bounded_and_escaped() {
+        let hostile = format!("a\nb\u{1b}[31m`\u{202e}{}", "x".repeat(1000));
+        let shown = ShownText::new(&hostile);
+        assert!(
+            shown
+                .as_str()
+                .starts_with("a\\u{a}b\\u{1b}[31m\\u{60}\\u{202e}x")
+        );
+        assert!(shown.as_str().ends_with('…'));
+        assert!(shown.as_str().chars().count() <= MAX_SHOWN_CHARS * 8);
+        assert!(!shown.as_str().chars().any(char::is_control));
+        let e = VerifyError::wrong_audience(Some(&hostile), "https://runproof.example");
+        let text = e.to_string();
+        assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text}");
+        assert!(
+            text.ends_with("is not the required `https://runproof.example`"),
+            "{text}"
+        );
+        assert_eq!(e.code(), ErrorCode::WrongAudience);
+    }
+
+    #[test]
+    fn refusals_name_what_was_expected() {
+        assert_eq!(
+            VerifyError::wrong_audience(Some("https://github.com/octo"), "https://rp.example")
+                .to_string(),
+            "audience `https://github.com/octo` is not the required `https://rp.example`"
+        );
+        assert_eq!(
+            VerifyError::wrong_audience(None, "https://rp.example").to_string(),
+            "audience is not a single string; `https://rp.example` is required"
+        );
+        let e = VerifyError::untrusted_issuer("https://evil.example");
+        assert_eq!(
+            e.to_string(),
+            "issuer `https://evil.example` is not trusted"
+        );
+        assert_eq!(e.code(), ErrorCode::UntrustedIssuer);
+    }
 
     #[test]
     fn codes_are_unique_and_snake_case() {

@@ -65,7 +65,7 @@ impl Verifier {
             .iter()
             .find(|i| i.as_str() == iss)
             .map(String::as_str)
-            .ok_or(VerifyError::UntrustedIssuer)
+            .ok_or_else(|| VerifyError::untrusted_issuer(iss))
     }
 
     /// Verifies a token with the keys of its issuer at time `now`.
@@ -97,11 +97,19 @@ impl Verifier {
         let claims = claims.require()?;
 
         if !self.config.issuers.contains(&claims.iss) {
-            return Err(VerifyError::UntrustedIssuer);
+            return Err(VerifyError::untrusted_issuer(&claims.iss));
         }
         match &claims.aud {
             Audience::One(aud) if *aud == self.config.audience => {}
-            _ => return Err(VerifyError::WrongAudience),
+            Audience::One(aud) => {
+                return Err(VerifyError::wrong_audience(
+                    Some(aud),
+                    &self.config.audience,
+                ));
+            }
+            Audience::Other(_) => {
+                return Err(VerifyError::wrong_audience(None, &self.config.audience));
+            }
         }
 
         let leeway = self.config.leeway_seconds.max(0);

@@ -184,10 +184,9 @@ fn real_tokens_verify_inside_their_lifetime_and_fail_after() {
             &keys,
             UnixTime(case.iat + 10),
         );
-        assert_eq!(
-            wrong_aud.unwrap_err(),
-            VerifyError::WrongAudience,
-            "rule: custom audience"
+        assert!(
+            matches!(wrong_aud, Err(VerifyError::WrongAudience { .. })),
+            "rule: custom audience: {wrong_aud:?}"
         );
 
         let mut forged = token.trim().to_owned();

@@ -348,6 +348,67 @@ async fn hostile_tokens_are_refused_with_their_code_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn rule_refusals_name_what_was_expected_and_escape_the_token_text() {
+    let h = Harness::start().await;
+    let token = h.gh.token("https://github.com/octo-org").unwrap();
+    let (status, body) = h.upload(Some(&bearer(&token)), "x.txt", "x").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("wrong_audience"))
+    );
+    assert_eq!(
+        body["detail"],
+        format!("audience `https://github.com/octo-org` is not the required `{AUDIENCE}`")
+    );
+
+    let hostile = format!("evil\n\u{1b}[31mINFO forged`\u{202e}{}", "a".repeat(5000));
+    let token = with(&h.gh, |c| {
+        c.insert("aud".into(), json!(hostile));
+    });
+    let (status, body) = h.upload(Some(&bearer(&token)), "x.txt", "x").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("wrong_audience"))
+    );
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("audience `evil\\u{a}\\u{1b}[31mINFO forged\\u{60}\\u{202e}a"),
+        "{detail}"
+    );
+    assert!(!detail.chars().any(char::is_control), "{detail}");
+    assert!(
+        detail.len() < 400,
+        "the echoed audience is bounded: {}",
+        detail.len()
+    );
+
+    let token = with(&h.gh, |c| {
+        c.insert("aud".into(), json!([AUDIENCE]));
+    });
+    let (_, body) = h.upload(Some(&bearer(&token)), "x.txt", "x").await;
+    assert_eq!(
+        body["detail"],
+        format!("audience is not a single string; `{AUDIENCE}` is required")
+    );
+
+    let token = with(&h.gh, |c| {
+        c.insert("iss".into(), json!("https://issuer.evil\r\nx"));
+    });
+    let (status, body) = h.upload(Some(&bearer(&token)), "x.txt", "x").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("untrusted_issuer"))
+    );
+    assert_eq!(
+        body["detail"],
+        "issuer `https://issuer.evil\\u{d}\\u{a}x` is not trusted"
+    );
+    h.assert_nothing_stored("refusals that name what was expected")
+        .await;
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn replay_protection_accepts_a_jti_once() {
     let h = Harness::start().await;
     let token = h.token();

@@ -125,8 +125,8 @@ impl Checks {
 /// Which check a verification error belongs to.
 fn check_of(e: &VerifyError) -> &'static str {
     match e {
-        VerifyError::UntrustedIssuer => "issuer",
-        VerifyError::WrongAudience => "audience",
+        VerifyError::UntrustedIssuer { .. } => "issuer",
+        VerifyError::WrongAudience { .. } => "audience",
         VerifyError::Expired { .. } | VerifyError::NotYetValid { .. } => "times",
         VerifyError::Policy(PolicyRule::DeniedEvent { .. } | PolicyRule::MissingEvent) => "events",
         VerifyError::Policy(PolicyRule::RunnerNotGithubHosted) => "runner",
@@ -174,7 +174,9 @@ pub async fn explain(
                 10,
             ));
         }
-        Err(_) => return Ok(checks.stop("issuer", VerifyError::UntrustedIssuer.to_string())),
+        Err(_) => {
+            return Ok(checks.stop("issuer", VerifyError::untrusted_issuer(issuer).to_string()));
+        }
     };
     checks.ok("issuer", format!("{issuer} is a configured issuer"));
     let now = at.unwrap_or_else(|| service.clock.now());

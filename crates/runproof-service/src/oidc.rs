@@ -88,7 +88,7 @@ async fn verify_oidc_inner(
                     10,
                 )
             }
-            _ => ServiceError::from(VerifyError::UntrustedIssuer),
+            _ => ServiceError::from(VerifyError::untrusted_issuer(issuer)),
         })?;
     let now = state.clock.now();
     let verified = state.verifier.verify(token, &keys, now)?;
