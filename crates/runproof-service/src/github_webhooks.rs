@@ -41,6 +41,10 @@ pub async fn apply(
     body: &[u8],
 ) -> Result<Applied, ServiceError> {
     let now = service.clock.now();
+    if event == "push" {
+        // The repository file may have changed on the default branch: read it again.
+        crate::repository_file::after_push(service, body);
+    }
     let effects = effects_of(event, body, now)?;
     let delivery = WebhookDelivery {
         id: delivery_id,

@@ -34,6 +34,7 @@ pub mod oidc;
 pub mod push;
 pub mod rate;
 mod replay;
+mod repository_file;
 mod service;
 pub mod sessions;
 mod settings;

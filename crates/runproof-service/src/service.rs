@@ -11,6 +11,7 @@ use crate::binding::Binding;
 use crate::clock::{Clock, SystemClock};
 use crate::commits::Commits;
 use crate::push::PushConfig;
+use crate::repository_file::RepositoryFiles;
 use crate::settings::{ServiceSettings, SessionConfig};
 use crate::webhook_state::{WebhookMode, WebhookModeConfig};
 
@@ -44,6 +45,9 @@ pub struct Service {
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
     pub(crate) webhook_mode: Option<WebhookMode>,
     pub(crate) trust_rules: Vec<TrustRule>,
+    /// `[policy] repository_file`: where each repository keeps its rules, and what the
+    /// file said recently; `None`: off.
+    pub(crate) repository_files: Option<RepositoryFiles>,
 }
 
 impl std::fmt::Debug for Service {
@@ -77,6 +81,7 @@ impl Service {
             push: None,
             webhook_mode: None,
             trust_rules: Vec::new(),
+            repository_file: None,
         }
     }
 
@@ -154,6 +159,13 @@ impl Service {
         &self.trust_rules
     }
 
+    /// `[policy] repository_file`: the path of the file on each repository's default
+    /// branch whose rules are the repository's layer (`None`: off).
+    #[must_use]
+    pub fn repository_file(&self) -> Option<&str> {
+        self.repository_files.as_ref().map(RepositoryFiles::path)
+    }
+
     /// Limits of upload sessions.
     #[must_use]
     pub fn session_limits(&self) -> SessionConfig {
@@ -181,6 +193,7 @@ pub struct ServiceBuilder {
     push: Option<PushConfig>,
     webhook_mode: Option<WebhookModeConfig>,
     trust_rules: Vec<TrustRule>,
+    repository_file: Option<String>,
 }
 
 impl ServiceBuilder {
@@ -233,6 +246,15 @@ impl ServiceBuilder {
         self
     }
 
+    /// `[policy] repository_file`: the repository's layer is read from the file at this
+    /// path on its default branch, with the App's installation token (so it needs
+    /// [`ServiceBuilder::binding`]), when the repository has the file. The path is
+    /// relative, of plain characters, with no `..`. `None`, the default: off.
+    pub fn repository_file(mut self, path: Option<String>) -> Self {
+        self.repository_file = path;
+        self
+    }
+
     /// Starts the commit pipeline and builds the service. Bodies go through
     /// [`InlineBodies`], so that small ones live in the database.
     ///
@@ -258,6 +280,7 @@ impl ServiceBuilder {
             push_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_mode: self.webhook_mode.map(WebhookMode::new),
             trust_rules: self.trust_rules,
+            repository_files: self.repository_file.map(RepositoryFiles::new),
         })
     }
 }
