@@ -98,6 +98,8 @@ pub struct KeyCache {
     issuers: HashMap<String, Issuer>,
     config: KeyCacheConfig,
     http: HttpFetcher,
+    /// Holds keys given at construction and never fetches ([`Self::fixed`]).
+    fixed: bool,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -141,6 +143,40 @@ impl KeyCache {
             issuers: map,
             config,
             http: HttpFetcher::new(config.timeout)?,
+            fixed: false,
+        })
+    }
+
+    /// A cache holding these keys for good, each under its issuer: nothing is ever
+    /// fetched, and [`Self::refresh_all`] keeps them. For verifying offline against a JWKS
+    /// file, such as `runproof verify-token --jwks`.
+    ///
+    /// # Errors
+    /// [`KeyError::Url`] when an issuer is not a URL.
+    pub fn fixed(keys: impl IntoIterator<Item = (String, KeySet)>) -> Result<Self, KeyError> {
+        let config = KeyCacheConfig::default();
+        let mut map = HashMap::new();
+        for (issuer, set) in keys {
+            let url = Url::parse(&issuer).map_err(|_| UrlError::Invalid(issuer.clone()))?;
+            map.insert(
+                issuer.clone(),
+                Issuer {
+                    name: issuer,
+                    url,
+                    jwks_url: None,
+                    state: RwLock::new(State {
+                        keys: Some(Arc::new(set)),
+                        ..State::default()
+                    }),
+                    refreshing: tokio::sync::Mutex::new(()),
+                },
+            );
+        }
+        Ok(Self {
+            issuers: map,
+            config,
+            http: HttpFetcher::new(config.timeout)?,
+            fixed: true,
         })
     }
 
@@ -162,6 +198,12 @@ impl KeyCache {
     /// [`KeyError::UnknownIssuer`] for an issuer not configured.
     pub async fn keys_for(&self, issuer: &str, kid: &str) -> Result<Arc<KeySet>, KeyError> {
         let entry = self.issuers.get(issuer).ok_or(KeyError::UnknownIssuer)?;
+        if self.fixed {
+            return read(&entry.state)
+                .keys
+                .clone()
+                .ok_or_else(|| unavailable(entry, "no keys were given"));
+        }
         let (cached, generation, recent) = {
             let state = read(&entry.state);
             let recent = state
@@ -196,6 +238,9 @@ impl KeyCache {
 
     /// Refreshes every issuer's keys now. Failures keep the cached keys.
     pub async fn refresh_all(&self) {
+        if self.fixed {
+            return;
+        }
         for entry in self.issuers.values() {
             let _guard = entry.refreshing.lock().await;
             let _ = self.refresh_locked(entry, "scheduled").await;
@@ -478,5 +523,29 @@ mod tests {
             accepted >= 100 && refused >= 100,
             "{accepted} accepted, {refused} refused"
         );
+    }
+
+    /// Fixed keys are what was given, whatever the `kid` asked, and nothing is fetched:
+    /// the issuer's host is never reached (offline tests have no network).
+    #[tokio::test]
+    async fn fixed_keys_are_returned_without_fetching() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/realworld/oidc/jwks_2025-06_crates.io.json");
+        let set = KeySet::from_jwks_json(&std::fs::read(&path).unwrap()).unwrap();
+        let len = set.len();
+        let cache = KeyCache::fixed([(GITHUB.to_owned(), set)]).unwrap();
+        cache.refresh_all().await;
+        assert!(cache.has_keys(GITHUB));
+        for kid in ["", "no-such-kid"] {
+            assert_eq!(cache.keys_for(GITHUB, kid).await.unwrap().len(), len);
+        }
+        assert_eq!(
+            cache
+                .keys_for("https://elsewhere.example", "")
+                .await
+                .unwrap_err(),
+            KeyError::UnknownIssuer
+        );
+        assert!(KeyCache::fixed([("not a url".to_owned(), KeySet::default())]).is_err());
     }
 }

@@ -230,6 +230,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::FAILURE)
             }
+            Outcome::Explained(explanation) => {
+                if args.json {
+                    println!("{}", serde_json::to_string(&explanation)?);
+                } else {
+                    print!("{}", verify_token::render(&explanation));
+                }
+                Ok(if explanation.allowed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
         },
     }
 }

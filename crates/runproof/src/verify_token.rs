@@ -1,5 +1,11 @@
 //! `runproof verify-token`: verify one token offline (with a JWKS file) or against a
 //! configuration's issuers, and print the identity or the stable code.
+//!
+//! With `--explain` it answers what `POST /v1/policy/explain` answers, through the same
+//! code ([`runproof_service::explain::explain`]) on a service built here, offline: an
+//! in-memory store (so no `jti` is spent), the keys of `--jwks` or of the configuration's
+//! issuers, no App credentials (the installation check says binding is off), and the
+//! App's `[[policy.rules]]` from `--config`. [`render`] prints it as a table.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -7,21 +13,28 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use runproof_core::policy::Policy;
+use runproof_core::rules::TrustRule;
 use runproof_core::{KeySet, UnixTime, UnverifiedToken, Verifier, VerifierConfig};
 use runproof_github::{IssuerConfig, KeyCache, KeyCacheConfig, KeyError};
+use runproof_service::explain::{Explanation, explain};
+use runproof_service::{Service, ServiceSettings};
+use runproof_store::{LocalBlobStore, SqliteStore};
 
 use crate::config::{self, GITHUB_ISSUER};
 
 /// The `verify-token` arguments.
 #[derive(Debug, clap::Args)]
 pub struct VerifyTokenArgs {
-    /// A JWKS file holding the issuer's keys (offline verification).
-    #[arg(long, conflicts_with = "config")]
+    /// A JWKS file holding the issuer's keys (offline verification). With --config, these
+    /// are the keys of --issuer, and nothing is fetched.
+    #[arg(long)]
     pub jwks: Option<PathBuf>,
-    /// A runproof config: its issuers (keys fetched from them), leeway and policy.
+    /// A runproof config: its issuers (keys fetched from them unless --jwks is given),
+    /// leeway, policy and, with --explain, its `[[policy.rules]]`.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The issuer to accept (with --jwks); github.com's by default.
+    /// The issuer whose keys --jwks holds (accepted without --config); github.com's by
+    /// default.
     #[arg(long)]
     pub issuer: Option<String>,
     /// The audience to require.
@@ -30,9 +43,15 @@ pub struct VerifyTokenArgs {
     /// Verify as of this time: unix seconds or RFC 3339. Now by default.
     #[arg(long)]
     pub at: Option<String>,
-    /// Print the identity as JSON.
+    /// Print the identity as JSON; with --explain, the explanation exactly as
+    /// `POST /v1/policy/explain` answers it.
     #[arg(long)]
     pub json: bool,
+    /// Print every check an upload makes and every App rule with its mismatches, as
+    /// `POST /v1/policy/explain` answers (nothing is stored or spent). Exits 0 when an
+    /// upload would be allowed, 1 when not.
+    #[arg(long)]
+    pub explain: bool,
     /// The token, `-` for standard input, or `@FILE`.
     pub token: String,
 }
@@ -72,18 +91,22 @@ pub enum Outcome {
         /// The detail.
         detail: String,
     },
+    /// With `--explain`: what an upload with the token would meet.
+    Explained(Box<Explanation>),
 }
 
 /// Runs `verify-token`.
 ///
 /// # Errors
 /// For usage problems (unreadable files, bad time); a refused token is an `Ok(Refused)`.
+/// With `--explain`, also when no explanation can be given (the issuer's keys cannot be
+/// fetched); a token that fails a check is an `Ok(Explained)` saying which.
 pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
     let raw = read_token(&args.token)?;
-    let now = match &args.at {
-        Some(at) => parse_time(at)?,
-        None => UnixTime(time::OffsetDateTime::now_utc().unix_timestamp()),
-    };
+    let at = args.at.as_deref().map(parse_time).transpose()?;
+    let now = at.unwrap_or_else(|| UnixTime(time::OffsetDateTime::now_utc().unix_timestamp()));
+    let mut rules: Vec<TrustRule> = Vec::new();
+    let mut replay_protection = true;
     let (issuers, leeway, policy, keys_source) = if let Some(path) = &args.config {
         let resolved = config::resolve(config::load(Some(path))?)?;
         let issuers: Vec<IssuerConfig> = resolved
@@ -96,6 +119,8 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
             })
             .collect();
         let names = issuers.iter().map(|i| i.issuer.clone()).collect();
+        rules.clone_from(&resolved.config.policy.rules);
+        replay_protection = resolved.oidc.replay_protection;
         (
             names,
             resolved.oidc.leeway_seconds,
@@ -115,6 +140,19 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
         leeway_seconds: leeway,
         policy,
     });
+    if args.explain {
+        let keys = match (&args.jwks, keys_source) {
+            (Some(path), _) => {
+                let issuer = args.issuer.clone().unwrap_or_else(|| GITHUB_ISSUER.into());
+                KeyCache::fixed([(issuer, read_jwks(path)?)])?
+            }
+            (None, Some(issuers)) => KeyCache::new(&issuers, KeyCacheConfig::default())?,
+            (None, None) => bail!("give --jwks FILE or --config FILE"),
+        };
+        let explanation =
+            explain_offline(verifier, keys, rules, replay_protection, &raw, at).await?;
+        return Ok(Outcome::Explained(Box::new(explanation)));
+    }
     let token = match UnverifiedToken::parse(&raw) {
         Ok(t) => t,
         Err(e) => return Ok(refused(&e)),
@@ -124,14 +162,7 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
         Err(e) => return Ok(refused(&e)),
     };
     let keys: Arc<KeySet> = match (&args.jwks, keys_source) {
-        (Some(path), _) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Arc::new(
-                KeySet::from_jwks_json(&bytes)
-                    .with_context(|| format!("{} is not a usable JWKS", path.display()))?,
-            )
-        }
+        (Some(path), _) => Arc::new(read_jwks(path)?),
         (None, Some(issuers)) => {
             let cache = KeyCache::new(&issuers, KeyCacheConfig::default())?;
             match cache
@@ -160,5 +191,128 @@ fn refused(e: &runproof_core::VerifyError) -> Outcome {
     Outcome::Refused {
         code: e.code().as_str(),
         detail: e.to_string(),
+    }
+}
+
+fn read_jwks(path: &std::path::Path) -> anyhow::Result<KeySet> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    KeySet::from_jwks_json(&bytes)
+        .with_context(|| format!("{} is not a usable JWKS", path.display()))
+}
+
+/// Explains `raw` through [`runproof_service::explain::explain`] on a service of its own:
+/// an in-memory store, these keys and rules, and no App credentials.
+async fn explain_offline(
+    verifier: Verifier,
+    keys: KeyCache,
+    rules: Vec<TrustRule>,
+    replay_protection: bool,
+    raw: &str,
+    at: Option<UnixTime>,
+) -> anyhow::Result<Explanation> {
+    let store = SqliteStore::open("sqlite::memory:")
+        .await
+        .context("cannot open an in-memory database")?;
+    // Nothing is written: the blob store is there because a service has one.
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let blobs = LocalBlobStore::open(dir.path())
+        .await
+        .context("cannot open a temporary blob directory")?;
+    let service = Service::builder(verifier, Arc::new(keys), Arc::new(store), Arc::new(blobs))
+        .settings(ServiceSettings {
+            replay_protection,
+            ..ServiceSettings::default()
+        })
+        .trust_rules(rules)
+        .build()
+        .await
+        .context("cannot start the service")?;
+    explain(&service, raw, at)
+        .await
+        .map_err(|e| anyhow::anyhow!("no explanation can be given: {e}"))
+}
+
+/// An explanation as a table: whether an upload would be allowed, every check (`ok` or
+/// `FAIL`, and its detail), then every rule (its layer, name, whether it matched, and each
+/// mismatch as `field: expected … got …`).
+#[must_use]
+pub fn render(explanation: &Explanation) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut out = format!("allowed: {}\n\n", yes_no(explanation.allowed));
+    let checks: Vec<[String; 3]> = explanation
+        .checks
+        .iter()
+        .map(|c| {
+            [
+                c.check.to_owned(),
+                if c.ok { "ok" } else { "FAIL" }.to_owned(),
+                c.detail.clone(),
+            ]
+        })
+        .collect();
+    table(&mut out, ["check", "ok", "detail"], &checks);
+    out.push('\n');
+    if explanation.rules.is_empty() {
+        out.push_str("rules: none\n");
+        return out;
+    }
+    let mut rows = Vec::new();
+    for rule in &explanation.rules {
+        let name = if rule.name.is_empty() {
+            "(unnamed)".to_owned()
+        } else {
+            rule.name.clone()
+        };
+        let mut first = [
+            rule.layer.as_str().to_owned(),
+            name,
+            yes_no(rule.matched).to_owned(),
+            String::new(),
+        ];
+        let mut mismatches = rule.mismatches.iter().map(|m| {
+            format!(
+                "{}: expected {} got {}",
+                m.field,
+                m.expected.join(", "),
+                m.actual.as_deref().unwrap_or("(none)")
+            )
+        });
+        if let Some(m) = mismatches.next() {
+            first[3] = m;
+        }
+        rows.push(first);
+        for m in mismatches {
+            rows.push([String::new(), String::new(), String::new(), m]);
+        }
+    }
+    table(&mut out, ["layer", "rule", "matched", "mismatches"], &rows);
+    out
+}
+
+/// Appends `rows` under `head`, each column as wide as its widest cell but the last.
+fn table<const N: usize>(out: &mut String, head: [&str; N], rows: &[[String; N]]) {
+    let mut widths = head.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(head);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
     }
 }

@@ -1,0 +1,186 @@
+//! `runproof verify-token --explain`: the real binary on real tokens, printing what
+//! `POST /v1/policy/explain` answers (every check, every App rule with its mismatches),
+//! exiting 0 only when an upload would be allowed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+/// The real token of 2025-01 (neu-se/autograder-action, a push to main) and its keys.
+const TOKEN: &str = "tok_2025-01_neu-se.jwt";
+const JWKS: &str = "jwks_2025-06_crates.io.json";
+const AUDIENCE: &str = "https://github.com/neu-se";
+/// Inside the token's lifetime (issued at 1738115363, expires at 1738115663).
+const INSIDE: i64 = 1_738_115_400;
+const EXPIRES: i64 = 1_738_115_663;
+
+fn realworld(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/realworld/oidc")
+        .join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+/// A configuration whose `[[policy.rules]]` are `rules` (TOML). Its audience is the
+/// server's own; the token's is given with `--audience`.
+fn config(dir: &Path, rules: &str) -> PathBuf {
+    let path = dir.join("runproof.toml");
+    std::fs::write(
+        &path,
+        format!("[oidc]\naudience = \"https://runproof.example.com\"\n{rules}"),
+    )
+    .unwrap();
+    path
+}
+
+async fn explain(config: Option<&Path>, at: i64, json: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
+    cmd.env("NO_PROXY", "127.0.0.1").stdin(Stdio::null());
+    cmd.args(["verify-token", "--explain", "--jwks"])
+        .arg(realworld(JWKS))
+        .args(["--audience", AUDIENCE, "--at", &at.to_string()]);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.arg(format!("@{}", realworld(TOKEN).display()));
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The table's row for `first` (its first column), split on runs of two spaces or more.
+fn row(text: &str, first: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.split("  ").next() == Some(first))
+        .unwrap_or_else(|| panic!("no row {first}:\n{text}"))
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_allowed_token_shows_every_check_ok_and_the_matching_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        "[[policy.rules]]\nname = \"autograder main\"\nrepository_ids = [922761846]\n\
+         refs = [\"refs/heads/main\"]\nevents = [\"push\"]\n\
+         job_workflows = [\"neu-se/autograder-action/.github/workflows/ci.yml@refs/heads/main\"]\n",
+    );
+    let out = explain(Some(&config), INSIDE, false).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("allowed: yes\n"), "{text}");
+    for check in runproof_service::explain::CHECKS {
+        assert_eq!(row(&text, check)[1], "ok", "{check}: {text}");
+    }
+    assert_eq!(
+        row(&text, "installation")[2],
+        "binding is off: no App credentials are set"
+    );
+    assert!(
+        row(&text, "times")[2].contains("valid at 1738115400"),
+        "{text}"
+    );
+    assert_eq!(row(&text, "app")[..3], ["app", "autograder main", "yes"]);
+
+    // --json: the endpoint's body, the same identity and checks.
+    let out = explain(Some(&config), INSIDE, true).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["allowed"], true);
+    assert_eq!(body["identity"]["repository_id"], json!(922_761_846));
+    assert_eq!(
+        body["checks"].as_array().unwrap().len(),
+        runproof_service::explain::CHECKS.len()
+    );
+    assert_eq!(
+        body["rules"],
+        json!([{"layer": "app", "name": "autograder main", "matched": true, "mismatches": []}])
+    );
+}
+
+#[tokio::test]
+async fn rule_a_refusing_app_rule_shows_its_mismatches_in_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        "[[policy.rules]]\nname = \"release tags\"\nrefs = [\"refs/tags/v*\"]\n\
+         events = [\"release\", \"workflow_dispatch\"]\nref_protected = true\n",
+    );
+    let out = explain(Some(&config), INSIDE, false).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "refused: {text}");
+    assert!(text.starts_with("allowed: no\n"), "{text}");
+    let app_rules = row(&text, "app_rules");
+    assert_eq!(app_rules[1], "FAIL", "{text}");
+    assert!(app_rules[2].contains("release tags"), "{text}");
+    assert_eq!(row(&text, "signature")[1], "ok", "{text}");
+    assert_eq!(row(&text, "app")[..3], ["app", "release tags", "no"]);
+    for mismatch in [
+        "event_name: expected release, workflow_dispatch got push",
+        "ref: expected refs/tags/v* got refs/heads/main",
+        "ref_protected: expected true got false",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_end().ends_with(mismatch)),
+            "{mismatch}:\n{text}"
+        );
+    }
+
+    let out = explain(Some(&config), INSIDE, true).await;
+    assert_eq!(out.status.code(), Some(1));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["allowed"], false);
+    assert!(
+        body["rules"][0]["mismatches"].as_array().unwrap().contains(
+            &json!({"field": "ref", "expected": ["refs/tags/v*"], "actual": "refs/heads/main"})
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn rule_an_expired_token_fails_times_and_later_checks_are_not_reached() {
+    let out = explain(None, EXPIRES + 120, false).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("allowed: no\n"), "{text}");
+    for passed in ["token", "issuer", "signature", "audience"] {
+        assert_eq!(row(&text, passed)[1], "ok", "{passed}: {text}");
+    }
+    let times = row(&text, "times");
+    assert_eq!(times[1], "FAIL", "{text}");
+    assert!(times[2].contains("expired"), "{text}");
+    let checks = runproof_service::explain::CHECKS;
+    let after = checks.iter().skip_while(|c| **c != "times").skip(1);
+    for later in after {
+        let r = row(&text, later);
+        assert_eq!(r[1], "FAIL", "{later}: {text}");
+        assert_eq!(r[2], "not checked: `times` failed", "{later}: {text}");
+    }
+    assert!(text.contains("rules: none"), "{text}");
+
+    let out = explain(None, EXPIRES + 120, true).await;
+    assert_eq!(out.status.code(), Some(1));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["allowed"], false);
+    assert!(body["identity"].is_null(), "{body}");
+    assert_eq!(body["rules"], json!([]));
+}
