@@ -58,6 +58,22 @@ struct ListParams {
     repository_id: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    after: Option<String>,
+}
+
+/// The forward cursor of `GET /v1/uploads?after=`: a position in the order uploads
+/// became verified ([`runproof_store::Store::list_verified_after`]), sent as its decimal
+/// digits. Clients treat it as opaque; only the canonical form is taken back.
+fn decode_after(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let position = s.parse::<u64>().ok()?;
+    (position <= i64::MAX.unsigned_abs() && position.to_string() == s).then_some(position)
+}
+
+fn encode_after(position: u64) -> String {
+    position.to_string()
 }
 
 /// `GET /v1/uploads`.
@@ -94,6 +110,26 @@ pub(crate) async fn list_uploads(
             .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| ApiError::invalid(format!("limit is 1 to {MAX_LIMIT}")))?,
     };
+    if let Some(after) = params.after.as_deref() {
+        if params.cursor.is_some() || status.is_some() {
+            return Err(ApiError::invalid(
+                "after cannot be combined with cursor or status: it lists verified uploads",
+            ));
+        }
+        let after = decode_after(after).ok_or_else(|| {
+            ApiError::invalid("after is not valid: send the next_cursor of the last page")
+        })?;
+        let (uploads, next) = state
+            .service
+            .store()
+            .list_verified_after(repository_id, after, limit)
+            .await?;
+        return Ok(Json(json!({
+            "uploads": uploads,
+            "next_cursor": encode_after(next),
+        }))
+        .into_response());
+    }
     let cursor = params
         .cursor
         .as_deref()
@@ -385,6 +421,31 @@ mod tests {
                 !value.contains("filename=.") && !value.contains("''."),
                 "{value}"
             );
+        }
+    }
+
+    #[test]
+    fn rule_after_cursors_are_canonical_positions() {
+        assert_eq!(decode_after(""), Some(0));
+        assert_eq!(decode_after("0"), Some(0));
+        assert_eq!(decode_after("42"), Some(42));
+        assert_eq!(decode_after(&encode_after(7)), Some(7));
+        let max = i64::MAX.to_string();
+        assert_eq!(decode_after(&max), Some(i64::MAX.unsigned_abs()));
+        for bad in [
+            "-1",
+            "+1",
+            "01",
+            " 1",
+            "1 ",
+            "1.0",
+            "0x10",
+            "abc",
+            "9223372036854775808",
+            "18446744073709551616",
+            "٣",
+        ] {
+            assert_eq!(decode_after(bad), None, "{bad:?}");
         }
     }
 
