@@ -114,6 +114,7 @@ impl From<ServiceError> for ApiError {
                 mismatches: Some(mismatches.clone()),
                 ..Self::new(ErrorCode::PolicyDenied, e.to_string())
             },
+            ServiceError::InvalidRules(_) => Self::new(ErrorCode::InvalidRequest, e.to_string()),
             ServiceError::RateLimited {
                 detail,
                 retry_after,

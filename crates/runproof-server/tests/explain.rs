@@ -99,7 +99,7 @@ async fn an_allowed_token_shows_its_identity_every_check_and_the_matching_rule()
         check(&body, "repository_rules")["detail"]
             .as_str()
             .unwrap()
-            .contains("not available"),
+            .contains("no repository rules"),
         "{body}"
     );
     assert_eq!(

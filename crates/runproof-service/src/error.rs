@@ -1,6 +1,6 @@
 //! The service's errors: what was refused, and why, with no HTTP in them.
 
-use runproof_core::rules::{Layer, Mismatch};
+use runproof_core::rules::{Layer, Mismatch, RuleError};
 use runproof_core::{ErrorCode, RepositoryId, VerifyError};
 use runproof_github::GithubError;
 use runproof_store::{BlobError, StoreError};
@@ -46,6 +46,9 @@ pub enum ServiceError {
         /// Each field of that rule the run does not match.
         mismatches: Vec<Mismatch>,
     },
+    /// A layer of trust rules offered to be stored breaks a bound: `invalid_request`.
+    #[error("the rules break a bound: {0}")]
+    InvalidRules(#[source] RuleError),
     /// Too many requests of this kind: retry after the given seconds.
     #[error("{detail}")]
     RateLimited {
@@ -117,6 +120,7 @@ impl ServiceError {
             Self::Refused { code, .. } => *code,
             Self::NotInstalled { .. } => ErrorCode::NotInstalled,
             Self::PolicyRule { .. } => ErrorCode::PolicyDenied,
+            Self::InvalidRules(_) => ErrorCode::InvalidRequest,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,
             Self::Storage(_)

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::binding::bind;
 use crate::error::ServiceError;
+use crate::repository_rules::{self, RepositoryLayer};
 use crate::service::Service;
 
 /// Every check, in the order an upload makes them.
@@ -259,12 +260,9 @@ pub async fn explain(
             );
         }
     }
-    checks.ok(
-        "repository_rules",
-        "not available yet: repository rules are not read",
-    );
+    let repository_rules = explain_repository_layer(service, &identity, &mut checks).await?;
 
-    let rules = explain_layer(rules, &identity)
+    let mut rules: Vec<RuleExplanation> = explain_layer(rules, &identity)
         .into_iter()
         .map(|r| RuleExplanation {
             layer: Layer::App,
@@ -273,12 +271,79 @@ pub async fn explain(
             mismatches: r.mismatches,
         })
         .collect();
+    rules.extend(repository_rules);
     Ok(Explanation {
         allowed: checks.0.iter().all(|c| c.ok),
         identity: Some(identity),
         checks: checks.0,
         rules,
     })
+}
+
+/// The `repository_rules` check and the repository's rules, as an upload would apply
+/// them ([`repository_rules::layer`], through its cache: nothing is written).
+async fn explain_repository_layer(
+    service: &Service,
+    identity: &RunIdentity,
+    checks: &mut Checks,
+) -> Result<Vec<RuleExplanation>, ServiceError> {
+    let (source, rules) = match repository_rules::layer(service, identity).await? {
+        RepositoryLayer::Rules { source, rules } => (source, rules),
+        RepositoryLayer::Broken { source, reason } => {
+            checks.fail(
+                "repository_rules",
+                format!(
+                    "the repository's rules {} cannot be used, so every run is refused: \
+                     {reason}",
+                    source.describe()
+                ),
+            );
+            return Ok(vec![RuleExplanation {
+                layer: Layer::Repository,
+                name: format!("the repository's rules {}", source.describe()),
+                matched: false,
+                mismatches: vec![RepositoryLayer::broken_mismatch(&source, &reason)],
+            }]);
+        }
+    };
+    match evaluate(&rules, identity) {
+        LayerOutcome::Unconstrained => {
+            checks.ok("repository_rules", "no repository rules: no constraint");
+        }
+        LayerOutcome::Matched { index, name } => checks.ok(
+            "repository_rules",
+            format!(
+                "rule {} of the repository's rules {} matches",
+                rule_label(index, &name),
+                source.describe()
+            ),
+        ),
+        LayerOutcome::Refused { nearest } => {
+            let fields: Vec<&str> = nearest
+                .mismatches
+                .iter()
+                .map(|m| m.field.as_str())
+                .collect();
+            checks.fail(
+                "repository_rules",
+                format!(
+                    "no repository rule ({}) matches; the nearest, rule {}, differs in {}",
+                    source.describe(),
+                    rule_label(nearest.index, &nearest.name),
+                    fields.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(explain_layer(&rules, identity)
+        .into_iter()
+        .map(|r| RuleExplanation {
+            layer: Layer::Repository,
+            name: r.name,
+            matched: r.matched,
+            mismatches: r.mismatches,
+        })
+        .collect())
 }
 
 /// `"name"`, or the rule's position from 1 when it has no name.

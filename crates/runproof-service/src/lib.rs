@@ -3,8 +3,9 @@
 //! This crate decides what happens to an upload once its credentials are read: it
 //! verifies OIDC tokens against replay ([`oidc`]), exchanges them for sessions
 //! ([`sessions`]), checks a run's `GITHUB_TOKEN` ([`github_token`]), binds a run to the
-//! App's installation ([`Binding`]), holds each run to the App's trust rules (and
-//! explains them, without side effects: [`explain`]), admits and
+//! App's installation ([`Binding`]), holds each run to the App's and the repository's
+//! trust rules (the repository's set through the API: [`repository_rules`]; explained
+//! without side effects: [`explain`]), admits and
 //! settles uploads that wait for a signed `workflow_run` webhook ([`webhook_mode`]),
 //! commits uploads through the store's commit pipeline ([`Commits`]), pushes signed
 //! events to the App from the outbox ([`push`]), and keeps things tidy in the background
@@ -34,6 +35,7 @@ pub mod oidc;
 pub mod push;
 pub mod rate;
 mod replay;
+pub mod repository_rules;
 mod repository_file;
 mod service;
 pub mod sessions;

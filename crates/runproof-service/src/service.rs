@@ -11,6 +11,7 @@ use crate::binding::Binding;
 use crate::clock::{Clock, SystemClock};
 use crate::commits::Commits;
 use crate::push::PushConfig;
+use crate::repository_rules::RulesCache;
 use crate::repository_file::RepositoryFiles;
 use crate::settings::{ServiceSettings, SessionConfig};
 use crate::webhook_state::{WebhookMode, WebhookModeConfig};
@@ -45,6 +46,8 @@ pub struct Service {
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
     pub(crate) webhook_mode: Option<WebhookMode>,
     pub(crate) trust_rules: Vec<TrustRule>,
+    /// Each repository's rules set through the API, recently read.
+    pub(crate) repository_rules: RulesCache,
     /// `[policy] repository_file`: where each repository keeps its rules, and what the
     /// file said recently; `None`: off.
     pub(crate) repository_files: Option<RepositoryFiles>,
@@ -280,6 +283,7 @@ impl ServiceBuilder {
             push_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_mode: self.webhook_mode.map(WebhookMode::new),
             trust_rules: self.trust_rules,
+            repository_rules: RulesCache::default(),
             repository_files: self.repository_file.map(RepositoryFiles::new),
         })
     }

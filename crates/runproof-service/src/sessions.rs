@@ -65,9 +65,9 @@ pub async fn open(service: &Service, token: &str) -> Result<OpenedSession, Servi
     }
     let mut identity = verify_oidc(service, token).await?.identity;
     bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
-    // Checked once, here: the session's uploads carry this identity, and the rules do not
-    // change while the server runs.
-    trust::check(service, &identity)?;
+    // Checked here, and again at each of the session's uploads (the repository's rules may
+    // change while the session lives).
+    trust::check(service, &identity).await?;
 
     let mut random = [0u8; 32];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| ServiceError::Random)?;
@@ -234,6 +234,10 @@ async fn use_inner(
                 armed: true,
             };
             if let Err(refused) = bind(state.binding.as_ref(), &*state.store, &mut identity).await {
+                reservation.release().await;
+                return Err(refused);
+            }
+            if let Err(refused) = trust::check(state, &identity).await {
                 reservation.release().await;
                 return Err(refused);
             }

@@ -138,7 +138,7 @@ pub async fn admit(
             let (verified, jti) = verify_oidc_for_upload(service, token).await?;
             let mut identity = verified.identity;
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
-            trust::check(service, &identity)?;
+            trust::check(service, &identity).await?;
             Ok(Admission {
                 jti,
                 ..admitted(Mode::Oidc, identity, max)
@@ -147,7 +147,7 @@ pub async fn admit(
         UploadCredentials::GithubToken(token) => {
             let mut identity = github_token::verify(service, token, claimed).await?;
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
-            trust::check(service, &identity)?;
+            trust::check(service, &identity).await?;
             Ok(admitted(Mode::GithubToken, identity, max))
         }
         UploadCredentials::None => match service.webhook_mode.as_ref() {

@@ -38,6 +38,9 @@ pub(crate) enum Transient {
     /// The store failed.
     #[error("storage: {0}")]
     Storage(#[from] runproof_store::StoreError),
+    /// The repository's trust rules could not be read.
+    #[error("repository rules: {0}")]
+    Rules(ServiceError),
 }
 
 /// Settles a pending upload against a run GitHub vouched for. Returns the new status, or
@@ -94,12 +97,18 @@ pub(crate) async fn approve(
             Err(e) => return Err(Transient::Binding(e)),
         }
     }
-    // The App's trust rules, on what GitHub vouched for: a rule naming a claim the webhook
-    // mode does not know (a ref, a workflow, an environment) refuses, as for any run.
-    if let Err(refusal) = trust::check(state, &identity) {
-        let reason = RejectReason::Policy(refusal.to_string());
-        return reject(state, upload, &reason, run.via).await;
+    // The App's and the repository's trust rules, on what GitHub vouched for: a rule naming
+    // a claim the webhook mode does not know (a ref, a workflow, an environment) refuses, as
+    // for any run. Rules that cannot be read now decide nothing: the upload stays pending.
+    match trust::check(state, &identity).await {
+        Ok(()) => {}
+        Err(e) if e.is_transient() => return Err(Transient::Rules(e)),
+        Err(refusal) => {
+            let reason = RejectReason::Policy(refusal.to_string());
+            return reject(state, upload, &reason, run.via).await;
+        }
     }
+
     if let Some(action) = &mode.config.require_action {
         match workflow_check(state, mode, run, identity.installation_id, action).await? {
             WorkflowCheck::Uses => {}
