@@ -73,12 +73,60 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     }
     let (overrides, unknown) = env::read(std::env::vars_os());
     // Lists from the environment add to the file's: `admerge` concatenates arrays.
-    let mut config: Config = figment.admerge(overrides).extract().map_err(|e| {
-        let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-        anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
-    })?;
+    let mut config: Config = figment
+        .admerge(overrides)
+        .extract()
+        .map_err(invalid_configuration)?;
     config.unknown_environment = unknown;
     Ok(config)
+}
+
+/// Figment's errors as a person reads them: each names its key as written in the file
+/// (`oidc.leeway_seconds`, not `default.oidc.leeway_seconds`) and where it was set.
+fn invalid_configuration(errors: figment::Error) -> anyhow::Error {
+    let messages: Vec<String> = errors.into_iter().map(|e| describe(&e)).collect();
+    anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
+}
+
+fn describe(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let key = e.path.join(".");
+    let listed = |names: &[&str]| names.join(", ");
+    let what = match &e.kind {
+        Kind::UnknownField(_, expected) => {
+            format!("unknown key; the keys here are {}", listed(expected))
+        }
+        Kind::UnknownVariant(found, expected) => {
+            format!(
+                "unknown value {found:?}; expected one of {}",
+                listed(expected)
+            )
+        }
+        Kind::MissingField(field) => format!("`{field}` is required"),
+        Kind::Message(m) if m.contains("socket address") => format!(
+            "{m}: an IP address and a port are needed, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\" (a host name such as localhost is not resolved)"
+        ),
+        other => other.to_string(),
+    };
+    let place = match &e.metadata {
+        Some(md) => match (&md.source, &e.profile) {
+            (Some(source), _) => format!(" (in {source})"),
+            // Only the environment's provider names its keys as variables.
+            (None, Some(profile))
+                if !e.path.is_empty()
+                    && md.interpolate(profile, &e.path).starts_with("RUNPROOF_") =>
+            {
+                format!(" (set by {})", md.interpolate(profile, &e.path))
+            }
+            (None, _) => format!(" (in {})", md.name),
+        },
+        None => String::new(),
+    };
+    if key.is_empty() {
+        format!("{what}{place}")
+    } else {
+        format!("`{key}`: {what}{place}")
+    }
 }
 
 fn read_lines(path: &Path, key: &str) -> anyhow::Result<Vec<Secret>> {
@@ -100,7 +148,7 @@ pub fn from_toml_str(text: &str) -> anyhow::Result<Resolved> {
     let config: Config = Figment::new()
         .merge(Toml::string(text))
         .extract()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        .map_err(invalid_configuration)?;
     resolve(config)
 }
 
@@ -315,6 +363,29 @@ mod tests {
 
     fn parse(toml: &str) -> anyhow::Result<Resolved> {
         from_toml_str(toml)
+    }
+
+    #[test]
+    fn config_errors_name_the_key_as_written_and_say_what_listen_needs() {
+        for (toml, expected) in [
+            (
+                "listen = \"localhost:8080\"\n",
+                "`listen`: invalid socket address syntax: an IP address and a port are needed",
+            ),
+            (
+                "[oidc]\nleway_seconds = 3\n",
+                "`oidc.leway_seconds`: unknown key; the keys here are audience, leeway_seconds,",
+            ),
+            (
+                "max_upload_bytes = \"lots\"\n",
+                "`max_upload_bytes`: invalid type",
+            ),
+        ] {
+            let err = parse(toml).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+            assert!(!err.contains("default."), "{err}");
+            assert!(!err.contains("``"), "no nested backticks: {err}");
+        }
     }
 
     #[test]
