@@ -1,6 +1,7 @@
 //! The `runproof` binary.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal as _;
 #[cfg(feature = "dev")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -96,8 +97,11 @@ enum Command {
 fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only for a person at a terminal: a log file or collector gets plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -132,14 +136,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return run_dev(cfg).await;
             }
             let resolved = config::resolve(cfg)?;
+            let data_dir = &resolved.config.data_dir;
+            let data_dir_was_missing = !data_dir.exists();
             let state = serve::build_state(&resolved).await?;
-            let listen = resolved.config.listen;
-            tracing::info!(
-                %listen,
-                audience = %resolved.audience,
-                issuers = ?resolved.oidc.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(),
-                "runproof listening"
-            );
+            if data_dir_was_missing && data_dir.exists() {
+                tracing::info!(
+                    data_dir = %data_dir.display(),
+                    "data_dir did not exist and was created: starting with empty storage"
+                );
+            }
+            if resolved.api_keys.is_empty() {
+                tracing::warn!(
+                    "no API keys are configured (api_keys, api_keys_file): the read API (GET /v1/uploads) refuses every request"
+                );
+            }
             if state.service().binding().is_some() {
                 tracing::info!(
                     "installation binding is on: only repositories where the App is installed are accepted"
@@ -159,7 +169,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "the github_token mode is on: it is weaker than OIDC (see docs/threat-model.md)"
                 );
             }
-            let server = serve::RunningServer::start(state, listen).await?;
+            let server = serve::RunningServer::start(state, resolved.config.listen).await?;
+            tracing::info!(
+                listen = %server.addr,
+                audience = %resolved.audience,
+                issuers = ?resolved.oidc.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(),
+                "runproof listening"
+            );
             serve::shutdown_signal().await;
             server.stop().await?;
             Ok(ExitCode::SUCCESS)
