@@ -46,6 +46,37 @@ async fn demo_exits_zero_with_every_outcome_as_expected() {
     );
     assert!(stdout.contains("every outcome was as expected"), "{stdout}");
     assert!(!stdout.contains("UNEXPECTED"), "{stdout}");
+    // The App's trust rule: a refusal, its mismatches, the same token explained.
+    let row = |request: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(request))
+            .unwrap_or_else(|| panic!("no row {request:?}:\n{stdout}"))
+            .to_owned()
+    };
+    let mismatch = "repository_owner_id: expected 9919 got 6500002";
+    for (request, got) in [
+        (
+            "upload from other-org/tools (App installed, no App rule admits it)",
+            "403 policy_denied".to_owned(),
+        ),
+        (
+            "its mismatches (nearest rule: \"the demo organization\")",
+            mismatch.to_owned(),
+        ),
+        (
+            "the same token through POST /v1/policy/explain",
+            "200 allowed false, failed: app_rules".to_owned(),
+        ),
+        (
+            "explain's rule \"the demo organization\": matched, mismatches",
+            format!("false, {mismatch}"),
+        ),
+    ] {
+        let line = row(request);
+        assert_eq!(line.matches(got.as_str()).count(), 2, "{line}");
+        assert!(line.trim_end().ends_with(" ok"), "{line}");
+    }
 }
 
 #[tokio::test]

@@ -5,13 +5,15 @@
 //!
 //! Modules, each depending only on those listed before it: `env` (the dev environment that
 //! `serve --dev` and the tests start too, and the table's row), `banner` (what `serve --dev`
-//! prints), `oidc`, `github_token` and `webhook` (the rows of each mode). This file runs them
-//! in order and prints the table.
+//! prints), `oidc`, `github_token` and `webhook` (the rows of each mode), `rules` (the App's
+//! trust rule, set in the demo's configuration, refusing a run it does not admit). This file
+//! runs them in order and prints the table.
 
 pub mod banner;
 mod env;
 mod github_token;
 mod oidc;
+mod rules;
 mod webhook;
 
 use anyhow::Context;
@@ -31,6 +33,8 @@ pub async fn run() -> anyhow::Result<bool> {
     // A short pending_ttl, so that the demo can show an upload expiring.
     let mut defaults = config::load(None)?;
     defaults.webhook_mode.pending_ttl_seconds = 1;
+    // The App's trust rule: runs of the demo's organization (every mode's rows meet it).
+    defaults.policy.rules = vec![rules::app_rule()];
     let env = start_dev(
         dir.path().to_path_buf(),
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -64,8 +68,10 @@ pub async fn run() -> anyhow::Result<bool> {
     github_token::rows(gh, &opts, &elsewhere, &mut rows).await;
     // 6. The webhook mode: uploads without credentials, approved by GitHub.
     webhook::rows(&env, &base, &opts, &mut rows).await?;
+    // 7. The App's trust rule refuses a run of another organization, and says why.
+    rules::rows(&env, &base, &http, &mut rows).await?;
 
-    // 7. What was stored: the genuine uploads verified; the others rejected or expired,
+    // 8. What was stored: the genuine uploads verified; the others rejected or expired,
     // their content deleted.
     let mut counts = Vec::new();
     for status in ["verified", "pending", "rejected", "expired"] {
