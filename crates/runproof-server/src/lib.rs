@@ -2,7 +2,8 @@
 //!
 //! It serves the routes of the HTTP contract over a [`Service`]: it reads credentials and
 //! headers, streams upload bodies into the service without buffering them whole, answers
-//! the App's read API and its explanations of tokens, the webhook receiver and the
+//! the App's read API, its explanations of tokens and its repositories' trust rules, the
+//! webhook receiver and the
 //! operations endpoints, and turns the
 //! service's [`runproof_service::ServiceError`]s into `application/problem+json` with a
 //! stable `code` ([`ApiError`]). It owns what only HTTP has: the listener (connection
@@ -30,6 +31,7 @@ mod listener;
 mod ops;
 mod pushes_api;
 mod read_api;
+mod repository_rules_api;
 mod sessions;
 mod state;
 mod upload;
@@ -67,6 +69,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(sessions::revoke),
         )
         .route(explain_api::ROUTE, post(explain_api::explain_token))
+        .route(
+            repository_rules_api::ROUTE,
+            get(repository_rules_api::get_rules)
+                .put(repository_rules_api::put_rules)
+                .delete(repository_rules_api::delete_rules),
+        )
         .route("/v1/deliveries", get(pushes_api::list))
         .route("/v1/deliveries/{id}/retry", post(pushes_api::retry))
         .route("/.well-known/runproof", get(ops::well_known))
@@ -187,6 +195,7 @@ mod tests {
             (Method::GET, "/.well-known/runproof"),
             (Method::GET, "/v1/uploads"),
             (Method::POST, "/v1/sessions"),
+            (Method::PUT, "/v1/repositories/123/rules"),
         ] {
             assert_eq!(
                 classify(&request(method, path, "123/456/1")),
