@@ -184,3 +184,106 @@ async fn rule_an_expired_token_fails_times_and_later_checks_are_not_reached() {
     assert!(body["identity"].is_null(), "{body}");
     assert_eq!(body["rules"], json!([]));
 }
+
+/// `--json` prints exactly the body `POST /v1/policy/explain` answers for the same token,
+/// time, keys and rules, from a server built the way `--explain` builds its service
+/// (binding off, nothing stored), for an allowed token, a refused one and an expired one.
+#[tokio::test]
+async fn json_is_the_endpoints_body() {
+    use std::sync::Arc;
+
+    use runproof_core::{KeySet, Secret, Verifier, VerifierConfig};
+    use runproof_github::KeyCache;
+    use runproof_server::{AppState, ServerConfig};
+    use runproof_service::{Service, ServiceSettings};
+    use runproof_store::{LocalBlobStore, SqliteStore};
+
+    const API_KEY: &str = "explain-api-key-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(
+        dir.path(),
+        "[[policy.rules]]\nname = \"release tags\"\nrefs = [\"refs/tags/v*\"]\n\
+         [[policy.rules]]\nname = \"main\"\nrefs = [\"refs/heads/main\"]\n",
+    );
+    let resolved = runproof::config::resolve(runproof::config::load(Some(&path)).unwrap()).unwrap();
+    let keys = KeySet::from_jwks_json(&std::fs::read(realworld(JWKS)).unwrap()).unwrap();
+    let keys = KeyCache::fixed([(
+        "https://token.actions.githubusercontent.com".to_owned(),
+        keys,
+    )])
+    .unwrap();
+    let verifier = Verifier::new(VerifierConfig {
+        issuers: resolved
+            .oidc
+            .issuers
+            .iter()
+            .map(|i| i.issuer.clone())
+            .collect(),
+        audience: AUDIENCE.into(),
+        leeway_seconds: resolved.oidc.leeway_seconds,
+        policy: resolved.config.policy.checks(),
+    });
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let blobs = LocalBlobStore::open(dir.path()).await.unwrap();
+    let service = Service::builder(verifier, Arc::new(keys), Arc::new(store), Arc::new(blobs))
+        .settings(ServiceSettings {
+            replay_protection: resolved.oidc.replay_protection,
+            ..ServiceSettings::default()
+        })
+        .trust_rules(resolved.config.policy.rules.clone())
+        .build()
+        .await
+        .unwrap();
+    let state = Arc::new(AppState::new(
+        Arc::new(service),
+        ServerConfig {
+            api_keys: vec![Secret::new(API_KEY.into())],
+            webhook_secrets: Vec::new(),
+            limits: runproof_server::LimitsConfig::default(),
+            metrics_listen: None,
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v1/policy/explain",
+        listener.local_addr().unwrap()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runproof_server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let token = std::fs::read_to_string(realworld(TOKEN)).unwrap();
+
+    // Allowed (rule "main" matches, "release tags" shows its mismatch), then expired.
+    for (at, allowed) in [(INSIDE, true), (EXPIRES + 120, false)] {
+        let cli = explain(Some(&path), at, true).await;
+        assert_eq!(cli.status.code(), Some(if allowed { 0 } else { 1 }));
+        let resp = http
+            .post(&url)
+            .bearer_auth(API_KEY)
+            .json(&json!({"token": token.trim(), "at": at}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&cli.stdout).trim_end(),
+            String::from_utf8_lossy(&body),
+            "at {at}"
+        );
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["allowed"], allowed);
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(20), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
