@@ -115,6 +115,10 @@ impl From<ServiceError> for ApiError {
                 ..Self::new(ErrorCode::PolicyDenied, e.to_string())
             },
             ServiceError::InvalidRules(_) => Self::new(ErrorCode::InvalidRequest, e.to_string()),
+            ServiceError::PolicyCheck { detail, mismatches } => Self {
+                mismatches: Some(mismatches),
+                ..Self::new(ErrorCode::PolicyDenied, detail)
+            },
             ServiceError::RateLimited {
                 detail,
                 retry_after,

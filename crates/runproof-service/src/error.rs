@@ -49,6 +49,16 @@ pub enum ServiceError {
     /// A layer of trust rules offered to be stored breaks a bound: `invalid_request`.
     #[error("the rules break a bound: {0}")]
     InvalidRules(#[source] RuleError),
+    /// A policy check other than the trust rules refused the run (the calling workflow
+    /// does not use the required Action, or cannot be read): `policy_denied`, with what
+    /// was expected and found.
+    #[error("{detail}")]
+    PolicyCheck {
+        /// What the caller can fix.
+        detail: String,
+        /// The check's field, what it expects and what the run has.
+        mismatches: Vec<Mismatch>,
+    },
     /// Too many requests of this kind: retry after the given seconds.
     #[error("{detail}")]
     RateLimited {
@@ -119,7 +129,7 @@ impl ServiceError {
             Self::Token(e) => e.code(),
             Self::Refused { code, .. } => *code,
             Self::NotInstalled { .. } => ErrorCode::NotInstalled,
-            Self::PolicyRule { .. } => ErrorCode::PolicyDenied,
+            Self::PolicyRule { .. } | Self::PolicyCheck { .. } => ErrorCode::PolicyDenied,
             Self::InvalidRules(_) => ErrorCode::InvalidRequest,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,

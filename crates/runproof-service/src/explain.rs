@@ -21,9 +21,10 @@ use crate::binding::bind;
 use crate::error::ServiceError;
 use crate::repository_rules::{self, RepositoryLayer};
 use crate::service::Service;
+use crate::workflow_check::{self, ActionVerdict};
 
 /// Every check, in the order an upload makes them.
-pub const CHECKS: [&str; 12] = [
+pub const CHECKS: [&str; 13] = [
     "token",
     "issuer",
     "signature",
@@ -36,6 +37,7 @@ pub const CHECKS: [&str; 12] = [
     "installation",
     "app_rules",
     "repository_rules",
+    "action",
 ];
 
 /// The checks [`runproof_core::Verifier::verify`] makes after the issuer, in its order.
@@ -261,6 +263,18 @@ pub async fn explain(
         }
     }
     let repository_rules = explain_repository_layer(service, &identity, &mut checks).await?;
+
+    match (service.require_action.as_deref(), identity.installation_id) {
+        (None, _) => checks.ok("action", "require_action is off"),
+        (Some(_), None) if service.binding.is_some() => {
+            checks.fail("action", "not checked: `installation` failed");
+        }
+        (Some(_), _) => match workflow_check::verdict(service, &identity).await? {
+            ActionVerdict::Off => checks.ok("action", "require_action is off"),
+            ActionVerdict::Uses(detail) => checks.ok("action", detail),
+            ActionVerdict::Refused(detail, _) => checks.fail("action", detail),
+        },
+    }
 
     let mut rules: Vec<RuleExplanation> = explain_layer(rules, &identity)
         .into_iter()

@@ -44,6 +44,7 @@ mod trust;
 pub mod uploads;
 pub mod webhook_mode;
 mod webhook_state;
+mod workflow_check;
 
 pub use background::Background;
 pub use binding::Binding;

@@ -15,6 +15,7 @@ use crate::repository_rules::RulesCache;
 use crate::repository_file::RepositoryFiles;
 use crate::settings::{ServiceSettings, SessionConfig};
 use crate::webhook_state::{WebhookMode, WebhookModeConfig};
+use crate::workflow_check::WorkflowChecks;
 
 /// The run an upload claims without an OIDC token, as its headers said it (`None`: the
 /// header is absent). The `github_token` mode checks the repository against the token;
@@ -46,6 +47,10 @@ pub struct Service {
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
     pub(crate) webhook_mode: Option<WebhookMode>,
     pub(crate) trust_rules: Vec<TrustRule>,
+    /// `[policy] require_action`: the Action an OIDC run's calling workflow must use.
+    pub(crate) require_action: Option<String>,
+    /// Recent workflow checks, shared by the modes that make them.
+    pub(crate) workflow_checks: WorkflowChecks,
     /// Each repository's rules set through the API, recently read.
     pub(crate) repository_rules: RulesCache,
     /// `[policy] repository_file`: where each repository keeps its rules, and what the
@@ -84,6 +89,7 @@ impl Service {
             push: None,
             webhook_mode: None,
             trust_rules: Vec::new(),
+            require_action: None,
             repository_file: None,
         }
     }
@@ -169,6 +175,12 @@ impl Service {
         self.repository_files.as_ref().map(RepositoryFiles::path)
     }
 
+    /// `owner/name` of the Action an OIDC run's calling workflow must use (`None`: off).
+    #[must_use]
+    pub fn require_action(&self) -> Option<&str> {
+        self.require_action.as_deref()
+    }
+
     /// Limits of upload sessions.
     #[must_use]
     pub fn session_limits(&self) -> SessionConfig {
@@ -196,6 +208,7 @@ pub struct ServiceBuilder {
     push: Option<PushConfig>,
     webhook_mode: Option<WebhookModeConfig>,
     trust_rules: Vec<TrustRule>,
+    require_action: Option<String>,
     repository_file: Option<String>,
 }
 
@@ -258,6 +271,16 @@ impl ServiceBuilder {
         self
     }
 
+    /// `[policy] require_action`: OIDC uploads and sessions are refused unless the calling
+    /// workflow (`workflow_ref` at `workflow_sha`) uses this Action (`owner/name`),
+    /// directly or through a reusable workflow of the same repository. Needs the App's
+    /// credentials ([`ServiceBuilder::binding`]) to read workflow files. `None`, the
+    /// default: off.
+    pub fn require_action(mut self, action: Option<String>) -> Self {
+        self.require_action = action;
+        self
+    }
+
     /// Starts the commit pipeline and builds the service. Bodies go through
     /// [`InlineBodies`], so that small ones live in the database.
     ///
@@ -283,6 +306,8 @@ impl ServiceBuilder {
             push_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_mode: self.webhook_mode.map(WebhookMode::new),
             trust_rules: self.trust_rules,
+            require_action: self.require_action,
+            workflow_checks: WorkflowChecks::default(),
             repository_rules: RulesCache::default(),
             repository_files: self.repository_file.map(RepositoryFiles::new),
         })

@@ -18,6 +18,7 @@ use crate::oidc::{record_outcome, verify_oidc};
 use crate::service::Service;
 use crate::settings::SessionConfig;
 use crate::trust;
+use crate::workflow_check;
 
 fn rfc3339(t: runproof_core::UnixTime) -> String {
     time::OffsetDateTime::from_unix_timestamp(t.0)
@@ -68,6 +69,7 @@ pub async fn open(service: &Service, token: &str) -> Result<OpenedSession, Servi
     // Checked here, and again at each of the session's uploads (the repository's rules may
     // change while the session lives).
     trust::check(service, &identity).await?;
+    workflow_check::require_action(service, &identity).await?;
 
     let mut random = [0u8; 32];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| ServiceError::Random)?;

@@ -29,6 +29,7 @@ use crate::sessions::{SessionReservation, use_session};
 use crate::trust;
 use crate::webhook_mode;
 use crate::webhook_mode::Reservation;
+use crate::workflow_check;
 
 /// The credentials an upload request carries.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +140,7 @@ pub async fn admit(
             let mut identity = verified.identity;
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
             trust::check(service, &identity).await?;
+            workflow_check::require_action(service, &identity).await?;
             Ok(Admission {
                 jti,
                 ..admitted(Mode::Oidc, identity, max)

@@ -1,6 +1,7 @@
-//! The webhook mode's settings and what it keeps in memory (recent workflow checks and
-//! runs found by active confirmation), a run GitHub vouched for, and the identity of a
-//! pending upload. The decisions that use them are in [`crate::webhook_mode`].
+//! The webhook mode's settings and what it keeps in memory (runs found by active
+//! confirmation; recent workflow checks are the service's, shared with the OIDC mode), a
+//! run GitHub vouched for, and the identity of a pending upload. The decisions that use
+//! them are in [`crate::webhook_mode`].
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -8,13 +9,10 @@ use std::time::{Duration, Instant};
 
 use runproof_core::correlation::{Rules, RunClaim, RunFacts};
 use runproof_core::{InstallationId, OwnerId, Policy, RepositoryId, RunId, RunIdentity, UnixTime};
-use runproof_github::workflow::WorkflowCheck;
 use runproof_store::{PendingRun, UploadRecord, WorkflowRunRecord};
 
 use crate::issuers::{API_ISSUER, UNVERIFIED_ISSUER};
 
-/// How long a workflow check result is kept (the file at a commit never changes).
-pub(crate) const CHECK_TTL: Duration = Duration::from_secs(3600);
 /// How long a run found by active confirmation is reused for further uploads.
 pub(crate) const API_RUN_TTL: Duration = Duration::from_secs(60);
 /// Entries kept in each in-memory cache before expired ones are pruned.
@@ -64,16 +62,11 @@ impl Default for WebhookModeConfig {
     }
 }
 
-/// A workflow check's cache key: (repository id, workflow path, commit).
-pub(crate) type CheckKey = (RepositoryId, String, String);
-
 /// The webhook mode: its settings and caches.
 #[derive(Debug)]
 pub struct WebhookMode {
     /// The settings.
     pub config: WebhookModeConfig,
-    /// Workflow check results by (repository id, path, sha).
-    checks: Mutex<HashMap<CheckKey, (WorkflowCheck, Instant)>>,
     /// Runs found by active confirmation, by (repository id, run id).
     runs: Mutex<HashMap<(RepositoryId, RunId), (Vouched, Instant)>>,
 }
@@ -84,7 +77,6 @@ impl WebhookMode {
     pub fn new(config: WebhookModeConfig) -> Self {
         Self {
             config,
-            checks: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
         }
     }
@@ -95,24 +87,6 @@ impl WebhookMode {
             policy,
             allow_forks: self.config.allow_forks,
             grace_period_seconds: self.config.grace_period_seconds,
-        }
-    }
-
-    pub(crate) fn cached_check(&self, key: &CheckKey) -> Option<WorkflowCheck> {
-        let checks = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
-        checks
-            .get(key)
-            .filter(|(_, at)| at.elapsed() < CHECK_TTL)
-            .map(|(c, _)| c.clone())
-    }
-
-    pub(crate) fn remember_check(&self, key: CheckKey, check: WorkflowCheck) {
-        let mut checks = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
-        if checks.len() >= CACHE_BOUND {
-            checks.retain(|_, (_, at)| at.elapsed() < CHECK_TTL);
-        }
-        if checks.len() < CACHE_BOUND {
-            checks.insert(key, (check, Instant::now()));
         }
     }
 

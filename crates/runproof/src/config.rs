@@ -209,6 +209,11 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         !webhook_secrets.is_empty(),
     )?;
     check_rules(&config.policy.rules)?;
+    crate::webhook_config::check_action(
+        "policy.require_action",
+        Some(&config.policy.require_action),
+        app.is_some(),
+    )?;
     if !(1..=24 * 3600).contains(&config.sessions.ttl.as_secs()) {
         bail!("`sessions.ttl_seconds` must be 1 to 86400");
     }

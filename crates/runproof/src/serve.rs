@@ -92,6 +92,11 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         .push(resolved.push.clone())
         .webhook_mode(resolved.webhook_mode.clone())
         .trust_rules(config.policy.rules.clone())
+        .require_action(crate::webhook_config::check_action(
+            "policy.require_action",
+            Some(&config.policy.require_action),
+            resolved.app.is_some(),
+        )?)
         .build()
         .await
         .context("cannot start the commit pipeline")?;

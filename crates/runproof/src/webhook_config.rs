@@ -54,6 +54,35 @@ fn is_name_part(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Checks a `require_action` key (`webhook_mode.require_action`,
+/// `policy.require_action`): `owner/name`, and the App's credentials to read workflow
+/// files with. `None` when it is unset or empty (off).
+///
+/// # Errors
+/// A message naming `key`.
+pub fn check_action(
+    key: &str,
+    value: Option<&str>,
+    has_app: bool,
+) -> anyhow::Result<Option<String>> {
+    let action = match value.map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(action) => action,
+    };
+    let ok = action
+        .split_once('/')
+        .is_some_and(|(o, n)| is_name_part(o) && is_name_part(n));
+    if !ok {
+        bail!("`{key}` is `owner/name`, such as `runproof/upload-action`");
+    }
+    if !has_app {
+        bail!(
+            "`{key}` needs the App's credentials (`github.app_id`, `github.private_key_file`) to read workflow files"
+        );
+    }
+    Ok(Some(action.to_owned()))
+}
+
 impl WebhookModeConfig {
     /// Checks the table and turns it into the server's settings. `None` when the mode
     /// is off.
@@ -106,25 +135,11 @@ impl WebhookModeConfig {
                 bail!("`webhook_mode.{key}` must be positive");
             }
         }
-        let require_action = match self.require_action.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(action) => {
-                let ok = action
-                    .split_once('/')
-                    .is_some_and(|(o, n)| is_name_part(o) && is_name_part(n));
-                if !ok {
-                    bail!(
-                        "`webhook_mode.require_action` is `owner/name`, such as `runproof/upload-action`"
-                    );
-                }
-                if !has_app {
-                    bail!(
-                        "`webhook_mode.require_action` needs the App's credentials (`github.app_id`, `github.private_key_file`) to read workflow files"
-                    );
-                }
-                Some(action.to_owned())
-            }
-        };
+        let require_action = check_action(
+            "webhook_mode.require_action",
+            self.require_action.as_deref(),
+            has_app,
+        )?;
         Ok(Some(runproof_service::WebhookModeConfig {
             grace_period_seconds: grace,
             pending_ttl_seconds: ttl,

@@ -51,6 +51,8 @@ pub struct Options {
     pub inline_max_bytes: u64,
     /// `[[policy.rules]]`: the App's trust rules (none: no constraint).
     pub trust_rules: Vec<runproof_core::rules::TrustRule>,
+    /// `[policy] require_action`: the Action an OIDC run's calling workflow must use.
+    pub require_action: Option<String>,
 }
 
 /// Wraps a store in another (fault injection).
@@ -78,6 +80,7 @@ impl Default for Options {
             metrics_listen: None,
             wrap_store: None,
             trust_rules: Vec::new(),
+            require_action: None,
         }
     }
 }
@@ -172,6 +175,7 @@ impl Harness {
             .push(opts.push.clone())
             .webhook_mode(opts.webhook_mode.clone())
             .trust_rules(opts.trust_rules.clone())
+            .require_action(opts.require_action.clone())
             .build()
             .await
             .unwrap();

@@ -8,7 +8,7 @@ use runproof_core::correlation::{Decision, RejectReason, RunClaim, RunFacts, dec
 use runproof_core::{InstallationId, RepositoryId, RunId, RunIdentity, UnixTime};
 use runproof_github::GithubError;
 use runproof_github::types::parse_timestamp;
-use runproof_github::workflow::{WorkflowCheck, check_workflow};
+use runproof_github::workflow::WorkflowCheck;
 use runproof_store::{UploadRecord, UploadStatus, WebhookEffect};
 
 use crate::binding::bind;
@@ -16,6 +16,7 @@ use crate::error::ServiceError;
 use crate::service::Service;
 use crate::trust;
 use crate::webhook_state::*;
+use crate::workflow_check::{self, Unanswered, WorkflowAt};
 
 /// Why an upload could not be settled now (it stays pending, and is tried again).
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +111,7 @@ pub(crate) async fn approve(
     }
 
     if let Some(action) = &mode.config.require_action {
-        match workflow_check(state, mode, run, identity.installation_id, action).await? {
+        match workflow_check(state, run, identity.installation_id, action).await? {
             WorkflowCheck::Uses => {}
             WorkflowCheck::NotUsed(what) => {
                 tracing::info!(upload = %upload.id, %what, "workflow check failed");
@@ -138,9 +139,10 @@ pub(crate) async fn approve(
     .await
 }
 
+/// The shared workflow check ([`crate::workflow_check`]) on the run's workflow file at
+/// its head commit.
 pub(crate) async fn workflow_check(
     state: &Service,
-    mode: &WebhookMode,
     run: &Vouched,
     installation: Option<InstallationId>,
     action: &str,
@@ -150,39 +152,19 @@ pub(crate) async fn workflow_check(
             "GitHub did not name the workflow file".into(),
         ));
     }
-    let key = (
-        run.facts.repository_id,
-        run.path.clone(),
-        run.facts.head_sha.clone(),
-    );
-    if let Some(found) = mode.cached_check(&key) {
-        return Ok(found);
-    }
-    let Some(binding) = state.binding.as_ref() else {
-        return Err(Transient::NoCredentials);
+    let at = WorkflowAt {
+        repository_id: run.facts.repository_id,
+        full_name: &run.full_name,
+        path: &run.path,
+        sha: &run.facts.head_sha,
     };
-    let installation = match installation.or(run.installation_id) {
-        Some(i) => i,
-        None => return Err(Transient::NoInstallation),
-    };
-    let app = &binding.app;
-    let (full_name, sha) = (run.full_name.clone(), run.facts.head_sha.clone());
-    let checked = check_workflow(&run.path, action, |path| {
-        let (full_name, sha) = (full_name.clone(), sha.clone());
-        async move { app.file_at(&full_name, &path, &sha, installation).await }
-    })
-    .await;
-    // A file too large to read stays too large: the check fails for good, so that the
-    // sweeper does not fetch it again until the upload expires.
-    let outcome = match checked {
-        Ok(outcome) => outcome,
-        Err(e @ GithubError::TooLarge { .. }) => {
-            WorkflowCheck::Unreadable(format!("a workflow file of {}: {e}", run.path))
-        }
-        Err(e) => return Err(Transient::WorkflowCheck(e)),
-    };
-    mode.remember_check(key, outcome.clone());
-    Ok(outcome)
+    workflow_check::check(state, at, installation.or(run.installation_id), action)
+        .await
+        .map_err(|e| match e {
+            Unanswered::NoCredentials => Transient::NoCredentials,
+            Unanswered::NoInstallation => Transient::NoInstallation,
+            Unanswered::Github(e) => Transient::WorkflowCheck(e),
+        })
 }
 
 pub(crate) async fn reject(

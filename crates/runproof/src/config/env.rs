@@ -540,7 +540,7 @@ mod tests {
             "policy.rules" => "[{name = \"env\", refs = [\"refs/heads/main\"]}]",
             "github.api_url" | "s3.endpoint" => "https://internal.example",
             "delivery.url" | "delivery.public_url" => "https://app.example/hook",
-            "webhook_mode.require_action" => "owner/upload",
+            "webhook_mode.require_action" | "policy.require_action" => "owner/upload",
             "limits.forwarded_header" => "forwarded",
             "limits.trusted_proxies" => "10.0.0.0/8",
             "database.schema" => "runproof_env",
@@ -714,6 +714,9 @@ mod tests {
                         == Some(vec![runproof_core::RepositoryId(9)])
             },
         ),
+        ("policy.require_action", "o/a", |c| {
+            c.policy.require_action == "o/a"
+        }),
         ("jwks.refresh_interval_seconds", "7", |c| {
             c.jwks.refresh_interval_seconds == 7
         }),

@@ -102,6 +102,9 @@ pub struct PolicyConfig {
     pub allowed_repository_ids: Vec<RepositoryId>,
     /// The App's layer of trust rules: a run must match one of them. Empty: no constraint.
     pub rules: Vec<TrustRule>,
+    /// `owner/name` of an Action the calling workflow of every OIDC upload and session
+    /// must use (`workflow_ref` at `workflow_sha`). Empty: off.
+    pub require_action: String,
 }
 
 impl Default for PolicyConfig {
@@ -118,6 +121,7 @@ impl Default for PolicyConfig {
             allowed_repository_owner_ids,
             allowed_repository_ids,
             rules: Vec::new(),
+            require_action: String::new(),
         }
     }
 }
