@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[cfg(feature = "dev")]
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 #[cfg(feature = "dev")]
 use runproof::demo;
 use runproof::verify_token::{Outcome, VerifyTokenArgs};
@@ -51,7 +51,9 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
-    /// Upload files from a GitHub Actions job, authenticated by the job's OIDC token.
+    /// Upload files from a GitHub Actions job, proving the run with the job's OIDC token
+    /// (default), its GITHUB_TOKEN (`--mode github-token`) or GitHub's word on the run
+    /// (`--mode pending`).
     Upload {
         /// The runproof server's URL.
         #[arg(long, env = "RUNPROOF_URL")]
@@ -113,6 +115,21 @@ fn init_logging(json: bool, default: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Upload {
+        wait: true, mode, ..
+    } = &cli.command
+        && *mode != UploadMode::Pending
+    {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut upload = cli.find_subcommand("upload").cloned().unwrap_or(cli);
+        upload
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`--wait` needs `--mode pending`: only pending uploads are waited for (`oidc` and `github-token` uploads are verified when sent)",
+            )
+            .exit();
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -181,6 +181,41 @@ async fn upload_without_token_variables_names_the_permission() {
     assert!(stderr.contains("permissions: id-token: write"), "{stderr}");
 }
 
+/// `--wait` waits for pending uploads only: with another mode it is refused before anything
+/// is sent, and `upload`'s help line names every mode.
+#[tokio::test]
+async fn upload_wait_needs_mode_pending_and_help_names_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.txt");
+    std::fs::write(&f, "x").unwrap();
+    for mode in [None, Some("oidc"), Some("github-token")] {
+        let mut cmd = bin();
+        cmd.env_remove("RUNPROOF_MODE")
+            .args(["upload", "--url", "http://127.0.0.1:9", "--wait"])
+            .args(mode.map(|m| ["--mode", m]).into_iter().flatten())
+            .arg(&f);
+        let out = run(cmd).await;
+        assert_eq!(out.status.code(), Some(2), "{mode:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("`--wait` needs `--mode pending`"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("Usage: runproof upload"), "{stderr}");
+    }
+    let mut cmd = bin();
+    cmd.arg("--help");
+    let out = run(cmd).await;
+    let help = String::from_utf8_lossy(&out.stdout);
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("upload"))
+        .unwrap();
+    for mode in ["OIDC", "github-token", "pending"] {
+        assert!(line.contains(mode), "{line}");
+    }
+}
+
 #[tokio::test]
 async fn upload_as_an_actions_job_writes_outputs_and_summary() {
     let dir = tempfile::tempdir().unwrap();
