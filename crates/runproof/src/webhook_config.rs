@@ -181,6 +181,28 @@ mod tests {
     }
 
     #[test]
+    fn policy_require_action_is_owner_name_and_needs_the_app() {
+        let key = "policy.require_action";
+        assert_eq!(check_action(key, Some(""), false).unwrap(), None);
+        assert_eq!(check_action(key, Some("  "), false).unwrap(), None);
+        assert_eq!(
+            check_action(key, Some(" your-org/upload-action "), true).unwrap(),
+            Some("your-org/upload-action".to_owned())
+        );
+        for bad in ["upload-action", "a/b/c", "../x", "a/..", "o/n@v1", "/n"] {
+            let err = check_action(key, Some(bad), true).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains("owner/name"),
+                "{bad}: {err}"
+            );
+        }
+        let err = check_action(key, Some("o/n"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains("app_id"), "{err}");
+    }
+
+    #[test]
     fn misconfigurations_name_the_key() {
         let p = Policy::default();
         let err = |s: &WebhookModeConfig, p: &Policy, app: bool, secrets: bool| {
