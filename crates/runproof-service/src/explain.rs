@@ -6,7 +6,9 @@
 //! read), and nothing is written. Installation binding runs exactly as an upload's does:
 //! the store's installations, else the lookup cache, else one GitHub lookup spent from
 //! the same budget, whose answer is cached as an upload's would be (an upload after it
-//! gets the same answer, without asking GitHub again).
+//! gets the same answer, without asking GitHub again). The `action` check
+//! (`[policy] require_action`) reads the calling workflow as an upload does, through the
+//! same cache of workflow checks.
 //!
 //! A token that fails a check is an answer, not an error: the explanation says which
 //! check failed and why. Only what prevents an answer is an error: the issuer's keys or
