@@ -440,3 +440,76 @@ async fn two_pools_claim_each_push_once() {
     })
     .await;
 }
+
+/// Two replicas verify uploads at once while a poller follows the positions, and an older
+/// replica verifies one without a position: the poller sees each upload exactly once, the
+/// older replica's too, numbered by the next upload a new replica verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn replicas_new_and_old_leave_no_verified_upload_unlisted() {
+    let Some(url) = database_url() else { return };
+    let u = url.clone();
+    with_schema(&url, move |schema| async move {
+        let a = PostgresStore::connect(&u, options(&schema)).await.unwrap();
+        let b = PostgresStore::connect(&u, options(&schema)).await.unwrap();
+        let repo = testsuite::unique_repository_id();
+
+        let mut older = sqlx::PgConnection::connect(&u).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO \"{schema}\""
+        )))
+        .execute(&mut older)
+        .await
+        .unwrap();
+        let stray = runproof_store::UploadId::generate();
+        sqlx::query(
+            "INSERT INTO uploads (id, status, mode, name, size, sha256, created_at, \
+             verified_at, identity_json, repository_id) \
+             VALUES ($1, 'verified', 'oidc', 'a.txt', 1, $2, 1, 1, $3, $4)",
+        )
+        .bind(stray.as_str())
+        .bind("a".repeat(64))
+        .bind(serde_json::to_string(&testsuite::identity(repo)).unwrap())
+        .bind(i64::try_from(repo.get()).unwrap())
+        .execute(&mut older)
+        .await
+        .unwrap();
+        older.close().await.unwrap();
+
+        let mut tasks = Vec::new();
+        for store in [a.clone(), b.clone(), a.clone(), b.clone()] {
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..20 {
+                    let upload = testsuite::new_upload(repo);
+                    ids.push(store.insert_upload(&upload).await.unwrap().id);
+                }
+                ids
+            }));
+        }
+        let mut after = 0;
+        let mut seen = Vec::new();
+        while !tasks.iter().all(tokio::task::JoinHandle::is_finished) {
+            let (page, next) = b.list_verified_after(Some(repo), after, 5).await.unwrap();
+            seen.extend(page.into_iter().map(|r| r.id));
+            after = next;
+        }
+        let mut written: std::collections::HashSet<_> = [stray].into_iter().collect();
+        for task in tasks {
+            written.extend(task.await.unwrap());
+        }
+        for _ in 0..1000 {
+            let (page, next) = a.list_verified_after(Some(repo), after, 5).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            seen.extend(page.into_iter().map(|r| r.id));
+            after = next;
+        }
+        let distinct: std::collections::HashSet<_> = seen.iter().cloned().collect();
+        assert_eq!(distinct.len(), seen.len(), "no upload is seen twice");
+        assert_eq!(distinct, written, "every verified upload is seen");
+        a.close().await;
+        b.close().await;
+    })
+    .await;
+}

@@ -34,3 +34,9 @@ CREATE UNIQUE INDEX uploads_verified_seq ON uploads (verified_seq)
 
 CREATE INDEX uploads_repository_verified_seq ON uploads (repository_id, verified_seq)
     WHERE verified_seq IS NOT NULL;
+
+-- Verified uploads without a position: normally only those of the transaction numbering
+-- them; also any that an older version verified after this migration, which the next
+-- verifying transaction numbers.
+CREATE INDEX uploads_unnumbered ON uploads (verified_at, id)
+    WHERE status = 'verified' AND verified_seq IS NULL;

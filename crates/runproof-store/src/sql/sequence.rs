@@ -11,9 +11,13 @@
 //! nothing. A plain sequence would not do on PostgreSQL: two transactions may commit in
 //! the opposite order to the one their numbers were drawn in.
 //!
-//! Taken last, the lock is held only for the commit itself, and a transaction that holds
-//! it waits for no other lock, so it adds no deadlock. SQLite's writing transactions
-//! hold the database's only write lock already; the statements are the same.
+//! Taken last, the lock is held only for the commit itself. A transaction that holds it
+//! then waits at most for the row of an upload left without a position by an older
+//! version, whose transactions never wait for the counter, so it adds no deadlock.
+//! SQLite's writing transactions hold the database's only write lock already; the
+//! statements are the same.
+
+use std::collections::HashSet;
 
 use runproof_core::RepositoryId;
 
@@ -22,22 +26,45 @@ use super::row::{UploadRow, clamp_limit, sql_id, upload_columns};
 use crate::error::{Corrupt, Invalid, StoreError};
 use crate::model::{UploadId, UploadRecord};
 
+/// The most verified uploads without a position, not the transaction's own, that one
+/// call of [`number`] numbers besides the transaction's own (beyond: the next calls).
+const MAX_STRAYS: usize = 64;
+
+/// Verified uploads without a position (`$1`: the most), oldest first; spelt as the
+/// partial index `uploads_unnumbered` is, so that it serves the query.
+const UNNUMBERED_SQL: &str = "SELECT id FROM uploads \
+     WHERE status = 'verified' AND verified_seq IS NULL ORDER BY verified_at, id LIMIT $1";
+
 /// Numbers the uploads `ids` (just made verified, in order) with the next numbers of
 /// `upload_sequence`. Call it last before `COMMIT`: it locks the counter until the
 /// transaction ends.
 ///
+/// Verified uploads that another transaction committed without a position (a version
+/// that did not number them: an older replica during an upgrade) are numbered first,
+/// at most [`MAX_STRAYS`] a call, so that `after` lists them too. One that a concurrent
+/// call numbered meanwhile keeps its position; the number meant for it stays unused,
+/// which a poller never notices.
+///
 /// # Errors
 /// [`StoreError`] when the database fails.
 pub(crate) async fn number(tx: &mut Tx, ids: &[&UploadId]) -> Result<(), StoreError> {
-    let Ok(count) = i64::try_from(ids.len()) else {
-        return Err(StoreError::Invalid(Invalid::OutOfRange {
-            what: "batch size",
-            value: u64::MAX,
-        }));
-    };
-    if count == 0 {
+    if ids.is_empty() {
         return Ok(());
     }
+    let own: HashSet<&str> = ids.iter().map(|id| id.as_str()).collect();
+    let unnumbered: Vec<(String,)> = query(UNNUMBERED_SQL)
+        .bind(sql_count(ids.len() + MAX_STRAYS))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let mut ordered: Vec<String> = unnumbered
+        .into_iter()
+        .map(|(id,)| id)
+        .filter(|id| !own.contains(id.as_str()))
+        .take(MAX_STRAYS)
+        .collect();
+    ordered.extend(ids.iter().map(|id| id.as_str().to_owned()));
+    let count = sql_count(ordered.len());
     let (last,): (i64,) =
         query("UPDATE upload_sequence SET last = last + $1 WHERE singleton = 1 RETURNING last")
             .bind(count)
@@ -45,8 +72,8 @@ pub(crate) async fn number(tx: &mut Tx, ids: &[&UploadId]) -> Result<(), StoreEr
             .await
             .map_err(db_error)?;
     let first = last - count + 1;
-    if let [id] = ids {
-        query("UPDATE uploads SET verified_seq = $1 WHERE id = $2")
+    if let [id] = ordered.as_slice() {
+        query("UPDATE uploads SET verified_seq = $1 WHERE id = $2 AND verified_seq IS NULL")
             .bind(first)
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -54,22 +81,26 @@ pub(crate) async fn number(tx: &mut Tx, ids: &[&UploadId]) -> Result<(), StoreEr
             .map_err(db_error)?;
         return Ok(());
     }
-    let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
     // ROW_NUMBER over the list's position: 1, 2, … on both backends, whatever base each
     // numbers its list positions from.
     let sql = format!(
         "UPDATE uploads SET verified_seq = $1 + numbered.n - 1 FROM \
          (SELECT item, ROW_NUMBER() OVER (ORDER BY ord) AS n FROM {}) AS numbered \
-         WHERE uploads.id = numbered.item",
+         WHERE uploads.id = numbered.item AND uploads.verified_seq IS NULL",
         tx.dialect().text_list("$2", "t")
     );
     query_built(sql)
         .bind(first)
-        .bind(ids.as_slice())
+        .bind(ordered.as_slice())
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
     Ok(())
+}
+
+/// A count as a SQL integer (a batch's size: far below `i64::MAX`).
+fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// An upload row with its place in the verification order.
@@ -153,6 +184,24 @@ mod tests {
     use crate::store::Store;
     use crate::testsuite::{identity, new_upload, unique_repository_id};
 
+    /// On SQLite, a partial index can serve only a query whose `WHERE` spells its terms
+    /// alike (`INDEXED BY` fails when the index cannot be used).
+    #[tokio::test]
+    async fn unnumbered_uploads_are_found_by_their_index_on_sqlite() {
+        let store = crate::SqliteStore::open("sqlite::memory:").await.unwrap();
+        let sql = UNNUMBERED_SQL.replacen(
+            "FROM uploads",
+            "FROM uploads INDEXED BY uploads_unnumbered",
+            1,
+        );
+        let rows: Vec<(String,)> = query_built(sql)
+            .bind(5i64)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+    }
+
     /// The migration numbers the uploads verified before it in the order they were
     /// verified (`verified_at`, then id), leaves the others unnumbered, and the uploads
     /// verified after it come next.
@@ -196,7 +245,7 @@ mod tests {
             .unwrap();
         }
         migrator.run(&pool).await.unwrap();
-        let store = SqlStore::new(Pool::Sqlite(pool));
+        let store = SqlStore::new(Pool::Sqlite(pool.clone()));
         let later = store.insert_upload(&new_upload(repo)).await.unwrap();
         let (page, next) = store.list_verified_after(Some(repo), 0, 100).await.unwrap();
         let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
@@ -211,5 +260,30 @@ mod tests {
             ]
         );
         assert_eq!(next, 5);
+
+        // An older version verifies an upload after the migration, without a position:
+        // the next upload verified here numbers it, before itself.
+        sqlx::query(
+            "INSERT INTO uploads (id, status, mode, name, size, sha256, created_at, \
+             verified_at, identity_json, repository_id) \
+             VALUES (?, 'verified', 'oidc', 'a.txt', 1, ?, 1, 40, ?, ?)",
+        )
+        .bind("0190f0d8-0000-7000-8000-000000000007")
+        .bind("a".repeat(64))
+        .bind(&identity)
+        .bind(i64::try_from(repo.get()).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+        let (page, _) = store.list_verified_after(Some(repo), 5, 100).await.unwrap();
+        assert!(page.is_empty(), "not listed before it has a position");
+        let newest = store.insert_upload(&new_upload(repo)).await.unwrap();
+        let (page, next) = store.list_verified_after(Some(repo), 5, 100).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["0190f0d8-0000-7000-8000-000000000007", newest.id.as_str()]
+        );
+        assert_eq!(next, 7);
     }
 }
