@@ -209,6 +209,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         !webhook_secrets.is_empty(),
     )?;
     check_rules(&config.policy.rules)?;
+    repository_file(&config.policy.repository_file, app.is_some())?;
     crate::webhook_config::check_action(
         "policy.require_action",
         Some(&config.policy.require_action),
@@ -293,6 +294,29 @@ impl DeliveryConfig {
                 .unwrap_or_else(|| format!("http://{listen}")),
         }))
     }
+}
+
+/// `[policy] repository_file`, checked: `None` when empty (off).
+///
+/// # Errors
+/// When the path is not relative, holds other than plain characters or a `..` segment, or
+/// when the App's credentials, which read the file, are not set.
+pub fn repository_file(path: &str, has_app: bool) -> anyhow::Result<Option<String>> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if !runproof_github::workflow::is_safe_path(path) {
+        bail!(
+            "`policy.repository_file` is a relative path of letters, digits, `-`, `_`, `.` and `/`, with no `..`, such as `.github/runproof.yml`"
+        );
+    }
+    if !has_app {
+        bail!(
+            "`policy.repository_file` needs the App's credentials (`github.app_id`, `github.private_key_file`) to read the file"
+        );
+    }
+    Ok(Some(path.to_owned()))
 }
 
 /// Checks the App's layer of trust rules, naming the rule and its field at fault.
@@ -581,5 +605,35 @@ mod tests {
     fn short_api_keys_are_refused() {
         let err = parse("api_keys = [\"short\"]\n[oidc]\naudience = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("16"));
+    }
+
+    #[test]
+    fn rule_repository_file_is_a_plain_relative_path_read_with_the_apps_credentials() {
+        assert_eq!(repository_file("", false).unwrap(), None, "off");
+        assert_eq!(
+            repository_file(".github/runproof.yml", true).unwrap(),
+            Some(".github/runproof.yml".to_owned())
+        );
+        for bad in [
+            "/etc/runproof.yml",
+            "../runproof.yml",
+            ".github/../x",
+            "a b",
+            "a?ref=x",
+            "a//b",
+        ] {
+            let err = repository_file(bad, true).unwrap_err().to_string();
+            assert!(err.contains("policy.repository_file"), "{bad}: {err}");
+        }
+        let err = repository_file(".github/runproof.yml", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("github.app_id"), "{err}");
+        let err = parse(
+            "[oidc]\naudience = \"x\"\n[policy]\nrepository_file = \".github/runproof.yml\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("credentials"), "refused at startup: {err}");
     }
 }

@@ -92,6 +92,10 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         .push(resolved.push.clone())
         .webhook_mode(resolved.webhook_mode.clone())
         .trust_rules(config.policy.rules.clone())
+        .repository_file(crate::config::repository_file(
+            &config.policy.repository_file,
+            resolved.app.is_some(),
+        )?)
         .require_action(crate::webhook_config::check_action(
             "policy.require_action",
             Some(&config.policy.require_action),

@@ -538,6 +538,7 @@ mod tests {
             "oidc.audience" => "https://runproof.env.test",
             "oidc.issuers" => "[{issuer = \"https://issuer.env.test\"}]",
             "policy.rules" => "[{name = \"env\", refs = [\"refs/heads/main\"]}]",
+            "policy.repository_file" => ".github/runproof.yml",
             "github.api_url" | "s3.endpoint" => "https://internal.example",
             "delivery.url" | "delivery.public_url" => "https://app.example/hook",
             "webhook_mode.require_action" | "policy.require_action" => "owner/upload",
@@ -716,6 +717,9 @@ mod tests {
         ),
         ("policy.require_action", "o/a", |c| {
             c.policy.require_action == "o/a"
+        }),
+        ("policy.repository_file", ".github/runproof.yml", |c| {
+            c.policy.repository_file == ".github/runproof.yml"
         }),
         ("jwks.refresh_interval_seconds", "7", |c| {
             c.jwks.refresh_interval_seconds == 7

@@ -102,6 +102,10 @@ pub struct PolicyConfig {
     pub allowed_repository_ids: Vec<RepositoryId>,
     /// The App's layer of trust rules: a run must match one of them. Empty: no constraint.
     pub rules: Vec<TrustRule>,
+    /// The path of a file on each repository's default branch, such as
+    /// `.github/runproof.yml`, whose `rules:` are the repository's layer when it has the
+    /// file. Empty: off.
+    pub repository_file: String,
     /// `owner/name` of an Action the calling workflow of every OIDC upload and session
     /// must use (`workflow_ref` at `workflow_sha`). Empty: off.
     pub require_action: String,
@@ -121,6 +125,7 @@ impl Default for PolicyConfig {
             allowed_repository_owner_ids,
             allowed_repository_ids,
             rules: Vec::new(),
+            repository_file: String::new(),
             require_action: String::new(),
         }
     }
