@@ -32,6 +32,7 @@ use runproof_github::repository_file::{
 };
 
 use crate::error::ServiceError;
+use crate::repository_rules::{RepositoryLayer, RuleSource};
 use crate::service::Service;
 
 /// How long a repository's file (or its absence) is used before it is read again.
@@ -143,7 +144,6 @@ impl RepositoryFiles {
 ///
 /// # Errors
 /// [`ServiceError::Upstream`] when GitHub cannot answer and no copy is kept.
-#[allow(dead_code)] // Read by the repository's layer once it consults the file.
 pub(crate) async fn rules(
     service: &Service,
     identity: &RunIdentity,
@@ -194,6 +194,30 @@ pub(crate) async fn rules(
     }
     files.remember(repository, rules.clone(), generation);
     Ok(Some(rules))
+}
+
+/// The repository's layer from its file, for [`crate::repository_rules::layer`]: `None`
+/// when no `repository_file` is configured or the repository has no such file (the API's
+/// rules apply then).
+///
+/// # Errors
+/// As [`rules`].
+pub(crate) async fn layer(
+    service: &Service,
+    identity: &RunIdentity,
+) -> Result<Option<RepositoryLayer>, ServiceError> {
+    let source = || RuleSource::File(service.repository_file().unwrap_or_default().to_owned());
+    Ok(match rules(service, identity).await? {
+        None | Some(FileRules::Absent) => None,
+        Some(FileRules::Rules(rules)) => Some(RepositoryLayer::Rules {
+            source: source(),
+            rules,
+        }),
+        Some(FileRules::Broken(reason)) => Some(RepositoryLayer::Broken {
+            source: source(),
+            reason,
+        }),
+    })
 }
 
 /// After a signed `push` delivery: drops the copy of the pushed repository's file when the

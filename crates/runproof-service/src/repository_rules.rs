@@ -253,6 +253,10 @@ pub(crate) async fn layer(
     service: &Service,
     identity: &RunIdentity,
 ) -> Result<RepositoryLayer, ServiceError> {
+    // A repository with the file (`[policy] repository_file`) uses the file.
+    if let Some(layer) = crate::repository_file::layer(service, identity).await? {
+        return Ok(layer);
+    }
     api_layer(service, identity.repository_id).await
 }
 

@@ -51,6 +51,9 @@ pub struct Options {
     pub inline_max_bytes: u64,
     /// `[[policy.rules]]`: the App's trust rules (none: no constraint).
     pub trust_rules: Vec<runproof_core::rules::TrustRule>,
+    /// `[policy] repository_file`: the repository's rules from this file on its default
+    /// branch (needs `app`); off when `None`.
+    pub repository_file: Option<String>,
     /// `[policy] require_action`: the Action an OIDC run's calling workflow must use.
     pub require_action: Option<String>,
 }
@@ -80,6 +83,7 @@ impl Default for Options {
             metrics_listen: None,
             wrap_store: None,
             trust_rules: Vec::new(),
+            repository_file: None,
             require_action: None,
         }
     }
@@ -175,6 +179,7 @@ impl Harness {
             .push(opts.push.clone())
             .webhook_mode(opts.webhook_mode.clone())
             .trust_rules(opts.trust_rules.clone())
+            .repository_file(opts.repository_file.clone())
             .require_action(opts.require_action.clone())
             .build()
             .await
