@@ -317,6 +317,11 @@ async fn rule_the_repository_layer_refuses_a_run_the_app_layer_allows() {
     );
     h.assert_nothing_stored("the repository layer refused")
         .await;
+    let metrics = h.get("/metrics", Some(API_KEY)).await.text().await.unwrap();
+    assert!(
+        metrics.contains("runproof_trust_rule_refusals_total{layer=\"repository\"}"),
+        "{metrics}"
+    );
     h.stop().await;
 }
 
