@@ -38,5 +38,5 @@ CREATE INDEX uploads_repository_verified_seq ON uploads (repository_id, verified
 -- Verified uploads without a position: normally only those of the transaction numbering
 -- them; also any that an older version verified after this migration, which the next
 -- verifying transaction numbers.
-CREATE INDEX uploads_unnumbered ON uploads (verified_at, id)
+CREATE INDEX uploads_unnumbered ON uploads (status, verified_at, id)
     WHERE status = 'verified' AND verified_seq IS NULL;

@@ -200,6 +200,22 @@ mod tests {
             .await
             .unwrap();
         assert!(rows.is_empty());
+        // And the planner picks it, rather than scanning every verified upload.
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("a SQLite store")
+        };
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            UNNUMBERED_SQL.replace("$1", "5")
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.3.contains("uploads_unnumbered")),
+            "{plan:?}"
+        );
     }
 
     /// The migration numbers the uploads verified before it in the order they were
