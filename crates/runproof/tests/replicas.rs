@@ -15,6 +15,8 @@
 //! - each outbox delivery is made by one worker, not both;
 //! - killing one (SIGKILL) in the middle of uploads loses no acknowledged upload, and the
 //!   other delivers them.
+//! - a repository's trust rules set through one bind uploads at the other: at once when it
+//!   has not read them, within its cache's 10 seconds when it has.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod proc;
@@ -778,4 +780,58 @@ async fn killing_a_replica_in_the_middle_of_uploads_loses_no_acknowledged_upload
     // claimed when it died (their lease runs out).
     let ids: Vec<String> = acked.iter().map(|(id, _)| id.clone()).collect();
     c.receiver.await_all(&ids, Duration::from_secs(90)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repository_rules_set_through_one_replica_bind_the_other() {
+    let Some(db) = database_url() else { return };
+    let c = Cluster::start(&db).await;
+    let repo = c.github.run().repository_id;
+
+    // Replica b reads the repository's layer (none) and caches it.
+    let (status, body) = c.upload(1, &c.token(), b"before".to_vec()).await;
+    assert_eq!(status, 201, "{body}");
+
+    let rules = serde_json::json!({"rules": [{"name": "release tags", "refs": ["refs/tags/v*"]}]});
+    let resp = c
+        .http
+        .put(format!("{}/v1/repositories/{repo}/rules", c.url(0)))
+        .bearer_auth(API_KEY)
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Replica a applies them at once.
+    let (status, body) = c.upload(0, &c.token(), b"at a".to_vec()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "policy_denied", "{body}");
+
+    // Replica b reads them from the database at once, and applies them to uploads once
+    // its cached copy expires (10 s): bounded here at 30 tries a second apart.
+    let stored: Value = c
+        .http
+        .get(format!("{}/v1/repositories/{repo}/rules", c.url(1)))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored, rules);
+    let mut refused = None;
+    for _ in 0..30 {
+        let (status, body) = c.upload(1, &c.token(), b"at b".to_vec()).await;
+        if status == 403 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let body = refused.expect("replica b never applied the rules set through replica a");
+    assert_eq!(body["code"], "policy_denied", "{body}");
+    assert_eq!(body["mismatches"][0]["field"], "ref", "{body}");
 }
