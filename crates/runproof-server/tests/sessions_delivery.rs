@@ -584,7 +584,8 @@ async fn a_receiver_that_always_fails_ends_failed_then_retry_through_the_api() {
     }
     let d = &failed["deliveries"][0];
     assert_eq!(d["attempts"], 2, "a bounded number of attempts: {failed}");
-    assert!(d["last_error"].as_str().unwrap().contains("503"));
+    assert_eq!(d["last_error"], "HTTP 503 Service Unavailable", "{d}");
+    assert_rfc3339(d);
     assert_eq!(r.got.lock().unwrap().len(), 2);
 
     *r.down.lock().unwrap() = false;
@@ -597,7 +598,24 @@ async fn a_receiver_that_always_fails_ends_failed_then_retry_through_the_api() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    assert_rfc3339(&resp.json::<Value>().await.unwrap());
     wait_until("the retried delivery", || r.got.lock().unwrap().len() == 3).await;
+    let mut delivered = Value::Null;
+    for _ in 0..100 {
+        delivered = h
+            .get("/v1/deliveries?status=delivered", Some(API_KEY))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !delivered["deliveries"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = &delivered["deliveries"][0];
+    assert_eq!(d["id"], id, "{delivered}");
+    assert_eq!(d["last_error"], Value::Null, "delivered on retry: {d}");
     let resp = h
         .http
         .post(format!(
@@ -617,6 +635,54 @@ async fn a_receiver_that_always_fails_ends_failed_then_retry_through_the_api() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401, "the API key is required");
+    h.stop().await;
+}
+
+/// Times in a push record are RFC 3339, as in upload records.
+fn assert_rfc3339(d: &Value) {
+    for field in ["created_at", "next_attempt_at"] {
+        let text = d[field].as_str().unwrap_or_else(|| panic!("{field}: {d}"));
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{field} {text}: {e}"));
+    }
+}
+
+/// A push that cannot connect records why (the cause beneath reqwest's "error sending
+/// request"), and never the URL's user information or query.
+#[tokio::test]
+async fn rule_a_failed_push_records_its_cause_without_url_secrets() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://app:s3cr3t-pass@127.0.0.1:{port}/hook?token=s3cr3t-query");
+    let h = Harness::start_with(Options {
+        push: Some(push_config(&url, 1)),
+        ..Default::default()
+    })
+    .await;
+    let (status, _) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201);
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        failed = h
+            .get("/v1/deliveries?status=failed", Some(API_KEY))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !failed["deliveries"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = failed["deliveries"][0]["last_error"].as_str().unwrap();
+    assert!(
+        error.to_lowercase().contains("connection refused"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cr3t"), "{error}");
     h.stop().await;
 }
 

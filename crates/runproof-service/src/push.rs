@@ -114,13 +114,74 @@ async fn attempt(
         .body(body)
         .send()
         .await
-        .map_err(|e| e.without_url().to_string())?;
+        .map_err(|e| send_error(e, &config.url))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("the App answered {status}"))
+        Err(format!("HTTP {status}"))
     }
+}
+
+/// The most causes of a failed send that are recorded.
+const MAX_CAUSES: usize = 8;
+
+/// A failed send as it is recorded: reqwest's message and each cause below it (`error
+/// sending request: client error (Connect): tcp connect error: Connection refused`), so
+/// an operator sees why. The URL's user information, query and fragment (where a
+/// credential may sit) never appear.
+fn send_error(e: reqwest::Error, url: &str) -> String {
+    let e = e.without_url();
+    let mut parts = vec![e.to_string()];
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        if parts.len() >= MAX_CAUSES {
+            break;
+        }
+        let text = c.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    redact_url_secrets(&parts.join(": "), url)
+}
+
+/// `text` with every part of `url` that may hold a credential replaced: the whole URL by
+/// its scheme, host, port and path, then `user:password@`, `?query` and `#fragment`.
+fn redact_url_secrets(text: &str, url: &str) -> String {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return text.replace(url, "[the delivery URL]");
+    };
+    let mut shown = parsed.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let mut text = text.replace(url, shown.as_str());
+    text = text.replace(parsed.as_str(), shown.as_str());
+    let mut secrets = Vec::new();
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let user = parsed.username();
+        secrets.push(match parsed.password() {
+            Some(password) => format!("{user}:{password}@"),
+            None => format!("{user}@"),
+        });
+    }
+    if let Some(query) = parsed.query().filter(|q| !q.is_empty()) {
+        secrets.push(format!("?{query}"));
+        secrets.push(query.to_owned());
+    }
+    if let Some(fragment) = parsed.fragment().filter(|f| !f.is_empty()) {
+        secrets.push(format!("#{fragment}"));
+    }
+    if let Some(password) = parsed.password().filter(|p| p.len() >= 8) {
+        secrets.push(password.to_owned());
+    }
+    for secret in secrets {
+        text = text.replace(&secret, "[redacted]");
+    }
+    text
 }
 
 /// What the push worker works on: the outbox in the store, the clock, and the signal of
@@ -210,4 +271,38 @@ pub(crate) async fn run_once(state: &Outbox, config: &PushConfig, http: &reqwest
     });
     futures_util::future::join_all(attempts).await;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_a_recorded_push_error_holds_no_url_secret() {
+        let url = "https://app:s3cr3t-password@app.example/hook?token=s3cr3t-query#frag";
+        let text = format!(
+            "error sending request for url ({url}): token=s3cr3t-query: app:s3cr3t-password@x"
+        );
+        let shown = redact_url_secrets(&text, url);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("https://app.example/hook"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_recorded_with_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://user:s3cr3t-password@127.0.0.1:{port}/hook?key=s3cr3t-query");
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let e = http.post(&url).send().await.unwrap_err();
+        let recorded = send_error(e, &url);
+        assert!(
+            recorded.to_lowercase().contains("connection refused"),
+            "{recorded}"
+        );
+        assert!(!recorded.contains("s3cr3t"), "{recorded}");
+    }
 }

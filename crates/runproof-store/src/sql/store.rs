@@ -825,7 +825,7 @@ impl Store for SqlStore {
 
     async fn complete_push(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
         query(
-            "UPDATE outbox SET status = 'delivered', locked_until = NULL, \
+            "UPDATE outbox SET status = 'delivered', locked_until = NULL, last_error = NULL, \
              attempts = attempts + 1, updated_at = $1 WHERE id = $2",
         )
         .bind(now.0)
