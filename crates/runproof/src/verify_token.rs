@@ -102,8 +102,11 @@ pub enum Outcome {
 /// With `--explain`, also when no explanation can be given (the issuer's keys cannot be
 /// fetched); a token that fails a check is an `Ok(Explained)` saying which.
 pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
-    let raw = read_token(&args.token)?;
     let at = args.at.as_deref().map(parse_time).transpose()?;
+    // The keys file is read before the token is looked at, so that a file that cannot be
+    // used is reported as such, never as a refusal of the token.
+    let jwks = args.jwks.as_deref().map(read_jwks).transpose()?;
+    let raw = read_token(&args.token)?;
     let now = at.unwrap_or_else(|| UnixTime(time::OffsetDateTime::now_utc().unix_timestamp()));
     let mut rules: Vec<TrustRule> = Vec::new();
     let mut replay_protection = true;
@@ -141,10 +144,10 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
         policy,
     });
     if args.explain {
-        let keys = match (&args.jwks, keys_source) {
-            (Some(path), _) => {
+        let keys = match (jwks, keys_source) {
+            (Some(set), _) => {
                 let issuer = args.issuer.clone().unwrap_or_else(|| GITHUB_ISSUER.into());
-                KeyCache::fixed([(issuer, read_jwks(path)?)])?
+                KeyCache::fixed([(issuer, set)])?
             }
             (None, Some(issuers)) => KeyCache::new(&issuers, KeyCacheConfig::default())?,
             (None, None) => bail!("give --jwks FILE or --config FILE"),
@@ -161,8 +164,8 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
         Ok(i) => i.to_owned(),
         Err(e) => return Ok(refused(&e)),
     };
-    let keys: Arc<KeySet> = match (&args.jwks, keys_source) {
-        (Some(path), _) => Arc::new(read_jwks(path)?),
+    let keys: Arc<KeySet> = match (jwks, keys_source) {
+        (Some(set), _) => Arc::new(set),
         (None, Some(issuers)) => {
             let cache = KeyCache::new(&issuers, KeyCacheConfig::default())?;
             match cache
@@ -194,10 +197,22 @@ fn refused(e: &runproof_core::VerifyError) -> Outcome {
     }
 }
 
+/// Reads the `--jwks` file: at most one byte more than a JWKS may hold, so that a huge
+/// file is refused as too large without being read whole.
 fn read_jwks(path: &std::path::Path) -> anyhow::Result<KeySet> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    KeySet::from_jwks_json(&bytes)
-        .with_context(|| format!("{} is not a usable JWKS", path.display()))
+    let cannot_read = || format!("cannot read the JWKS file {}", path.display());
+    let file = std::fs::File::open(path).with_context(cannot_read)?;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(runproof_core::keys::MAX_JWKS_BYTES).unwrap_or(u64::MAX);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(cannot_read)?;
+    KeySet::from_jwks_json(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a JWKS (a JSON object whose `keys` hold the issuer's RS256 public keys): {e}",
+            path.display()
+        )
+    })
 }
 
 /// Explains `raw` through [`runproof_service::explain::explain`] on a service of its own:

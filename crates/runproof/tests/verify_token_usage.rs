@@ -1,0 +1,88 @@
+//! `runproof verify-token` used wrongly or half-rightly: the real binary says what is wrong
+//! with the command (exit 2) rather than refusing the token, and prints times as RFC 3339.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// The real token of 2025-01 (neu-se/autograder-action) and its keys.
+const TOKEN: &str = "tok_2025-01_neu-se.jwt";
+const AUDIENCE: &str = "https://github.com/neu-se";
+/// Inside the token's lifetime.
+const INSIDE: &str = "1738115400";
+
+fn realworld(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/realworld/oidc")
+        .join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+fn token_arg() -> String {
+    format!("@{}", realworld(TOKEN).display())
+}
+
+async fn verify_token(args: Vec<std::ffi::OsString>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
+    cmd.env("NO_PROXY", "127.0.0.1")
+        .env_remove("RUNPROOF_CONFIG")
+        .stdin(Stdio::null())
+        .arg("verify-token")
+        .args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn args<const N: usize>(list: [&dyn AsRef<std::ffi::OsStr>; N]) -> Vec<std::ffi::OsString> {
+    list.iter().map(|a| a.as_ref().to_owned()).collect()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `--jwks` file that is missing, a directory, not JSON or without a usable key is a
+/// usage error naming the file, whatever issuer the token names; never `untrusted_issuer`.
+#[tokio::test]
+async fn an_unusable_jwks_file_is_named_not_blamed_on_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "not json").unwrap();
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"keys":[]}"#).unwrap();
+    let huge = dir.path().join("huge.json");
+    std::fs::write(&huge, vec![b' '; 2 * 1024 * 1024]).unwrap();
+    let cases = [
+        (&missing, "cannot read the JWKS file"),
+        (&dir.path().to_path_buf(), "cannot read the JWKS file"),
+        (&garbage, "is not a JWKS"),
+        (&empty, "is not a JWKS"),
+        (&huge, "is not a JWKS"),
+    ];
+    for (file, says) in cases {
+        // With the token's own issuer, and with another (which the token would fail).
+        for issuer in [None, Some("https://ghes.example.com/_services/token")] {
+            let mut a = args([&"--jwks", file, &"--audience", &AUDIENCE, &"--at", &INSIDE]);
+            if let Some(issuer) = issuer {
+                a.extend(args([&"--issuer", &issuer]));
+            }
+            a.push(token_arg().into());
+            let out = verify_token(a).await;
+            let (stdout, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+            assert!(stdout.is_empty(), "{stdout}");
+            assert!(stderr.contains(says), "{stderr}");
+            assert!(
+                stderr.contains(&file.display().to_string()),
+                "names the file: {stderr}"
+            );
+            assert!(!stderr.contains("untrusted_issuer"), "{stderr}");
+        }
+    }
+}
