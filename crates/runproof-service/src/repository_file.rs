@@ -261,6 +261,30 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_past_its_ttl_is_kept_only_for_outages_and_not_for_ever() {
+        let files = RepositoryFiles::new("f".into());
+        let repo = RepositoryId(7);
+        let at = |age: Duration| Instant::now().checked_sub(age).unwrap();
+        let put = |fetched| {
+            lock(&files.cache).insert(
+                repo,
+                Entry {
+                    rules: FileRules::Absent,
+                    fetched,
+                },
+            );
+        };
+        put(at(FRESH_TTL + Duration::from_secs(1)));
+        assert_eq!(
+            files.cached(repo),
+            Some((FileRules::Absent, false)),
+            "stale: read again, used only if GitHub cannot answer"
+        );
+        put(at(STALE_LIMIT + Duration::from_secs(1)));
+        assert_eq!(files.cached(repo), None, "too old to use at all");
+    }
+
+    #[test]
     fn the_cache_is_bounded() {
         let files = RepositoryFiles::new("f".into());
         for id in 0..u64::try_from(MAX_ENTRIES).unwrap() + 10 {
