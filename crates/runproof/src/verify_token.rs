@@ -25,21 +25,22 @@ use crate::config::{self, GITHUB_ISSUER};
 /// The `verify-token` arguments.
 #[derive(Debug, clap::Args)]
 pub struct VerifyTokenArgs {
-    /// A JWKS file holding the issuer's keys (offline verification). With --config, these
-    /// are the keys of --issuer, and nothing is fetched.
+    /// A JWKS file holding the issuer's keys (offline verification): nothing is fetched,
+    /// and only that issuer is trusted.
     #[arg(long)]
     pub jwks: Option<PathBuf>,
-    /// A runproof config: its issuers (keys fetched from them unless --jwks is given),
-    /// leeway, policy and, with --explain, its `[[policy.rules]]`.
+    /// A runproof config: its audience, issuers (keys fetched from them unless --jwks is
+    /// given), leeway, policy and, with --explain, its `[[policy.rules]]`.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The issuer whose keys --jwks holds (accepted without --config); github.com's by
-    /// default.
+    /// The issuer whose keys --jwks holds (only with --jwks): github.com's by default, or
+    /// the one issuer of --config; with --config, one of its issuers.
     #[arg(long)]
     pub issuer: Option<String>,
-    /// The audience to require.
+    /// The audience to require. Required without --config; with it, the config's
+    /// `[oidc] audience`, which --audience may only repeat.
     #[arg(long)]
-    pub audience: String,
+    pub audience: Option<String>,
     /// Verify as of this time: unix seconds or RFC 3339. Now by default.
     #[arg(long)]
     pub at: Option<String>,
@@ -108,49 +109,28 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
     let jwks = args.jwks.as_deref().map(read_jwks).transpose()?;
     let raw = read_token(&args.token)?;
     let now = at.unwrap_or_else(|| UnixTime(time::OffsetDateTime::now_utc().unix_timestamp()));
-    let mut rules: Vec<TrustRule> = Vec::new();
-    let mut replay_protection = true;
-    let (issuers, leeway, policy, keys_source) = if let Some(path) = &args.config {
-        let resolved = config::resolve(config::load(Some(path))?)?;
-        let issuers: Vec<IssuerConfig> = resolved
-            .oidc
-            .issuers
-            .iter()
-            .map(|i| IssuerConfig {
-                issuer: i.issuer.clone(),
-                jwks_url: i.jwks_url.clone(),
-            })
-            .collect();
-        let names = issuers.iter().map(|i| i.issuer.clone()).collect();
-        rules.clone_from(&resolved.config.policy.rules);
-        replay_protection = resolved.oidc.replay_protection;
-        (
-            names,
-            resolved.oidc.leeway_seconds,
-            resolved.config.policy.checks(),
-            Some(issuers),
-        )
-    } else {
-        if args.jwks.is_none() {
-            bail!("give --jwks FILE or --config FILE");
-        }
-        let issuer = args.issuer.clone().unwrap_or_else(|| GITHUB_ISSUER.into());
-        (vec![issuer], 60, Policy::default(), None)
+    let Settings {
+        audience,
+        keys: keys_source,
+        leeway,
+        policy,
+        rules,
+        replay_protection,
+    } = settings(args, jwks)?;
+    let issuers = match &keys_source {
+        Keys::Fixed { issuer, .. } => vec![issuer.clone()],
+        Keys::Fetched(issuers) => issuers.iter().map(|i| i.issuer.clone()).collect(),
     };
     let verifier = Verifier::new(VerifierConfig {
         issuers,
-        audience: args.audience.clone(),
+        audience,
         leeway_seconds: leeway,
         policy,
     });
     if args.explain {
-        let keys = match (jwks, keys_source) {
-            (Some(set), _) => {
-                let issuer = args.issuer.clone().unwrap_or_else(|| GITHUB_ISSUER.into());
-                KeyCache::fixed([(issuer, set)])?
-            }
-            (None, Some(issuers)) => KeyCache::new(&issuers, KeyCacheConfig::default())?,
-            (None, None) => bail!("give --jwks FILE or --config FILE"),
+        let keys = match keys_source {
+            Keys::Fixed { issuer, set } => KeyCache::fixed([(issuer, set)])?,
+            Keys::Fetched(issuers) => KeyCache::new(&issuers, KeyCacheConfig::default())?,
         };
         let explanation =
             explain_offline(verifier, keys, rules, replay_protection, &raw, at).await?;
@@ -164,9 +144,9 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
         Ok(i) => i.to_owned(),
         Err(e) => return Ok(refused(&e)),
     };
-    let keys: Arc<KeySet> = match (jwks, keys_source) {
-        (Some(set), _) => Arc::new(set),
-        (None, Some(issuers)) => {
+    let keys: Arc<KeySet> = match keys_source {
+        Keys::Fixed { set, .. } => Arc::new(set),
+        Keys::Fetched(issuers) => {
             let cache = KeyCache::new(&issuers, KeyCacheConfig::default())?;
             match cache
                 .keys_for(&issuer, token.kid().unwrap_or_default())
@@ -182,12 +162,107 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
                 Err(e) => return Err(e.into()),
             }
         }
-        (None, None) => bail!("give --jwks FILE or --config FILE"),
     };
     match verifier.verify(token, &keys, now) {
         Ok(v) => Ok(Outcome::Verified(serde_json::to_value(&v.identity)?)),
         Err(e) => Ok(refused(&e)),
     }
+}
+
+/// Where the keys come from: the `--jwks` file (its one issuer trusted), or the
+/// configuration's issuers.
+enum Keys {
+    Fixed { issuer: String, set: KeySet },
+    Fetched(Vec<IssuerConfig>),
+}
+
+/// What a token is checked against, from `--config` or the flags.
+struct Settings {
+    audience: String,
+    keys: Keys,
+    leeway: i64,
+    policy: Policy,
+    rules: Vec<TrustRule>,
+    replay_protection: bool,
+}
+
+/// The settings of `args`, with the keys of `--jwks` already read; refuses flags that
+/// would be ignored or contradict the configuration.
+fn settings(args: &VerifyTokenArgs, jwks: Option<KeySet>) -> anyhow::Result<Settings> {
+    let Some(path) = &args.config else {
+        let Some(set) = jwks else {
+            bail!(
+                "give --jwks FILE (the issuer's keys, checked offline) or --config FILE (a runproof configuration: its audience, issuers and policy)"
+            );
+        };
+        let audience = args.audience.clone().context(
+            "give --audience: the audience the token must carry (or --config FILE, whose `[oidc] audience` is used)",
+        )?;
+        let issuer = args.issuer.clone().unwrap_or_else(|| GITHUB_ISSUER.into());
+        return Ok(Settings {
+            audience,
+            keys: Keys::Fixed { issuer, set },
+            leeway: 60,
+            policy: Policy::default(),
+            rules: Vec::new(),
+            replay_protection: true,
+        });
+    };
+    let shown = path.display();
+    if let Some(issuer) = &args.issuer
+        && jwks.is_none()
+    {
+        bail!(
+            "--issuer `{issuer}` names the issuer whose keys --jwks holds, and there is no --jwks: with --config alone, the issuers of {shown} are trusted and their keys fetched; give --jwks FILE too, or drop --issuer"
+        );
+    }
+    let resolved = config::resolve(config::load(Some(path))?)?;
+    if let Some(audience) = &args.audience
+        && *audience != resolved.audience
+    {
+        bail!(
+            "--audience `{audience}` is not the `[oidc] audience` of {shown} (`{}`), the only audience a server with it accepts: drop --audience to check against the configuration, or drop --config to check another audience",
+            resolved.audience
+        );
+    }
+    let configured: Vec<IssuerConfig> = resolved
+        .oidc
+        .issuers
+        .iter()
+        .map(|i| IssuerConfig {
+            issuer: i.issuer.clone(),
+            jwks_url: i.jwks_url.clone(),
+        })
+        .collect();
+    let keys = match jwks {
+        None => Keys::Fetched(configured),
+        Some(set) => {
+            let issuer = match (&args.issuer, configured.as_slice()) {
+                (Some(issuer), _) => issuer.clone(),
+                (None, [only]) => only.issuer.clone(),
+                (None, _) => GITHUB_ISSUER.to_owned(),
+            };
+            if !configured.iter().any(|i| i.issuer == issuer) {
+                let names: Vec<String> = configured
+                    .iter()
+                    .map(|i| format!("`{}`", i.issuer))
+                    .collect();
+                bail!(
+                    "the keys of --jwks are taken as those of `{issuer}`, which is not an issuer of {shown} ({}): give --issuer with one of them",
+                    names.join(", ")
+                );
+            }
+            Keys::Fixed { issuer, set }
+        }
+    };
+    Ok(Settings {
+        audience: resolved.audience,
+        keys,
+        leeway: resolved.oidc.leeway_seconds,
+        policy: resolved.config.policy.checks(),
+        rules: resolved.config.policy.rules,
+        replay_protection: resolved.oidc.replay_protection,
+    })
 }
 
 fn refused(e: &runproof_core::VerifyError) -> Outcome {

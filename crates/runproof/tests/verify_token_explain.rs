@@ -1,4 +1,5 @@
-//! `runproof verify-token --explain`: the real binary on real tokens, printing what
+//! `runproof verify-token --explain`: the real binary on a real token (its claims, with
+//! `--config` re-signed for the configuration's audience), printing what
 //! `POST /v1/policy/explain` answers (every check, every App rule with its mismatches),
 //! exiting 0 only when an upload would be allowed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -24,31 +25,60 @@ fn realworld(name: &str) -> PathBuf {
     p
 }
 
-/// A configuration whose `[[policy.rules]]` are `rules` (TOML). Its audience is the
-/// server's own; the token's is given with `--audience`.
+/// The audience of the configurations here: the server's own.
+const CONFIG_AUDIENCE: &str = "https://runproof.example.com";
+
+/// A configuration whose `[[policy.rules]]` are `rules` (TOML), beside it the real token's
+/// claims for the configuration's audience (a configuration never takes GitHub's default
+/// audience) signed by a key of the test's own: `token.jwt`, and its keys, `jwks.json`.
 fn config(dir: &Path, rules: &str) -> PathBuf {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     let path = dir.join("runproof.toml");
     std::fs::write(
         &path,
-        format!("[oidc]\naudience = \"https://runproof.example.com\"\n{rules}"),
+        format!("[oidc]\naudience = \"{CONFIG_AUDIENCE}\"\n{rules}"),
+    )
+    .unwrap();
+    let real = std::fs::read_to_string(realworld(TOKEN)).unwrap();
+    let payload = real.trim().split('.').nth(1).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["aud"] = json!(CONFIG_AUDIENCE);
+    let key = runproof_testkit::TestKey::generate("explain-key").unwrap();
+    std::fs::write(dir.join("token.jwt"), key.sign_claims(&claims).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("jwks.json"),
+        runproof_testkit::jwks_json(&[&key]).to_string(),
     )
     .unwrap();
     path
 }
 
+/// Explains the real token with its keys and `--audience`, or, with a configuration, the
+/// token beside it with its keys and the configuration's audience.
 async fn explain(config: Option<&Path>, at: i64, json: bool) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runproof"));
     cmd.env("NO_PROXY", "127.0.0.1").stdin(Stdio::null());
-    cmd.args(["verify-token", "--explain", "--jwks"])
-        .arg(realworld(JWKS))
-        .args(["--audience", AUDIENCE, "--at", &at.to_string()]);
-    if let Some(config) = config {
-        cmd.arg("--config").arg(config);
-    }
+    cmd.args(["verify-token", "--explain", "--at", &at.to_string()]);
+    let token = if let Some(config) = config {
+        let dir = config.parent().unwrap();
+        cmd.arg("--config")
+            .arg(config)
+            .arg("--jwks")
+            .arg(dir.join("jwks.json"));
+        dir.join("token.jwt")
+    } else {
+        cmd.arg("--jwks")
+            .arg(realworld(JWKS))
+            .args(["--audience", AUDIENCE]);
+        realworld(TOKEN)
+    };
     if json {
         cmd.arg("--json");
     }
-    cmd.arg(format!("@{}", realworld(TOKEN).display()));
+    cmd.arg(format!("@{}", token.display()));
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()
@@ -206,7 +236,8 @@ async fn json_is_the_endpoints_body() {
          [[policy.rules]]\nname = \"main\"\nrefs = [\"refs/heads/main\"]\n",
     );
     let resolved = runproof::config::resolve(runproof::config::load(Some(&path)).unwrap()).unwrap();
-    let keys = KeySet::from_jwks_json(&std::fs::read(realworld(JWKS)).unwrap()).unwrap();
+    let keys =
+        KeySet::from_jwks_json(&std::fs::read(dir.path().join("jwks.json")).unwrap()).unwrap();
     let keys = KeyCache::fixed([(
         "https://token.actions.githubusercontent.com".to_owned(),
         keys,
@@ -219,7 +250,7 @@ async fn json_is_the_endpoints_body() {
             .iter()
             .map(|i| i.issuer.clone())
             .collect(),
-        audience: AUDIENCE.into(),
+        audience: resolved.audience.clone(),
         leeway_seconds: resolved.oidc.leeway_seconds,
         policy: resolved.config.policy.checks(),
     });
@@ -257,7 +288,7 @@ async fn json_is_the_endpoints_body() {
         .timeout(std::time::Duration::from_secs(20))
         .build()
         .unwrap();
-    let token = std::fs::read_to_string(realworld(TOKEN)).unwrap();
+    let token = std::fs::read_to_string(dir.path().join("token.jwt")).unwrap();
 
     // Allowed (rule "main" matches, "release tags" shows its mismatch), then expired.
     for (at, allowed) in [(INSIDE, true), (EXPIRES + 120, false)] {

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 /// The real token of 2025-01 (neu-se/autograder-action) and its keys.
 const TOKEN: &str = "tok_2025-01_neu-se.jwt";
+const JWKS: &str = "jwks_2025-06_crates.io.json";
 const AUDIENCE: &str = "https://github.com/neu-se";
 /// Inside the token's lifetime.
 const INSIDE: &str = "1738115400";
@@ -85,4 +86,125 @@ async fn an_unusable_jwks_file_is_named_not_blamed_on_the_token() {
             assert!(!stderr.contains("untrusted_issuer"), "{stderr}");
         }
     }
+}
+
+/// `--config` without `--audience` checks against the configuration's `[oidc] audience`;
+/// `--audience` may repeat it but not contradict it, and is required without `--config`.
+#[tokio::test]
+async fn config_supplies_the_audience_and_a_different_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runproof.toml");
+    // Not the token's audience: the refusal names both, so the configuration's was used.
+    std::fs::write(
+        &config,
+        "[oidc]\naudience = \"https://runproof.example.com\"\n",
+    )
+    .unwrap();
+    let jwks = realworld(JWKS);
+    let out = verify_token(args([
+        &"--config",
+        &config,
+        &"--jwks",
+        &jwks,
+        &"--at",
+        &INSIDE,
+        &token_arg(),
+    ]))
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.starts_with("wrong_audience:"), "{stdout}");
+    assert!(stdout.contains("https://runproof.example.com"), "{stdout}");
+    assert!(stdout.contains(AUDIENCE), "{stdout}");
+
+    // Repeating it is the same check.
+    let out = verify_token(args([
+        &"--config",
+        &config,
+        &"--jwks",
+        &jwks,
+        &"--audience",
+        &"https://runproof.example.com",
+        &"--at",
+        &INSIDE,
+        &token_arg(),
+    ]))
+    .await;
+    assert!(
+        text(&out).0.starts_with("wrong_audience:"),
+        "{:?}",
+        text(&out)
+    );
+
+    // Another audience with --config: refused before the token is looked at.
+    let out = verify_token(args([
+        &"--config",
+        &config,
+        &"--jwks",
+        &jwks,
+        &"--audience",
+        &AUDIENCE,
+        &"--at",
+        &INSIDE,
+        &token_arg(),
+    ]))
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("--audience"), "{stderr}");
+    assert!(stderr.contains("https://runproof.example.com"), "{stderr}");
+
+    // Without --config, --audience is required.
+    let out = verify_token(args([&"--jwks", &jwks, &"--at", &INSIDE, &token_arg()])).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("give --audience"), "{stderr}");
+}
+
+/// `--issuer` names the issuer of the `--jwks` keys: with `--config` alone it would be
+/// ignored, so it is refused; with `--config` and `--jwks` it must be one of the
+/// configuration's issuers.
+#[tokio::test]
+async fn rule_issuer_without_jwks_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runproof.toml");
+    std::fs::write(
+        &config,
+        "[oidc]\naudience = \"https://runproof.example.com\"\n",
+    )
+    .unwrap();
+    let other = "https://ghes.example.com/_services/token";
+    let out = verify_token(args([
+        &"--config",
+        &config,
+        &"--issuer",
+        &other,
+        &"--at",
+        &INSIDE,
+        &token_arg(),
+    ]))
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("--issuer"), "{stderr}");
+    assert!(stderr.contains("--jwks"), "{stderr}");
+
+    let out = verify_token(args([
+        &"--config",
+        &config,
+        &"--jwks",
+        &realworld(JWKS),
+        &"--issuer",
+        &other,
+        &"--at",
+        &INSIDE,
+        &token_arg(),
+    ]))
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("not an issuer of"), "{stderr}");
+    assert!(stderr.contains(other), "{stderr}");
 }
