@@ -114,11 +114,11 @@ impl From<ServiceError> for ApiError {
                 mismatches: Some(mismatches.clone()),
                 ..Self::new(ErrorCode::PolicyDenied, e.to_string())
             },
-            ServiceError::InvalidRules(_) => Self::new(ErrorCode::InvalidRequest, e.to_string()),
             ServiceError::PolicyCheck { detail, mismatches } => Self {
                 mismatches: Some(mismatches),
                 ..Self::new(ErrorCode::PolicyDenied, detail)
             },
+            ServiceError::InvalidRules(_) => Self::new(ErrorCode::InvalidRequest, e.to_string()),
             ServiceError::RateLimited {
                 detail,
                 retry_after,

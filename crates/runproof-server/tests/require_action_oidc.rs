@@ -383,3 +383,63 @@ async fn explain_shows_the_action_check() {
     assert_eq!(action_check(&body)["detail"], "require_action is off");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn rule_require_action_refuses_the_github_token_mode_which_names_no_workflow() {
+    let gh = FakeGithub::start().await.unwrap();
+    let creds = gh.register_app(APP_ID).unwrap();
+    let r = RunSpec::default();
+    gh.add_installation(
+        INSTALLATION,
+        &r.repository_owner,
+        r.repository_owner_id,
+        &[(r.repository_id, &r.repository)],
+    );
+    let h = Harness::start_against(
+        gh,
+        Options {
+            app: Some((APP_ID, Secret::new(creds.private_key_pem))),
+            require_action: Some(ACTION.into()),
+            github_token: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    serve_ci(&h, USES);
+    let token = h.gh.issue_github_token(
+        &[(r.repository_id, r.repository.as_str())],
+        r.repository_owner_id,
+    );
+    let run = format!("{}/{}/{}", r.repository_id, r.run_id, r.run_attempt);
+    let headers = [
+        ("x-runproof-repository", r.repository.as_str()),
+        ("x-runproof-run", run.as_str()),
+        ("x-runproof-sha", r.sha.as_str()),
+    ];
+    let (status, body) = h
+        .upload_with(
+            Some(&format!("token {token}")),
+            "name=gt.txt",
+            "gt",
+            &headers,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "policy_denied", "{body}");
+    assert_eq!(
+        body["mismatches"],
+        json!([{"field": "require_action", "expected": [ACTION], "actual": null}]),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("OIDC token"),
+        "{body}"
+    );
+    h.assert_nothing_stored("github_token under require_action")
+        .await;
+
+    // The same run with its OIDC token, whose workflow uses the Action, is admitted.
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201, "{body}");
+    h.stop().await;
+}

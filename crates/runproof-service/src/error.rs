@@ -46,9 +46,6 @@ pub enum ServiceError {
         /// Each field of that rule the run does not match.
         mismatches: Vec<Mismatch>,
     },
-    /// A layer of trust rules offered to be stored breaks a bound: `invalid_request`.
-    #[error("the rules break a bound: {0}")]
-    InvalidRules(#[source] RuleError),
     /// A policy check other than the trust rules refused the run (the calling workflow
     /// does not use the required Action, or cannot be read): `policy_denied`, with what
     /// was expected and found.
@@ -59,6 +56,9 @@ pub enum ServiceError {
         /// The check's field, what it expects and what the run has.
         mismatches: Vec<Mismatch>,
     },
+    /// A layer of trust rules offered to be stored breaks a bound: `invalid_request`.
+    #[error("the rules break a bound: {0}")]
+    InvalidRules(#[source] RuleError),
     /// Too many requests of this kind: retry after the given seconds.
     #[error("{detail}")]
     RateLimited {

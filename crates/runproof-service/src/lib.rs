@@ -35,8 +35,9 @@ pub mod oidc;
 pub mod push;
 pub mod rate;
 mod replay;
-pub mod repository_rules;
 mod repository_file;
+mod repository_layer;
+pub mod repository_rules;
 mod service;
 pub mod sessions;
 mod settings;
@@ -45,6 +46,7 @@ pub mod uploads;
 pub mod webhook_mode;
 mod webhook_state;
 mod workflow_check;
+mod workflow_checks;
 
 pub use background::Background;
 pub use binding::Binding;

@@ -19,125 +19,18 @@
 //!   `503 upstream_unavailable`, never a guess. At most [`MAX_CONCURRENT_FETCHES`] fetches
 //!   run at once, and one that waited reads what the one before it fetched.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use runproof_core::RepositoryId;
 use runproof_core::RunIdentity;
-use runproof_core::rules::TrustRule;
 use runproof_github::repository_file::{
     FileFetchError, PushEvent, default_branch_file, parse_rules_file, push_may_change,
 };
 
 use crate::error::ServiceError;
+pub(crate) use crate::repository_layer::FileRules;
 use crate::repository_rules::{RepositoryLayer, RuleSource};
 use crate::service::Service;
-
-/// How long a repository's file (or its absence) is used before it is read again.
-pub(crate) const FRESH_TTL: Duration = Duration::from_secs(600);
-/// How old a copy may be and still be used while GitHub cannot answer.
-pub(crate) const STALE_LIMIT: Duration = Duration::from_secs(3600);
-/// The most repositories whose file is kept.
-pub(crate) const MAX_ENTRIES: usize = 10_000;
-/// The most fetches of repository files at once.
-pub(crate) const MAX_CONCURRENT_FETCHES: usize = 8;
-
-/// What a repository's file says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FileRules {
-    /// The default branch has no such file: the API's rules apply.
-    Absent,
-    /// The file's rules: the repository's layer.
-    Rules(Arc<[TrustRule]>),
-    /// The file cannot be used: every run of the repository is refused, for this reason.
-    Broken(String),
-}
-
-#[derive(Debug)]
-struct Entry {
-    rules: FileRules,
-    fetched: Instant,
-}
-
-/// The configured path and the per-repository cache of what the file says.
-#[derive(Debug)]
-pub(crate) struct RepositoryFiles {
-    /// The file's path in each repository, such as `.github/runproof.yml`.
-    path: String,
-    cache: Mutex<HashMap<RepositoryId, Entry>>,
-    /// Moves on every invalidation, so that a fetch that began before it is not cached.
-    generation: AtomicU64,
-    fetches: tokio::sync::Semaphore,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl RepositoryFiles {
-    pub(crate) fn new(path: String) -> Self {
-        Self {
-            path,
-            cache: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
-            fetches: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
-        }
-    }
-
-    pub(crate) fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// The cached answer, if any, and whether it is still fresh.
-    fn cached(&self, repository: RepositoryId) -> Option<(FileRules, bool)> {
-        let cache = lock(&self.cache);
-        let entry = cache.get(&repository)?;
-        let age = entry.fetched.elapsed();
-        (age < STALE_LIMIT).then(|| (entry.rules.clone(), age < FRESH_TTL))
-    }
-
-    /// Keeps an answer, unless the cache was invalidated since its fetch began.
-    fn remember(&self, repository: RepositoryId, rules: FileRules, generation: u64) {
-        let mut cache = lock(&self.cache);
-        if self.generation.load(Ordering::SeqCst) != generation {
-            return;
-        }
-        if cache.len() >= MAX_ENTRIES && !cache.contains_key(&repository) {
-            cache.retain(|_, e| e.fetched.elapsed() < FRESH_TTL);
-            if cache.len() >= MAX_ENTRIES
-                && let Some(oldest) = cache
-                    .iter()
-                    .min_by_key(|(_, e)| e.fetched)
-                    .map(|(id, _)| *id)
-            {
-                cache.remove(&oldest);
-            }
-        }
-        cache.insert(
-            repository,
-            Entry {
-                rules,
-                fetched: Instant::now(),
-            },
-        );
-    }
-
-    /// Drops a repository's copy: its file may have changed.
-    pub(crate) fn forget(&self, repository: RepositoryId) {
-        let mut cache = lock(&self.cache);
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        cache.remove(&repository);
-    }
-
-    /// Drops every copy.
-    pub(crate) fn forget_all(&self) {
-        let mut cache = lock(&self.cache);
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        cache.clear();
-    }
-}
 
 /// What the repository file of `identity`'s repository says; `None` when no
 /// `repository_file` is configured. `identity` is bound to its installation.
@@ -238,58 +131,5 @@ pub(crate) fn after_push(service: &Service, body: &[u8]) {
             tracing::warn!(error = %e, "unreadable push payload; every repository file is read again");
             files.forget_all();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rule_an_invalidation_during_a_fetch_keeps_its_answer_out_of_the_cache() {
-        let files = RepositoryFiles::new(".github/runproof.yml".into());
-        let repo = RepositoryId(7);
-        let before = files.generation.load(Ordering::SeqCst);
-        files.forget(repo);
-        files.remember(repo, FileRules::Absent, before);
-        assert_eq!(files.cached(repo), None, "fetched before the push");
-        let now = files.generation.load(Ordering::SeqCst);
-        files.remember(repo, FileRules::Absent, now);
-        assert_eq!(files.cached(repo), Some((FileRules::Absent, true)));
-        files.forget_all();
-        assert_eq!(files.cached(repo), None);
-    }
-
-    #[test]
-    fn a_copy_past_its_ttl_is_kept_only_for_outages_and_not_for_ever() {
-        let files = RepositoryFiles::new("f".into());
-        let repo = RepositoryId(7);
-        let at = |age: Duration| Instant::now().checked_sub(age).unwrap();
-        let put = |fetched| {
-            lock(&files.cache).insert(
-                repo,
-                Entry {
-                    rules: FileRules::Absent,
-                    fetched,
-                },
-            );
-        };
-        put(at(FRESH_TTL + Duration::from_secs(1)));
-        assert_eq!(
-            files.cached(repo),
-            Some((FileRules::Absent, false)),
-            "stale: read again, used only if GitHub cannot answer"
-        );
-        put(at(STALE_LIMIT + Duration::from_secs(1)));
-        assert_eq!(files.cached(repo), None, "too old to use at all");
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let files = RepositoryFiles::new("f".into());
-        for id in 0..u64::try_from(MAX_ENTRIES).unwrap() + 10 {
-            files.remember(RepositoryId(id), FileRules::Absent, 0);
-        }
-        assert!(lock(&files.cache).len() <= MAX_ENTRIES);
     }
 }

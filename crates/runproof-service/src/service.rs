@@ -11,11 +11,10 @@ use crate::binding::Binding;
 use crate::clock::{Clock, SystemClock};
 use crate::commits::Commits;
 use crate::push::PushConfig;
-use crate::repository_rules::RulesCache;
-use crate::repository_file::RepositoryFiles;
+use crate::repository_layer::{RepositoryFiles, RulesCache};
 use crate::settings::{ServiceSettings, SessionConfig};
 use crate::webhook_state::{WebhookMode, WebhookModeConfig};
-use crate::workflow_check::WorkflowChecks;
+use crate::workflow_checks::WorkflowChecks;
 
 /// The run an upload claims without an OIDC token, as its headers said it (`None`: the
 /// header is absent). The `github_token` mode checks the repository against the token;
@@ -47,15 +46,15 @@ pub struct Service {
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
     pub(crate) webhook_mode: Option<WebhookMode>,
     pub(crate) trust_rules: Vec<TrustRule>,
+    /// `[policy] repository_file`: where each repository keeps its rules, and what the
+    /// file said recently; `None`: off.
+    pub(crate) repository_files: Option<RepositoryFiles>,
+    /// Each repository's rules set through the API, recently read.
+    pub(crate) repository_rules: RulesCache,
     /// `[policy] require_action`: the Action an OIDC run's calling workflow must use.
     pub(crate) require_action: Option<String>,
     /// Recent workflow checks, shared by the modes that make them.
     pub(crate) workflow_checks: WorkflowChecks,
-    /// Each repository's rules set through the API, recently read.
-    pub(crate) repository_rules: RulesCache,
-    /// `[policy] repository_file`: where each repository keeps its rules, and what the
-    /// file said recently; `None`: off.
-    pub(crate) repository_files: Option<RepositoryFiles>,
 }
 
 impl std::fmt::Debug for Service {
@@ -89,8 +88,8 @@ impl Service {
             push: None,
             webhook_mode: None,
             trust_rules: Vec::new(),
-            require_action: None,
             repository_file: None,
+            require_action: None,
         }
     }
 
@@ -168,17 +167,17 @@ impl Service {
         &self.trust_rules
     }
 
+    /// `owner/name` of the Action an OIDC run's calling workflow must use (`None`: off).
+    #[must_use]
+    pub fn require_action(&self) -> Option<&str> {
+        self.require_action.as_deref()
+    }
+
     /// `[policy] repository_file`: the path of the file on each repository's default
     /// branch whose rules are the repository's layer (`None`: off).
     #[must_use]
     pub fn repository_file(&self) -> Option<&str> {
         self.repository_files.as_ref().map(RepositoryFiles::path)
-    }
-
-    /// `owner/name` of the Action an OIDC run's calling workflow must use (`None`: off).
-    #[must_use]
-    pub fn require_action(&self) -> Option<&str> {
-        self.require_action.as_deref()
     }
 
     /// Limits of upload sessions.
@@ -208,8 +207,8 @@ pub struct ServiceBuilder {
     push: Option<PushConfig>,
     webhook_mode: Option<WebhookModeConfig>,
     trust_rules: Vec<TrustRule>,
-    require_action: Option<String>,
     repository_file: Option<String>,
+    require_action: Option<String>,
 }
 
 impl ServiceBuilder {
@@ -262,15 +261,6 @@ impl ServiceBuilder {
         self
     }
 
-    /// `[policy] repository_file`: the repository's layer is read from the file at this
-    /// path on its default branch, with the App's installation token (so it needs
-    /// [`ServiceBuilder::binding`]), when the repository has the file. The path is
-    /// relative, of plain characters, with no `..`. `None`, the default: off.
-    pub fn repository_file(mut self, path: Option<String>) -> Self {
-        self.repository_file = path;
-        self
-    }
-
     /// `[policy] require_action`: OIDC uploads and sessions are refused unless the calling
     /// workflow (`workflow_ref` at `workflow_sha`) uses this Action (`owner/name`),
     /// directly or through a reusable workflow of the same repository. Needs the App's
@@ -278,6 +268,15 @@ impl ServiceBuilder {
     /// default: off.
     pub fn require_action(mut self, action: Option<String>) -> Self {
         self.require_action = action;
+        self
+    }
+
+    /// `[policy] repository_file`: the repository's layer is read from the file at this
+    /// path on its default branch, with the App's installation token (so it needs
+    /// [`ServiceBuilder::binding`]), when the repository has the file. The path is
+    /// relative, of plain characters, with no `..`. `None`, the default: off.
+    pub fn repository_file(mut self, path: Option<String>) -> Self {
+        self.repository_file = path;
         self
     }
 
@@ -306,10 +305,10 @@ impl ServiceBuilder {
             push_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_mode: self.webhook_mode.map(WebhookMode::new),
             trust_rules: self.trust_rules,
+            repository_files: self.repository_file.map(RepositoryFiles::new),
+            repository_rules: RulesCache::default(),
             require_action: self.require_action,
             workflow_checks: WorkflowChecks::default(),
-            repository_rules: RulesCache::default(),
-            repository_files: self.repository_file.map(RepositoryFiles::new),
         })
     }
 }

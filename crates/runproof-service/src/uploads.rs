@@ -150,6 +150,7 @@ pub async fn admit(
             let mut identity = github_token::verify(service, token, claimed).await?;
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
             trust::check(service, &identity).await?;
+            workflow_check::require_action_without_workflow(service, "github_token")?;
             Ok(admitted(Mode::GithubToken, identity, max))
         }
         UploadCredentials::None => match service.webhook_mode.as_ref() {

@@ -13,10 +13,6 @@
 //! Action. It does not show that the step ran (an `if:` or an earlier failed step may
 //! skip it); a `job_workflows` trust rule is the strong form.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
-
 use runproof_core::rules::Mismatch;
 use runproof_core::{InstallationId, RepositoryId, RunIdentity};
 use runproof_github::GithubError;
@@ -25,41 +21,8 @@ use runproof_github::workflow::{WorkflowCheck, check_workflow};
 use crate::error::ServiceError;
 use crate::service::Service;
 
-/// How long a check's result is kept (the file at a commit never changes).
-const CHECK_TTL: Duration = Duration::from_secs(3600);
-/// Results kept before expired ones are pruned; past it, new results are not kept.
-const CACHE_BOUND: usize = 10_000;
 /// The `mismatches` field of a refusal by this check.
 pub(crate) const FIELD: &str = "require_action";
-
-/// A check's cache key: (repository id, workflow path, commit, action).
-type CheckKey = (RepositoryId, String, String, String);
-
-/// Recent definite results of the check, shared by every mode, bounded.
-#[derive(Debug, Default)]
-pub(crate) struct WorkflowChecks {
-    results: Mutex<HashMap<CheckKey, (WorkflowCheck, Instant)>>,
-}
-
-impl WorkflowChecks {
-    fn cached(&self, key: &CheckKey) -> Option<WorkflowCheck> {
-        let results = self.results.lock().unwrap_or_else(PoisonError::into_inner);
-        results
-            .get(key)
-            .filter(|(_, at)| at.elapsed() < CHECK_TTL)
-            .map(|(c, _)| c.clone())
-    }
-
-    fn remember(&self, key: CheckKey, check: WorkflowCheck) {
-        let mut results = self.results.lock().unwrap_or_else(PoisonError::into_inner);
-        if results.len() >= CACHE_BOUND {
-            results.retain(|_, (_, at)| at.elapsed() < CHECK_TTL);
-        }
-        if results.len() < CACHE_BOUND {
-            results.insert(key, (check, Instant::now()));
-        }
-    }
-}
 
 /// The workflow file to check: where it lives and at which commit.
 #[derive(Debug, Clone, Copy)]
@@ -208,6 +171,31 @@ pub(crate) async fn require_action(
             mismatches: vec![mismatch],
         }),
     }
+}
+
+/// Refuses every upload of a mode that names no workflow (the `github_token` mode, whose
+/// token says nothing of the workflow that runs) while an Action is required: nothing would
+/// show the Action is used, and the setting must not be dodged by choosing the mode.
+///
+/// # Errors
+/// [`ServiceError::PolicyCheck`] when an Action is required.
+pub(crate) fn require_action_without_workflow(
+    service: &Service,
+    mode: &str,
+) -> Result<(), ServiceError> {
+    let Some(action) = service.require_action.as_deref() else {
+        return Ok(());
+    };
+    Err(ServiceError::PolicyCheck {
+        detail: format!(
+            "the calling workflow must use {action}, and the {mode} mode cannot show which workflow runs; upload with the run's OIDC token"
+        ),
+        mismatches: vec![Mismatch {
+            field: FIELD.to_owned(),
+            expected: vec![action.to_owned()],
+            actual: None,
+        }],
+    })
 }
 
 /// The calling workflow's path and commit: the path part of `workflow_ref`, which must

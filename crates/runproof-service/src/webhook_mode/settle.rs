@@ -109,7 +109,6 @@ pub(crate) async fn approve(
             return reject(state, upload, &reason, run.via).await;
         }
     }
-
     if let Some(action) = &mode.config.require_action {
         match workflow_check(state, run, identity.installation_id, action).await? {
             WorkflowCheck::Uses => {}
