@@ -203,7 +203,7 @@ pub enum VerifyError {
         required: ShownText,
     },
     /// `exp` has passed.
-    #[error("token expired at {exp}")]
+    #[error("token expired at {}", .exp.rfc3339())]
     Expired {
         /// The token's `exp`.
         exp: UnixTime,
@@ -211,7 +211,7 @@ pub enum VerifyError {
         now: UnixTime,
     },
     /// `nbf` or `iat` is in the future.
-    #[error("token not valid before {not_before}")]
+    #[error("token not valid before {}", .not_before.rfc3339())]
     NotYetValid {
         /// The earliest time the token would be accepted, before leeway.
         not_before: UnixTime,

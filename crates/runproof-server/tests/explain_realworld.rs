@@ -263,7 +263,10 @@ async fn real_tokens_are_allowed_at_a_time_inside_their_lifetime_by_a_rule_bound
             check(&body, "times")["detail"]
                 .as_str()
                 .unwrap()
-                .contains(&format!("valid at {}", real.iat + 10)),
+                .contains(&format!(
+                    "valid at {}",
+                    runproof_core::UnixTime(real.iat + 10).rfc3339()
+                )),
             "{body}"
         );
         assert_eq!(

@@ -203,8 +203,10 @@ pub async fn explain(
     checks.ok(
         "times",
         format!(
-            "valid at {now} (issued at {}, expires at {})",
-            verified.issued_at, verified.expires_at
+            "valid at {} (issued at {}, expires at {})",
+            now.rfc3339(),
+            verified.issued_at.rfc3339(),
+            verified.expires_at.rfc3339()
         ),
     );
     checks.ok("events", "the event is not denied");

@@ -61,8 +61,13 @@ fn parse_time(s: &str) -> anyhow::Result<UnixTime> {
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(UnixTime(secs));
     }
+    // The parse error is shown by its message alone: its source repeats that message.
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("--at `{s}` is neither unix seconds nor RFC 3339"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--at `{s}` is neither unix seconds nor RFC 3339 (such as 2026-11-30T13:31:00Z): {e}"
+            )
+        })?;
     Ok(UnixTime(t.unix_timestamp()))
 }
 

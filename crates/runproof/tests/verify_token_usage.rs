@@ -208,3 +208,78 @@ async fn rule_issuer_without_jwks_is_refused_not_ignored() {
     assert!(stderr.contains("not an issuer of"), "{stderr}");
     assert!(stderr.contains(other), "{stderr}");
 }
+
+/// A bad `--at` is one message, said once, with an example of the form it takes.
+#[tokio::test]
+async fn a_bad_at_is_said_once() {
+    for bad in ["garbage", "2025-13-01T00:00:00Z", "2025-01-29 01:50"] {
+        let out = verify_token(args([
+            &"--jwks",
+            &realworld(JWKS),
+            &"--audience",
+            &AUDIENCE,
+            &"--at",
+            &bad,
+            &token_arg(),
+        ]))
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_eq!(
+            stderr.matches("neither unix seconds nor RFC 3339").count(),
+            1
+        );
+        assert!(stderr.contains("2026-11-30T13:31:00Z"), "{stderr}");
+        // The cause, once: no part of the message after the first `: ` comes twice.
+        let cause = stderr.trim_end().rsplit(": ").next().unwrap();
+        assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
+    }
+}
+
+/// Refusals for time print RFC 3339 in UTC, not unix seconds, in text and in `--json`.
+#[tokio::test]
+async fn time_refusals_print_rfc3339() {
+    // The token was issued at 1738115363 and expires at 1738115663 (2025-01-29T01:54:23Z).
+    for (at, code, says) in [
+        (
+            "1738115783",
+            "token_expired",
+            "token expired at 2025-01-29T01:54:23Z",
+        ),
+        (
+            "2025-01-29T01:40:00Z",
+            "token_not_yet_valid",
+            "token not valid before 2025-01-29T01:49:23Z",
+        ),
+    ] {
+        let out = verify_token(args([
+            &"--jwks",
+            &realworld(JWKS),
+            &"--audience",
+            &AUDIENCE,
+            &"--at",
+            &at,
+            &token_arg(),
+        ]))
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert_eq!(stdout.trim_end(), format!("{code}: {says}"));
+
+        let out = verify_token(args([
+            &"--jwks",
+            &realworld(JWKS),
+            &"--audience",
+            &AUDIENCE,
+            &"--at",
+            &at,
+            &"--json",
+            &token_arg(),
+        ]))
+        .await;
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(body["code"], code);
+        assert_eq!(body["detail"], says);
+    }
+}
