@@ -1356,3 +1356,52 @@ async fn rule_parallel_pending_uploads_never_exceed_the_byte_quota() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn rule_policy_require_action_holds_in_the_webhook_mode_too() {
+    let gh = FakeGithub::start().await.unwrap();
+    let creds = gh.register_app(APP_ID).unwrap();
+    let base = run();
+    gh.add_installation(
+        INSTALLATION,
+        &base.repository_owner,
+        base.repository_owner_id,
+        &[(base.repository_id, &base.repository)],
+    );
+    let h = Harness::start_against(
+        gh,
+        Options {
+            app: Some((APP_ID, Secret::new(creds.private_key_pem))),
+            webhook_secrets: vec![Secret::new(SECRET.into())],
+            webhook_mode: Some(WebhookModeConfig::default()),
+            require_action: Some(ACTION.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    for (run_id, file, action, want) in [
+        (201, "uses.yml", "runproof/upload-action@v1", "verified"),
+        (202, "other.yml", "someone/else@v1", "rejected"),
+    ] {
+        let r = RunSpec {
+            run_id,
+            workflow: file.into(),
+            ..base.clone()
+        };
+        h.gh.set_file(
+            &r.repository,
+            &format!(".github/workflows/{file}"),
+            &r.sha,
+            &workflow(action),
+        );
+        let (_, body, _) = upload_pending(&h, &r, "checked").await;
+        let id = body["id"].as_str().unwrap().to_owned();
+        send_run(&h, &payload(&r, "in_progress", "in_progress")).await;
+        let s = settled(&h, &id).await;
+        assert_eq!(s["status"], want, "[policy] require_action, {file}: {s}");
+        if want == "rejected" {
+            assert!(s["reason"].as_str().unwrap().contains(ACTION), "{s}");
+        }
+    }
+    h.stop().await;
+}

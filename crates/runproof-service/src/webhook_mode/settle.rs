@@ -109,7 +109,15 @@ pub(crate) async fn approve(
             return reject(state, upload, &reason, run.via).await;
         }
     }
-    if let Some(action) = &mode.config.require_action {
+    // `[webhook_mode] require_action`, and `[policy] require_action`, which holds for every
+    // mode: the run's workflow at its head commit must use each.
+    let required = mode.config.require_action.iter().chain(
+        state
+            .require_action
+            .iter()
+            .filter(|a| mode.config.require_action.as_ref() != Some(*a)),
+    );
+    for action in required {
         match workflow_check(state, run, identity.installation_id, action).await? {
             WorkflowCheck::Uses => {}
             WorkflowCheck::NotUsed(what) => {
