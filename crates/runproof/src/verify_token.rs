@@ -121,6 +121,8 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
         policy,
         rules,
         replay_protection,
+        require_action,
+        repository_file,
     } = settings(args, jwks)?;
     let issuers = match &keys_source {
         Keys::Fixed { issuer, .. } => vec![issuer.clone()],
@@ -137,8 +139,13 @@ pub async fn run(args: &VerifyTokenArgs) -> anyhow::Result<Outcome> {
             Keys::Fixed { issuer, set } => KeyCache::fixed([(issuer, set)])?,
             Keys::Fetched(issuers) => KeyCache::new(&issuers, KeyCacheConfig::default())?,
         };
-        let explanation =
+        let mut explanation =
             explain_offline(verifier, keys, rules, replay_protection, &raw, at).await?;
+        offline_limits(
+            &mut explanation,
+            require_action.as_deref(),
+            repository_file.as_deref(),
+        );
         return Ok(Outcome::Explained(Box::new(explanation)));
     }
     let token = match UnverifiedToken::parse(&raw) {
@@ -189,6 +196,10 @@ struct Settings {
     policy: Policy,
     rules: Vec<TrustRule>,
     replay_protection: bool,
+    /// `[policy] require_action`, when set: not checked offline.
+    require_action: Option<String>,
+    /// `[policy] repository_file`, when set: not read offline.
+    repository_file: Option<String>,
 }
 
 /// The settings of `args`, with the keys of `--jwks` already read; refuses flags that
@@ -211,6 +222,8 @@ fn settings(args: &VerifyTokenArgs, jwks: Option<KeySet>) -> anyhow::Result<Sett
             policy: Policy::default(),
             rules: Vec::new(),
             replay_protection: true,
+            require_action: None,
+            repository_file: None,
         });
     };
     let shown = path.display();
@@ -267,7 +280,51 @@ fn settings(args: &VerifyTokenArgs, jwks: Option<KeySet>) -> anyhow::Result<Sett
         policy: resolved.config.policy.checks(),
         rules: resolved.config.policy.rules,
         replay_protection: resolved.oidc.replay_protection,
+        require_action: non_empty(&resolved.config.policy.require_action),
+        repository_file: non_empty(&resolved.config.policy.repository_file),
     })
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Says which checks an offline explanation cannot make. The repository's rules live on
+/// the server (set through its API, or read from `repository_file` with the App's
+/// credentials), so offline they are not checked. A required Action needs the App's
+/// credentials to read the workflow: offline it is not checked either, and fails, so that
+/// an explanation never says `allowed` of a token the server would refuse for it.
+fn offline_limits(
+    explanation: &mut Explanation,
+    require_action: Option<&str>,
+    repository_file: Option<&str>,
+) {
+    if explanation.identity.is_none() {
+        return;
+    }
+    for check in &mut explanation.checks {
+        match check.check {
+            "repository_rules" if check.ok => {
+                check.detail = match repository_file {
+                    Some(file) => format!(
+                        "not checked offline: each repository's rules (its {file}, or those set through the server's API) are read by the server; POST /v1/policy/explain checks them"
+                    ),
+                    None => "not checked offline: each repository's rules are set through the server's API; POST /v1/policy/explain checks them".to_owned(),
+                };
+            }
+            "action" => {
+                if let Some(action) = require_action {
+                    check.ok = false;
+                    check.detail = format!(
+                        "not checked offline: require_action = {action} reads the calling workflow with the App's credentials; POST /v1/policy/explain checks it"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    explanation.allowed = explanation.checks.iter().all(|c| c.ok);
 }
 
 fn refused(e: &runproof_core::VerifyError) -> Outcome {

@@ -215,8 +215,8 @@ async fn rule_an_expired_token_fails_times_and_later_checks_are_not_reached() {
     assert_eq!(body["rules"], json!([]));
 }
 
-/// `--json` prints exactly the body `POST /v1/policy/explain` answers for the same token,
-/// time, keys and rules, from a server built the way `--explain` builds its service
+/// `--json` prints the body `POST /v1/policy/explain` answers for the same token, time,
+/// keys and rules (but for the repository rules, which only the server reads), from a server built the way `--explain` builds its service
 /// (binding off, nothing stored), for an allowed token, a refused one and an expired one.
 #[tokio::test]
 async fn json_is_the_endpoints_body() {
@@ -302,13 +302,26 @@ async fn json_is_the_endpoints_body() {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
-        let body = resp.bytes().await.unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&cli.stdout).trim_end(),
-            String::from_utf8_lossy(&body),
-            "at {at}"
-        );
-        let body: Value = serde_json::from_slice(&body).unwrap();
+        let body: Value = resp.json().await.unwrap();
+        // The same body, but for what offline cannot read: the server's repository rules.
+        let mut printed: Value = serde_json::from_slice(&cli.stdout).unwrap();
+        if allowed {
+            let checks = printed["checks"].as_array_mut().unwrap();
+            let repository = checks
+                .iter_mut()
+                .find(|c| c["check"] == "repository_rules")
+                .unwrap();
+            assert!(
+                repository["detail"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("not checked offline"),
+                "{repository}"
+            );
+            repository["detail"] = body["checks"][11]["detail"].clone();
+            assert_eq!(body["checks"][11]["check"], "repository_rules");
+        }
+        assert_eq!(printed, body, "at {at}");
         assert_eq!(body["allowed"], allowed);
     }
     let _ = stop.send(());
@@ -317,4 +330,37 @@ async fn json_is_the_endpoints_body() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn rule_offline_a_required_action_is_not_checked_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = runproof_testkit::TestKey::generate("app-key").unwrap();
+    let pem = dir.path().join("app.pem");
+    std::fs::write(&pem, key.private_key_pem().unwrap()).unwrap();
+    let config = config(
+        dir.path(),
+        &format!(
+            "[policy]\nrequire_action = \"runproof/upload-action\"\nrepository_file = \".github/runproof.yml\"\n\
+             [github]\napp_id = 1\nprivate_key_file = \"{}\"\n",
+            pem.display()
+        ),
+    );
+    let out = explain(Some(&config), INSIDE, false).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("allowed: no\n"), "{text}");
+    let action = row(&text, "action");
+    assert_eq!(action[1], "FAIL", "{text}");
+    assert!(
+        action[2].starts_with("not checked offline: require_action = runproof/upload-action"),
+        "{text}"
+    );
+    let repository = row(&text, "repository_rules");
+    assert_eq!(repository[1], "ok", "{text}");
+    assert!(
+        repository[2].starts_with("not checked offline")
+            && repository[2].contains(".github/runproof.yml"),
+        "{text}"
+    );
 }
