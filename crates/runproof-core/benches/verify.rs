@@ -8,7 +8,12 @@
 //!   signing input + the RSA public operation), the floor for any RS256 verifier;
 //! - `verify/parse`: `UnverifiedToken::parse` (base64url + JSON of header and claims);
 //! - `verify/verify_parsed`: `Verifier::verify` on an already parsed token;
-//! - `verify/parse_and_verify`: both, i.e. everything the core does per request.
+//! - `verify/parse_and_verify`: both, i.e. everything the core does per request;
+//! - `verify/rules_one_match`: the trust rules of both layers when one rule of each
+//!   matches (the usual case);
+//! - `verify/rules_64_refused`: the App's layer at its bound, 64 rules of several fields
+//!   with patterns, none matching, so that every rule's mismatches are worked out (the
+//!   most a refusal costs).
 //!
 //! `scripts/bench.sh` divides these by `openssl speed rsa2048` verify/s from the same run.
 //! Run: `cargo bench -p runproof-core --bench verify -- --warm-up-time 1 --measurement-time 3`.
@@ -22,6 +27,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use runproof_core::policy::Policy;
+use runproof_core::rules::{Layer, TrustRule, evaluate_all};
 use runproof_core::{KeySet, UnixTime, UnverifiedToken, Verifier, VerifierConfig};
 use runproof_testkit::{TestKey, jwks_json};
 use serde_json::json;
@@ -150,6 +156,58 @@ fn bench_verify(c: &mut Criterion) {
             let token = UnverifiedToken::parse(black_box(&f.token)).unwrap();
             f.verifier.verify(token, &f.keys, f.now).unwrap()
         });
+    });
+
+    let identity = f
+        .verifier
+        .verify(parsed.clone(), &f.keys, f.now)
+        .unwrap()
+        .identity;
+    let matching = vec![TrustRule {
+        name: "main".into(),
+        refs: Some(vec!["refs/heads/main".into(), "refs/tags/v*".into()]),
+        job_workflows: Some(vec![
+            "octo-org/**/.github/workflows/*.yml@refs/heads/*".into(),
+        ]),
+        events: Some(vec!["push".into()]),
+        ..TrustRule::default()
+    }];
+    let refusing: Vec<TrustRule> = (0..64)
+        .map(|i| TrustRule {
+            name: format!("rule {i}"),
+            workflows: Some(vec![format!(".github/workflows/release-{i}.yml")]),
+            job_workflows: Some(vec![format!(
+                "app-org/upload/**/upload-{i}.yml@refs/tags/v*"
+            )]),
+            refs: Some(vec![
+                format!("refs/tags/v{i}.*"),
+                "refs/heads/release/**".into(),
+            ]),
+            environments: Some(vec!["production".into()]),
+            events: Some(vec!["release".into()]),
+            ..TrustRule::default()
+        })
+        .collect();
+    assert!(
+        evaluate_all(
+            &[(Layer::App, &matching), (Layer::Repository, &matching)],
+            &identity
+        )
+        .allowed()
+    );
+    assert!(!evaluate_all(&[(Layer::App, &refusing)], &identity).allowed());
+
+    group.bench_function("rules_one_match", |b| {
+        b.iter(|| {
+            evaluate_all(
+                black_box(&[(Layer::App, &matching), (Layer::Repository, &matching)]),
+                black_box(&identity),
+            )
+        });
+    });
+
+    group.bench_function("rules_64_refused", |b| {
+        b.iter(|| evaluate_all(black_box(&[(Layer::App, &refusing)]), black_box(&identity)));
     });
 
     group.finish();

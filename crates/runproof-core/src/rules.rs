@@ -377,6 +377,57 @@ impl TrustRule {
         Ok(())
     }
 
+    /// Whether `identity` matches every field of this rule: what
+    /// [`TrustRule::mismatches`] being empty says, without building what it shows.
+    #[must_use]
+    pub fn matches(&self, identity: &RunIdentity) -> bool {
+        let verified = |field: &str| !identity.unverified.iter().any(|u| u == field);
+        let exact = |field: &str, list: &Option<Vec<String>>| {
+            list.as_ref().is_none_or(|list| {
+                identity
+                    .claim(field)
+                    .is_some_and(|a| list.iter().any(|e| e == a.as_ref()))
+            })
+        };
+        let ids_match = self.repository_owner_ids.as_ref().is_none_or(|ids| {
+            verified("repository_owner_id") && ids.contains(&identity.repository_owner_id)
+        }) && self.repository_ids.as_ref().is_none_or(|ids| {
+            verified("repository_id") && ids.contains(&identity.repository_id)
+        });
+        let protected = self.ref_protected.is_none_or(|p| {
+            verified("ref_protected") && identity.ref_protected == Some(p)
+        });
+        ids_match
+            && protected
+            && exact("environment", &self.environments)
+            && exact("event_name", &self.events)
+            && exact("runner_environment", &self.runner_environments)
+            && self.refs.as_ref().is_none_or(|refs| {
+                identity
+                    .claim("ref")
+                    .is_some_and(|a| refs.iter().any(|p| pattern_matches(p, &a)))
+            })
+            && self.workflows.as_ref().is_none_or(|workflows| {
+                let workflow_ref = identity.claim("workflow_ref");
+                workflow_ref
+                    .as_deref()
+                    .and_then(workflow_path)
+                    .is_some_and(|a| workflows.iter().any(|p| pattern_matches(p, a)))
+            })
+            && self.job_workflows.as_ref().is_none_or(|entries| {
+                let job_ref = identity.claim("job_workflow_ref");
+                let job_sha = identity.claim("job_workflow_sha");
+                entries
+                    .iter()
+                    .any(|e| job_workflow_matches(e, job_ref.as_deref(), job_sha.as_deref()))
+            })
+            && self.claims.as_ref().is_none_or(|claims| {
+                claims
+                    .iter()
+                    .all(|(name, expected)| identity.claim(name).as_deref() == Some(expected))
+            })
+    }
+
     /// Every field of this rule that `identity` does not match; empty when it matches.
     #[must_use]
     pub fn mismatches(&self, identity: &RunIdentity) -> Vec<Mismatch> {
@@ -579,15 +630,23 @@ impl LayerOutcome {
 /// Matches an identity against one layer: the first matching rule, or the nearest one.
 #[must_use]
 pub fn evaluate(layer: &[TrustRule], identity: &RunIdentity) -> LayerOutcome {
-    let mut nearest: Option<RuleReport> = None;
+    // The usual case first: a rule that matches, found without building mismatches.
     for (index, rule) in layer.iter().enumerate() {
-        let mismatches = rule.mismatches(identity);
-        if mismatches.is_empty() {
+        debug_assert_eq!(
+            rule.matches(identity),
+            rule.mismatches(identity).is_empty(),
+            "rule {index}"
+        );
+        if rule.matches(identity) {
             return LayerOutcome::Matched {
                 index,
                 name: rule.name.clone(),
             };
         }
+    }
+    let mut nearest: Option<RuleReport> = None;
+    for (index, rule) in layer.iter().enumerate() {
+        let mismatches = rule.mismatches(identity);
         if nearest
             .as_ref()
             .is_none_or(|n| mismatches.len() < n.mismatches.len())
@@ -708,6 +767,18 @@ fn compile(pattern: &str) -> Vec<Step> {
 /// backtracks), so it costs at most `pattern.len() × text.len()` steps.
 #[must_use]
 pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    // The literal part before the first star must be where the text starts; without a
+    // star, that is the whole pattern.
+    let literal = pattern.find('*').unwrap_or(pattern.len());
+    let Some(prefix) = pattern.get(..literal) else {
+        return false;
+    };
+    if literal == pattern.len() {
+        return pattern == text;
+    }
+    if !text.starts_with(prefix) {
+        return false;
+    }
     let steps = compile(pattern);
     let end = steps.len();
     // A star may match nothing: whoever reaches it also reaches the step after it.
