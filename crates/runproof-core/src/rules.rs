@@ -391,12 +391,13 @@ impl TrustRule {
         };
         let ids_match = self.repository_owner_ids.as_ref().is_none_or(|ids| {
             verified("repository_owner_id") && ids.contains(&identity.repository_owner_id)
-        }) && self.repository_ids.as_ref().is_none_or(|ids| {
-            verified("repository_id") && ids.contains(&identity.repository_id)
-        });
-        let protected = self.ref_protected.is_none_or(|p| {
-            verified("ref_protected") && identity.ref_protected == Some(p)
-        });
+        }) && self
+            .repository_ids
+            .as_ref()
+            .is_none_or(|ids| verified("repository_id") && ids.contains(&identity.repository_id));
+        let protected = self
+            .ref_protected
+            .is_none_or(|p| verified("ref_protected") && identity.ref_protected == Some(p));
         ids_match
             && protected
             && exact("environment", &self.environments)
