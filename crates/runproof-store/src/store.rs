@@ -139,11 +139,13 @@ pub trait Store: Send + Sync + 'static {
     /// (clamped to `1..=`[`crate::MAX_PAGE_SIZE`]). Returns the page and the position to
     /// list after next: the last record's, or `after` itself when the page is empty.
     ///
-    /// Each upload takes its position in the transaction that makes it verified (its
-    /// insert, or [`Store::resolve_pending`]), and positions become visible in
-    /// increasing order, also across concurrent transactions and processes: a caller
-    /// that always lists after the position it was last given sees every verified
-    /// upload exactly once.
+    /// The transactions that make uploads verified (an insert, a batch,
+    /// [`Store::resolve_pending`]) give them no position: each call first numbers the
+    /// committed verified uploads that have none (up to a bound; the next call numbers
+    /// the rest), in the order they were verified, then lists. Positions become visible
+    /// in increasing order, also across concurrent calls and processes: a caller that
+    /// always lists after the position it was last given sees every verified upload
+    /// exactly once.
     ///
     /// # Errors
     /// [`StoreError::Invalid`] when `after` or the repository id is beyond the database's

@@ -492,6 +492,13 @@ async fn last_position(store: &dyn Store, repository_id: RepositoryId) -> u64 {
     panic!("more than a million uploads in one repository");
 }
 
+/// A verified upload of `repository_id` verified at `verified_at`.
+fn verified_at(repository_id: RepositoryId, verified_at: i64) -> NewUpload {
+    let mut upload = new_upload(repository_id);
+    upload.verified_at = Some(UnixTime(verified_at));
+    upload
+}
+
 /// Verified uploads list in the order they became verified, not the order they were
 /// received: a pending upload verified later comes after the uploads verified before
 /// it; one rejected never comes. An empty page gives back the position it was asked for.
@@ -503,11 +510,14 @@ pub async fn rule_verified_uploads_list_in_the_order_they_became_verified(store:
     let refused = pending_upload(&run, t);
     store.insert_upload(&pending).await.unwrap();
     store.insert_upload(&refused).await.unwrap();
-    let first = store.insert_upload(&new_upload(repo)).await.unwrap();
+    let first = store
+        .insert_upload(&verified_at(repo, t + 1))
+        .await
+        .unwrap();
     let batch = vec![
-        write(new_upload(repo), None, Some(b"one")),
+        write(verified_at(repo, t + 2), None, Some(b"one")),
         write(pending_upload(&pending_run(repo), t), None, None),
-        write(new_upload(repo), None, None),
+        write(verified_at(repo, t + 3), None, None),
     ];
     let mut batched = Vec::new();
     for outcome in store.commit_uploads(&batch).await.unwrap() {
@@ -545,7 +555,10 @@ pub async fn rule_verified_uploads_list_in_the_order_they_became_verified(store:
             .await
             .unwrap()
     );
-    let last = store.insert_upload(&new_upload(repo)).await.unwrap();
+    let last = store
+        .insert_upload(&verified_at(repo, t + 10))
+        .await
+        .unwrap();
     let expected = vec![
         first.id.clone(),
         batched[0].clone(),
@@ -613,6 +626,129 @@ pub async fn rule_verified_uploads_list_in_the_order_they_became_verified(store:
         store.list_verified_after(None, u64::MAX, 10).await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+/// Uploads verified while nobody lists have no position yet: the first listing numbers
+/// them, in the order they were verified (whichever way: an insert, a batch, a pending
+/// upload resolved), not the order they were received; later uploads come after them.
+pub async fn rule_unlisted_uploads_are_numbered_in_verification_order(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let t = 4_700_000_000;
+    let run = pending_run(repo);
+    let pending = pending_upload(&run, t);
+    store.insert_upload(&pending).await.unwrap();
+    let fourth = store
+        .insert_upload(&verified_at(repo, t + 4))
+        .await
+        .unwrap();
+    let mut batched = Vec::new();
+    for outcome in store
+        .commit_uploads(&[
+            write(verified_at(repo, t + 3), None, Some(b"three")),
+            write(verified_at(repo, t + 1), None, None),
+        ])
+        .await
+        .unwrap()
+    {
+        match outcome.unwrap() {
+            Committed::Inserted(record) => batched.push(record.id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        store
+            .resolve_pending(
+                &pending.id,
+                UploadStatus::Verified,
+                Some(&identity(repo)),
+                None,
+                UnixTime(t + 2),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    let expected = vec![
+        batched[1].clone(),
+        pending.id.clone(),
+        batched[0].clone(),
+        fourth.id.clone(),
+    ];
+    let (page, next) = store
+        .list_verified_after(Some(repo), 0, 1000)
+        .await
+        .unwrap();
+    let ids: Vec<UploadId> = page.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        ids, expected,
+        "numbered by the first listing, oldest verified first"
+    );
+    // The positions stay: listed again from the start, the same order; one verified
+    // now, even if earlier by its clock, comes after them.
+    let (again, same) = store
+        .list_verified_after(Some(repo), 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(same, next);
+    let late = store.insert_upload(&verified_at(repo, t)).await.unwrap();
+    let (page, after) = store
+        .list_verified_after(Some(repo), next, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![late.id]
+    );
+    assert!(after > next);
+}
+
+/// More uploads waiting for a position than one listing numbers (1 000): they are
+/// listed across listings, each exactly once, in the order they were verified, by a
+/// poller that follows the cursor it is given.
+pub async fn rule_a_backlog_beyond_one_numbering_is_listed_exactly_once(store: &dyn Store) {
+    let repo = unique_repository_id();
+    let t = 4_800_000_000;
+    let count = 1_100;
+    let mut expected = Vec::with_capacity(count);
+    let uploads: Vec<NewUpload> = (0..count)
+        .map(|i| verified_at(repo, t + i64::try_from(i).unwrap()))
+        .collect();
+    for chunk in uploads.chunks(200) {
+        let writes: Vec<UploadWrite> = chunk
+            .iter()
+            .map(|upload| write(upload.clone(), None, None))
+            .collect();
+        for outcome in store.commit_uploads(&writes).await.unwrap() {
+            match outcome.unwrap() {
+                Committed::Inserted(record) => expected.push(record.id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    for limit in [1000, 300] {
+        let mut after = 0;
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            let (page, next) = store
+                .list_verified_after(Some(repo), after, limit)
+                .await
+                .unwrap();
+            assert!(next >= after);
+            if page.is_empty() && seen.len() >= count {
+                break;
+            }
+            seen.extend(page.into_iter().map(|r| r.id));
+            after = next;
+        }
+        assert_eq!(
+            seen, expected,
+            "each once, in verification order (limit {limit})"
+        );
+    }
 }
 
 /// A poller following the positions while uploads are committed concurrently, one by one,
@@ -824,6 +960,10 @@ macro_rules! store_conformance {
             async fn rule_repository_rules_ids_beyond_the_database_are_invalid();
             #[tokio::test]
             async fn rule_verified_uploads_list_in_the_order_they_became_verified();
+            #[tokio::test]
+            async fn rule_unlisted_uploads_are_numbered_in_verification_order();
+            #[tokio::test]
+            async fn rule_a_backlog_beyond_one_numbering_is_listed_exactly_once();
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn rule_a_poller_misses_no_upload_verified_concurrently();
         }

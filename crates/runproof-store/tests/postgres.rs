@@ -441,9 +441,10 @@ async fn two_pools_claim_each_push_once() {
     .await;
 }
 
-/// Two replicas verify uploads at once while a poller follows the positions, and an older
-/// replica verifies one without a position: the poller sees each upload exactly once, the
-/// older replica's too, numbered by the next upload a new replica verifies.
+/// Two replicas verify uploads at once while a poller follows the positions through
+/// both (each listing numbers what waits, under the counter's lock), and an older
+/// replica verifies one too: the poller sees each upload exactly once, the older
+/// replica's too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn replicas_new_and_old_leave_no_verified_upload_unlisted() {
     let Some(url) = database_url() else { return };
@@ -486,28 +487,51 @@ async fn replicas_new_and_old_leave_no_verified_upload_unlisted() {
                 ids
             }));
         }
-        let mut after = 0;
-        let mut seen = Vec::new();
-        while !tasks.iter().all(tokio::task::JoinHandle::is_finished) {
-            let (page, next) = b.list_verified_after(Some(repo), after, 5).await.unwrap();
-            seen.extend(page.into_iter().map(|r| r.id));
-            after = next;
-        }
+        // Two pollers, one through each replica, each with its own cursor: their
+        // numbering transactions run concurrently.
+        let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let pollers: Vec<_> = [b.clone(), a.clone()]
+            .into_iter()
+            .map(|store| {
+                let writing = std::sync::Arc::clone(&writing);
+                tokio::spawn(async move {
+                    let mut after = 0;
+                    let mut seen = Vec::new();
+                    while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                        let (page, next) = store
+                            .list_verified_after(Some(repo), after, 5)
+                            .await
+                            .unwrap();
+                        seen.extend(page.into_iter().map(|r| r.id));
+                        after = next;
+                        tokio::task::yield_now().await;
+                    }
+                    for _ in 0..1000 {
+                        let (page, next) = store
+                            .list_verified_after(Some(repo), after, 5)
+                            .await
+                            .unwrap();
+                        if page.is_empty() {
+                            break;
+                        }
+                        seen.extend(page.into_iter().map(|r| r.id));
+                        after = next;
+                    }
+                    seen
+                })
+            })
+            .collect();
         let mut written: std::collections::HashSet<_> = [stray].into_iter().collect();
         for task in tasks {
             written.extend(task.await.unwrap());
         }
-        for _ in 0..1000 {
-            let (page, next) = a.list_verified_after(Some(repo), after, 5).await.unwrap();
-            if page.is_empty() {
-                break;
-            }
-            seen.extend(page.into_iter().map(|r| r.id));
-            after = next;
+        writing.store(false, std::sync::atomic::Ordering::SeqCst);
+        for poller in pollers {
+            let seen = poller.await.unwrap();
+            let distinct: std::collections::HashSet<_> = seen.iter().cloned().collect();
+            assert_eq!(distinct.len(), seen.len(), "no upload is seen twice");
+            assert_eq!(distinct, written, "every verified upload is seen");
         }
-        let distinct: std::collections::HashSet<_> = seen.iter().cloned().collect();
-        assert_eq!(distinct.len(), seen.len(), "no upload is seen twice");
-        assert_eq!(distinct, written, "every verified upload is seen");
         a.close().await;
         b.close().await;
     })

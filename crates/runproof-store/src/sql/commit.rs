@@ -13,9 +13,8 @@ use super::exec::{Pool, Tx, db_error, query, query_built, row_runs, values_rows}
 use super::idempotency::upload_by_idempotency_key;
 use super::notify::announce_pushes;
 use super::row::{UploadParams, UploadRow, payload_json, upload_columns, upload_insert_columns};
-use super::sequence::number;
 use crate::error::{Invalid, StoreError};
-use crate::model::{IdempotencyScope, UploadId, UploadRecord, UploadStatus};
+use crate::model::{IdempotencyScope, UploadId, UploadRecord};
 use crate::write::{Committed, UploadWrite};
 
 /// Bound values per statement, below SQLite's limit (32,766) and PostgreSQL's (65,535).
@@ -87,13 +86,6 @@ pub(crate) async fn commit_uploads(
     if announced {
         announce_pushes(&mut tx).await?;
     }
-    // Last before the commit: it locks the sequence until then (see `sequence`).
-    let verified: Vec<&UploadId> = inserted
-        .iter()
-        .filter(|(_, record)| record.status == UploadStatus::Verified)
-        .map(|(_, record)| &record.id)
-        .collect();
-    number(&mut tx, &verified).await?;
     tx.commit().await?;
     for (encoded, record) in inserted {
         outcomes[encoded.index] = Some(Ok(Committed::Inserted(record)));

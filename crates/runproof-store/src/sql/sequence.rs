@@ -1,106 +1,93 @@
-//! The order in which uploads become verified (`verified_seq`), and the forward listing
-//! that follows it ([`crate::Store::list_verified_after`]).
+//! The order in which verified uploads become listed (`verified_seq`), and the forward
+//! listing that follows it ([`crate::Store::list_verified_after`]).
 //!
-//! A transaction that makes uploads verified numbers them with [`number`] as its last
-//! write before `COMMIT`. The numbers come from the one row of `upload_sequence`, taken
-//! with `UPDATE … RETURNING`: that row stays locked until the transaction ends, so a
-//! second verifying transaction waits there until the first has committed (or rolled
-//! back) and then reads its number. Numbers therefore become visible in increasing
-//! order: once a reader sees number `n`, every number below `n` is committed or was
-//! never used, and a poller that remembers the highest number it has seen misses
-//! nothing. A plain sequence would not do on PostgreSQL: two transactions may commit in
-//! the opposite order to the one their numbers were drawn in.
+//! Verifying transactions do not number their uploads: the write path pays nothing. A
+//! listing numbers first ([`number_waiting`]), in a short transaction of its own, then
+//! reads. That transaction takes the one row of `upload_sequence` with `UPDATE …
+//! RETURNING` before anything else, numbers up to [`MAX_NUMBERED`] of the committed
+//! verified uploads without a number, in `(verified_at, id)` order, and commits. The row
+//! stays locked until then, so numbering transactions take turns (and only with each
+//! other), and each reads the uploads after the one before it committed:
 //!
-//! Taken last, the lock is held only for the commit itself. A transaction that holds it
-//! then waits at most for the row of an upload left without a position by an older
-//! version, whose transactions never wait for the counter, so it adds no deadlock.
-//! SQLite's writing transactions hold the database's only write lock already; the
-//! statements are the same.
-
-use std::collections::HashSet;
+//! - numbers are assigned only under the lock, each numbering transaction above the
+//!   last, and a higher number never becomes visible before a lower one;
+//! - an upload committed after a numbering transaction read is numbered by a later one,
+//!   with a higher number;
+//! - a listing numbers before it reads, so a reader that sees number `n` sees every
+//!   number below it: one that remembers the highest number it has seen misses nothing.
+//!
+//! A plain sequence would not do on PostgreSQL: two transactions may commit in the
+//! opposite order to the one their numbers were drawn in. The transaction that holds
+//! the lock waits for no other lock held by a transaction that wants the counter (no
+//! other transaction takes it), so it adds no deadlock. SQLite's writing transactions
+//! hold the database's only write lock already; the statements are the same.
 
 use runproof_core::RepositoryId;
 
-use super::exec::{Pool, Tx, db_error, query, query_built};
+use super::exec::{Pool, db_error, query};
 use super::row::{UploadRow, clamp_limit, sql_id, upload_columns};
 use crate::error::{Corrupt, Invalid, StoreError};
-use crate::model::{UploadId, UploadRecord};
+use crate::model::UploadRecord;
 
-/// The most verified uploads without a position, not the transaction's own, that one
-/// call of [`number`] numbers besides the transaction's own (beyond: the next calls).
-const MAX_STRAYS: usize = 64;
+/// The most uploads one numbering transaction numbers; more wait for the next listing.
+const MAX_NUMBERED: i64 = 1000;
 
-/// Verified uploads without a position (`$1`: the most), oldest first; spelt as the
+/// Verified uploads without a number (`$1`: the most), oldest first; spelt as the
 /// partial index `uploads_unnumbered` is, so that it serves the query.
 const UNNUMBERED_SQL: &str = "SELECT id FROM uploads \
      WHERE status = 'verified' AND verified_seq IS NULL ORDER BY verified_at, id LIMIT $1";
 
-/// Numbers the uploads `ids` (just made verified, in order) with the next numbers of
-/// `upload_sequence`. Call it last before `COMMIT`: it locks the counter until the
-/// transaction ends.
+/// Numbers the first `$2` of [`UNNUMBERED_SQL`]'s uploads `$1 + 1`, `$1 + 2`, … in its
+/// order; returns the numbers given. `AND verified_seq IS NULL` again outside: an upload
+/// is never renumbered.
+const NUMBER_SQL: &str = "UPDATE uploads SET verified_seq = $1 + numbered.n FROM \
+     (SELECT id, ROW_NUMBER() OVER (ORDER BY verified_at, id) AS n FROM \
+     (SELECT id, verified_at FROM uploads \
+     WHERE status = 'verified' AND verified_seq IS NULL ORDER BY verified_at, id LIMIT $2) \
+     AS waiting) AS numbered \
+     WHERE uploads.id = numbered.id AND uploads.verified_seq IS NULL \
+     RETURNING verified_seq";
+
+/// Numbers the committed verified uploads that have no number yet, at most
+/// [`MAX_NUMBERED`], oldest verified first, in one transaction that holds the counter
+/// of `upload_sequence` from its first statement to its commit. Does nothing, without
+/// a writing transaction, when no upload waits.
 ///
-/// Verified uploads that another transaction committed without a position (a version
-/// that did not number them: an older replica during an upgrade) are numbered first,
-/// at most [`MAX_STRAYS`] a call, so that `after` lists them too. One that a concurrent
-/// call numbered meanwhile keeps its position; the number meant for it stays unused,
-/// which a poller never notices.
+/// Skipping is safe: whichever listing numbers an upload, numbers become visible in
+/// increasing order; an upload committed after the look is numbered by the next call.
 ///
 /// # Errors
 /// [`StoreError`] when the database fails.
-pub(crate) async fn number(tx: &mut Tx, ids: &[&UploadId]) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let own: HashSet<&str> = ids.iter().map(|id| id.as_str()).collect();
-    let unnumbered: Vec<(String,)> = query(UNNUMBERED_SQL)
-        .bind(sql_count(ids.len() + MAX_STRAYS))
-        .fetch_all(&mut *tx)
+pub(crate) async fn number_waiting(pool: &Pool) -> Result<(), StoreError> {
+    let waiting: Option<(String,)> = query(UNNUMBERED_SQL)
+        .bind(1i64)
+        .fetch_optional(pool)
         .await
         .map_err(db_error)?;
-    let mut ordered: Vec<String> = unnumbered
-        .into_iter()
-        .map(|(id,)| id)
-        .filter(|id| !own.contains(id.as_str()))
-        .take(MAX_STRAYS)
-        .collect();
-    ordered.extend(ids.iter().map(|id| id.as_str().to_owned()));
-    let count = sql_count(ordered.len());
+    if waiting.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_write().await?;
+    // First: the lock, so that what follows reads every numbering committed before it.
     let (last,): (i64,) =
-        query("UPDATE upload_sequence SET last = last + $1 WHERE singleton = 1 RETURNING last")
-            .bind(count)
-            .fetch_one(&mut *tx)
+        query("UPDATE upload_sequence SET last = last WHERE singleton = 1 RETURNING last")
+            .fetch_one(&mut tx)
             .await
             .map_err(db_error)?;
-    let first = last - count + 1;
-    if let [id] = ordered.as_slice() {
-        query("UPDATE uploads SET verified_seq = $1 WHERE id = $2 AND verified_seq IS NULL")
-            .bind(first)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        return Ok(());
-    }
-    // ROW_NUMBER over the list's position: 1, 2, … on both backends, whatever base each
-    // numbers its list positions from.
-    let sql = format!(
-        "UPDATE uploads SET verified_seq = $1 + numbered.n - 1 FROM \
-         (SELECT item, ROW_NUMBER() OVER (ORDER BY ord) AS n FROM {}) AS numbered \
-         WHERE uploads.id = numbered.item AND uploads.verified_seq IS NULL",
-        tx.dialect().text_list("$2", "t")
-    );
-    query_built(sql)
-        .bind(first)
-        .bind(ordered.as_slice())
-        .execute(&mut *tx)
+    let numbered: Vec<(i64,)> = query(NUMBER_SQL)
+        .bind(last)
+        .bind(MAX_NUMBERED)
+        .fetch_all(&mut tx)
         .await
         .map_err(db_error)?;
-    Ok(())
-}
-
-/// A count as a SQL integer (a batch's size: far below `i64::MAX`).
-fn sql_count(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    if let Some(highest) = numbered.iter().map(|(n,)| *n).max() {
+        query("UPDATE upload_sequence SET last = $1 WHERE singleton = 1")
+            .bind(highest)
+            .execute(&mut tx)
+            .await
+            .map_err(db_error)?;
+    }
+    tx.commit().await
 }
 
 /// An upload row with its place in the verification order.
@@ -113,7 +100,8 @@ struct SequencedRow {
 
 /// Verified uploads numbered above `after` (of `repository_id` when given), in
 /// increasing order, at most `limit` (clamped like every listing); with the number of
-/// the last one, or `after` when there is none.
+/// the last one, or `after` when there is none. Numbers the uploads waiting for a
+/// number first ([`number_waiting`]), then reads.
 ///
 /// # Errors
 /// [`StoreError::Invalid`] when `after` or the repository id is beyond the database's
@@ -132,6 +120,8 @@ pub(crate) async fn list_after(
         })
     })?;
     let limit = i64::from(clamp_limit(limit));
+    let repository_id = repository_id.map(|r| sql_id(r.get())).transpose()?;
+    number_waiting(pool).await?;
     let rows: Vec<SequencedRow> = match repository_id {
         None => {
             query(concat!(
@@ -152,7 +142,7 @@ pub(crate) async fn list_after(
                 ", verified_seq FROM uploads WHERE repository_id = $1 AND verified_seq > $2 \
                  ORDER BY verified_seq LIMIT $3"
             ))
-            .bind(sql_id(repository_id.get())?)
+            .bind(repository_id)
             .bind(from)
             .bind(limit)
             .fetch_all(pool)
@@ -180,6 +170,7 @@ mod tests {
     use sqlx::sqlite::SqlitePoolOptions;
 
     use super::*;
+    use crate::sql::exec::query_built;
     use crate::sql::store::SqlStore;
     use crate::store::Store;
     use crate::testsuite::{identity, new_upload, unique_repository_id};
@@ -216,6 +207,70 @@ mod tests {
                 .any(|step| step.3.contains("uploads_unnumbered")),
             "{plan:?}"
         );
+        // The numbering statement finds them the same way.
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            NUMBER_SQL.replace("$1", "0").replace("$2", "5")
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.3.contains("uploads_unnumbered")),
+            "{plan:?}"
+        );
+    }
+
+    /// One numbering numbers at most [`MAX_NUMBERED`] uploads, oldest verified first,
+    /// and moves the counter to the last; the next numbers the rest after them; with
+    /// nothing waiting it changes nothing.
+    #[tokio::test]
+    async fn one_numbering_numbers_at_most_its_bound() {
+        let store = crate::SqliteStore::open("sqlite::memory:").await.unwrap();
+        let repo = unique_repository_id();
+        let total = usize::try_from(MAX_NUMBERED).unwrap() + 5;
+        for chunk in 0..total.div_ceil(200) {
+            let writes: Vec<crate::UploadWrite> = (chunk * 200..total.min(chunk * 200 + 200))
+                .map(|i| {
+                    let mut upload = new_upload(repo);
+                    upload.verified_at = Some(runproof_core::UnixTime(
+                        2_000_000_000 - i64::try_from(i).unwrap(),
+                    ));
+                    crate::UploadWrite {
+                        upload,
+                        jti: None,
+                        body: None,
+                    }
+                })
+                .collect();
+            store.commit_uploads(&writes).await.unwrap();
+        }
+        let state = |pool: Pool| async move {
+            let (waiting,): (i64,) =
+                query("SELECT COUNT(*) FROM uploads WHERE verified_seq IS NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            let (last,): (i64,) = query("SELECT last FROM upload_sequence")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (waiting, last)
+        };
+        assert_eq!(state(store.pool.clone()).await, (1005, 0), "none at commit");
+        number_waiting(&store.pool).await.unwrap();
+        assert_eq!(state(store.pool.clone()).await, (5, 1000));
+        // The first numbered is the one verified first: the last inserted.
+        let (oldest,): (i64,) = query("SELECT verified_at FROM uploads WHERE verified_seq = 1")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(oldest, 2_000_000_000 - 1004);
+        number_waiting(&store.pool).await.unwrap();
+        assert_eq!(state(store.pool.clone()).await, (0, 1005));
+        number_waiting(&store.pool).await.unwrap();
+        assert_eq!(state(store.pool.clone()).await, (0, 1005));
     }
 
     /// The migration numbers the uploads verified before it in the order they were
@@ -277,8 +332,8 @@ mod tests {
         );
         assert_eq!(next, 5);
 
-        // An older version verifies an upload after the migration, without a position:
-        // the next upload verified here numbers it, before itself.
+        // An older version verifies an upload after the migration, and this one another:
+        // neither has a position until the next listing numbers both, oldest first.
         sqlx::query(
             "INSERT INTO uploads (id, status, mode, name, size, sha256, created_at, \
              verified_at, identity_json, repository_id) \
@@ -291,8 +346,6 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        let (page, _) = store.list_verified_after(Some(repo), 5, 100).await.unwrap();
-        assert!(page.is_empty(), "not listed before it has a position");
         let newest = store.insert_upload(&new_upload(repo)).await.unwrap();
         let (page, next) = store.list_verified_after(Some(repo), 5, 100).await.unwrap();
         let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();

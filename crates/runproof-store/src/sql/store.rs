@@ -252,9 +252,6 @@ impl Store for SqlStore {
                 .await
                 .map_err(db_error)?;
         }
-        if record.status == UploadStatus::Verified {
-            super::sequence::number(&mut tx, &[&record.id]).await?;
-        }
         tx.commit().await?;
         Ok(record)
     }
@@ -532,9 +529,6 @@ impl Store for SqlStore {
             return Ok(false);
         }
         insert_pushes(&mut tx, pushes, &payloads, now).await?;
-        if status == UploadStatus::Verified {
-            super::sequence::number(&mut tx, &[id]).await?;
-        }
         tx.commit().await?;
         Ok(true)
     }
