@@ -4,7 +4,8 @@
 //! without changing callers:
 //! - [`Store`]: upload records, the replay guard (used `jti`s), upload sessions, the
 //!   push outbox (signed pushes to the App, enqueued in the transaction of the upload change
-//!   they announce), each repository's trust rules set through the API, and the GitHub App
+//!   they announce), each repository's trust rules set through the API, the event log, and
+//!   the GitHub App
 //!   state learnt from webhooks (installations, webhook delivery ids, workflow runs), in
 //!   SQLite by default or PostgreSQL.
 //! - [`BlobStore`]: upload bodies, streamed in and out, on the local filesystem by
@@ -21,7 +22,7 @@
 //! service that decides what to store. Inside, each module uses only those lower than
 //! itself; this file only declares them and re-exports their public items:
 //! - values: `limits`, `outbox`, `model`, `error`, `github`, `session`, `reservation`,
-//!   `repository_rules`, `write`;
+//!   `repository_rules`, `event`, `write`;
 //! - the traits: `store` ([`Store`]) and `blob` ([`BlobStore`]);
 //! - what uses them: `sql` (the [`Store`] of both databases), `sqlite` and `postgres`
 //!   (opening it), `open`; `local` and `s3` (the [`BlobStore`]s); `namespace`, `inline`
@@ -30,6 +31,7 @@
 
 mod blob;
 mod error;
+mod event;
 mod github;
 mod inline;
 mod limits;
@@ -53,6 +55,10 @@ mod write;
 
 pub use blob::{BlobError, BlobStore, BlobWriter, ReadStream};
 pub use error::{Corrupt, Invalid, StoreError, Unavailable};
+pub use event::{
+    EventCursor, EventFilter, EventKind, EventOutcome, EventRecord, MAX_EVENT_MISMATCHES_BYTES,
+    MAX_EVENT_TEXT_CHARS, NewEvent,
+};
 pub use github::{
     Installation, InstalledRepository, KnownInstallation, MAX_WEBHOOK_DELIVERY_ID_LEN,
     RepositoryBinding, RepositorySelection, WebhookDelivery, WebhookEffect, WorkflowRunRecord,

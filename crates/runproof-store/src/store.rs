@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
 use crate::error::StoreError;
+use crate::event::{EventCursor, EventFilter, EventRecord, NewEvent};
 use crate::github::{
     KnownInstallation, RepositoryBinding, WebhookDelivery, WebhookEffect, WorkflowRunRecord,
 };
@@ -528,6 +529,36 @@ pub trait Store: Send + Sync + 'static {
         &self,
         repository_id: RepositoryId,
     ) -> Result<bool, StoreError>;
+
+    /// Records `events` in one transaction, in order (later ones get larger ids). Text
+    /// fields are cut to [`crate::MAX_EVENT_TEXT_CHARS`] characters, and mismatches larger
+    /// than [`crate::MAX_EVENT_MISMATCHES_BYTES`] are dropped. Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when an id is beyond the database's integers, or
+    /// [`StoreError`] when the database fails (then none was recorded).
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<u64, StoreError>;
+
+    /// Events matching `filter`, newest first, at most `limit` (clamped to
+    /// `1..=`[`crate::MAX_PAGE_SIZE`]), after `cursor`. Returns the page and the cursor of
+    /// the next page, if there is one.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a stored event no longer decodes, or [`StoreError`]
+    /// when the database fails.
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: u32,
+        cursor: Option<EventCursor>,
+    ) -> Result<(Vec<EventRecord>, Option<EventCursor>), StoreError>;
+
+    /// Deletes events that happened before `before`, then the oldest beyond the newest
+    /// `max_rows`. Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn purge_events(&self, before: UnixTime, max_rows: u64) -> Result<u64, StoreError>;
 
     /// How many transactions that write can usefully run at once: the commit
     /// pipeline's writers. 1 unless a backend overlaps its writers' commits.

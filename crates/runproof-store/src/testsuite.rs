@@ -836,6 +836,151 @@ pub async fn rule_a_poller_misses_no_upload_verified_concurrently(store: Arc<dyn
     assert_eq!(distinct, written, "every verified upload is seen");
 }
 
+/// An upload event of `repository_id` at `at` with `outcome` and `code`.
+fn upload_event(
+    repository_id: RepositoryId,
+    at: i64,
+    outcome: crate::EventOutcome,
+    code: Option<&str>,
+) -> crate::NewEvent {
+    let mut e = crate::NewEvent::new(UnixTime(at), crate::EventKind::Upload, outcome);
+    e.route = Some("POST /v1/uploads".into());
+    e.mode = Some("oidc".into());
+    e.code = code.map(Into::into);
+    e.repository_id = Some(repository_id);
+    e
+}
+
+/// Events round-trip, list newest first, filter by each field and page with a cursor.
+pub async fn events_list_newest_first_with_filters_and_pages(store: &dyn Store) {
+    use crate::{EventFilter, EventKind, EventOutcome};
+    let repo = unique_repository_id();
+    let by_repo = EventFilter {
+        repository_id: Some(repo),
+        ..EventFilter::default()
+    };
+    let mut full = upload_event(
+        repo,
+        1_700_000_000,
+        EventOutcome::Refused,
+        Some("rule_mismatch"),
+    );
+    full.rule = Some("main".into());
+    full.mismatches = Some(serde_json::json!([{"claim": "ref", "expected": "refs/heads/main"}]));
+    full.run_id = Some(RunId(77));
+    full.workflow = Some("octo/app/.github/workflows/ci.yml@refs/heads/main".into());
+    full.source = Some("192.0.2.1".into());
+    full.detail = Some("x".repeat(crate::MAX_EVENT_TEXT_CHARS + 10));
+    let mut session = crate::NewEvent::new(
+        UnixTime(1_700_000_100),
+        EventKind::Session,
+        EventOutcome::Accepted,
+    );
+    session.repository_id = Some(repo);
+    let events = vec![
+        full.clone(),
+        session,
+        upload_event(repo, 1_700_000_200, EventOutcome::Accepted, None),
+        upload_event(
+            repo,
+            1_700_000_300,
+            EventOutcome::Refused,
+            Some("bad_signature"),
+        ),
+    ];
+    assert_eq!(store.insert_events(&events).await.unwrap(), 4);
+    assert_eq!(store.insert_events(&[]).await.unwrap(), 0);
+
+    let (all, next) = store.list_events(&by_repo, 10, None).await.unwrap();
+    assert_eq!(next, None);
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let times: Vec<i64> = all.iter().map(|r| r.event.at.0).collect();
+    assert_eq!(
+        times,
+        [1_700_000_300, 1_700_000_200, 1_700_000_100, 1_700_000_000]
+    );
+    let stored = &all[3].event;
+    assert_eq!(
+        stored.detail.as_ref().unwrap().len(),
+        crate::MAX_EVENT_TEXT_CHARS
+    );
+    let mut expected = full;
+    expected.detail = stored.detail.clone();
+    assert_eq!(stored, &expected);
+
+    let refused = EventFilter {
+        outcome: Some(EventOutcome::Refused),
+        ..by_repo.clone()
+    };
+    let (page, _) = store.list_events(&refused, 10, None).await.unwrap();
+    assert_eq!(page.len(), 2);
+    let code = EventFilter {
+        code: Some("bad_signature".into()),
+        ..by_repo.clone()
+    };
+    let (page, _) = store.list_events(&code, 10, None).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].event.at.0, 1_700_000_300);
+    let kind = EventFilter {
+        kind: Some(EventKind::Session),
+        ..by_repo.clone()
+    };
+    let (page, _) = store.list_events(&kind, 10, None).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let since = EventFilter {
+        since: Some(UnixTime(1_700_000_200)),
+        ..by_repo.clone()
+    };
+    let (page, _) = store.list_events(&since, 10, None).await.unwrap();
+    assert_eq!(page.len(), 2);
+
+    let (first, cursor) = store.list_events(&by_repo, 3, None).await.unwrap();
+    assert_eq!(first.len(), 3);
+    let cursor = cursor.expect("a second page");
+    let (second, end) = store.list_events(&by_repo, 3, Some(cursor)).await.unwrap();
+    assert_eq!(end, None);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].id, all[3].id);
+    let other = EventFilter {
+        repository_id: Some(unique_repository_id()),
+        ..EventFilter::default()
+    };
+    assert!(
+        store
+            .list_events(&other, 10, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+}
+
+/// Purging removes events older than the cutoff, then the oldest beyond the row bound.
+pub async fn events_are_purged_by_age_and_by_count(store: &dyn Store) {
+    use crate::{EventFilter, EventOutcome};
+    let repo = unique_repository_id();
+    let by_repo = EventFilter {
+        repository_id: Some(repo),
+        ..EventFilter::default()
+    };
+    let now = 1_900_000_000;
+    let events: Vec<_> = [1_000, 2_000, now, now + 1, now + 2]
+        .into_iter()
+        .map(|at| upload_event(repo, at, EventOutcome::Accepted, None))
+        .collect();
+    store.insert_events(&events).await.unwrap();
+    assert!(store.purge_events(UnixTime(1_500), u64::MAX).await.unwrap() >= 1);
+    let (left, _) = store.list_events(&by_repo, 10, None).await.unwrap();
+    let times: Vec<i64> = left.iter().map(|r| r.event.at.0).collect();
+    assert_eq!(times, [now + 2, now + 1, now, 2_000]);
+    // These are the newest events of the database: the bound keeps the two latest.
+    assert!(store.purge_events(UnixTime(1_500), 2).await.unwrap() >= 2);
+    let (left, _) = store.list_events(&by_repo, 10, None).await.unwrap();
+    let times: Vec<i64> = left.iter().map(|r| r.event.at.0).collect();
+    assert_eq!(times, [now + 2, now + 1]);
+}
+
 /// Declares the store conformance suite as tests, one `#[tokio::test]` per case, each
 /// named after its case (`jti_is_consumed_once`, …), so that every case passes or fails
 /// on its own.
@@ -966,6 +1111,10 @@ macro_rules! store_conformance {
             async fn rule_a_backlog_beyond_one_numbering_is_listed_exactly_once();
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn rule_a_poller_misses_no_upload_verified_concurrently();
+            #[tokio::test]
+            async fn events_list_newest_first_with_filters_and_pages();
+            #[tokio::test]
+            async fn events_are_purged_by_age_and_by_count();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -4112,6 +4261,20 @@ impl Store for LostCommitAnswers {
         repository_id: RepositoryId,
     ) -> Result<bool, StoreError> {
         self.inner.delete_repository_rules(repository_id).await
+    }
+    async fn insert_events(&self, events: &[crate::NewEvent]) -> Result<u64, StoreError> {
+        self.inner.insert_events(events).await
+    }
+    async fn list_events(
+        &self,
+        filter: &crate::EventFilter,
+        limit: u32,
+        cursor: Option<crate::EventCursor>,
+    ) -> Result<(Vec<crate::EventRecord>, Option<crate::EventCursor>), StoreError> {
+        self.inner.list_events(filter, limit, cursor).await
+    }
+    async fn purge_events(&self, before: UnixTime, max_rows: u64) -> Result<u64, StoreError> {
+        self.inner.purge_events(before, max_rows).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

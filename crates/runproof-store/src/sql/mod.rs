@@ -14,7 +14,7 @@
 //!
 //! The modules, lowest first (each uses only those above it): [`dialect`]; [`exec`]
 //! (statements, pools, transactions, errors); [`notify`] (the outbox channel); [`row`]
-//! (columns and rows); [`idempotency`], [`reservation`], [`github`], [`rules`] and
+//! (columns and rows); [`idempotency`], [`reservation`], [`github`], [`rules`], [`events`] and
 //! [`sequence`] (statements that [`store`] and [`commit`] share or delegate to);
 //! [`commit`] (a batch of uploads); [`store`] ([`SqlStore`], the [`Store`](crate::Store)
 //! of both backends).
@@ -22,6 +22,7 @@
 mod commit;
 mod dialect;
 pub(crate) mod exec;
+mod events;
 mod github;
 mod idempotency;
 pub(crate) mod notify;

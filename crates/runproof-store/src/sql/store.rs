@@ -966,6 +966,23 @@ impl Store for SqlStore {
         super::rules::delete(&self.pool, repository_id).await
     }
 
+    async fn insert_events(&self, events: &[crate::NewEvent]) -> Result<u64, StoreError> {
+        super::events::insert(&self.pool, events).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &crate::EventFilter,
+        limit: u32,
+        cursor: Option<crate::EventCursor>,
+    ) -> Result<(Vec<crate::EventRecord>, Option<crate::EventCursor>), StoreError> {
+        super::events::list(&self.pool, filter, limit, cursor).await
+    }
+
+    async fn purge_events(&self, before: UnixTime, max_rows: u64) -> Result<u64, StoreError> {
+        super::events::purge(&self.pool, before, max_rows).await
+    }
+
     fn parallel_writes(&self) -> usize {
         self.pool.dialect().parallel_writes
     }

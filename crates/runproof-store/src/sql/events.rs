@@ -1,0 +1,318 @@
+//! The statements of the event log ([`NewEvent`], [`EventRecord`]): insert a batch, list
+//! newest first, purge by age and by count.
+
+use std::fmt::Write as _;
+
+use runproof_core::{RepositoryId, RunId, UnixTime};
+
+use super::exec::{Pool, db_error, query, query_built, row_runs, values_rows};
+use super::row::{clamp_limit, sql_id};
+use crate::error::{Corrupt, StoreError};
+use crate::event::{
+    EventCursor, EventFilter, EventKind, EventOutcome, EventRecord, MAX_EVENT_MISMATCHES_BYTES,
+    NewEvent, bounded_text,
+};
+
+/// The columns an insert names, in order.
+const INSERT_COLUMNS: &str = "at, kind, route, mode, outcome, code, rule, mismatches_json, \
+     repository_id, run_id, workflow, source, detail";
+const COLUMNS: usize = 13;
+/// The most rows one insert statement carries.
+const MAX_ROWS_PER_INSERT: usize = 64;
+
+/// An `events` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    at: i64,
+    kind: String,
+    route: Option<String>,
+    mode: Option<String>,
+    outcome: String,
+    code: Option<String>,
+    rule: Option<String>,
+    mismatches_json: Option<String>,
+    repository_id: Option<i64>,
+    run_id: Option<i64>,
+    workflow: Option<String>,
+    source: Option<String>,
+    detail: Option<String>,
+}
+
+fn unsigned(column: &'static str, value: i64, row: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| {
+        StoreError::Corrupt(Corrupt::Negative {
+            column,
+            value,
+            row: Some(format!("event {row}")),
+        })
+    })
+}
+
+impl EventRow {
+    fn into_record(self) -> Result<EventRecord, StoreError> {
+        let row = self.id;
+        let id = unsigned("id", self.id, row)?;
+        let kind = EventKind::parse(&self.kind).ok_or_else(|| {
+            StoreError::Corrupt(Corrupt::text(
+                "kind",
+                &self.kind,
+                Some(format!("event {row}")),
+            ))
+        })?;
+        let outcome = EventOutcome::parse(&self.outcome).ok_or_else(|| {
+            StoreError::Corrupt(Corrupt::text(
+                "outcome",
+                &self.outcome,
+                Some(format!("event {row}")),
+            ))
+        })?;
+        let mismatches = self
+            .mismatches_json
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|source| {
+                StoreError::Corrupt(Corrupt::Json {
+                    column: "mismatches_json",
+                    row: format!("event {row}"),
+                    source,
+                })
+            })?;
+        let repository_id = self
+            .repository_id
+            .map(|v| unsigned("repository_id", v, row).map(RepositoryId))
+            .transpose()?;
+        let run_id = self
+            .run_id
+            .map(|v| unsigned("run_id", v, row).map(RunId))
+            .transpose()?;
+        Ok(EventRecord {
+            id,
+            event: NewEvent {
+                at: UnixTime(self.at),
+                kind,
+                route: self.route,
+                mode: self.mode,
+                outcome,
+                code: self.code,
+                rule: self.rule,
+                mismatches,
+                repository_id,
+                run_id,
+                workflow: self.workflow,
+                source: self.source,
+                detail: self.detail,
+            },
+        })
+    }
+}
+
+/// One event's values, bounded, ready to bind.
+struct Bound {
+    at: i64,
+    kind: &'static str,
+    route: Option<String>,
+    mode: Option<String>,
+    outcome: &'static str,
+    code: Option<String>,
+    rule: Option<String>,
+    mismatches: Option<String>,
+    repository_id: Option<i64>,
+    run_id: Option<i64>,
+    workflow: Option<String>,
+    source: Option<String>,
+    detail: Option<String>,
+}
+
+fn text(v: Option<&String>) -> Option<String> {
+    v.map(|s| bounded_text(s).to_owned())
+}
+
+impl Bound {
+    fn new(e: &NewEvent) -> Result<Self, StoreError> {
+        let mismatches = e
+            .mismatches
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok())
+            .filter(|m| m.len() <= MAX_EVENT_MISMATCHES_BYTES);
+        Ok(Self {
+            at: e.at.0,
+            kind: e.kind.as_str(),
+            route: text(e.route.as_ref()),
+            mode: text(e.mode.as_ref()),
+            outcome: e.outcome.as_str(),
+            code: text(e.code.as_ref()),
+            rule: text(e.rule.as_ref()),
+            mismatches,
+            repository_id: e.repository_id.map(|r| sql_id(r.0)).transpose()?,
+            run_id: e.run_id.map(|r| sql_id(r.0)).transpose()?,
+            workflow: text(e.workflow.as_ref()),
+            source: text(e.source.as_ref()),
+            detail: text(e.detail.as_ref()),
+        })
+    }
+}
+
+/// Inserts `events` in one transaction; returns how many.
+pub(crate) async fn insert(pool: &Pool, events: &[NewEvent]) -> Result<u64, StoreError> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let bound = events
+        .iter()
+        .map(Bound::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tx = pool.begin_write().await?;
+    let dialect = tx.dialect();
+    for run in row_runs(bound.len(), MAX_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO events ({INSERT_COLUMNS}) VALUES {}",
+            values_rows(dialect, run.len(), COLUMNS, 1)
+        );
+        let mut q = query_built(sql);
+        for b in &bound[run] {
+            q = q
+                .bind(b.at)
+                .bind(b.kind)
+                .bind(&b.route)
+                .bind(&b.mode)
+                .bind(b.outcome)
+                .bind(&b.code)
+                .bind(&b.rule)
+                .bind(&b.mismatches)
+                .bind(b.repository_id)
+                .bind(b.run_id)
+                .bind(&b.workflow)
+                .bind(&b.source)
+                .bind(&b.detail);
+        }
+        q.execute(&mut tx).await.map_err(db_error)?;
+    }
+    tx.commit().await?;
+    Ok(bound.len() as u64)
+}
+
+/// The listing statement for `filter`, with a cursor when `with_cursor`.
+fn list_sql(filter: &EventFilter, with_cursor: bool) -> String {
+    let mut sql = String::from(
+        "SELECT id, at, kind, route, mode, outcome, code, rule, mismatches_json, \
+         repository_id, run_id, workflow, source, detail FROM events WHERE TRUE",
+    );
+    let mut param = 0;
+    let mut next = || {
+        param += 1;
+        param
+    };
+    if filter.kind.is_some() {
+        let _ = write!(sql, " AND kind = ${}", next());
+    }
+    if filter.outcome.is_some() {
+        let _ = write!(sql, " AND outcome = ${}", next());
+    }
+    if filter.code.is_some() {
+        let _ = write!(sql, " AND code = ${}", next());
+    }
+    if filter.repository_id.is_some() {
+        let _ = write!(sql, " AND repository_id = ${}", next());
+    }
+    if filter.since.is_some() {
+        let _ = write!(sql, " AND at >= ${}", next());
+    }
+    if with_cursor {
+        let _ = write!(sql, " AND id < ${}", next());
+    }
+    let _ = write!(sql, " ORDER BY id DESC LIMIT ${}", next());
+    sql
+}
+
+/// Events matching `filter`, newest first, at most `limit`, after `cursor`.
+pub(crate) async fn list(
+    pool: &Pool,
+    filter: &EventFilter,
+    limit: u32,
+    cursor: Option<EventCursor>,
+) -> Result<(Vec<EventRecord>, Option<EventCursor>), StoreError> {
+    let limit = clamp_limit(limit);
+    let mut q = query_built(list_sql(filter, cursor.is_some()));
+    if let Some(kind) = filter.kind {
+        q = q.bind(kind.as_str());
+    }
+    if let Some(outcome) = filter.outcome {
+        q = q.bind(outcome.as_str());
+    }
+    if let Some(code) = &filter.code {
+        q = q.bind(code.as_str());
+    }
+    if let Some(repo) = filter.repository_id {
+        q = q.bind(sql_id(repo.0)?);
+    }
+    if let Some(since) = filter.since {
+        q = q.bind(since.0);
+    }
+    if let Some(cursor) = cursor {
+        q = q.bind(sql_id(cursor.0)?);
+    }
+    // One extra row tells whether another page exists without a COUNT.
+    let rows: Vec<EventRow> = q
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    let more = rows.len() > limit as usize;
+    let records = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(EventRow::into_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more {
+        records.last().map(|r| EventCursor(r.id))
+    } else {
+        None
+    };
+    Ok((records, next))
+}
+
+/// Deletes events before `before`, then all but the newest `max_rows`; returns how many.
+pub(crate) async fn purge(pool: &Pool, before: UnixTime, max_rows: u64) -> Result<u64, StoreError> {
+    let old = query("DELETE FROM events WHERE at < $1")
+        .bind(before.0)
+        .execute(pool)
+        .await
+        .map_err(db_error)?;
+    let keep = i64::try_from(max_rows).unwrap_or(i64::MAX);
+    let newest_dropped: Option<(i64,)> =
+        query("SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET $1")
+            .bind(keep)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?;
+    let over = match newest_dropped {
+        Some((id,)) => query("DELETE FROM events WHERE id <= $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(db_error)?,
+        None => 0,
+    };
+    Ok(old + over)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_binds_one_placeholder_per_filter_in_order() {
+        let all = EventFilter {
+            kind: Some(EventKind::Upload),
+            outcome: Some(EventOutcome::Refused),
+            code: Some("x".into()),
+            repository_id: Some(RepositoryId(1)),
+            since: Some(UnixTime(0)),
+        };
+        let sql = list_sql(&all, true);
+        assert!(sql.contains("kind = $1") && sql.contains("id < $6") && sql.ends_with("$7"));
+        assert!(list_sql(&EventFilter::default(), false).ends_with("LIMIT $1"));
+    }
+}
