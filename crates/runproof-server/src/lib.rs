@@ -24,6 +24,7 @@
 
 mod auth;
 mod error;
+mod events_api;
 mod explain_api;
 mod github_webhooks;
 mod limits;
@@ -75,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .put(repository_rules_api::put_rules)
                 .delete(repository_rules_api::delete_rules),
         )
+        .route(events_api::ROUTE, get(events_api::list))
         .route("/v1/deliveries", get(pushes_api::list))
         .route("/v1/deliveries/{id}/retry", post(pushes_api::retry))
         .route("/.well-known/runproof", get(ops::well_known))

@@ -12,7 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use runproof_core::ErrorCode;
-use runproof_service::sessions;
+use runproof_service::{Trail, sessions};
+use runproof_store::EventKind;
 use serde_json::json;
 
 use crate::auth::{Credentials, credentials};
@@ -22,15 +23,34 @@ use crate::state::AppState;
 /// `POST /v1/sessions`.
 pub(crate) async fn open(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let Credentials::Bearer(token) = credentials(&headers)? else {
+    let (parts, _) = request.into_parts();
+    let mut trail = Trail::default();
+    let answer = open_session(&state, &parts.headers, &mut trail).await;
+    crate::events_api::record(
+        &state.service,
+        EventKind::Session,
+        "POST /v1/sessions",
+        &trail,
+        crate::events_api::source_of(&parts.extensions),
+        &answer,
+    );
+    answer
+}
+
+async fn open_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    trail: &mut Trail,
+) -> Result<Response, ApiError> {
+    let Credentials::Bearer(token) = credentials(headers)? else {
         return Err(ApiError::new(
             ErrorCode::MissingCredentials,
             "send the job's OIDC token as `Authorization: Bearer <token>`",
         ));
     };
-    let opened = sessions::open(&state.service, token).await?;
+    let opened = sessions::open_traced(&state.service, token, trail).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -16,9 +16,9 @@ use runproof_core::RepositoryId;
 use runproof_core::digest::parse_content_digest;
 use runproof_core::name::UploadName;
 use runproof_core::run_header::RunHeader;
-use runproof_service::ClaimedRun;
 use runproof_service::uploads::{self, Admission, BodySink, Described, ReceivedBody, Stored};
-use runproof_store::UploadStatus;
+use runproof_service::{ClaimedRun, Trail};
+use runproof_store::{EventKind, UploadStatus};
 use serde::Deserialize;
 
 use crate::auth::credentials;
@@ -46,11 +46,32 @@ struct UploadParams {
     name: Option<String>,
 }
 
+/// `POST /v1/uploads`: answers, then records the answer in the event log, once for
+/// every outcome.
 pub(crate) async fn create_upload(
     State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let mut trail = Trail::default();
+    let answer = upload(&state, parts.uri, parts.headers, body, &mut trail).await;
+    crate::events_api::record(
+        state.service(),
+        EventKind::Upload,
+        "POST /v1/uploads",
+        &trail,
+        crate::events_api::source_of(&parts.extensions),
+        &answer,
+    );
+    answer
+}
+
+async fn upload(
+    state: &AppState,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+    trail: &mut Trail,
 ) -> Result<Response, ApiError> {
     let params: Query<UploadParams> = Query::try_from_uri(&uri)
         .map_err(|_| ApiError::invalid("the query string is malformed"))?;
@@ -68,24 +89,35 @@ pub(crate) async fn create_upload(
         .and_then(|v| v.parse::<u64>().ok())
         .or_else(|| body.size_hint().exact());
     let service = state.service();
-    let admission = uploads::admit(
+    let admission = uploads::admit_traced(
         service,
         credentials(&headers)?.into(),
         claimed_run(&headers),
         declared_len,
+        trail,
     )
     .await?;
-    match receive(&state, &headers, body, name, declared_len, &admission).await {
+    match receive(state, &headers, body, name, declared_len, &admission).await {
         Ok(Received::Body(body, described)) => {
             match uploads::store(service, admission, body, described).await? {
-                Stored::Replayed(existing) => Ok(replayed(existing)),
-                Stored::Pending(record) => Ok(pending_response(record)),
-                Stored::Verified(record) => Ok(created(record)),
+                Stored::Replayed(existing) => {
+                    trail.stored("replayed", &existing);
+                    Ok(replayed(existing))
+                }
+                Stored::Pending(record) => {
+                    trail.stored("pending", &record);
+                    Ok(pending_response(record))
+                }
+                Stored::Verified(record) => {
+                    trail.stored("verified", &record);
+                    Ok(created(record))
+                }
                 _ => Err(ApiError::storage(&"an upload ended in no known state")),
             }
         }
         Ok(Received::Replayed(existing)) => {
             admission.give_back().await;
+            trail.stored("replayed", &existing);
             Ok(replayed(*existing))
         }
         Err(e) => {

@@ -1,5 +1,5 @@
 //! Work that runs beside the requests: purges of spent `jti`s, sessions and webhook
-//! delivery ids, the webhook mode's sweep, the collector of unreferenced blobs, the push
+//! delivery ids, the webhook mode's sweep, the event log's writer and retention, the collector of unreferenced blobs, the push
 //! worker, and, when asked for, the refresh of the issuers' keys. Every background task
 //! of a process starts here.
 
@@ -22,6 +22,8 @@ pub struct Background {
     passes: tokio::sync::watch::Receiver<u64>,
     pushes: Option<tokio::task::JoinHandle<()>>,
     keys: Option<tokio::task::JoinHandle<()>>,
+    /// The event log's writer.
+    events: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Background {
@@ -43,6 +45,7 @@ impl Background {
                 push::spawn_worker(Arc::new(outbox), config)
             }),
             keys: None,
+            events: crate::events::spawn_writer(service),
         }
     }
 
@@ -68,7 +71,10 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         self.housekeeping.abort();
-        for task in [&self.pushes, &self.keys].into_iter().flatten() {
+        for task in [&self.pushes, &self.keys, &self.events]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -105,6 +111,7 @@ fn spawn_housekeeping(
             {
                 tracing::warn!(error = %e, "webhook delivery purge failed");
             }
+            crate::events::purge(&service).await;
             // Webhook mode: settle, expire, delete rejected and expired blobs.
             webhook_mode::sweep(&service).await;
             if ticks.is_multiple_of(COLLECT_EVERY_TICKS) || collect_resume.is_some() {

@@ -27,6 +27,7 @@ mod clock;
 pub mod collector;
 mod commits;
 mod error;
+pub mod events;
 pub mod explain;
 pub mod github_token;
 pub mod github_webhooks;
@@ -57,6 +58,7 @@ pub use collector::{
 };
 pub use commits::{Commits, DEFAULT_INLINE_MAX_BYTES, MAX_INLINE_MAX_BYTES};
 pub use error::ServiceError;
+pub use events::{EventLogConfig, Trail};
 pub use push::PushConfig;
 pub use service::{ClaimedRun, Service, ServiceBuilder};
 pub use settings::{ServiceSettings, SessionConfig};

@@ -55,6 +55,8 @@ pub struct Service {
     pub(crate) require_action: Option<String>,
     /// Recent workflow checks, shared by the modes that make them.
     pub(crate) workflow_checks: WorkflowChecks,
+    /// The event log's side queue.
+    pub(crate) events: crate::events::EventLog,
 }
 
 impl std::fmt::Debug for Service {
@@ -90,6 +92,8 @@ impl Service {
             trust_rules: Vec::new(),
             repository_file: None,
             require_action: None,
+            event_log: crate::events::EventLogConfig::default(),
+            event_queue: crate::events::EVENT_QUEUE_CAPACITY,
         }
     }
 
@@ -209,9 +213,23 @@ pub struct ServiceBuilder {
     trust_rules: Vec<TrustRule>,
     repository_file: Option<String>,
     require_action: Option<String>,
+    event_log: crate::events::EventLogConfig,
+    event_queue: usize,
 }
 
 impl ServiceBuilder {
+    /// How long the event log keeps events (`[events]`).
+    pub fn event_log(mut self, config: crate::events::EventLogConfig) -> Self {
+        self.event_log = config;
+        self
+    }
+
+    /// How many events the side queue holds before it drops (tests make it small).
+    pub fn event_queue(mut self, capacity: usize) -> Self {
+        self.event_queue = capacity;
+        self
+    }
+
     /// The settings of the decisions.
     pub fn settings(mut self, settings: ServiceSettings) -> Self {
         self.settings = settings;
@@ -309,6 +327,7 @@ impl ServiceBuilder {
             repository_rules: RulesCache::default(),
             require_action: self.require_action,
             workflow_checks: WorkflowChecks::default(),
+            events: crate::events::EventLog::new(self.event_log, self.event_queue),
         })
     }
 }

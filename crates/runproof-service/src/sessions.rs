@@ -58,6 +58,32 @@ impl OpenedSession {
 /// The token's refusal, a session token offered instead, an App not installed, or
 /// storage.
 pub async fn open(service: &Service, token: &str) -> Result<OpenedSession, ServiceError> {
+    open_traced(service, token, &mut crate::events::Trail::default()).await
+}
+
+/// [`open`], noting in `trail` the identity once the token verified it and the rule that
+/// refused it, for the event log.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_traced(
+    service: &Service,
+    token: &str,
+    trail: &mut crate::events::Trail,
+) -> Result<OpenedSession, ServiceError> {
+    trail.mode = Some(runproof_store::Mode::Oidc);
+    let opened = open_noted(service, token, trail).await;
+    if let Err(e) = &opened {
+        trail.refused_by(e);
+    }
+    opened
+}
+
+async fn open_noted(
+    service: &Service,
+    token: &str,
+    trail: &mut crate::events::Trail,
+) -> Result<OpenedSession, ServiceError> {
     if runproof_core::session::looks_like_session_token(token) {
         return Err(ServiceError::refused(
             ErrorCode::MalformedToken,
@@ -65,6 +91,7 @@ pub async fn open(service: &Service, token: &str) -> Result<OpenedSession, Servi
         ));
     }
     let mut identity = verify_oidc(service, token).await?.identity;
+    trail.verified(&identity);
     bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
     // Checked here, and again at each of the session's uploads (the repository's rules may
     // change while the session lives).

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::binding::bind;
 use crate::error::ServiceError;
+use crate::events::Trail;
 use crate::github_token;
 use crate::oidc::{token_replayed, verify_oidc_for_upload};
 use crate::service::ClaimedRun;
@@ -111,6 +112,42 @@ pub async fn admit(
     claimed: ClaimedRun<'_>,
     declared_len: Option<u64>,
 ) -> Result<Admission, ServiceError> {
+    let mut trail = Trail::default();
+    admit_traced(service, credentials, claimed, declared_len, &mut trail).await
+}
+
+/// [`admit`], noting in `trail` what the event log may say of the request: its mode, the
+/// identity once a token verified it (a claimed one never), the rule that refused it.
+///
+/// # Errors
+/// As [`admit`].
+pub async fn admit_traced(
+    service: &Service,
+    credentials: UploadCredentials<'_>,
+    claimed: ClaimedRun<'_>,
+    declared_len: Option<u64>,
+    trail: &mut Trail,
+) -> Result<Admission, ServiceError> {
+    trail.mode = Some(match credentials {
+        UploadCredentials::Bearer(token) if looks_like_session_token(token) => Mode::Session,
+        UploadCredentials::Bearer(_) => Mode::Oidc,
+        UploadCredentials::GithubToken(_) => Mode::GithubToken,
+        UploadCredentials::None => Mode::Webhook,
+    });
+    let admitted = admit_noted(service, credentials, claimed, declared_len, trail).await;
+    if let Err(e) = &admitted {
+        trail.refused_by(e);
+    }
+    admitted
+}
+
+async fn admit_noted(
+    service: &Service,
+    credentials: UploadCredentials<'_>,
+    claimed: ClaimedRun<'_>,
+    declared_len: Option<u64>,
+    trail: &mut Trail,
+) -> Result<Admission, ServiceError> {
     let admitted = |mode, identity, cap| Admission {
         mode,
         identity,
@@ -129,6 +166,7 @@ pub async fn admit(
                 None => SessionAsk::UpTo(max),
             };
             let grant = use_session(service, token, ask).await?;
+            trail.verified(&grant.identity);
             let cap = grant.reservation.bytes();
             Ok(Admission {
                 session: Some(grant.reservation),
@@ -138,6 +176,7 @@ pub async fn admit(
         UploadCredentials::Bearer(token) => {
             let (verified, jti) = verify_oidc_for_upload(service, token).await?;
             let mut identity = verified.identity;
+            trail.verified(&identity);
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
             trust::check(service, &identity).await?;
             workflow_check::require_action(service, &identity).await?;
@@ -148,6 +187,7 @@ pub async fn admit(
         }
         UploadCredentials::GithubToken(token) => {
             let mut identity = github_token::verify(service, token, claimed).await?;
+            trail.verified(&identity);
             bind(service.binding.as_ref(), &*service.store, &mut identity).await?;
             trust::check(service, &identity).await?;
             workflow_check::require_action_without_workflow(service, "github_token")?;

@@ -1,0 +1,226 @@
+//! The event log's writing side: decisions are queued on a bounded side queue and written
+//! in batches by a background task ([`crate::Background`]), so that recording an event
+//! never slows or fails the request it describes. When the queue is full the event is
+//! dropped and counted (`runproof_events_dropped_total`); when a batch cannot be written,
+//! its events are dropped and counted too.
+//!
+//! What is recorded never holds a secret: no token, no `Authorization` header, no API key.
+//! A [`Trail`] gathers, as a request is decided, what an event may say of it: its mode, the
+//! identity once a token verified, the rule that refused it.
+
+use std::sync::Arc;
+
+use runproof_core::RunIdentity;
+use runproof_store::{EventKind, EventOutcome, EventRecord, Mode, NewEvent, Store};
+use tokio::sync::mpsc;
+
+use crate::error::ServiceError;
+use crate::service::Service;
+
+/// How many events the side queue holds before it drops.
+pub const EVENT_QUEUE_CAPACITY: usize = 4096;
+
+/// The most events written in one batch.
+const MAX_BATCH: usize = 256;
+
+/// How long events are kept: `[events]` of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLogConfig {
+    /// Events older than this many days are purged.
+    pub retention_days: u32,
+    /// At most this many events are kept (the oldest go first).
+    pub max_rows: u64,
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            max_rows: 1_000_000,
+        }
+    }
+}
+
+/// The side queue and its retention.
+pub(crate) struct EventLog {
+    sender: mpsc::Sender<NewEvent>,
+    receiver: std::sync::Mutex<Option<mpsc::Receiver<NewEvent>>>,
+    /// Events dropped because the queue was full.
+    dropped: std::sync::atomic::AtomicU64,
+    pub(crate) config: EventLogConfig,
+}
+
+impl EventLog {
+    pub(crate) fn new(config: EventLogConfig, capacity: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        Self {
+            sender,
+            receiver: std::sync::Mutex::new(Some(receiver)),
+            dropped: std::sync::atomic::AtomicU64::new(0),
+            config,
+        }
+    }
+
+    /// Queues `event`; `false` (and counted) when the queue is full or closed.
+    pub(crate) fn push(&self, event: NewEvent) -> bool {
+        match self.sender.try_send(event) {
+            Ok(()) => true,
+            Err(_) => {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics::counter!("runproof_events_dropped_total").increment(1);
+                false
+            }
+        }
+    }
+
+    /// The queue's receiving end, once: the writer takes it.
+    fn take_receiver(&self) -> Option<mpsc::Receiver<NewEvent>> {
+        match self.receiver.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
+}
+
+/// Starts the writer of `service`'s queue, unless one was started already.
+pub(crate) fn spawn_writer(service: &Service) -> Option<tokio::task::JoinHandle<()>> {
+    let mut receiver = service.events.take_receiver()?;
+    let store: Arc<dyn Store> = Arc::clone(&service.store);
+    Some(tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = receiver.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = store.insert_events(&batch).await {
+                tracing::warn!(error = %e, events = batch.len(), "events could not be written");
+                metrics::counter!("runproof_events_dropped_total").increment(batch.len() as u64);
+            }
+            batch.clear();
+        }
+    }))
+}
+
+/// Purges events beyond the retention (the housekeeping pass).
+pub(crate) async fn purge(service: &Service) {
+    let config = service.events.config;
+    let before = service
+        .clock
+        .now()
+        .minus(i64::from(config.retention_days).saturating_mul(24 * 3600));
+    match service.store.purge_events(before, config.max_rows).await {
+        Ok(n) if n > 0 => tracing::debug!(purged = n, "purged old events"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "event purge failed"),
+    }
+}
+
+/// What is known of a request as it is decided: its mode, the identity once a token
+/// verified (never a claimed one), and the rule that refused it.
+#[derive(Debug, Clone, Default)]
+pub struct Trail {
+    /// The mode of the upload, once known.
+    pub mode: Option<Mode>,
+    /// The identity, once a token verified it (or the upload's, once stored).
+    pub identity: Option<RunIdentity>,
+    /// The trust rule that refused the request, if any.
+    pub rule: Option<String>,
+    /// What was stored, when something was (an upload id and its status).
+    pub detail: Option<String>,
+}
+
+impl Trail {
+    /// Records that a token verified `identity`.
+    pub(crate) fn verified(&mut self, identity: &RunIdentity) {
+        self.identity = Some(identity.clone());
+    }
+
+    /// Notes what was stored (or found stored): the upload's id and `what` became of it,
+    /// and its identity when it has one (a pending upload's is only claimed: kept out).
+    pub fn stored(&mut self, what: &str, record: &runproof_store::UploadRecord) {
+        self.detail = Some(format!("{what} {}", record.id.as_str()));
+        if record.status != runproof_store::UploadStatus::Pending {
+            self.identity = Some(record.identity.clone());
+        }
+    }
+
+    /// Notes what of `error` an event keeps besides its code: the rule that refused.
+    pub(crate) fn refused_by(&mut self, error: &ServiceError) {
+        if let ServiceError::PolicyRule { rule, index, .. } = error {
+            self.rule = Some(rule.clone().unwrap_or_else(|| format!("#{}", index + 1)));
+        }
+    }
+
+    /// The event of `kind` this trail describes, with `outcome`, at the service's time.
+    #[must_use]
+    pub fn event(&self, service: &Service, kind: EventKind, outcome: EventOutcome) -> NewEvent {
+        let mut event = NewEvent::new(service.clock.now(), kind, outcome);
+        event.mode = self.mode.map(|m| m.as_str().to_owned());
+        event.rule = self.rule.clone();
+        event.detail = self.detail.clone();
+        if let Some(identity) = &self.identity {
+            event.repository_id = Some(identity.repository_id);
+            event.run_id = Some(identity.run_id);
+            event.workflow = identity.workflow_ref.clone();
+        }
+        event
+    }
+}
+
+impl Service {
+    /// Queues `event` for the event log. Never waits and never fails: when the queue is
+    /// full the event is dropped and counted (`runproof_events_dropped_total`).
+    pub fn record(&self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    /// How many events this service dropped because its queue was full.
+    #[must_use]
+    pub fn events_dropped(&self) -> u64 {
+        self.events
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Events of the log, newest first (see [`Store::list_events`]).
+    ///
+    /// # Errors
+    /// Storage.
+    pub async fn events(
+        &self,
+        filter: &runproof_store::EventFilter,
+        limit: u32,
+        cursor: Option<runproof_store::EventCursor>,
+    ) -> Result<(Vec<EventRecord>, Option<runproof_store::EventCursor>), ServiceError> {
+        Ok(self.store.list_events(filter, limit, cursor).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runproof_core::UnixTime;
+
+    fn event() -> NewEvent {
+        NewEvent::new(UnixTime(1), EventKind::Upload, EventOutcome::Accepted)
+    }
+
+    #[test]
+    fn rule_a_full_queue_drops_and_counts_without_waiting() {
+        let log = EventLog::new(EventLogConfig::default(), 2);
+        assert!(log.push(event()));
+        assert!(log.push(event()));
+        // Full: dropped at once (the caller never waits).
+        assert!(!log.push(event()));
+        assert_eq!(log.dropped.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let mut receiver = log.take_receiver().unwrap();
+        assert!(log.take_receiver().is_none(), "one writer");
+        assert!(receiver.try_recv().is_ok());
+        assert!(log.push(event()), "room again once drained");
+    }
+}
