@@ -209,6 +209,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
         !webhook_secrets.is_empty(),
     )?;
     check_rules(&config.policy.rules)?;
+    config.events.service()?;
     repository_file(&config.policy.repository_file, app.is_some())?;
     crate::webhook_config::check_action(
         "policy.require_action",

@@ -89,6 +89,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
         .binding(binding)
         .github_token(github_token)
         .sessions(config.sessions)
+        .event_log(config.events.service()?)
         .push(resolved.push.clone())
         .webhook_mode(resolved.webhook_mode.clone())
         .trust_rules(config.policy.rules.clone())

@@ -823,6 +823,10 @@ mod tests {
         }),
         ("sessions.max_uploads", "7", |c| c.sessions.max_uploads == 7),
         ("sessions.max_bytes", "7", |c| c.sessions.max_bytes == 7),
+        ("events.retention_days", "7", |c| {
+            c.events.retention_days == 7
+        }),
+        ("events.max_rows", "7", |c| c.events.max_rows == 7),
         ("limits.max_connections", "7", |c| {
             c.limits.max_connections == 7
         }),

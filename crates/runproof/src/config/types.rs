@@ -81,10 +81,53 @@ pub struct Config {
     /// `[storage]`: where upload bodies live.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// `[events]`: how long the event log keeps events.
+    #[serde(default)]
+    pub events: EventsConfig,
     /// `RUNPROOF_…` variables that set no key, by name only (a value may be a secret):
     /// [`super::resolve`] warns about each.
     #[serde(skip)]
     pub unknown_environment: Vec<String>,
+}
+
+/// `[events]`: the event log's retention, in days and in rows (each at least 1, checked
+/// by [`EventsConfig::service`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events older than this many days are purged.
+    pub retention_days: u32,
+    /// At most this many events are kept; the oldest go first.
+    pub max_rows: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        let d = runproof_service::EventLogConfig::default();
+        Self {
+            retention_days: d.retention_days,
+            max_rows: d.max_rows,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The service's retention, once checked.
+    ///
+    /// # Errors
+    /// A bound below 1.
+    pub fn service(&self) -> anyhow::Result<runproof_service::EventLogConfig> {
+        if self.retention_days == 0 {
+            anyhow::bail!("`events.retention_days` must be at least 1");
+        }
+        if self.max_rows == 0 {
+            anyhow::bail!("`events.max_rows` must be at least 1");
+        }
+        Ok(runproof_service::EventLogConfig {
+            retention_days: self.retention_days,
+            max_rows: self.max_rows,
+        })
+    }
 }
 
 /// `[policy]`: the checks of `runproof_core::policy::Policy` ([`PolicyConfig::checks`]),
@@ -430,5 +473,24 @@ impl LimitsConfig {
             trusted_proxies: self.trusted_proxies.clone(),
             forwarded_header: self.forwarded_header,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventsConfig;
+
+    #[test]
+    fn rule_event_retention_bounds_are_at_least_one() {
+        let d = EventsConfig::default();
+        assert_eq!((d.retention_days, d.max_rows), (30, 1_000_000));
+        assert!(d.service().is_ok());
+        let no_days = EventsConfig {
+            retention_days: 0,
+            ..d
+        };
+        assert!(no_days.service().is_err());
+        let no_rows = EventsConfig { max_rows: 0, ..d };
+        assert!(no_rows.service().is_err());
     }
 }
