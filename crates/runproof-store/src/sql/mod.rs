@@ -21,8 +21,8 @@
 
 mod commit;
 mod dialect;
-pub(crate) mod exec;
 mod events;
+pub(crate) mod exec;
 mod github;
 mod idempotency;
 pub(crate) mod notify;
