@@ -56,7 +56,24 @@ pub(crate) fn record<T>(
         Ok(_) => EventOutcome::Accepted,
         Err(_) => EventOutcome::Refused,
     };
-    let mut event = trail.event(service, kind, outcome);
+    record_as(
+        service,
+        trail.event(service, kind, outcome),
+        route,
+        source,
+        answer,
+    );
+}
+
+/// Records `event` of a request answered with `answer`: with a refusal's code, detail and
+/// mismatches.
+pub(crate) fn record_as<T>(
+    service: &Service,
+    mut event: runproof_store::NewEvent,
+    route: &str,
+    source: Option<String>,
+    answer: &Result<T, ApiError>,
+) {
     event.route = Some(route.to_owned());
     event.source = source;
     if let Err(e) = answer {

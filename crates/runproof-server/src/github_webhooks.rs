@@ -19,7 +19,8 @@ use bytes::BytesMut;
 use http_body_util::BodyExt as _;
 use runproof_core::ErrorCode;
 use runproof_core::webhook::{SignatureError, verify_signature};
-use runproof_service::github_webhooks;
+use runproof_service::{Trail, github_webhooks};
+use runproof_store::{EventKind, EventOutcome};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -44,11 +45,49 @@ pub(crate) fn claims_signature(request: &axum::extract::Request) -> bool {
 /// The largest delivery accepted; GitHub caps payloads at 25 MiB.
 pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
+/// What the event log says of a delivery once its signature verified: its event, its id
+/// and whether it was new.
+#[derive(Default)]
+struct Received {
+    what: Option<String>,
+    fresh: bool,
+}
+
+/// `POST /v1/github/webhooks`: answers, then records the delivery in the event log
+/// (received, duplicate or refused), once for every outcome.
 pub(crate) async fn receive(
     State(state): State<Arc<AppState>>,
     guard: Option<axum::Extension<WebhookGuard>>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let mut received = Received::default();
+    let answer = deliver(&state, guard, &parts.headers, body, &mut received).await;
+    let outcome = match &answer {
+        Ok(_) if received.fresh => EventOutcome::Received,
+        Ok(_) => EventOutcome::Duplicate,
+        Err(_) => EventOutcome::Refused,
+    };
+    let trail = Trail {
+        detail: received.what,
+        ..Trail::default()
+    };
+    crate::events_api::record_as(
+        state.service(),
+        trail.event(state.service(), EventKind::Webhook, outcome),
+        "POST /v1/github/webhooks",
+        crate::events_api::source_of(&parts.extensions),
+        &answer,
+    );
+    answer
+}
+
+async fn deliver(
+    state: &AppState,
+    guard: Option<axum::Extension<WebhookGuard>>,
+    headers: &HeaderMap,
     body: Body,
+    received: &mut Received,
 ) -> Result<Response, ApiError> {
     if state.config.webhook_secrets.is_empty() {
         return Err(ApiError::new(
@@ -96,9 +135,11 @@ pub(crate) async fn receive(
     }
     drop(buffer);
 
-    let event = header(&headers, "x-github-event")?;
-    let delivery_id = header(&headers, "x-github-delivery")?;
+    let event = header(headers, "x-github-event")?;
+    let delivery_id = header(headers, "x-github-delivery")?;
+    received.what = Some(format!("{event} {delivery_id}"));
     let applied = github_webhooks::apply(state.service(), &event, delivery_id, &body).await?;
+    received.fresh = applied.fresh;
     let outcome = if applied.fresh {
         "processed"
     } else {

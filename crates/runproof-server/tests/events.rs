@@ -232,3 +232,206 @@ async fn rule_events_need_the_api_key() {
     assert_eq!(resp.status().as_u16(), 401);
     h.stop().await;
 }
+
+const SECRET: &str = "webhook-secret-0123456789";
+
+/// The events of `kind`, once at least `n` are recorded (bounded wait).
+async fn events_of(h: &Harness, kind: &str, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let (status, body) = get(h, &format!("/v1/events?kind={kind}")).await;
+        assert_eq!(status, 200, "{body}");
+        let events = body["events"].as_array().unwrap().clone();
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} {kind} events were recorded");
+}
+
+#[tokio::test]
+async fn rule_webhook_deliveries_and_rules_changes_are_recorded_without_the_secret() {
+    let h = Harness::start_with(Options {
+        webhook_secrets: vec![runproof_core::Secret::new(SECRET.into())],
+        ..Default::default()
+    })
+    .await;
+    let hook = format!("{}/v1/github/webhooks", h.url);
+    let sender = runproof_testkit::WebhookSender::new(hook, SECRET.as_bytes());
+    let body = br#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#;
+    let signature = runproof_testkit::sign_webhook(SECRET.as_bytes(), body);
+    let delivery = "0b7a4f3e-0000-4000-8000-000000000001";
+    for _ in 0..2 {
+        let (status, text) = sender
+            .send_raw("ping", delivery, body, Some(&signature))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+    let (status, _) = sender
+        .send_raw("ping", "other", body, Some("sha256=00"))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+
+    let hooks = events_of(&h, "webhook", 3).await;
+    let outcomes: Vec<&str> = hooks
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["refused", "duplicate", "received"]);
+    assert_eq!(hooks[0]["code"], "bad_signature");
+    assert_eq!(hooks[2]["detail"], format!("ping {delivery}"));
+    assert_eq!(hooks[2]["route"], "POST /v1/github/webhooks");
+    let text = serde_json::to_string(&hooks).unwrap();
+    assert!(
+        !text.contains(SECRET) && !text.contains(&signature),
+        "{text}"
+    );
+
+    let rules = format!("{}/v1/repositories/42/rules", h.url);
+    let resp = h
+        .http
+        .put(&rules)
+        .bearer_auth(API_KEY)
+        .json(&json!({"rules": [{"name": "main", "refs": ["refs/heads/main"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = h
+        .http
+        .delete(&rules)
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let changes = events_of(&h, "rules", 2).await;
+    assert_eq!(changes[0]["detail"], "deleted");
+    assert_eq!(changes[1]["detail"], "set 1 rules");
+    assert!(
+        changes
+            .iter()
+            .all(|e| e["outcome"] == "changed" && e["repository_id"] == 42)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_a_pending_upload_is_recorded_without_its_claims_and_settled_with_them() {
+    let h = Harness::start_with(Options {
+        webhook_secrets: vec![runproof_core::Secret::new(SECRET.into())],
+        webhook_mode: Some(runproof_service::WebhookModeConfig::default()),
+        ..Default::default()
+    })
+    .await;
+    let run = runproof_testkit::RunSpec::default();
+    let resp = h
+        .http
+        .post(format!("{}/v1/uploads?name=results.json", h.url))
+        .header(
+            "x-runproof-run",
+            format!("{}/{}/{}", run.repository_id, run.run_id, run.run_attempt),
+        )
+        .header("x-runproof-sha", &run.sha)
+        .body("results")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let payload =
+        runproof_testkit::workflow_run_payload("in_progress", &run, Some(91), "in_progress", None);
+    let hook = format!("{}/v1/github/webhooks", h.url);
+    let (status, body, _) = runproof_testkit::WebhookSender::new(hook, SECRET.as_bytes())
+        .send("workflow_run", &payload)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let uploads = events_of(&h, "upload", 1).await;
+    assert_eq!(uploads[0]["mode"], "webhook");
+    assert_eq!(uploads[0]["outcome"], "accepted");
+    assert_eq!(uploads[0]["detail"], format!("pending {id}"));
+    // Claimed, not verified: no identity.
+    assert_eq!(uploads[0]["repository_id"], Value::Null);
+    let settled = events_of(&h, "pending", 1).await;
+    assert_eq!(settled[0]["outcome"], "settled");
+    assert_eq!(settled[0]["repository_id"], run.repository_id);
+    assert_eq!(settled[0]["run_id"], run.run_id);
+    assert!(
+        settled[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("verified {id} via ")),
+        "{}",
+        settled[0]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rule_push_attempts_are_recorded_failed_then_delivered_without_the_secret() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = Arc::clone(&seen);
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let push_secret = "push-secret-0123456789abcdef";
+    let h = Harness::start_with(Options {
+        push: Some(runproof_service::PushConfig {
+            url,
+            secrets: vec![runproof_core::Secret::new(push_secret.into())],
+            events: vec!["upload.verified".into()],
+            max_attempts: 3,
+            timeout: Duration::from_secs(2),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            public_url: "https://runproof.test".into(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201, "{record}");
+    let id = record["id"].as_str().unwrap();
+
+    let pushes = events_of(&h, "push", 2).await;
+    assert_eq!(pushes[1]["outcome"], "failed");
+    let failed = pushes[1]["detail"].as_str().unwrap();
+    assert!(failed.contains("attempt 1: HTTP 503"), "{failed}");
+    assert_eq!(pushes[0]["outcome"], "delivered");
+    for push in &pushes {
+        let detail = push["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(id) && detail.contains("upload.verified"),
+            "{push}"
+        );
+    }
+    let text = serde_json::to_string(&pushes).unwrap();
+    assert!(!text.contains(push_secret), "{text}");
+    h.stop().await;
+    receiver.abort();
+}

@@ -41,6 +41,7 @@ impl Background {
                     store: Arc::clone(&service.store),
                     clock: Arc::clone(&service.clock),
                     push_wake: Arc::clone(&service.push_wake),
+                    events: service.events.sink.clone(),
                 };
                 push::spawn_worker(Arc::new(outbox), config)
             }),

@@ -41,26 +41,15 @@ impl Default for EventLogConfig {
     }
 }
 
-/// The side queue and its retention.
-pub(crate) struct EventLog {
+/// A handle that queues events: cloned by whatever records them.
+#[derive(Clone)]
+pub(crate) struct EventSink {
     sender: mpsc::Sender<NewEvent>,
-    receiver: std::sync::Mutex<Option<mpsc::Receiver<NewEvent>>>,
     /// Events dropped because the queue was full.
-    dropped: std::sync::atomic::AtomicU64,
-    pub(crate) config: EventLogConfig,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl EventLog {
-    pub(crate) fn new(config: EventLogConfig, capacity: usize) -> Self {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
-        Self {
-            sender,
-            receiver: std::sync::Mutex::new(Some(receiver)),
-            dropped: std::sync::atomic::AtomicU64::new(0),
-            config,
-        }
-    }
-
+impl EventSink {
     /// Queues `event`; `false` (and counted) when the queue is full or closed.
     pub(crate) fn push(&self, event: NewEvent) -> bool {
         match self.sender.try_send(event) {
@@ -72,6 +61,32 @@ impl EventLog {
                 false
             }
         }
+    }
+}
+
+/// The side queue and its retention.
+pub(crate) struct EventLog {
+    pub(crate) sink: EventSink,
+    receiver: std::sync::Mutex<Option<mpsc::Receiver<NewEvent>>>,
+    pub(crate) config: EventLogConfig,
+}
+
+impl EventLog {
+    pub(crate) fn new(config: EventLogConfig, capacity: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        Self {
+            sink: EventSink {
+                sender,
+                dropped: Arc::default(),
+            },
+            receiver: std::sync::Mutex::new(Some(receiver)),
+            config,
+        }
+    }
+
+    /// Queues `event`; `false` (and counted) when the queue is full or closed.
+    pub(crate) fn push(&self, event: NewEvent) -> bool {
+        self.sink.push(event)
     }
 
     /// The queue's receiving end, once: the writer takes it.
@@ -183,6 +198,7 @@ impl Service {
     #[must_use]
     pub fn events_dropped(&self) -> u64 {
         self.events
+            .sink
             .dropped
             .load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -217,7 +233,10 @@ mod tests {
         assert!(log.push(event()));
         // Full: dropped at once (the caller never waits).
         assert!(!log.push(event()));
-        assert_eq!(log.dropped.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            log.sink.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         let mut receiver = log.take_receiver().unwrap();
         assert!(log.take_receiver().is_none(), "one writer");
         assert!(receiver.try_recv().is_ok());

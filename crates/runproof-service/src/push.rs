@@ -190,6 +190,8 @@ pub(crate) struct Outbox {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
+    /// Where attempts are recorded (the event log).
+    pub(crate) events: crate::events::EventSink,
 }
 
 /// Runs the worker until the task is aborted. It claims due pushes whenever this
@@ -265,6 +267,26 @@ pub(crate) async fn run_once(state: &Outbox, config: &PushConfig, http: &reqwest
         };
         let label = if result.is_ok() { "delivered" } else { "failed_attempt" };
         metrics::counter!("runproof_deliveries_total", "outcome" => label).increment(1);
+        let mut event = runproof_store::NewEvent::new(
+            now,
+            runproof_store::EventKind::Push,
+            match &result {
+                Ok(()) => runproof_store::EventOutcome::Delivered,
+                Err(_) => runproof_store::EventOutcome::Failed,
+            },
+        );
+        let attempt_no = record.attempts + 1;
+        event.detail = Some(match &result {
+            Ok(()) => format!(
+                "{} {} of {}, attempt {attempt_no}",
+                record.id, record.event, record.upload_id
+            ),
+            Err(error) => format!(
+                "{} {} of {}, attempt {attempt_no}: {error}",
+                record.id, record.event, record.upload_id
+            ),
+        });
+        state.events.push(event);
         if let Err(e) = outcome {
             tracing::warn!(error = %e, delivery = %record.id, "cannot record a delivery attempt");
         }

@@ -58,7 +58,13 @@ pub async fn put(
     // Also when the write failed: its outcome may be unknown.
     service.repository_rules.invalidate(repository_id);
     metrics::counter!("runproof_repository_rules_writes_total", "op" => "put").increment(1);
-    Ok(stored?.rules)
+    let stored = stored?;
+    rules_changed(
+        service,
+        repository_id,
+        format!("set {} rules", stored.rules.len()),
+    );
+    Ok(stored.rules)
 }
 
 /// The rules set through the API for `repository_id`, read from the database (empty when
@@ -90,7 +96,23 @@ pub async fn delete(service: &Service, repository_id: RepositoryId) -> Result<bo
     let deleted = service.store.delete_repository_rules(repository_id).await;
     service.repository_rules.invalidate(repository_id);
     metrics::counter!("runproof_repository_rules_writes_total", "op" => "delete").increment(1);
-    Ok(deleted?)
+    let deleted = deleted?;
+    if deleted {
+        rules_changed(service, repository_id, "deleted".to_owned());
+    }
+    Ok(deleted)
+}
+
+/// Records in the event log that the rules of `repository_id` changed.
+fn rules_changed(service: &Service, repository_id: RepositoryId, detail: String) {
+    let mut event = runproof_store::NewEvent::new(
+        service.clock.now(),
+        runproof_store::EventKind::Rules,
+        runproof_store::EventOutcome::Changed,
+    );
+    event.repository_id = Some(repository_id);
+    event.detail = Some(detail);
+    service.record(event);
 }
 
 /// The repository's layer for `identity`'s repository, as every decision applies it.

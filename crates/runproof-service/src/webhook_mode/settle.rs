@@ -236,6 +236,25 @@ pub(crate) async fn resolve(
         .increment(1);
     metrics::counter!("runproof_webhook_mode_total", "outcome" => status.as_str(), "via" => via)
         .increment(1);
+    let mut settled = runproof_store::NewEvent::new(
+        now,
+        runproof_store::EventKind::Pending,
+        runproof_store::EventOutcome::Settled,
+    );
+    settled.mode = Some(runproof_store::Mode::Webhook.as_str().to_owned());
+    // The repository and run the upload is listed under; the workflow only once verified.
+    settled.repository_id = Some(upload.identity.repository_id);
+    settled.run_id = Some(upload.identity.run_id);
+    settled.workflow = identity.and_then(|i| i.workflow_ref.clone());
+    settled.detail = Some(match reason {
+        Some(reason) => format!(
+            "{} {} via {via}: {reason}",
+            status.as_str(),
+            upload.id.as_str()
+        ),
+        None => format!("{} {} via {via}", status.as_str(), upload.id.as_str()),
+    });
+    state.record(settled);
     tracing::info!(
         id = %upload.id,
         status = status.as_str(),
