@@ -435,3 +435,26 @@ async fn rule_push_attempts_are_recorded_failed_then_delivered_without_the_secre
     h.stop().await;
     receiver.abort();
 }
+
+/// The side queue is bounded: events beyond it are dropped and counted, and neither the
+/// recording nor the requests wait for it.
+#[tokio::test]
+async fn rule_a_full_event_queue_drops_and_counts_and_requests_still_succeed() {
+    let h = Harness::start().await;
+    let before = h.service.events_dropped();
+    let filler = runproof_store::NewEvent::new(
+        runproof_core::UnixTime(1),
+        runproof_store::EventKind::Rules,
+        runproof_store::EventOutcome::Changed,
+    );
+    // Without a yield in between, the writer cannot drain: the queue fills and the rest
+    // is dropped at once.
+    let beyond = runproof_service::events::EVENT_QUEUE_CAPACITY + 10;
+    for _ in 0..beyond {
+        h.service.record(filler.clone());
+    }
+    assert!(h.service.events_dropped() >= before + 10);
+    let (status, record) = h.upload(Some(&bearer(&h.token())), "a", "1").await;
+    assert_eq!(status, 201, "{record}");
+    h.stop().await;
+}
