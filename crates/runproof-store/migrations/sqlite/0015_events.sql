@@ -21,6 +21,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_at ON events (at);
 CREATE INDEX events_kind ON events (kind, id);
+CREATE INDEX events_outcome ON events (outcome, id);
 CREATE INDEX events_outcome_code ON events (outcome, code, id);
 CREATE INDEX events_code ON events (code, id);
 CREATE INDEX events_repository ON events (repository_id, id);
