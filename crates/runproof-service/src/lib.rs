@@ -27,6 +27,7 @@ mod clock;
 pub mod collector;
 mod commits;
 mod error;
+mod event_queue;
 pub mod events;
 pub mod explain;
 pub mod github_token;

@@ -191,7 +191,7 @@ pub(crate) struct Outbox {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) push_wake: Arc<tokio::sync::Notify>,
     /// Where attempts are recorded (the event log).
-    pub(crate) events: crate::events::EventSink,
+    pub(crate) events: crate::event_queue::EventSink,
 }
 
 /// Runs the worker until the task is aborted. It claims due pushes whenever this

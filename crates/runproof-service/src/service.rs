@@ -56,7 +56,7 @@ pub struct Service {
     /// Recent workflow checks, shared by the modes that make them.
     pub(crate) workflow_checks: WorkflowChecks,
     /// The event log's side queue.
-    pub(crate) events: crate::events::EventLog,
+    pub(crate) events: crate::event_queue::EventLog,
 }
 
 impl std::fmt::Debug for Service {
@@ -92,7 +92,7 @@ impl Service {
             trust_rules: Vec::new(),
             repository_file: None,
             require_action: None,
-            event_log: crate::events::EventLogConfig::default(),
+            event_log: crate::event_queue::EventLogConfig::default(),
             event_queue: crate::events::EVENT_QUEUE_CAPACITY,
         }
     }
@@ -213,13 +213,13 @@ pub struct ServiceBuilder {
     trust_rules: Vec<TrustRule>,
     repository_file: Option<String>,
     require_action: Option<String>,
-    event_log: crate::events::EventLogConfig,
+    event_log: crate::event_queue::EventLogConfig,
     event_queue: usize,
 }
 
 impl ServiceBuilder {
     /// How long the event log keeps events (`[events]`).
-    pub fn event_log(mut self, config: crate::events::EventLogConfig) -> Self {
+    pub fn event_log(mut self, config: crate::event_queue::EventLogConfig) -> Self {
         self.event_log = config;
         self
     }
@@ -327,7 +327,7 @@ impl ServiceBuilder {
             repository_rules: RulesCache::default(),
             require_action: self.require_action,
             workflow_checks: WorkflowChecks::default(),
-            events: crate::events::EventLog::new(self.event_log, self.event_queue),
+            events: crate::event_queue::EventLog::new(self.event_log, self.event_queue),
         })
     }
 }
