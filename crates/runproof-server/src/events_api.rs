@@ -42,8 +42,10 @@ pub(crate) fn source_of(extensions: &Extensions) -> Option<String> {
         .map(|ip| ip.to_string())
 }
 
-/// Records the event of a request answered with `answer`: `accepted`, or `refused` with its
-/// code, its mismatches and, from `trail`, the rule and the verified identity.
+/// Records the event of a request answered with `answer`: `accepted`; `refused` with its
+/// code, its mismatches and, from `trail`, the rule and the verified identity; or `failed`
+/// when the server could not decide (a `5xx`, such as `upstream_unavailable`), so that what
+/// was refused and what could not be answered stay apart.
 pub(crate) fn record<T>(
     service: &Service,
     kind: EventKind,
@@ -54,6 +56,7 @@ pub(crate) fn record<T>(
 ) {
     let outcome = match answer {
         Ok(_) => EventOutcome::Accepted,
+        Err(e) if e.status().is_server_error() => EventOutcome::Failed,
         Err(_) => EventOutcome::Refused,
     };
     record_as(

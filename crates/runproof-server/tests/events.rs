@@ -458,3 +458,30 @@ async fn rule_a_full_event_queue_drops_and_counts_and_requests_still_succeed() {
     assert_eq!(status, 201, "{record}");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn rule_a_request_the_server_could_not_decide_is_failed_not_refused() {
+    let gh = runproof_testkit::FakeGithub::start().await.unwrap();
+    gh.set_outage(true);
+    let h = Harness::start_against(
+        gh,
+        Options {
+            prefetch_keys: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, body) = h.upload(Some(&bearer(&h.token())), "a", "x").await;
+    assert_eq!(status, 503, "{body}");
+    let all = events(&h, 1).await;
+    let event = all
+        .iter()
+        .find(|e| e["kind"] == "upload")
+        .unwrap_or_else(|| panic!("no upload event: {all:?}"));
+    assert_eq!(event["outcome"], "failed", "{event}");
+    assert_eq!(event["code"], "upstream_unavailable", "{event}");
+    let (status, body) = get(&h, "/v1/events?outcome=refused").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"], json!([]), "{body}");
+    h.stop().await;
+}

@@ -78,7 +78,7 @@ pub enum EventOutcome {
     Duplicate,
     /// Delivered (a push).
     Delivered,
-    /// Failed (a push).
+    /// Failed: a push not delivered, or a request the server could not decide (a `5xx`).
     Failed,
     /// Settled (a pending upload verified, rejected or expired: the detail says which).
     Settled,
