@@ -66,6 +66,7 @@ pub(crate) async fn receive(
     let outcome = match &answer {
         Ok(_) if received.fresh => EventOutcome::Received,
         Ok(_) => EventOutcome::Duplicate,
+        Err(e) if e.status().is_server_error() => EventOutcome::Failed,
         Err(_) => EventOutcome::Refused,
     };
     let trail = Trail {
