@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use runproof_core::RunIdentity;
+use runproof_core::{RepositoryId, RunId, RunIdentity};
 use runproof_store::{EventKind, EventOutcome, EventRecord, Mode, NewEvent, Store};
 
 use crate::error::ServiceError;
@@ -62,18 +62,40 @@ pub(crate) async fn purge(service: &Service) {
 pub struct Trail {
     /// The mode of the upload, once known.
     pub mode: Option<Mode>,
-    /// The identity, once a token verified it (or the upload's, once stored).
-    pub identity: Option<RunIdentity>,
+    /// What an event keeps of the identity, once a token verified it (or of the upload's,
+    /// once stored).
+    pub run: Option<TrailRun>,
     /// The trust rule that refused the request, if any.
     pub rule: Option<String>,
     /// What was stored, when something was (an upload id and its status).
     pub detail: Option<String>,
 }
 
+/// What an event keeps of a verified identity: its repository, run and workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailRun {
+    /// The repository's id.
+    pub repository_id: RepositoryId,
+    /// The run's id.
+    pub run_id: RunId,
+    /// `workflow_ref`, when the identity has one.
+    pub workflow: Option<String>,
+}
+
+impl TrailRun {
+    fn of(identity: &RunIdentity) -> Self {
+        Self {
+            repository_id: identity.repository_id,
+            run_id: identity.run_id,
+            workflow: identity.workflow_ref.clone(),
+        }
+    }
+}
+
 impl Trail {
     /// Records that a token verified `identity`.
     pub(crate) fn verified(&mut self, identity: &RunIdentity) {
-        self.identity = Some(identity.clone());
+        self.run = Some(TrailRun::of(identity));
     }
 
     /// Notes what was stored (or found stored): the upload's id and `what` became of it,
@@ -81,7 +103,7 @@ impl Trail {
     pub fn stored(&mut self, what: &str, record: &runproof_store::UploadRecord) {
         self.detail = Some(format!("{what} {}", record.id.as_str()));
         if record.status != runproof_store::UploadStatus::Pending {
-            self.identity = Some(record.identity.clone());
+            self.run = Some(TrailRun::of(&record.identity));
         }
     }
 
@@ -99,10 +121,10 @@ impl Trail {
         event.mode = self.mode.map(|m| m.as_str().to_owned());
         event.rule = self.rule.clone();
         event.detail = self.detail.clone();
-        if let Some(identity) = &self.identity {
-            event.repository_id = Some(identity.repository_id);
-            event.run_id = Some(identity.run_id);
-            event.workflow = identity.workflow_ref.clone();
+        if let Some(run) = &self.run {
+            event.repository_id = Some(run.repository_id);
+            event.run_id = Some(run.run_id);
+            event.workflow.clone_from(&run.workflow);
         }
         event
     }

@@ -59,7 +59,7 @@ pub use collector::{
 };
 pub use commits::{Commits, DEFAULT_INLINE_MAX_BYTES, MAX_INLINE_MAX_BYTES};
 pub use error::ServiceError;
-pub use events::{EventLogConfig, Trail};
+pub use events::{EventLogConfig, Trail, TrailRun};
 pub use push::PushConfig;
 pub use service::{ClaimedRun, Service, ServiceBuilder};
 pub use settings::{ServiceSettings, SessionConfig};
