@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod console;
 mod error;
 mod events_api;
 mod explain_api;
