@@ -7,6 +7,8 @@
     clippy::panic
 )]
 
+pub mod browser;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
