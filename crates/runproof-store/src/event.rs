@@ -7,6 +7,8 @@
 
 use runproof_core::{RepositoryId, RunId, UnixTime};
 
+use crate::model::UploadId;
+
 /// The most characters kept of an event's text fields (route, code, rule, workflow,
 /// source, detail); longer values are cut.
 pub const MAX_EVENT_TEXT_CHARS: usize = 512;
@@ -150,6 +152,8 @@ pub struct NewEvent {
     pub source: Option<String>,
     /// More, never a secret (an upload id, a message).
     pub detail: Option<String>,
+    /// The upload the event concerns, if any.
+    pub upload_id: Option<UploadId>,
 }
 
 impl NewEvent {
@@ -170,6 +174,7 @@ impl NewEvent {
             workflow: None,
             source: None,
             detail: None,
+            upload_id: None,
         }
     }
 }
@@ -196,6 +201,32 @@ pub struct EventFilter {
     pub repository_id: Option<RepositoryId>,
     /// Only events at or after this time.
     pub since: Option<UnixTime>,
+    /// Only events of this upload.
+    pub upload_id: Option<UploadId>,
+}
+
+/// The length of one [`EventHour`], in seconds.
+pub const EVENT_HOUR_SECONDS: i64 = 3600;
+
+/// How many events of one kind and outcome happened in one hour with one mode and code:
+/// a row of [`crate::Store::event_hours`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHour {
+    /// The start of the hour.
+    pub hour: UnixTime,
+    /// The events' mode, if they had one.
+    pub mode: Option<String>,
+    /// The events' code, if they had one.
+    pub code: Option<String>,
+    /// How many.
+    pub count: u64,
+}
+
+/// The start of the hour `at` falls in (the earliest time there is, for an hour that
+/// would start before it).
+#[must_use]
+pub fn event_hour(at: UnixTime) -> UnixTime {
+    UnixTime(at.0.saturating_sub(at.0.rem_euclid(EVENT_HOUR_SECONDS)))
 }
 
 /// An opaque position in the event log: the id of the last event of the previous page.
@@ -263,6 +294,14 @@ mod tests {
         ] {
             assert_eq!(EventCursor::decode(junk), None, "{junk}");
         }
+    }
+
+    #[test]
+    fn hours_start_on_the_hour() {
+        assert_eq!(event_hour(UnixTime(7_199)), UnixTime(3_600));
+        assert_eq!(event_hour(UnixTime(7_200)), UnixTime(7_200));
+        assert_eq!(event_hour(UnixTime(-1)), UnixTime(-3_600));
+        assert_eq!(event_hour(UnixTime(i64::MIN)), UnixTime(i64::MIN));
     }
 
     #[test]

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
 use crate::error::StoreError;
-use crate::event::{EventCursor, EventFilter, EventRecord, NewEvent};
+use crate::event::{
+    EventCursor, EventFilter, EventHour, EventKind, EventOutcome, EventRecord, NewEvent,
+};
 use crate::github::{
     KnownInstallation, RepositoryBinding, WebhookDelivery, WebhookEffect, WorkflowRunRecord,
 };
@@ -530,9 +532,11 @@ pub trait Store: Send + Sync + 'static {
         repository_id: RepositoryId,
     ) -> Result<bool, StoreError>;
 
-    /// Records `events` in one transaction, in order (later ones get larger ids). Text
-    /// fields are cut to [`crate::MAX_EVENT_TEXT_CHARS`] characters, and mismatches larger
-    /// than [`crate::MAX_EVENT_MISMATCHES_BYTES`] are dropped. Returns how many.
+    /// Records `events` in one transaction, in order (later ones get larger ids), and
+    /// counts them in the hourly rollup [`Store::event_hours`] reads, in the same
+    /// transaction. Text fields are cut to [`crate::MAX_EVENT_TEXT_CHARS`] characters,
+    /// and mismatches larger than [`crate::MAX_EVENT_MISMATCHES_BYTES`] are dropped.
+    /// Returns how many.
     ///
     /// # Errors
     /// [`StoreError::Invalid`] when an id is beyond the database's integers, or
@@ -554,11 +558,30 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<EventRecord>, Option<EventCursor>), StoreError>;
 
     /// Deletes events that happened before `before`, then the oldest beyond the newest
-    /// `max_rows`. Returns how many.
+    /// `max_rows`. Returns how many events.
+    ///
+    /// The hourly rollup loses the hours that ended by `before`, and only those: an
+    /// event removed by the row bound is still counted by [`Store::event_hours`] until
+    /// its hour ages out.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn purge_events(&self, before: UnixTime, max_rows: u64) -> Result<u64, StoreError>;
+
+    /// How many events of `kind` with `outcome` happened in each hour from the one
+    /// `since` falls in, by mode and code: one row per hour, mode and code that had any,
+    /// ordered by hour (then mode, then code). Read from the rollup
+    /// [`Store::insert_events`] keeps, never by counting events.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a stored count is negative, or [`StoreError`] when
+    /// the database fails.
+    async fn event_hours(
+        &self,
+        since: UnixTime,
+        kind: EventKind,
+        outcome: EventOutcome,
+    ) -> Result<Vec<EventHour>, StoreError>;
 
     /// How many transactions that write can usefully run at once: the commit
     /// pipeline's writers. 1 unless a backend overlaps its writers' commits.

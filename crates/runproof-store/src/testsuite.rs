@@ -871,6 +871,7 @@ pub async fn events_list_newest_first_with_filters_and_pages(store: &dyn Store) 
     full.workflow = Some("octo/app/.github/workflows/ci.yml@refs/heads/main".into());
     full.source = Some("192.0.2.1".into());
     full.detail = Some("x".repeat(crate::MAX_EVENT_TEXT_CHARS + 10));
+    full.upload_id = Some(UploadId::generate());
     let mut session = crate::NewEvent::new(
         UnixTime(1_700_000_100),
         EventKind::Session,
@@ -979,6 +980,276 @@ pub async fn events_are_purged_by_age_and_by_count(store: &dyn Store) {
     let (left, _) = store.list_events(&by_repo, 10, None).await.unwrap();
     let times: Vec<i64> = left.iter().map(|r| r.event.at.0).collect();
     assert_eq!(times, [now + 2, now + 1]);
+}
+
+/// An event of `kind` with `outcome` at `at`, with `mode` and `code`.
+fn event_at(
+    at: i64,
+    kind: crate::EventKind,
+    outcome: crate::EventOutcome,
+    mode: Option<&str>,
+    code: Option<&str>,
+) -> crate::NewEvent {
+    let mut e = crate::NewEvent::new(UnixTime(at), kind, outcome);
+    e.mode = mode.map(Into::into);
+    e.code = code.map(Into::into);
+    e
+}
+
+/// The hourly counts of `events` of `kind` and `outcome` at or after the hour of `since`,
+/// worked out one event at a time, as [`Store::event_hours`] answers them.
+fn expected_hours(
+    events: &[crate::NewEvent],
+    since: i64,
+    kind: crate::EventKind,
+    outcome: crate::EventOutcome,
+) -> Vec<crate::EventHour> {
+    let mut counts: std::collections::BTreeMap<(i64, String, String), u64> = Default::default();
+    let from = crate::event_hour(UnixTime(since)).0;
+    for e in events {
+        let hour = crate::event_hour(e.at).0;
+        if e.kind == kind && e.outcome == outcome && hour >= from {
+            let mode = e.mode.clone().unwrap_or_default();
+            let code = e.code.clone().unwrap_or_default();
+            *counts.entry((hour, mode, code)).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((hour, mode, code), count)| crate::EventHour {
+            hour: UnixTime(hour),
+            mode: (!mode.is_empty()).then_some(mode),
+            code: (!code.is_empty()).then_some(code),
+            count,
+        })
+        .collect()
+}
+
+/// The hourly counts equal the events inserted, by hour, mode and code, across batches
+/// (a later batch adds to the hours an earlier one counted); the hour `since` falls in
+/// is counted whole, earlier hours are not; no mode or code reads back as `None`.
+pub async fn event_hours_count_the_events_by_hour_mode_and_code(store: &dyn Store) {
+    use crate::{EventKind, EventOutcome};
+    let base = 1_800_000_000 - 1_800_000_000 % 3600;
+    let modes = [Some("oidc"), Some("session"), None];
+    let codes = [None, Some("bad_signature"), Some("rule_mismatch")];
+    let mut events = Vec::new();
+    for i in 0..120i64 {
+        let outcome = if i % 3 == 0 {
+            EventOutcome::Refused
+        } else {
+            EventOutcome::Accepted
+        };
+        let code = if outcome == EventOutcome::Refused {
+            codes[usize::try_from(i / 3).unwrap() % 3]
+        } else {
+            None
+        };
+        let kind = if i % 10 == 9 {
+            EventKind::Session
+        } else {
+            EventKind::Upload
+        };
+        let mode = modes[usize::try_from(i).unwrap() % 3];
+        // 94 seconds apart: four hours, each with events of every kind of row.
+        events.push(event_at(base + i * 47 * 60 / 30, kind, outcome, mode, code));
+    }
+    // A code beyond the text bound is counted as stored: cut.
+    let long = "c".repeat(crate::MAX_EVENT_TEXT_CHARS + 3);
+    let mut cut = event_at(
+        base + 10,
+        EventKind::Upload,
+        EventOutcome::Refused,
+        None,
+        Some(&long),
+    );
+    store.insert_events(&events[..50]).await.unwrap();
+    store.insert_events(&events[50..]).await.unwrap();
+    store
+        .insert_events(std::slice::from_ref(&cut))
+        .await
+        .unwrap();
+    cut.code = Some("c".repeat(crate::MAX_EVENT_TEXT_CHARS));
+    events.push(cut);
+
+    for (kind, outcome) in [
+        (EventKind::Upload, EventOutcome::Accepted),
+        (EventKind::Upload, EventOutcome::Refused),
+        (EventKind::Session, EventOutcome::Accepted),
+        (EventKind::Push, EventOutcome::Failed),
+    ] {
+        for since in [0, base, base + 3599, base + 3600, base + 2 * 3600 + 1] {
+            let got = store
+                .event_hours(UnixTime(since), kind, outcome)
+                .await
+                .unwrap();
+            assert_eq!(
+                got,
+                expected_hours(&events, since, kind, outcome),
+                "{kind:?} {outcome:?} since {since}"
+            );
+            assert!(got.windows(2).all(|w| w[0].hour <= w[1].hour), "by hour");
+        }
+    }
+    let all = store
+        .event_hours(UnixTime(0), EventKind::Upload, EventOutcome::Accepted)
+        .await
+        .unwrap();
+    assert!(all.iter().any(|h| h.mode.is_none() && h.code.is_none()));
+    let total: u64 = all.iter().map(|h| h.count).sum();
+    let inserted = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Upload && e.outcome == EventOutcome::Accepted)
+        .count();
+    assert_eq!(total, u64::try_from(inserted).unwrap());
+}
+
+/// Purging drops the hourly counts of the hours that ended before the age bound, and
+/// only by age: the hour the bound falls in stays whole, and the row bound removes no
+/// count.
+pub async fn event_hours_are_purged_by_age_only(store: &dyn Store) {
+    use crate::{EventKind, EventOutcome};
+    let hour = 3600;
+    let base = 1_900_000_000 - 1_900_000_000 % hour;
+    let at = [
+        base - 3 * hour,
+        base - 2 * hour + 5,
+        base - hour + 10,
+        base + 1,
+        base + 2,
+        base + hour + 3,
+    ];
+    let events: Vec<_> = at
+        .iter()
+        .map(|&at| {
+            event_at(
+                at,
+                EventKind::Upload,
+                EventOutcome::Accepted,
+                Some("oidc"),
+                None,
+            )
+        })
+        .collect();
+    store.insert_events(&events).await.unwrap();
+    // The bound falls 20 seconds into the hour before `base`: that hour's count stays
+    // whole, though its one event is purged; older hours go.
+    let before = base - hour + 20;
+    store.purge_events(UnixTime(before), 2).await.unwrap();
+    let hours = store
+        .event_hours(UnixTime(0), EventKind::Upload, EventOutcome::Accepted)
+        .await
+        .unwrap();
+    let got: Vec<(i64, u64)> = hours.iter().map(|h| (h.hour.0, h.count)).collect();
+    assert_eq!(got, [(base - hour, 1), (base, 2), (base + hour, 1)]);
+    // The row bound kept two events, yet the counts still hold every event of those hours.
+    let (left, _) = store
+        .list_events(&crate::EventFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2);
+    // Once the bound passes every hour, nothing is counted.
+    store
+        .purge_events(UnixTime(base + 2 * hour), u64::MAX)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .event_hours(UnixTime(0), EventKind::Upload, EventOutcome::Accepted)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Events name their upload, and list by it, newest first and in pages.
+pub async fn events_are_listed_by_upload(store: &dyn Store) {
+    use crate::{EventFilter, EventKind, EventOutcome};
+    let (a, b) = (UploadId::generate(), UploadId::generate());
+    let repo = unique_repository_id();
+    let mut events = Vec::new();
+    for i in 0..7 {
+        let mut e = upload_event(repo, 1_700_000_000 + i, EventOutcome::Accepted, None);
+        e.upload_id = Some(if i % 2 == 0 { a.clone() } else { b.clone() });
+        events.push(e);
+    }
+    let mut push = crate::NewEvent::new(
+        UnixTime(1_700_000_100),
+        EventKind::Push,
+        EventOutcome::Delivered,
+    );
+    push.upload_id = Some(a.clone());
+    push.detail = Some(a.to_string());
+    events.push(push.clone());
+    events.push(upload_event(
+        repo,
+        1_700_000_200,
+        EventOutcome::Accepted,
+        None,
+    ));
+    store.insert_events(&events).await.unwrap();
+
+    let of_a = EventFilter {
+        upload_id: Some(a.clone()),
+        ..EventFilter::default()
+    };
+    let (page, next) = store.list_events(&of_a, 10, None).await.unwrap();
+    assert_eq!(next, None);
+    let times: Vec<i64> = page.iter().map(|r| r.event.at.0).collect();
+    assert_eq!(
+        times,
+        [
+            1_700_000_100,
+            1_700_000_006,
+            1_700_000_004,
+            1_700_000_002,
+            1_700_000_000
+        ]
+    );
+    assert!(page.iter().all(|r| r.event.upload_id.as_ref() == Some(&a)));
+    assert_eq!(page[0].event, push);
+    let (first, cursor) = store.list_events(&of_a, 3, None).await.unwrap();
+    let (second, end) = store.list_events(&of_a, 3, cursor).await.unwrap();
+    assert_eq!(end, None);
+    let paged: Vec<u64> = first.iter().chain(&second).map(|r| r.id).collect();
+    let whole: Vec<u64> = page.iter().map(|r| r.id).collect();
+    assert_eq!(paged, whole);
+    let push_of_a = EventFilter {
+        kind: Some(EventKind::Push),
+        ..of_a.clone()
+    };
+    assert_eq!(
+        store
+            .list_events(&push_of_a, 10, None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
+    let of_b = EventFilter {
+        upload_id: Some(b),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.list_events(&of_b, 10, None).await.unwrap().0.len(), 3);
+    let of_none = EventFilter {
+        upload_id: Some(UploadId::generate()),
+        ..EventFilter::default()
+    };
+    assert!(
+        store
+            .list_events(&of_none, 10, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let by_repo = EventFilter {
+        repository_id: Some(repo),
+        ..EventFilter::default()
+    };
+    let (latest, _) = store.list_events(&by_repo, 1, None).await.unwrap();
+    assert_eq!(latest[0].event.upload_id, None);
 }
 
 /// Declares the store conformance suite as tests, one `#[tokio::test]` per case, each
@@ -1115,6 +1386,12 @@ macro_rules! store_conformance {
             async fn events_list_newest_first_with_filters_and_pages();
             #[tokio::test]
             async fn events_are_purged_by_age_and_by_count();
+            #[tokio::test]
+            async fn event_hours_count_the_events_by_hour_mode_and_code();
+            #[tokio::test]
+            async fn event_hours_are_purged_by_age_only();
+            #[tokio::test]
+            async fn events_are_listed_by_upload();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -4275,6 +4552,14 @@ impl Store for LostCommitAnswers {
     }
     async fn purge_events(&self, before: UnixTime, max_rows: u64) -> Result<u64, StoreError> {
         self.inner.purge_events(before, max_rows).await
+    }
+    async fn event_hours(
+        &self,
+        since: UnixTime,
+        kind: crate::EventKind,
+        outcome: crate::EventOutcome,
+    ) -> Result<Vec<crate::EventHour>, StoreError> {
+        self.inner.event_hours(since, kind, outcome).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

@@ -1,6 +1,7 @@
-//! The statements of the event log ([`NewEvent`], [`EventRecord`]): insert a batch, list
-//! newest first, purge by age and by count.
+//! The statements of the event log ([`NewEvent`], [`EventRecord`]): insert a batch with
+//! its hourly counts, list newest first, read the hourly counts, purge by age and by count.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use runproof_core::{RepositoryId, RunId, UnixTime};
@@ -9,14 +10,15 @@ use super::exec::{Pool, db_error, query, query_built, row_runs, values_rows};
 use super::row::{clamp_limit, sql_id};
 use crate::error::{Corrupt, StoreError};
 use crate::event::{
-    EventCursor, EventFilter, EventKind, EventOutcome, EventRecord, MAX_EVENT_MISMATCHES_BYTES,
-    NewEvent, bounded_text,
+    EVENT_HOUR_SECONDS, EventCursor, EventFilter, EventHour, EventKind, EventOutcome, EventRecord,
+    MAX_EVENT_MISMATCHES_BYTES, NewEvent, bounded_text, event_hour,
 };
+use crate::model::UploadId;
 
 /// The columns an insert names, in order.
 const INSERT_COLUMNS: &str = "at, kind, route, mode, outcome, code, rule, mismatches_json, \
-     repository_id, run_id, workflow, source, detail";
-const COLUMNS: usize = 13;
+     repository_id, run_id, workflow, source, detail, upload_id";
+const COLUMNS: usize = 14;
 /// The most rows one insert statement carries.
 const MAX_ROWS_PER_INSERT: usize = 64;
 
@@ -37,6 +39,7 @@ struct EventRow {
     workflow: Option<String>,
     source: Option<String>,
     detail: Option<String>,
+    upload_id: Option<String>,
 }
 
 fn unsigned(column: &'static str, value: i64, row: i64) -> Result<u64, StoreError> {
@@ -103,6 +106,7 @@ impl EventRow {
                 workflow: self.workflow,
                 source: self.source,
                 detail: self.detail,
+                upload_id: self.upload_id.map(UploadId),
             },
         })
     }
@@ -123,6 +127,7 @@ struct Bound {
     workflow: Option<String>,
     source: Option<String>,
     detail: Option<String>,
+    upload_id: Option<String>,
 }
 
 fn text(v: Option<&String>) -> Option<String> {
@@ -150,11 +155,45 @@ impl Bound {
             workflow: text(e.workflow.as_ref()),
             source: text(e.source.as_ref()),
             detail: text(e.detail.as_ref()),
+            upload_id: e
+                .upload_id
+                .as_ref()
+                .map(|u| bounded_text(u.as_str()).to_owned()),
         })
     }
 }
 
-/// Inserts `events` in one transaction; returns how many.
+/// A row of `event_hours`: '' stands for no mode or no code.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct HourKey<'a> {
+    hour: i64,
+    kind: &'static str,
+    outcome: &'static str,
+    mode: &'a str,
+    code: &'a str,
+}
+
+/// How many of `bound` fall on each row of `event_hours`.
+fn hour_counts(bound: &[Bound]) -> BTreeMap<HourKey<'_>, i64> {
+    let mut counts = BTreeMap::new();
+    for b in bound {
+        let key = HourKey {
+            hour: event_hour(UnixTime(b.at)).0,
+            kind: b.kind,
+            outcome: b.outcome,
+            mode: b.mode.as_deref().unwrap_or(""),
+            code: b.code.as_deref().unwrap_or(""),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+const UPSERT_HOUR_SQL: &str = "INSERT INTO event_hours (hour, kind, outcome, mode, code, count) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hour, kind, outcome, mode, code) \
+     DO UPDATE SET count = event_hours.count + excluded.count";
+
+/// Inserts `events` and their hourly counts in one transaction; returns how many.
 pub(crate) async fn insert(pool: &Pool, events: &[NewEvent]) -> Result<u64, StoreError> {
     if events.is_empty() {
         return Ok(0);
@@ -185,9 +224,23 @@ pub(crate) async fn insert(pool: &Pool, events: &[NewEvent]) -> Result<u64, Stor
                 .bind(b.run_id)
                 .bind(&b.workflow)
                 .bind(&b.source)
-                .bind(&b.detail);
+                .bind(&b.detail)
+                .bind(&b.upload_id);
         }
         q.execute(&mut tx).await.map_err(db_error)?;
+    }
+    // Keys in order, so that concurrent batches lock the rows they share in one order.
+    for (key, count) in hour_counts(&bound) {
+        query(UPSERT_HOUR_SQL)
+            .bind(key.hour)
+            .bind(key.kind)
+            .bind(key.outcome)
+            .bind(key.mode)
+            .bind(key.code)
+            .bind(count)
+            .execute(&mut tx)
+            .await
+            .map_err(db_error)?;
     }
     tx.commit().await?;
     Ok(bound.len() as u64)
@@ -197,7 +250,7 @@ pub(crate) async fn insert(pool: &Pool, events: &[NewEvent]) -> Result<u64, Stor
 fn list_sql(filter: &EventFilter, with_cursor: bool) -> String {
     let mut sql = String::from(
         "SELECT id, at, kind, route, mode, outcome, code, rule, mismatches_json, \
-         repository_id, run_id, workflow, source, detail FROM events WHERE TRUE",
+         repository_id, run_id, workflow, source, detail, upload_id FROM events WHERE TRUE",
     );
     let mut param = 0;
     let mut next = || {
@@ -218,6 +271,9 @@ fn list_sql(filter: &EventFilter, with_cursor: bool) -> String {
     }
     if filter.since.is_some() {
         let _ = write!(sql, " AND at >= ${}", next());
+    }
+    if filter.upload_id.is_some() {
+        let _ = write!(sql, " AND upload_id = ${}", next());
     }
     if with_cursor {
         let _ = write!(sql, " AND id < ${}", next());
@@ -250,6 +306,9 @@ pub(crate) async fn list(
     if let Some(since) = filter.since {
         q = q.bind(since.0);
     }
+    if let Some(upload) = &filter.upload_id {
+        q = q.bind(upload.as_str());
+    }
     if let Some(cursor) = cursor {
         q = q.bind(sql_id(cursor.0)?);
     }
@@ -273,10 +332,55 @@ pub(crate) async fn list(
     Ok((records, next))
 }
 
-/// Deletes events before `before`, then all but the newest `max_rows`; returns how many.
+/// Reads one chart: `event_hours` of `kind` and `outcome` from an hour on, through
+/// `event_hours_chart`, in its order.
+const HOURS_SQL: &str = "SELECT hour, mode, code, count FROM event_hours \
+     WHERE kind = $1 AND outcome = $2 AND hour >= $3 ORDER BY hour, mode, code";
+
+/// The hourly counts of `kind` and `outcome` from the hour `since` falls in.
+pub(crate) async fn hours(
+    pool: &Pool,
+    since: UnixTime,
+    kind: EventKind,
+    outcome: EventOutcome,
+) -> Result<Vec<EventHour>, StoreError> {
+    let rows: Vec<(i64, String, String, i64)> = query(HOURS_SQL)
+        .bind(kind.as_str())
+        .bind(outcome.as_str())
+        .bind(event_hour(since).0)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    rows.into_iter()
+        .map(|(hour, mode, code, count)| {
+            let count = u64::try_from(count).map_err(|_| {
+                StoreError::Corrupt(Corrupt::Negative {
+                    column: "count",
+                    value: count,
+                    row: Some(format!("event hour {hour}")),
+                })
+            })?;
+            Ok(EventHour {
+                hour: UnixTime(hour),
+                mode: some(mode),
+                code: some(code),
+                count,
+            })
+        })
+        .collect()
+}
+
+/// Deletes events before `before`, then all but the newest `max_rows`; returns how many
+/// events. Hourly counts go by age alone: those of hours that ended by `before`.
 pub(crate) async fn purge(pool: &Pool, before: UnixTime, max_rows: u64) -> Result<u64, StoreError> {
     let old = query("DELETE FROM events WHERE at < $1")
         .bind(before.0)
+        .execute(pool)
+        .await
+        .map_err(db_error)?;
+    query("DELETE FROM event_hours WHERE hour <= $1")
+        .bind(before.0.saturating_sub(EVENT_HOUR_SECONDS))
         .execute(pool)
         .await
         .map_err(db_error)?;
@@ -310,9 +414,60 @@ mod tests {
             code: Some("x".into()),
             repository_id: Some(RepositoryId(1)),
             since: Some(UnixTime(0)),
+            upload_id: Some(UploadId::generate()),
         };
         let sql = list_sql(&all, true);
-        assert!(sql.contains("kind = $1") && sql.contains("id < $6") && sql.ends_with("$7"));
+        assert!(sql.contains("kind = $1") && sql.contains("upload_id = $6"));
+        assert!(sql.contains("id < $7") && sql.ends_with("$8"));
         assert!(list_sql(&EventFilter::default(), false).ends_with("LIMIT $1"));
+    }
+
+    /// SQLite's plan of `sql` with its placeholders replaced by `values`, in order.
+    async fn sqlite_plan(sql: &str, values: &[&str]) -> Vec<String> {
+        let store = crate::SqliteStore::open("sqlite::memory:").await.unwrap();
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("a SQLite store")
+        };
+        let mut sql = sql.to_owned();
+        // Highest first, so that `$1` does not eat into `$10`.
+        for (i, v) in values.iter().enumerate().rev() {
+            sql = sql.replace(&format!("${}", i + 1), v);
+        }
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        plan.into_iter().map(|step| step.3).collect()
+    }
+
+    /// A chart reads its rows through `event_hours_chart`, already in order.
+    #[tokio::test]
+    async fn event_hours_are_read_through_their_index_on_sqlite() {
+        let plan = sqlite_plan(HOURS_SQL, &["'upload'", "'accepted'", "0"]).await;
+        assert!(
+            plan.iter().any(|s| s.contains("event_hours_chart")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");
+    }
+
+    /// An upload's events are found through `events_upload`, newest first without a sort.
+    #[tokio::test]
+    async fn events_of_an_upload_are_read_through_their_index_on_sqlite() {
+        let filter = EventFilter {
+            upload_id: Some(UploadId::generate()),
+            ..EventFilter::default()
+        };
+        for cursor in [false, true] {
+            let values: &[&str] = if cursor {
+                &["'x'", "100", "51"]
+            } else {
+                &["'x'", "51"]
+            };
+            let plan = sqlite_plan(&list_sql(&filter, cursor), values).await;
+            assert!(plan.iter().any(|s| s.contains("events_upload")), "{plan:?}");
+            assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");
+        }
     }
 }

@@ -983,6 +983,15 @@ impl Store for SqlStore {
         super::events::purge(&self.pool, before, max_rows).await
     }
 
+    async fn event_hours(
+        &self,
+        since: UnixTime,
+        kind: crate::EventKind,
+        outcome: crate::EventOutcome,
+    ) -> Result<Vec<crate::EventHour>, StoreError> {
+        super::events::hours(&self.pool, since, kind, outcome).await
+    }
+
     fn parallel_writes(&self) -> usize {
         self.pool.dialect().parallel_writes
     }
