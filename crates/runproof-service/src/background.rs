@@ -104,6 +104,9 @@ fn spawn_housekeeping(
             if let Err(e) = service.store.purge_sessions(now.minus(3600)).await {
                 tracing::warn!(error = %e, "session purge failed");
             }
+            if let Err(e) = service.store.purge_console_sessions(now).await {
+                tracing::warn!(error = %e, "console session purge failed");
+            }
             // GitHub redelivers within days; a week of webhook delivery ids covers it.
             if let Err(e) = service
                 .store

@@ -22,7 +22,7 @@
 //! service that decides what to store. Inside, each module uses only those lower than
 //! itself; this file only declares them and re-exports their public items:
 //! - values: `limits`, `outbox`, `model`, `error`, `github`, `session`, `reservation`,
-//!   `repository_rules`, `event`, `write`;
+//!   `repository_rules`, `event`, `write`, `console`;
 //! - the traits: `store` ([`Store`]) and `blob` ([`BlobStore`]);
 //! - what uses them: `sql` (the [`Store`] of both databases), `sqlite` and `postgres`
 //!   (opening it), `open`; `local` and `s3` (the [`BlobStore`]s); `namespace`, `inline`
@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod blob;
+mod console;
 mod error;
 mod event;
 mod github;
@@ -54,6 +55,7 @@ pub mod testsuite;
 mod write;
 
 pub use blob::{BlobError, BlobStore, BlobWriter, ReadStream};
+pub use console::{ConsoleCounts, PushFilter};
 pub use error::{Corrupt, Invalid, StoreError, Unavailable};
 pub use event::{
     EVENT_HOUR_SECONDS, EventCursor, EventFilter, EventHour, EventKind, EventOutcome,

@@ -415,6 +415,44 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`] when the database fails.
     async fn purge_sessions(&self, before: UnixTime) -> Result<u64, StoreError>;
 
+    /// Stores a console sign-in session, keyed by the hash of its cookie (the cookie
+    /// itself is never stored), valid from `created_at` until `expires_at`.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when a session with this hash exists, or [`StoreError`]
+    /// when the database fails.
+    async fn create_console_session(
+        &self,
+        token_hash: &str,
+        created_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError>;
+
+    /// Whether the console session with this hash exists and is live at `now`: `false`
+    /// from its `expires_at` on, and once deleted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn console_session_valid(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the console session with this hash (a sign-out). Returns `true` when
+    /// there was one.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete_console_session(&self, token_hash: &str) -> Result<bool, StoreError>;
+
+    /// Deletes the console sessions expired at `now` (those
+    /// [`Store::console_session_valid`] no longer accepts). Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn purge_console_sessions(&self, now: UnixTime) -> Result<u64, StoreError>;
+
     /// Claims at most `limit` due pushes (pending, `next_attempt_at <= now`, no lease
     /// running at `now`) for `lease_seconds`, oldest due first: until the lease ends no
     /// other caller claims them. Atomic: two concurrent callers never get the same

@@ -25,6 +25,9 @@ use crate::{
     WorkflowRunRecord,
 };
 
+mod console;
+pub use console::*;
+
 /// A repository id no other run of the suite uses (random, below 2^52).
 #[must_use]
 pub fn unique_repository_id() -> RepositoryId {
@@ -1392,6 +1395,10 @@ macro_rules! store_conformance {
             async fn event_hours_are_purged_by_age_only();
             #[tokio::test]
             async fn events_are_listed_by_upload();
+            #[tokio::test]
+            async fn console_sessions_expire_and_are_deleted();
+            #[tokio::test]
+            async fn console_sessions_are_purged_once_expired();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -4472,6 +4479,29 @@ impl Store for LostCommitAnswers {
     }
     async fn purge_sessions(&self, before: UnixTime) -> Result<u64, StoreError> {
         self.inner.purge_sessions(before).await
+    }
+    async fn create_console_session(
+        &self,
+        token_hash: &str,
+        created_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .create_console_session(token_hash, created_at, expires_at)
+            .await
+    }
+    async fn console_session_valid(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.console_session_valid(token_hash, now).await
+    }
+    async fn delete_console_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        self.inner.delete_console_session(token_hash).await
+    }
+    async fn purge_console_sessions(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_console_sessions(now).await
     }
     async fn claim_pushes(
         &self,

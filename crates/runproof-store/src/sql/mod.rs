@@ -14,12 +14,13 @@
 //!
 //! The modules, lowest first (each uses only those above it): [`dialect`]; [`exec`]
 //! (statements, pools, transactions, errors); [`notify`] (the outbox channel); [`row`]
-//! (columns and rows); [`idempotency`], [`reservation`], [`github`], [`rules`], [`events`] and
-//! [`sequence`] (statements that [`store`] and [`commit`] share or delegate to);
+//! (columns and rows); [`idempotency`], [`reservation`], [`github`], [`rules`], [`events`],
+//! [`console`] and [`sequence`] (statements that [`store`] and [`commit`] share or delegate to);
 //! [`commit`] (a batch of uploads); [`store`] ([`SqlStore`], the [`Store`](crate::Store)
 //! of both backends).
 
 mod commit;
+mod console;
 mod dialect;
 mod events;
 pub(crate) mod exec;

@@ -778,6 +778,31 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn create_console_session(
+        &self,
+        token_hash: &str,
+        created_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        super::console::create_session(&self.pool, token_hash, created_at, expires_at).await
+    }
+
+    async fn console_session_valid(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        super::console::session_valid(&self.pool, token_hash, now).await
+    }
+
+    async fn delete_console_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        super::console::delete_session(&self.pool, token_hash).await
+    }
+
+    async fn purge_console_sessions(&self, now: UnixTime) -> Result<u64, StoreError> {
+        super::console::purge_sessions(&self.pool, now).await
+    }
+
     async fn claim_pushes(
         &self,
         now: UnixTime,
