@@ -374,8 +374,8 @@ async fn sign_in_find_an_upload_and_open_it() {
     h.stop().await;
 }
 
-/// Signs in, finds an upload in the list, opens it, and checks what it shows; writes the
-/// screenshots when asked to and `screenshots` is set.
+/// Signs in, finds an upload in the list, opens it, and checks what it shows; with
+/// `screenshots`, the upload page is the one in `docs/`.
 async fn find_an_upload_and_open_it(h: &Harness, screenshots: bool) {
     let claims = h.claims();
     for (name, body) in [("dist/app-1.0.tar.gz", "a tarball"), ("notes.txt", "x")] {
@@ -509,24 +509,21 @@ async fn find_an_upload_and_open_it(h: &Harness, screenshots: bool) {
     assert_eq!(resp.text().await.unwrap(), body);
 
     if screenshots {
-        write_screenshots(&b, &id).await;
+        b.open(&page).await;
+        b.find("dl#identity").await;
+        write_screenshot(&b, "console-upload.png").await;
     }
     b.quit().await;
 }
 
-/// `docs/console-upload.png` and `docs/console-overview.png`, when
-/// `RUNPROOF_WRITE_SCREENSHOTS=1` (so that test runs leave the tree as it was).
-async fn write_screenshots(b: &Browser, upload_id: &str) {
+/// Writes the page the browser shows to `docs/{file}` when `RUNPROOF_WRITE_SCREENSHOTS=1`
+/// (so that test runs leave the tree as it was).
+async fn write_screenshot(b: &Browser, file: &str) {
     if std::env::var("RUNPROOF_WRITE_SCREENSHOTS").as_deref() != Ok("1") {
         return;
     }
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
-    b.open(&format!("/ui/uploads/{upload_id}")).await;
-    b.find("dl#identity").await;
-    b.screenshot(&docs.join("console-upload.png")).await;
-    b.open("/ui/").await;
-    b.find("svg#uploads-chart").await;
-    b.screenshot(&docs.join("console-overview.png")).await;
+    b.screenshot(&docs.join(file)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,39 +531,60 @@ async fn the_overview_draws_charts_and_counts() {
     if common::browser::binaries().is_none() {
         return;
     }
+    // Every push fails: the overview counts them.
+    let (url, receiver) = start_receiver().await;
+    *receiver.failing.lock().unwrap() = true;
     let h = Harness::start_with(Options {
         trust_rules: vec![TrustRule {
             name: "main branch".into(),
             refs: Some(vec!["refs/heads/main".into()]),
             ..TrustRule::default()
         }],
+        push: Some(push_config(&url)),
         ..Default::default()
     })
     .await;
-    for i in 0..3 {
-        let (status, body) = h
-            .upload(Some(&bearer(&h.token())), &format!("f{i}"), "1")
-            .await;
+    let names = [
+        "dist/app-1.4.2.tar.gz",
+        "dist/app-1.4.2.zip",
+        "sbom.spdx.json",
+        "coverage/lcov.info",
+        "provenance.intoto.jsonl",
+    ];
+    for name in names {
+        let (status, body) = h.upload(Some(&bearer(&h.token())), name, "1").await;
         assert_eq!(status, 201, "{body}");
     }
-    let token = claims_with(&h, |c| {
-        c.insert("ref".into(), json!("refs/heads/feature"));
-    });
-    let (status, body) = upload_as(&h, &token, "refused", "1").await;
-    assert_eq!(status, 403, "{body}");
+    // Refusals of three codes: a rule, a replay, a signature from an unknown key.
+    for branch in ["feature", "dependabot/cargo/serde-1.0.300"] {
+        let token = claims_with(&h, |c| {
+            c.insert("ref".into(), json!(format!("refs/heads/{branch}")));
+        });
+        let (status, body) = upload_as(&h, &token, "refused", "1").await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let token = h.token();
+    let (status, _) = h.upload(Some(&bearer(&token)), "once", "1").await;
+    assert_eq!(status, 201);
+    let (status, body) = h.upload(Some(&bearer(&token)), "twice", "1").await;
+    assert_eq!(status, 401, "{body}");
+    let forged = runproof_testkit::TestKey::generate(h.gh.current_key().kid()).unwrap();
+    let forged = forged.sign_claims(&Value::Object(h.claims())).unwrap();
+    let (status, body) = h.upload(Some(&bearer(&forged)), "forged", "1").await;
+    assert_eq!(status, 401, "{body}");
+    let uploads = names.len() + 1;
 
     let b = Browser::start(&h.url).await.unwrap();
     b.sign_in(API_KEY).await;
+    // Pushes fail and events are written in the background.
+    reload_until(&b, "/ui/", "every failed push", || async {
+        b.text("#count-failed-pushes").await == uploads.to_string()
+    })
+    .await;
     b.find("svg#uploads-chart").await;
     b.find("svg#refusals-chart").await;
     assert_eq!(b.text("#count-pending").await, "0");
-    assert_eq!(b.text("#count-failed-pushes").await, "0");
     assert_eq!(b.text("#count-installations").await, "0");
-    b.click("a#range-7d").await;
-    b.wait_path("/ui/?range=7d").await;
-    b.find("svg#uploads-chart").await;
-    b.click("a#range-24h").await;
-    b.find("svg#refusals-chart").await;
     // Pages read without JavaScript: the console serves none.
     assert_eq!(
         b.d()
@@ -577,6 +595,28 @@ async fn the_overview_draws_charts_and_counts() {
             .unwrap(),
         0
     );
+    // The refusals are in before the picture is taken.
+    for _ in 0..POLLS {
+        let events: Value = h
+            .get("/v1/events?outcome=refused&limit=100", Some(API_KEY))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if events["events"].as_array().map_or(0, Vec::len) >= 4 {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    b.open("/ui/").await;
+    b.find("svg#refusals-chart").await;
+    write_screenshot(&b, "console-overview.png").await;
+
+    b.click("a#range-7d").await;
+    b.wait_path("/ui/?range=7d").await;
+    b.find("svg#uploads-chart").await;
+    b.click("a#range-24h").await;
+    b.find("svg#refusals-chart").await;
     b.quit().await;
     h.stop().await;
 }
