@@ -1,4 +1,5 @@
-//! The event log: `GET /v1/events?kind=&outcome=&code=&repository_id=&since=&cursor=&limit=`
+//! The event log:
+//! `GET /v1/events?kind=&outcome=&code=&repository_id=&upload_id=&since=&cursor=&limit=`
 //! (API key required), newest first, `{"events": [...], "next_cursor": ...}`; and how the
 //! server records the events of the requests it answers.
 
@@ -11,7 +12,7 @@ use axum::http::{Extensions, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use runproof_core::{RepositoryId, UnixTime};
 use runproof_service::{Service, Trail};
-use runproof_store::{EventCursor, EventFilter, EventKind, EventOutcome, EventRecord};
+use runproof_store::{EventCursor, EventFilter, EventKind, EventOutcome, EventRecord, UploadId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -96,6 +97,7 @@ struct ListParams {
     outcome: Option<String>,
     code: Option<String>,
     repository_id: Option<String>,
+    upload_id: Option<String>,
     since: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
@@ -169,6 +171,11 @@ fn parse(params: &ListParams) -> Result<(EventFilter, Option<EventCursor>, u32),
                 .ok_or_else(|| ApiError::invalid("repository_id is a repository's numeric id"))
         })
         .transpose()?;
+    let upload_id = params
+        .upload_id
+        .as_deref()
+        .map(|s| UploadId::parse(s).ok_or_else(|| ApiError::invalid("upload_id is an upload's id")))
+        .transpose()?;
     let since = params.since.as_deref().map(parse_time).transpose()?;
     let cursor = params
         .cursor
@@ -195,6 +202,7 @@ fn parse(params: &ListParams) -> Result<(EventFilter, Option<EventCursor>, u32),
         code,
         repository_id,
         since,
+        upload_id,
     };
     Ok((filter, cursor, limit))
 }
@@ -230,6 +238,7 @@ struct EventView {
     workflow: Option<String>,
     source: Option<String>,
     detail: Option<String>,
+    upload_id: Option<String>,
 }
 
 impl From<EventRecord> for EventView {
@@ -250,6 +259,7 @@ impl From<EventRecord> for EventView {
             workflow: e.workflow,
             source: e.source,
             detail: e.detail,
+            upload_id: e.upload_id.map(|u| u.0),
         }
     }
 }
@@ -275,12 +285,17 @@ mod tests {
         assert_eq!(f.repository_id, Some(RepositoryId(7)));
         assert_eq!(f.since, Some(UnixTime(100)));
         assert_eq!((c, l), (Some(EventCursor(5)), 3));
+        let upload = "01890a5d-ac96-774b-bcce-b302099a8057";
+        let (f, _, _) = parse(&params(&format!("upload_id={upload}"))).unwrap();
+        assert_eq!(f.upload_id, UploadId::parse(upload));
         assert_eq!(parse(&params("")).unwrap().2, DEFAULT_LIMIT);
         for junk in [
             "kind=nope",
             "outcome=ok",
             "code=DROP%20TABLE",
             "repository_id=-1",
+            "upload_id=x",
+            "upload_id=01890A5D-AC96-774B-BCCE-B302099A8057",
             "since=yesterday",
             "cursor=5",
             "limit=0",

@@ -165,10 +165,13 @@ async fn rule_events_never_hold_a_secret() {
 #[tokio::test]
 async fn events_filter_and_page() {
     let h = Harness::start().await;
+    let mut ids = Vec::new();
     for name in ["a", "b", "c"] {
-        let (status, _) = h.upload(Some(&bearer(&h.token())), name, "1").await;
+        let (status, record) = h.upload(Some(&bearer(&h.token())), name, "1").await;
         assert_eq!(status, 201);
+        ids.push(record["id"].as_str().unwrap().to_owned());
     }
+    let first = &ids[0];
     let (status, _) = h.upload(None, "d", "1").await;
     assert_eq!(status, 401);
     let all = events(&h, 4).await;
@@ -183,6 +186,13 @@ async fn events_filter_and_page() {
     assert_eq!(coded["events"].as_array().unwrap().len(), 1);
     let (_, of_repo) = get(&h, &format!("/v1/events?repository_id={repo}")).await;
     assert_eq!(of_repo["events"].as_array().unwrap().len(), 3);
+    let (_, of_upload) = get(&h, &format!("/v1/events?upload_id={first}")).await;
+    let of_upload = of_upload["events"].as_array().unwrap().clone();
+    assert_eq!(of_upload.len(), 1, "{of_upload:?}");
+    assert_eq!(of_upload[0]["upload_id"], first.as_str());
+    assert_eq!(of_upload[0]["id"], all[3]["id"]);
+    // A refusal before anything was stored names no upload.
+    assert_eq!(all[0]["upload_id"], Value::Null);
     let (_, sessions) = get(&h, "/v1/events?kind=session").await;
     assert_eq!(sessions["events"], json!([]));
     let (_, later) = get(&h, "/v1/events?since=2999-01-01T00:00:00Z").await;
@@ -212,6 +222,7 @@ async fn events_filter_and_page() {
         "kind=everything",
         "outcome=maybe",
         "repository_id=x",
+        "upload_id=x",
         "since=soon",
         "cursor=zzz",
         "limit=0",
@@ -357,12 +368,14 @@ async fn rule_a_pending_upload_is_recorded_without_its_claims_and_settled_with_t
     assert_eq!(uploads[0]["mode"], "webhook");
     assert_eq!(uploads[0]["outcome"], "accepted");
     assert_eq!(uploads[0]["detail"], format!("pending {id}"));
+    assert_eq!(uploads[0]["upload_id"], id.as_str());
     // Claimed, not verified: no identity.
     assert_eq!(uploads[0]["repository_id"], Value::Null);
     let settled = events_of(&h, "pending", 1).await;
     assert_eq!(settled[0]["outcome"], "settled");
     assert_eq!(settled[0]["repository_id"], run.repository_id);
     assert_eq!(settled[0]["run_id"], run.run_id);
+    assert_eq!(settled[0]["upload_id"], id.as_str());
     assert!(
         settled[0]["detail"]
             .as_str()
@@ -429,6 +442,7 @@ async fn rule_push_attempts_are_recorded_failed_then_delivered_without_the_secre
             detail.contains(id) && detail.contains("upload.verified"),
             "{push}"
         );
+        assert_eq!(push["upload_id"], id, "{push}");
     }
     let text = serde_json::to_string(&pushes).unwrap();
     assert!(!text.contains(push_secret), "{text}");

@@ -69,6 +69,8 @@ pub struct Trail {
     pub rule: Option<String>,
     /// What was stored, when something was (an upload id and its status).
     pub detail: Option<String>,
+    /// The upload stored (or found stored), when there is one.
+    pub upload_id: Option<runproof_store::UploadId>,
 }
 
 /// What an event keeps of a verified identity: its repository, run and workflow.
@@ -102,6 +104,7 @@ impl Trail {
     /// and its identity when it has one (a pending upload's is only claimed: kept out).
     pub fn stored(&mut self, what: &str, record: &runproof_store::UploadRecord) {
         self.detail = Some(format!("{what} {}", record.id.as_str()));
+        self.upload_id = Some(record.id.clone());
         if record.status != runproof_store::UploadStatus::Pending {
             self.run = Some(TrailRun::of(&record.identity));
         }
@@ -121,6 +124,7 @@ impl Trail {
         event.mode = self.mode.map(|m| m.as_str().to_owned());
         event.rule = self.rule.clone();
         event.detail = self.detail.clone();
+        event.upload_id = self.upload_id.clone();
         if let Some(run) = &self.run {
             event.repository_id = Some(run.repository_id);
             event.run_id = Some(run.run_id);

@@ -276,6 +276,7 @@ pub(crate) async fn run_once(state: &Outbox, config: &PushConfig, http: &reqwest
             },
         );
         let attempt_no = record.attempts + 1;
+        event.upload_id = runproof_store::UploadId::parse(&record.upload_id);
         event.detail = Some(match &result {
             Ok(()) => format!(
                 "{} {} of {}, attempt {attempt_no}",

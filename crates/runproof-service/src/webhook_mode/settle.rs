@@ -246,6 +246,7 @@ pub(crate) async fn resolve(
     settled.repository_id = Some(upload.identity.repository_id);
     settled.run_id = Some(upload.identity.run_id);
     settled.workflow = identity.and_then(|i| i.workflow_ref.clone());
+    settled.upload_id = Some(upload.id.clone());
     settled.detail = Some(match reason {
         Some(reason) => format!(
             "{} {} via {via}: {reason}",
