@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
+use crate::console::ConsoleCounts;
 use crate::error::StoreError;
 use crate::event::{
     EventCursor, EventFilter, EventHour, EventKind, EventOutcome, EventRecord, NewEvent,
@@ -213,6 +214,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account_id: OwnerId,
     ) -> Result<Option<KnownInstallation>, StoreError>;
+
+    /// The counts the console's overview shows: pending uploads, failed and pending
+    /// pushes, installations not deleted, and the repositories they list (not removed).
+    /// Each is read from an index.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn console_counts(&self) -> Result<ConsoleCounts, StoreError>;
 
     /// The workflow run attempt, as the latest webhook described it, if known.
     ///

@@ -1399,6 +1399,8 @@ macro_rules! store_conformance {
             async fn console_sessions_expire_and_are_deleted();
             #[tokio::test]
             async fn console_sessions_are_purged_once_expired();
+            #[tokio::test]
+            async fn console_counts_follow_uploads_pushes_and_installations();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -4502,6 +4504,9 @@ impl Store for LostCommitAnswers {
     }
     async fn purge_console_sessions(&self, now: UnixTime) -> Result<u64, StoreError> {
         self.inner.purge_console_sessions(now).await
+    }
+    async fn console_counts(&self) -> Result<crate::ConsoleCounts, StoreError> {
+        self.inner.console_counts().await
     }
     async fn claim_pushes(
         &self,

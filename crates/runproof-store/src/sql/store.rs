@@ -438,6 +438,10 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn console_counts(&self) -> Result<crate::ConsoleCounts, StoreError> {
+        super::console::counts(&self.pool).await
+    }
+
     async fn get_workflow_run(
         &self,
         repository_id: RepositoryId,

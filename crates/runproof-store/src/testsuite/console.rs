@@ -2,9 +2,15 @@
 //! sessions, its counts, installations and their repositories, filtered upload lists and
 //! pushes page by page.
 
-use runproof_core::UnixTime;
+use runproof_core::{InstallationId, RepositoryId, UnixTime};
 
-use crate::{Invalid, Store, StoreError};
+use super::{
+    installation, new_push, new_upload, pending_run, pending_upload, unique_installation_id,
+    unique_repository_id, webhook_delivery,
+};
+use crate::{
+    ConsoleCounts, InstalledRepository, Invalid, PushStatus, Store, StoreError, WebhookEffect,
+};
 
 /// A console session's token hash no other run of the suite uses.
 fn console_token_hash() -> String {
@@ -117,4 +123,125 @@ pub async fn console_sessions_are_purged_once_expired(store: &dyn Store) {
             .await
             .unwrap()
     );
+}
+
+/// Lists `repositories` for installation `id` (creating it), through one delivery.
+async fn install(store: &dyn Store, id: InstallationId, repositories: &[RepositoryId]) {
+    let effects = [
+        WebhookEffect::UpsertInstallation(installation(id)),
+        WebhookEffect::AddRepositories {
+            installation_id: id,
+            repositories: repositories
+                .iter()
+                .map(|&id| InstalledRepository {
+                    id,
+                    full_name: format!("octo-org/repo-{}", id.get()),
+                })
+                .collect(),
+            as_of: None,
+        },
+    ];
+    let delivery = webhook_delivery("installation", 1_700_000_000);
+    assert!(store.apply_webhook(&delivery, &effects).await.unwrap());
+}
+
+/// Applies `effects` through one fresh delivery.
+async fn apply(store: &dyn Store, effects: &[WebhookEffect]) {
+    let delivery = webhook_delivery("installation_repositories", 1_700_000_100);
+    assert!(store.apply_webhook(&delivery, effects).await.unwrap());
+}
+
+/// How much each count grew from `before` to `after` (a shared database may hold other
+/// runs' rows, which this run does not change).
+fn grown(before: ConsoleCounts, after: ConsoleCounts) -> [i128; 5] {
+    let d = |a: u64, b: u64| i128::from(b) - i128::from(a);
+    [
+        d(before.pending_uploads, after.pending_uploads),
+        d(before.failed_pushes, after.failed_pushes),
+        d(before.pending_pushes, after.pending_pushes),
+        d(before.installations, after.installations),
+        d(before.repositories, after.repositories),
+    ]
+}
+
+/// The overview's counts follow pending uploads, failed and pending pushes, and the
+/// installations (not deleted) with their listed repositories (not removed).
+pub async fn console_counts_follow_uploads_pushes_and_installations(store: &dyn Store) {
+    let start = store.console_counts().await.unwrap();
+
+    // A pending upload with two pushes, and a verified one with one.
+    let run = pending_run(unique_repository_id());
+    let mut pending = pending_upload(&run, 1_700_000_000);
+    pending.pushes = vec![
+        new_push(&pending.id, "upload.pending"),
+        new_push(&pending.id, "upload.pending"),
+    ];
+    store.insert_upload(&pending).await.unwrap();
+    let mut verified = new_upload(unique_repository_id());
+    verified.pushes = vec![new_push(&verified.id, "upload.verified")];
+    store.insert_upload(&verified).await.unwrap();
+    let counts = store.console_counts().await.unwrap();
+    assert_eq!(grown(start, counts), [1, 0, 3, 0, 0]);
+
+    // One push gives up, one is delivered.
+    let failed = &pending.pushes[0].id;
+    store
+        .fail_push(failed, "503", None, UnixTime(1_700_000_010))
+        .await
+        .unwrap();
+    store
+        .complete_push(&verified.pushes[0].id, UnixTime(1_700_000_010))
+        .await
+        .unwrap();
+    let counts = store.console_counts().await.unwrap();
+    assert_eq!(grown(start, counts), [1, 1, 1, 0, 0]);
+    let retried = store
+        .retry_push(failed, UnixTime(1_700_000_020))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retried.status, PushStatus::Pending);
+    let counts = store.console_counts().await.unwrap();
+    assert_eq!(grown(start, counts), [1, 0, 2, 0, 0]);
+
+    // Two installations listing three and two repositories.
+    let (a, b) = (unique_installation_id(), unique_installation_id());
+    let repos: Vec<RepositoryId> = (0..5).map(|_| unique_repository_id()).collect();
+    install(store, a, &repos[..3]).await;
+    install(store, b, &repos[3..]).await;
+    let counts = store.console_counts().await.unwrap();
+    assert_eq!(grown(start, counts), [1, 0, 2, 2, 5]);
+
+    // A removed repository no longer counts; a deleted installation takes its own with it.
+    apply(
+        store,
+        &[WebhookEffect::RemoveRepositories {
+            installation_id: a,
+            repository_ids: vec![repos[0]],
+            as_of: None,
+        }],
+    )
+    .await;
+    let counts = store.console_counts().await.unwrap();
+    assert_eq!(grown(start, counts), [1, 0, 2, 2, 4]);
+    apply(store, &[WebhookEffect::DeleteInstallation(b)]).await;
+    let counts = store.console_counts().await.unwrap();
+    assert_eq!(grown(start, counts), [1, 0, 2, 1, 2]);
+
+    // A settled upload is no longer pending.
+    assert!(
+        store
+            .resolve_pending(
+                &pending.id,
+                crate::UploadStatus::Rejected,
+                None,
+                Some("refused"),
+                UnixTime(1_700_000_030),
+                &[],
+            )
+            .await
+            .unwrap()
+    );
+    let counts = store.console_counts().await.unwrap();
+    assert_eq!(grown(start, counts), [0, 0, 2, 1, 2]);
 }
