@@ -9,7 +9,8 @@ use crate::event::{
     EventCursor, EventFilter, EventHour, EventKind, EventOutcome, EventRecord, NewEvent,
 };
 use crate::github::{
-    KnownInstallation, RepositoryBinding, WebhookDelivery, WebhookEffect, WorkflowRunRecord,
+    InstalledRepository, KnownInstallation, RepositoryBinding, WebhookDelivery, WebhookEffect,
+    WorkflowRunRecord,
 };
 use crate::model::{
     Cursor, IdempotencyScope, ListFilter, NamespaceRecord, NewUpload, PendingRun, ReservationId,
@@ -214,6 +215,43 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account_id: OwnerId,
     ) -> Result<Option<KnownInstallation>, StoreError>;
+
+    /// Installations that are not deleted, in id order, those after `after` when given,
+    /// at most `limit` (clamped to `1..=`[`crate::MAX_PAGE_SIZE`]). The next page is
+    /// after the last id returned.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when `after` is beyond the database's integers, or
+    /// [`StoreError`] when the database fails.
+    async fn list_installations(
+        &self,
+        after: Option<InstallationId>,
+        limit: u32,
+    ) -> Result<Vec<KnownInstallation>, StoreError>;
+
+    /// The repositories `installation` lists (not removed), in id order, those after
+    /// `after` when given, at most `limit` (clamped to `1..=`[`crate::MAX_PAGE_SIZE`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when an id is beyond the database's integers, or
+    /// [`StoreError`] when the database fails.
+    async fn installation_repositories(
+        &self,
+        installation: InstallationId,
+        after: Option<RepositoryId>,
+        limit: u32,
+    ) -> Result<Vec<InstalledRepository>, StoreError>;
+
+    /// Of `ids`, those that have trust rules stored (an empty layer included: see
+    /// [`Store::repository_rules`]), in id order, each once. Meant for a page of at
+    /// most [`crate::MAX_PAGE_SIZE`] ids; more are looked up in batches of that size.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn repositories_with_rules(
+        &self,
+        ids: &[RepositoryId],
+    ) -> Result<Vec<RepositoryId>, StoreError>;
 
     /// The counts the console's overview shows: pending uploads, failed and pending
     /// pushes, installations not deleted, and the repositories they list (not removed).

@@ -1401,6 +1401,12 @@ macro_rules! store_conformance {
             async fn console_sessions_are_purged_once_expired();
             #[tokio::test]
             async fn console_counts_follow_uploads_pushes_and_installations();
+            #[tokio::test]
+            async fn installations_list_in_id_order_without_the_deleted();
+            #[tokio::test]
+            async fn installation_repositories_list_in_id_order_without_the_removed();
+            #[tokio::test]
+            async fn repositories_with_rules_are_picked_out();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -4507,6 +4513,29 @@ impl Store for LostCommitAnswers {
     }
     async fn console_counts(&self) -> Result<crate::ConsoleCounts, StoreError> {
         self.inner.console_counts().await
+    }
+    async fn list_installations(
+        &self,
+        after: Option<InstallationId>,
+        limit: u32,
+    ) -> Result<Vec<KnownInstallation>, StoreError> {
+        self.inner.list_installations(after, limit).await
+    }
+    async fn installation_repositories(
+        &self,
+        installation: InstallationId,
+        after: Option<RepositoryId>,
+        limit: u32,
+    ) -> Result<Vec<InstalledRepository>, StoreError> {
+        self.inner
+            .installation_repositories(installation, after, limit)
+            .await
+    }
+    async fn repositories_with_rules(
+        &self,
+        ids: &[RepositoryId],
+    ) -> Result<Vec<RepositoryId>, StoreError> {
+        self.inner.repositories_with_rules(ids).await
     }
     async fn claim_pushes(
         &self,

@@ -1,12 +1,17 @@
 //! The statements the operator console needs: its sign-in sessions, the overview's
 //! counts, the installations and their repositories, and pushes page by page.
 
-use runproof_core::UnixTime;
+use runproof_core::{InstallationId, RepositoryId, UnixTime};
 
-use super::exec::{Pool, db_error, is_unique_violation, query};
-use super::row::stored_count;
+use super::dialect::Dialect;
+use super::exec::{Pool, db_error, is_unique_violation, query, query_built};
+use super::row::{
+    InstallationRow, clamp_limit, installation_columns, sql_id, stored_count, stored_id,
+};
 use crate::console::ConsoleCounts;
 use crate::error::{Invalid, StoreError};
+use crate::github::{InstalledRepository, KnownInstallation};
+use crate::limits::ID_BATCH;
 
 /// Stores a console session.
 pub(crate) async fn create_session(
@@ -95,6 +100,109 @@ pub(crate) async fn counts(pool: &Pool) -> Result<ConsoleCounts, StoreError> {
     })
 }
 
+/// Installations not deleted with an id above `$1`, in id order, at most `$2`: read
+/// through `installations_deleted_id`.
+pub(crate) const INSTALLATIONS_SQL: &str = concat!(
+    "SELECT ",
+    installation_columns!(),
+    " FROM installations WHERE deleted = FALSE AND id > $1 ORDER BY id LIMIT $2"
+);
+
+/// The repositories installation `$1` lists (not removed) with an id above `$2`, in id
+/// order, at most `$3`: read through `installation_repositories_listed`.
+pub(crate) const REPOSITORIES_SQL: &str = "SELECT repository_id, full_name \
+     FROM installation_repositories \
+     WHERE installation_id = $1 AND removed = FALSE AND repository_id > $2 \
+     ORDER BY repository_id LIMIT $3";
+
+/// An id to list after: `after`, or below every stored id (they are never negative).
+fn after_id(after: Option<u64>) -> Result<i64, StoreError> {
+    after.map_or(Ok(-1), sql_id)
+}
+
+/// A page of installations not deleted, in id order.
+pub(crate) async fn installations(
+    pool: &Pool,
+    after: Option<InstallationId>,
+    limit: u32,
+) -> Result<Vec<KnownInstallation>, StoreError> {
+    query(INSTALLATIONS_SQL)
+        .bind(after_id(after.map(|id| id.get()))?)
+        .bind(i64::from(clamp_limit(limit)))
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(InstallationRow::into_installation)
+        .collect()
+}
+
+/// A page of the repositories an installation lists, in id order.
+pub(crate) async fn repositories(
+    pool: &Pool,
+    installation: InstallationId,
+    after: Option<RepositoryId>,
+    limit: u32,
+) -> Result<Vec<InstalledRepository>, StoreError> {
+    let rows: Vec<(i64, String)> = query(REPOSITORIES_SQL)
+        .bind(sql_id(installation.get())?)
+        .bind(after_id(after.map(|id| id.get()))?)
+        .bind(i64::from(clamp_limit(limit)))
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    rows.into_iter()
+        .map(|(id, full_name)| {
+            Ok(InstalledRepository {
+                id: RepositoryId(stored_id(id, "repository id")?),
+                full_name,
+            })
+        })
+        .collect()
+}
+
+/// Of the ids bound at `$1` (a text list), those that have rules, in id order: read
+/// through the primary key of `repository_rules`.
+fn with_rules_sql(dialect: &Dialect) -> String {
+    format!(
+        "SELECT r.repository_id FROM repository_rules AS r \
+         WHERE r.repository_id IN (SELECT CAST(t.item AS BIGINT) FROM {}) \
+         ORDER BY r.repository_id",
+        dialect.text_list("$1", "t")
+    )
+}
+
+/// Which of `ids` have rules stored, in id order, each once; looked up in batches.
+pub(crate) async fn repositories_with_rules(
+    pool: &Pool,
+    ids: &[RepositoryId],
+) -> Result<Vec<RepositoryId>, StoreError> {
+    let sql = with_rules_sql(pool.dialect());
+    let mut found = Vec::new();
+    for chunk in ids.chunks(ID_BATCH) {
+        // An id beyond the database's integers has no rules: leave it out.
+        let chunk: Vec<String> = chunk
+            .iter()
+            .filter(|id| sql_id(id.get()).is_ok())
+            .map(|id| id.get().to_string())
+            .collect();
+        if chunk.is_empty() {
+            continue;
+        }
+        let rows: Vec<(i64,)> = query_built(sql.clone())
+            .bind(chunk.as_slice())
+            .fetch_all(pool)
+            .await
+            .map_err(db_error)?;
+        for (id,) in rows {
+            found.push(RepositoryId(stored_id(id, "repository id")?));
+        }
+    }
+    found.sort_unstable_by_key(|id| id.get());
+    found.dedup();
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +242,29 @@ mod tests {
                 "{index} unused in {plan:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn installations_and_their_repositories_read_indexes_on_sqlite() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let plan = sqlite_plan(&store, INSTALLATIONS_SQL, &["5", "10"]).await;
+        assert_indexed(&plan, &["installations_deleted_id (deleted=? AND id>?)"]);
+        assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");
+        let plan = sqlite_plan(&store, REPOSITORIES_SQL, &["5", "7", "10"]).await;
+        assert_indexed(
+            &plan,
+            &[
+                "installation_repositories_listed (installation_id=? AND removed=? AND repository_id>?)",
+            ],
+        );
+        assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");
+        let sql = with_rules_sql(store.pool.dialect());
+        let plan = sqlite_plan(&store, &sql, &["'[\"1\"]'"]).await;
+        assert!(
+            plan.iter()
+                .any(|s| s.starts_with("SEARCH r") && s.contains("PRIMARY KEY")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]

@@ -699,7 +699,7 @@ impl WorkflowRunParams {
 }
 
 /// A stored GitHub id; a negative one is corruption.
-fn stored_id(id: i64, what: &'static str) -> Result<u64, StoreError> {
+pub(crate) fn stored_id(id: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(id).map_err(|_| negative(what, id))
 }
 

@@ -438,6 +438,30 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn list_installations(
+        &self,
+        after: Option<InstallationId>,
+        limit: u32,
+    ) -> Result<Vec<KnownInstallation>, StoreError> {
+        super::console::installations(&self.pool, after, limit).await
+    }
+
+    async fn installation_repositories(
+        &self,
+        installation: InstallationId,
+        after: Option<RepositoryId>,
+        limit: u32,
+    ) -> Result<Vec<crate::InstalledRepository>, StoreError> {
+        super::console::repositories(&self.pool, installation, after, limit).await
+    }
+
+    async fn repositories_with_rules(
+        &self,
+        ids: &[RepositoryId],
+    ) -> Result<Vec<RepositoryId>, StoreError> {
+        super::console::repositories_with_rules(&self.pool, ids).await
+    }
+
     async fn console_counts(&self) -> Result<crate::ConsoleCounts, StoreError> {
         super::console::counts(&self.pool).await
     }

@@ -9,7 +9,8 @@ use super::{
     unique_repository_id, webhook_delivery,
 };
 use crate::{
-    ConsoleCounts, InstalledRepository, Invalid, PushStatus, Store, StoreError, WebhookEffect,
+    ConsoleCounts, InstalledRepository, Invalid, KnownInstallation, PushStatus, Store, StoreError,
+    WebhookEffect,
 };
 
 /// A console session's token hash no other run of the suite uses.
@@ -244,4 +245,166 @@ pub async fn console_counts_follow_uploads_pushes_and_installations(store: &dyn 
     );
     let counts = store.console_counts().await.unwrap();
     assert_eq!(grown(start, counts), [0, 0, 2, 1, 2]);
+}
+
+/// Installations list in id order, the deleted ones left out, page by page with
+/// `after`; a limit of 0 still lists one.
+pub async fn installations_list_in_id_order_without_the_deleted(store: &dyn Store) {
+    let mut ids: Vec<InstallationId> = (0..5).map(|_| unique_installation_id()).collect();
+    for &id in &ids {
+        install(store, id, &[unique_repository_id()]).await;
+    }
+    apply(store, &[WebhookEffect::DeleteInstallation(ids[2])]).await;
+    let deleted = ids.remove(2);
+    ids.sort_unstable_by_key(|id| id.get());
+    let start = InstallationId(ids[0].get() - 1);
+
+    let first = store.list_installations(Some(start), 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].installation.id, ids[0]);
+    assert!(first[0].installation.id.get() < first[1].installation.id.get());
+    assert!(first.iter().all(|i| !i.deleted));
+    let one = store.list_installations(Some(start), 0).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].installation.id, ids[0]);
+
+    let mut listed = Vec::new();
+    let mut after = None;
+    // Bounded: a shared database holds a bounded number of other runs' installations.
+    for _ in 0..100_000 {
+        let page = store.list_installations(after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.installation.id);
+        listed.extend(page);
+    }
+    let listed_ids: Vec<u64> = listed.iter().map(|i| i.installation.id.get()).collect();
+    assert!(listed_ids.windows(2).all(|w| w[0] < w[1]), "{listed_ids:?}");
+    assert!(listed.iter().all(|i| !i.deleted));
+    assert!(!listed_ids.contains(&deleted.get()));
+    let mine: Vec<&KnownInstallation> = listed
+        .iter()
+        .filter(|i| ids.contains(&i.installation.id))
+        .collect();
+    assert_eq!(mine.len(), ids.len());
+    let expected = installation(ids[0]);
+    assert_eq!(mine[0].installation.account_login, expected.account_login);
+    assert_eq!(
+        mine[0].installation.repository_selection,
+        expected.repository_selection
+    );
+    // Past the last one, nothing.
+    let last = *ids.last().unwrap();
+    let after_last = store.list_installations(Some(last), 10).await.unwrap();
+    assert!(
+        after_last
+            .iter()
+            .all(|i| i.installation.id.get() > last.get())
+    );
+}
+
+/// An installation's repositories list in id order, the removed ones left out, page by
+/// page with `after`; another installation's are not listed.
+pub async fn installation_repositories_list_in_id_order_without_the_removed(store: &dyn Store) {
+    let (a, b) = (unique_installation_id(), unique_installation_id());
+    let mut repos: Vec<RepositoryId> = (0..7).map(|_| unique_repository_id()).collect();
+    install(store, a, &repos).await;
+    install(store, b, &[unique_repository_id(), repos[0]]).await;
+    apply(
+        store,
+        &[WebhookEffect::RemoveRepositories {
+            installation_id: a,
+            repository_ids: vec![repos[3]],
+            as_of: None,
+        }],
+    )
+    .await;
+    let removed = repos.remove(3);
+    repos.sort_unstable_by_key(|id| id.get());
+
+    let mut listed = Vec::new();
+    let mut after = None;
+    for _ in 0..10 {
+        let page = store.installation_repositories(a, after, 4).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        listed.extend(page);
+    }
+    let listed_ids: Vec<RepositoryId> = listed.iter().map(|r| r.id).collect();
+    assert_eq!(listed_ids, repos);
+    assert!(!listed_ids.contains(&removed));
+    assert_eq!(
+        listed[0].full_name,
+        format!("octo-org/repo-{}", repos[0].get())
+    );
+    let page = store
+        .installation_repositories(a, Some(repos[1]), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        repos[2..4].to_vec()
+    );
+    let one = store.installation_repositories(a, None, 0).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].id, repos[0]);
+    assert_eq!(
+        store
+            .installation_repositories(b, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let unknown = unique_installation_id();
+    assert!(
+        store
+            .installation_repositories(unknown, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Of the ids asked about, those with rules stored (an empty layer too) come back in id
+/// order, each once; deleted rules and ids beyond the database's integers do not.
+pub async fn repositories_with_rules_are_picked_out(store: &dyn Store) {
+    let ids: Vec<RepositoryId> = (0..4).map(|_| unique_repository_id()).collect();
+    let rules = super::sample_rules();
+    store
+        .put_repository_rules(ids[0], &rules, UnixTime(1_700_000_000))
+        .await
+        .unwrap();
+    store
+        .put_repository_rules(ids[1], &[], UnixTime(1_700_000_000))
+        .await
+        .unwrap();
+    store
+        .put_repository_rules(ids[2], &rules, UnixTime(1_700_000_000))
+        .await
+        .unwrap();
+    assert!(store.delete_repository_rules(ids[2]).await.unwrap());
+
+    let mut expected = vec![ids[0], ids[1]];
+    expected.sort_unstable_by_key(|id| id.get());
+    let asked = [
+        ids[3],
+        ids[1],
+        ids[2],
+        RepositoryId(u64::MAX),
+        ids[0],
+        ids[1],
+    ];
+    assert_eq!(
+        store.repositories_with_rules(&asked).await.unwrap(),
+        expected
+    );
+    assert!(store.repositories_with_rules(&[]).await.unwrap().is_empty());
+    // More ids than one batch holds.
+    let mut many: Vec<RepositoryId> = (0..2_100).map(|_| unique_repository_id()).collect();
+    many.insert(1_500, ids[1]);
+    many.push(ids[0]);
+    assert_eq!(
+        store.repositories_with_rules(&many).await.unwrap(),
+        expected
+    );
 }
