@@ -138,6 +138,7 @@ pub(crate) async fn list_uploads(
     let filter = ListFilter {
         status,
         repository_id,
+        ..ListFilter::default()
     };
     let (uploads, next) = state
         .service

@@ -297,6 +297,12 @@ pub struct ListFilter {
     pub status: Option<UploadStatus>,
     /// Only records of this repository.
     pub repository_id: Option<RepositoryId>,
+    /// Only records verified this way.
+    pub mode: Option<Mode>,
+    /// Only records received at or after this time (`created_at`).
+    pub since: Option<UnixTime>,
+    /// Only records received before this time (`created_at`).
+    pub until: Option<UnixTime>,
 }
 
 /// An opaque position in a listing: the id of the last record of the previous page.

@@ -1407,6 +1407,8 @@ macro_rules! store_conformance {
             async fn installation_repositories_list_in_id_order_without_the_removed();
             #[tokio::test]
             async fn repositories_with_rules_are_picked_out();
+            #[tokio::test]
+            async fn list_filters_by_mode_and_time();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -1795,11 +1797,13 @@ pub async fn list_filters_by_status_and_repository(store: &dyn Store) {
     let pending_of_a = ListFilter {
         status: Some(UploadStatus::Pending),
         repository_id: Some(a),
+        ..ListFilter::default()
     };
     assert_eq!(ids(pending_of_a).await, vec![pending_a.id.clone()]);
     let rejected_of_b = ListFilter {
         status: Some(UploadStatus::Rejected),
         repository_id: Some(b),
+        ..ListFilter::default()
     };
     assert!(ids(rejected_of_b).await.is_empty());
 

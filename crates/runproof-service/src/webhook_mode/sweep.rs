@@ -33,7 +33,7 @@ pub async fn sweep(state: &Service) -> SweepReport {
     let expire_before = now.minus(mode.config.pending_ttl_seconds);
     let filter = ListFilter {
         status: Some(UploadStatus::Pending),
-        repository_id: None,
+        ..ListFilter::default()
     };
     let mut cursor = None;
     let mut api_budget = SWEEP_API_BUDGET;

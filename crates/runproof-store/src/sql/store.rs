@@ -139,7 +139,10 @@ async fn insert_pushes(
     announce_pushes(tx).await
 }
 
-/// Builds the listing statement from fixed fragments; every value is bound.
+/// Builds the listing statement from fixed fragments; every value is bound. Each filter
+/// alone reads an index leading with its column and then the id (`uploads_status_id`,
+/// `uploads_repository_id`, `uploads_mode_id`, `uploads_created_at`), the others being
+/// checked on the rows it finds.
 fn list_sql(filter: &ListFilter, with_cursor: bool) -> String {
     let mut sql = String::from(concat!(
         "SELECT ",
@@ -156,6 +159,15 @@ fn list_sql(filter: &ListFilter, with_cursor: bool) -> String {
     }
     if filter.repository_id.is_some() {
         let _ = write!(sql, " AND repository_id = ${}", next());
+    }
+    if filter.mode.is_some() {
+        let _ = write!(sql, " AND mode = ${}", next());
+    }
+    if filter.since.is_some() {
+        let _ = write!(sql, " AND created_at >= ${}", next());
+    }
+    if filter.until.is_some() {
+        let _ = write!(sql, " AND created_at < ${}", next());
     }
     if with_cursor {
         let _ = write!(sql, " AND id < ${}", next());
@@ -316,6 +328,15 @@ impl Store for SqlStore {
         }
         if let Some(repo) = filter.repository_id {
             q = q.bind(sql_id(repo.get())?);
+        }
+        if let Some(mode) = filter.mode {
+            q = q.bind(mode.as_str());
+        }
+        if let Some(since) = filter.since {
+            q = q.bind(since.0);
+        }
+        if let Some(until) = filter.until {
+            q = q.bind(until.0);
         }
         if let Some(cursor) = cursor {
             q = q.bind(cursor.0.as_str());
@@ -1094,9 +1115,111 @@ mod tests {
         let both = ListFilter {
             status: Some(UploadStatus::Pending),
             repository_id: Some(RepositoryId(1)),
+            ..ListFilter::default()
         };
         assert!(list_sql(&both, true).ends_with(
             " AND status = $1 AND repository_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
         ));
+        let all = ListFilter {
+            status: Some(UploadStatus::Pending),
+            repository_id: Some(RepositoryId(1)),
+            mode: Some(crate::Mode::Webhook),
+            since: Some(UnixTime(1)),
+            until: Some(UnixTime(2)),
+        };
+        assert!(list_sql(&all, true).ends_with(
+            " AND status = $1 AND repository_id = $2 AND mode = $3 AND created_at >= $4 \
+             AND created_at < $5 AND id < $6 ORDER BY id DESC LIMIT $7"
+        ));
+    }
+
+    /// The plan of a listing on SQLite, one line per step; placeholders become literals.
+    async fn listing_plan(store: &SqliteStore, filter: &ListFilter) -> Vec<String> {
+        let mut sql = list_sql(filter, true);
+        for n in (1..=7).rev() {
+            sql = sql.replace(&format!("${n}"), &format!("'{n}'"));
+        }
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("a SQLite store")
+        };
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        plan.into_iter().map(|step| step.3).collect()
+    }
+
+    /// Each filter reads the index that leads with its column (the time bounds: a range
+    /// of it), so that no listing scans the whole table, and listings by a column and the
+    /// id need no sort.
+    #[tokio::test]
+    async fn listings_read_an_index_per_filter_on_sqlite() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let none = ListFilter::default();
+        let status = ListFilter {
+            status: Some(UploadStatus::Pending),
+            ..ListFilter::default()
+        };
+        let repository = ListFilter {
+            repository_id: Some(RepositoryId(1)),
+            ..ListFilter::default()
+        };
+        let mode = ListFilter {
+            mode: Some(crate::Mode::Webhook),
+            ..ListFilter::default()
+        };
+        let since = ListFilter {
+            since: Some(UnixTime(1)),
+            ..ListFilter::default()
+        };
+        let until = ListFilter {
+            until: Some(UnixTime(2)),
+            ..ListFilter::default()
+        };
+        let window = ListFilter {
+            since: Some(UnixTime(1)),
+            until: Some(UnixTime(2)),
+            ..ListFilter::default()
+        };
+        let mode_and_window = ListFilter {
+            mode: Some(crate::Mode::Webhook),
+            since: Some(UnixTime(1)),
+            until: Some(UnixTime(2)),
+            ..ListFilter::default()
+        };
+        let cases = [
+            (&none, "sqlite_autoindex_uploads_1", true),
+            (&status, "uploads_status_id (status=? AND id<?)", true),
+            (
+                &repository,
+                "uploads_repository_id (repository_id=? AND id<?)",
+                true,
+            ),
+            (&mode, "uploads_mode_id (mode=? AND id<?)", true),
+            (&since, "uploads_", false),
+            (&until, "uploads_", false),
+            (&window, "uploads_", false),
+            (&mode_and_window, "uploads_", false),
+        ];
+        for (filter, index, sorted) in cases {
+            let plan = listing_plan(&store, filter).await;
+            assert!(
+                plan.iter()
+                    .all(|step| !step.starts_with("SCAN") || step.contains("INDEX")),
+                "{filter:?}: {plan:?}"
+            );
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("INDEX") && step.contains(index)),
+                "{filter:?}: {plan:?}"
+            );
+            if sorted {
+                assert!(
+                    !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+                    "{filter:?}: {plan:?}"
+                );
+            }
+        }
     }
 }

@@ -9,8 +9,8 @@ use super::{
     unique_repository_id, webhook_delivery,
 };
 use crate::{
-    ConsoleCounts, InstalledRepository, Invalid, KnownInstallation, PushStatus, Store, StoreError,
-    WebhookEffect,
+    ConsoleCounts, InstalledRepository, Invalid, KnownInstallation, ListFilter, Mode, PushStatus,
+    Store, StoreError, UploadId, UploadStatus, WebhookEffect,
 };
 
 /// A console session's token hash no other run of the suite uses.
@@ -407,4 +407,106 @@ pub async fn repositories_with_rules_are_picked_out(store: &dyn Store) {
         store.repositories_with_rules(&many).await.unwrap(),
         expected
     );
+}
+
+/// Uploads filtered by mode and by time of receipt (`since` included, `until` excluded),
+/// alone or with the other filters, newest first and page by page.
+pub async fn list_filters_by_mode_and_time(store: &dyn Store) {
+    let repo = unique_repository_id();
+    // (mode, created_at), inserted oldest id first.
+    let plan = [
+        (Mode::Oidc, 1_000),
+        (Mode::Webhook, 1_010),
+        (Mode::Oidc, 1_020),
+        (Mode::Session, 1_030),
+        (Mode::Oidc, 1_040),
+        (Mode::Webhook, 1_050),
+    ];
+    let mut ids = Vec::new();
+    for (mode, at) in plan {
+        let mut upload = new_upload(repo);
+        upload.mode = mode;
+        upload.created_at = UnixTime(at);
+        if mode == Mode::Webhook {
+            upload.status = UploadStatus::Pending;
+            upload.verified_at = None;
+            upload.pending_run = Some(pending_run(repo));
+        }
+        store.insert_upload(&upload).await.unwrap();
+        ids.push(upload.id);
+    }
+    // Another repository's upload, of every filter's values, never shows.
+    let mut other = new_upload(unique_repository_id());
+    other.created_at = UnixTime(1_020);
+    store.insert_upload(&other).await.unwrap();
+
+    let list = async |filter: ListFilter, limit: u32| -> Vec<UploadId> {
+        let filter = ListFilter {
+            repository_id: Some(repo),
+            ..filter
+        };
+        let mut all = Vec::new();
+        let mut cursor = None;
+        for _ in 0..20 {
+            let (page, next) = store
+                .list_uploads(&filter, limit, cursor.as_ref())
+                .await
+                .unwrap();
+            all.extend(page.into_iter().map(|r| r.id));
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return all,
+            }
+        }
+        panic!("the listing never ended");
+    };
+    let newest_first = |picked: &[usize]| -> Vec<UploadId> {
+        picked.iter().rev().map(|&i| ids[i].clone()).collect()
+    };
+
+    let oidc = ListFilter {
+        mode: Some(Mode::Oidc),
+        ..ListFilter::default()
+    };
+    assert_eq!(list(oidc.clone(), 1000).await, newest_first(&[0, 2, 4]));
+    assert_eq!(list(oidc, 1).await, newest_first(&[0, 2, 4]));
+    let since = ListFilter {
+        since: Some(UnixTime(1_020)),
+        ..ListFilter::default()
+    };
+    assert_eq!(list(since, 2).await, newest_first(&[2, 3, 4, 5]));
+    let until = ListFilter {
+        until: Some(UnixTime(1_020)),
+        ..ListFilter::default()
+    };
+    assert_eq!(list(until, 1000).await, newest_first(&[0, 1]));
+    let window = ListFilter {
+        since: Some(UnixTime(1_010)),
+        until: Some(UnixTime(1_040)),
+        ..ListFilter::default()
+    };
+    assert_eq!(list(window.clone(), 2).await, newest_first(&[1, 2, 3]));
+    let oidc_in_window = ListFilter {
+        mode: Some(Mode::Oidc),
+        ..window
+    };
+    assert_eq!(list(oidc_in_window, 1000).await, newest_first(&[2]));
+    let pending_webhook_since = ListFilter {
+        status: Some(UploadStatus::Pending),
+        mode: Some(Mode::Webhook),
+        since: Some(UnixTime(1_011)),
+        ..ListFilter::default()
+    };
+    assert_eq!(list(pending_webhook_since, 1000).await, newest_first(&[5]));
+    let empty = ListFilter {
+        since: Some(UnixTime(1_030)),
+        until: Some(UnixTime(1_030)),
+        ..ListFilter::default()
+    };
+    assert!(list(empty, 1000).await.is_empty());
+    let github_token = ListFilter {
+        mode: Some(Mode::GithubToken),
+        ..ListFilter::default()
+    };
+    assert!(list(github_token, 1000).await.is_empty());
 }
