@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, RunIdentity, UnixTime};
 
-use crate::console::ConsoleCounts;
+use crate::console::{ConsoleCounts, PushFilter};
 use crate::error::StoreError;
 use crate::event::{
     EventCursor, EventFilter, EventHour, EventKind, EventOutcome, EventRecord, NewEvent,
@@ -547,6 +547,22 @@ pub trait Store: Send + Sync + 'static {
         status: Option<PushStatus>,
         limit: u32,
     ) -> Result<Vec<PushRecord>, StoreError>;
+
+    /// Pushes matching `filter`, newest first (by enqueue time, then id), at most
+    /// `limit` (clamped to `1..=`[`crate::MAX_PAGE_SIZE`]), those after the push whose id
+    /// is `before` when given. Returns the page and the cursor of the next page, if there
+    /// is one: the id of the page's last push, to pass as `before`. A cursor naming no
+    /// push gives an empty page. Each filter reads an index, in the listing's order.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a stored push no longer decodes, or [`StoreError`]
+    /// when the database fails.
+    async fn list_pushes_page(
+        &self,
+        filter: &PushFilter,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<(Vec<PushRecord>, Option<String>), StoreError>;
 
     /// Makes a failed or pending push pending and due at `now`, its attempts
     /// unchanged (a running lease is kept, so an attempt in flight is not doubled).

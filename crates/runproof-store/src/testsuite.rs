@@ -1409,6 +1409,8 @@ macro_rules! store_conformance {
             async fn repositories_with_rules_are_picked_out();
             #[tokio::test]
             async fn list_filters_by_mode_and_time();
+            #[tokio::test]
+            async fn push_pages_list_newest_first_by_status_and_upload();
         }
     };
     (@tests [$harness:path] $($(#[$attr:meta])* async fn $name:ident();)*) => {
@@ -4517,6 +4519,14 @@ impl Store for LostCommitAnswers {
     }
     async fn console_counts(&self) -> Result<crate::ConsoleCounts, StoreError> {
         self.inner.console_counts().await
+    }
+    async fn list_pushes_page(
+        &self,
+        filter: &crate::PushFilter,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<(Vec<PushRecord>, Option<String>), StoreError> {
+        self.inner.list_pushes_page(filter, limit, before).await
     }
     async fn list_installations(
         &self,

@@ -6,12 +6,14 @@ use runproof_core::{InstallationId, RepositoryId, UnixTime};
 use super::dialect::Dialect;
 use super::exec::{Pool, db_error, is_unique_violation, query, query_built};
 use super::row::{
-    InstallationRow, clamp_limit, installation_columns, sql_id, stored_count, stored_id,
+    InstallationRow, PushRow, clamp_limit, installation_columns, push_columns, sql_id,
+    stored_count, stored_id,
 };
-use crate::console::ConsoleCounts;
+use crate::console::{ConsoleCounts, PushFilter};
 use crate::error::{Invalid, StoreError};
 use crate::github::{InstalledRepository, KnownInstallation};
 use crate::limits::ID_BATCH;
+use crate::outbox::PushRecord;
 
 /// Stores a console session.
 pub(crate) async fn create_session(
@@ -203,6 +205,92 @@ pub(crate) async fn repositories_with_rules(
     Ok(found)
 }
 
+/// The pushes matching `filter`, newest first (`created_at`, then `id`), after the push
+/// whose `created_at` and `id` are bound when `after` is set, at most the last
+/// placeholder's. Read through `outbox_status_created_at`, `outbox_upload_id` or
+/// `outbox_created_at`, in their order: no sort.
+fn pushes_sql(filter: &PushFilter, after: bool) -> String {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        push_columns!(),
+        " FROM outbox WHERE TRUE"
+    ));
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if filter.status.is_some() {
+        sql.push_str(&format!(" AND status = ${}", next()));
+    }
+    if filter.upload_id.is_some() {
+        sql.push_str(&format!(" AND upload_id = ${}", next()));
+    }
+    if after {
+        let (at, id) = (next(), next());
+        sql.push_str(&format!(" AND (created_at, id) < (${at}, ${id})"));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT ${}",
+        next()
+    ));
+    sql
+}
+
+/// A page of pushes, newest first, after the push `before` names (its id); returns the
+/// page and the id to pass for the next page, if there is one.
+pub(crate) async fn pushes_page(
+    pool: &Pool,
+    filter: &PushFilter,
+    limit: u32,
+    before: Option<&str>,
+) -> Result<(Vec<PushRecord>, Option<String>), StoreError> {
+    let limit = clamp_limit(limit);
+    let after = match before {
+        Some(id) => {
+            let found: Option<(i64,)> = query("SELECT created_at FROM outbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(db_error)?;
+            // Pushes are never deleted: an unknown cursor was never given out.
+            let Some((at,)) = found else {
+                return Ok((Vec::new(), None));
+            };
+            Some((at, id))
+        }
+        None => None,
+    };
+    let mut q = query_built(pushes_sql(filter, after.is_some()));
+    if let Some(status) = filter.status {
+        q = q.bind(status.as_str());
+    }
+    if let Some(upload) = &filter.upload_id {
+        q = q.bind(upload.as_str());
+    }
+    if let Some((at, id)) = after {
+        q = q.bind(at).bind(id);
+    }
+    // One extra row tells whether another page exists without a COUNT.
+    let rows: Vec<PushRow> = q
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    let more = rows.len() > limit as usize;
+    let pushes = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(PushRow::into_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more {
+        pushes.last().map(|p| p.id.clone())
+    } else {
+        None
+    };
+    Ok((pushes, next))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +352,58 @@ mod tests {
             plan.iter()
                 .any(|s| s.starts_with("SEARCH r") && s.contains("PRIMARY KEY")),
             "{plan:?}"
+        );
+    }
+
+    /// Each filter of the push list reads the index that leads with it, in the listing's
+    /// order (no sort), also after a cursor.
+    #[tokio::test]
+    async fn push_pages_read_an_index_in_order_on_sqlite() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let status = PushFilter {
+            status: Some(crate::PushStatus::Failed),
+            ..PushFilter::default()
+        };
+        let upload = PushFilter {
+            upload_id: Some(crate::UploadId::generate()),
+            ..PushFilter::default()
+        };
+        let both = PushFilter {
+            status: Some(crate::PushStatus::Failed),
+            upload_id: Some(crate::UploadId::generate()),
+        };
+        let cases = [
+            (PushFilter::default(), "outbox_created_at"),
+            (status, "outbox_status_created_at (status=?"),
+            (upload, "outbox_upload_id (upload_id=?"),
+            (both, "outbox_upload_id (upload_id=?"),
+        ];
+        for (filter, index) in cases {
+            for after in [false, true] {
+                let sql = pushes_sql(&filter, after);
+                let plan = sqlite_plan(&store, &sql, &["'a'", "'b'", "'c'", "'d'", "5"]).await;
+                assert_indexed(&plan, &[index]);
+                assert!(
+                    !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+                    "{filter:?}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn push_pages_number_their_parameters() {
+        let both = PushFilter {
+            status: Some(crate::PushStatus::Failed),
+            upload_id: Some(crate::UploadId::generate()),
+        };
+        assert!(pushes_sql(&both, true).ends_with(
+            " WHERE TRUE AND status = $1 AND upload_id = $2 AND (created_at, id) < ($3, $4) \
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        ));
+        assert!(
+            pushes_sql(&PushFilter::default(), false)
+                .ends_with(" WHERE TRUE ORDER BY created_at DESC, id DESC LIMIT $1")
         );
     }
 

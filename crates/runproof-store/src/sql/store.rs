@@ -963,6 +963,15 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn list_pushes_page(
+        &self,
+        filter: &crate::PushFilter,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<(Vec<PushRecord>, Option<String>), StoreError> {
+        super::console::pushes_page(&self.pool, filter, limit, before).await
+    }
+
     async fn retry_push(&self, id: &str, now: UnixTime) -> Result<Option<PushRecord>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         query(

@@ -9,8 +9,8 @@ use super::{
     unique_repository_id, webhook_delivery,
 };
 use crate::{
-    ConsoleCounts, InstalledRepository, Invalid, KnownInstallation, ListFilter, Mode, PushStatus,
-    Store, StoreError, UploadId, UploadStatus, WebhookEffect,
+    ConsoleCounts, InstalledRepository, Invalid, KnownInstallation, ListFilter, Mode, PushFilter,
+    PushRecord, PushStatus, Store, StoreError, UploadId, UploadStatus, WebhookEffect,
 };
 
 /// A console session's token hash no other run of the suite uses.
@@ -509,4 +509,137 @@ pub async fn list_filters_by_mode_and_time(store: &dyn Store) {
         ..ListFilter::default()
     };
     assert!(list(github_token, 1000).await.is_empty());
+}
+
+/// Every push `filter` lists, page by page with the returned cursor, `limit` at a time;
+/// checks that a page ends with a cursor exactly when more follow.
+async fn all_pushes(store: &dyn Store, filter: &PushFilter, limit: u32) -> Vec<PushRecord> {
+    let mut all = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..100 {
+        let (page, next) = store
+            .list_pushes_page(filter, limit, before.as_deref())
+            .await
+            .unwrap();
+        assert!(page.len() <= limit.max(1) as usize);
+        all.extend(page);
+        match next {
+            Some(next) => {
+                assert_eq!(Some(&next), all.last().map(|p| &p.id));
+                before = Some(next);
+            }
+            None => return all,
+        }
+    }
+    panic!("the listing never ended");
+}
+
+/// Pushes list newest first (enqueue time, then id) with a cursor, by status, by upload
+/// or both; a cursor naming no push gives an empty page.
+pub async fn push_pages_list_newest_first_by_status_and_upload(store: &dyn Store) {
+    // Three uploads, enqueued at 10, 20 and 20 (a tie broken by the push id), with
+    // two, three and one pushes.
+    let mut uploads = Vec::new();
+    for (at, pushes) in [(1_700_000_010, 2), (1_700_000_020, 3), (1_700_000_020, 1)] {
+        let mut upload = new_upload(unique_repository_id());
+        upload.created_at = UnixTime(at);
+        upload.pushes = (0..pushes)
+            .map(|_| new_push(&upload.id, "upload.verified"))
+            .collect();
+        store.insert_upload(&upload).await.unwrap();
+        uploads.push(upload);
+    }
+    // The second upload's first push fails for good; the third's is delivered.
+    let failed = uploads[1].pushes[0].id.clone();
+    store
+        .fail_push(&failed, "503", None, UnixTime(1_700_000_030))
+        .await
+        .unwrap();
+    store
+        .complete_push(&uploads[2].pushes[0].id, UnixTime(1_700_000_030))
+        .await
+        .unwrap();
+
+    let key = |p: &PushRecord| (p.created_at.0, p.id.clone());
+    let newest_first = |list: &[PushRecord]| list.windows(2).all(|w| key(&w[0]) > key(&w[1]));
+    let ids = |list: &[PushRecord]| list.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+
+    // By upload, page by page.
+    let of_second = PushFilter {
+        upload_id: Some(uploads[1].id.clone()),
+        ..PushFilter::default()
+    };
+    for limit in [0, 1, 2, 1000] {
+        let listed = all_pushes(store, &of_second, limit).await;
+        assert_eq!(listed.len(), 3, "limit {limit}");
+        assert!(newest_first(&listed));
+        assert!(listed.iter().all(|p| p.upload_id == uploads[1].id.as_str()));
+    }
+    let mut expected: Vec<String> = uploads[1].pushes.iter().map(|p| p.id.clone()).collect();
+    let listed = all_pushes(store, &of_second, 2).await;
+    let mut got = ids(&listed);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+
+    // By status and upload.
+    let failed_of_second = PushFilter {
+        status: Some(PushStatus::Failed),
+        upload_id: Some(uploads[1].id.clone()),
+    };
+    assert_eq!(
+        ids(&all_pushes(store, &failed_of_second, 10).await),
+        vec![failed.clone()]
+    );
+    let delivered_of_first = PushFilter {
+        status: Some(PushStatus::Delivered),
+        upload_id: Some(uploads[0].id.clone()),
+    };
+    assert!(all_pushes(store, &delivered_of_first, 10).await.is_empty());
+
+    // By status alone and unfiltered (a shared database may hold other runs' pushes).
+    let failed_all = all_pushes(
+        store,
+        &PushFilter {
+            status: Some(PushStatus::Failed),
+            ..PushFilter::default()
+        },
+        1,
+    )
+    .await;
+    assert!(newest_first(&failed_all));
+    assert!(failed_all.iter().all(|p| p.status == PushStatus::Failed));
+    assert!(ids(&failed_all).contains(&failed));
+    let everything = all_pushes(store, &PushFilter::default(), 2).await;
+    assert!(newest_first(&everything));
+    let mine: Vec<PushRecord> = everything
+        .into_iter()
+        .filter(|p| uploads.iter().any(|u| u.id.as_str() == p.upload_id))
+        .collect();
+    assert_eq!(mine.len(), 6);
+    // The two uploads enqueued at 20 come first, then the one at 10.
+    assert!(
+        mine[..4]
+            .iter()
+            .all(|p| p.created_at == UnixTime(1_700_000_020))
+    );
+    assert!(
+        mine[4..]
+            .iter()
+            .all(|p| p.upload_id == uploads[0].id.as_str())
+    );
+    let delivered = mine
+        .iter()
+        .find(|p| p.id == uploads[2].pushes[0].id)
+        .unwrap();
+    assert_eq!(delivered.status, PushStatus::Delivered);
+
+    // A cursor naming no push.
+    let unknown = uuid::Uuid::new_v4().hyphenated().to_string();
+    let (page, next) = store
+        .list_pushes_page(&PushFilter::default(), 10, Some(&unknown))
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+    assert_eq!(next, None);
 }
