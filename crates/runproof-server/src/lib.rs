@@ -51,7 +51,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{ApiError, status_of};
 pub use limits::{ForwardedHeader, ForwardedHeaderError, IpBlock, IpBlockError, LimitsConfig};
 pub use runproof_service::Service;
-pub use state::{AppState, ServerConfig, metrics_handle};
+pub use state::{AppState, ServerConfig, UiConfig, metrics_handle};
 
 /// The service's routes.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -85,6 +85,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(ops::readyz));
     let routes = if state.config.metrics_listen.is_none() {
         routes.route("/metrics", get(ops::metrics_for_api_keys))
+    } else {
+        routes
+    };
+    let routes = if state.config.ui.enabled {
+        routes.merge(console::routes(&state))
     } else {
         routes
     };

@@ -219,7 +219,17 @@ pub(crate) async fn get_content(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_api_key(&state, &headers)?;
-    let record = find(&state, &id).await?;
+    content_response(&state, &id, &headers).await
+}
+
+/// The content of upload `id` as an attachment that no browser renders in our origin,
+/// honouring a single `Range`; the caller has checked the credentials.
+pub(crate) async fn content_response(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = find(state, id).await?;
     if matches!(
         record.status,
         UploadStatus::Rejected | UploadStatus::Expired

@@ -23,6 +23,35 @@ pub struct ServerConfig {
     /// only. `Some`: not on the main listener, but on this address, without a key (the
     /// binary binds it and runs [`serve_metrics`]).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The operator console at `/ui/`.
+    pub ui: UiConfig,
+}
+
+/// Settings of the operator console at `/ui/` (`[ui]`).
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    /// Whether `/ui/` is served at all. Off: every `/ui/` path is a `404`.
+    pub enabled: bool,
+    /// Whether the session cookie is `Secure` (the console is reached over https).
+    pub secure_cookies: bool,
+    /// How long a console session lasts after sign-in.
+    pub session_ttl: std::time::Duration,
+    /// GitHub's web address, for links to runs and jobs (`https://github.com`).
+    pub github_url: String,
+    /// Sign-in attempts one address may make per minute.
+    pub sign_in_per_minute: u32,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secure_cookies: false,
+            session_ttl: std::time::Duration::from_secs(12 * 3600),
+            github_url: "https://github.com".to_owned(),
+            sign_in_per_minute: 10,
+        }
+    }
 }
 
 /// Everything a request handler needs: the service that decides, and the HTTP layer's

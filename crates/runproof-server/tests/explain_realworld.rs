@@ -142,6 +142,7 @@ impl Server {
                 webhook_secrets: Vec::new(),
                 limits: runproof_server::LimitsConfig::default(),
                 metrics_listen: None,
+                ui: runproof_server::UiConfig::default(),
             },
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -210,6 +210,7 @@ pub fn resolve(mut config: Config) -> anyhow::Result<Resolved> {
     )?;
     check_rules(&config.policy.rules)?;
     config.events.service()?;
+    config.ui_settings()?;
     repository_file(&config.policy.repository_file, app.is_some())?;
     crate::webhook_config::check_action(
         "policy.require_action",

@@ -112,6 +112,7 @@ pub async fn build_state(resolved: &Resolved) -> anyhow::Result<Arc<AppState>> {
             webhook_secrets: resolved.webhook_secrets.clone(),
             limits: config.limits.server(),
             metrics_listen: config.metrics_listen,
+            ui: config.ui_settings()?,
         },
     )))
 }

@@ -272,6 +272,7 @@ async fn json_is_the_endpoints_body() {
             webhook_secrets: Vec::new(),
             limits: runproof_server::LimitsConfig::default(),
             metrics_listen: None,
+            ui: runproof_server::UiConfig::default(),
         },
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -71,7 +71,8 @@ const MIN_DAY_LABEL_SPACING: f64 = 84.0;
 /// the window of `hours` (1 to 744; outside that it is clamped) ending with the bar that holds
 /// `now` (unix seconds). Rows outside the window and rows counting 0 are ignored. The
 /// `max_series` largest series by total (at most [`MAX_SERIES`]) are drawn apart, the rest
-/// summed into "(other)". With no count in the window it draws an [`EmptyChart`].
+/// summed into "(other)". With no count in the window it draws the axes and "no data in
+/// this window".
 ///
 /// `id` should be a token (letters, digits, `-`, `_`); other characters are replaced by `-`.
 ///
@@ -94,6 +95,7 @@ pub(crate) fn render(
 /// A chart with no data: the axes and time labels of its window and the text "no data in this
 /// window". [`render`] draws one when no row counts in the window; a page draws one directly
 /// when it has no rows to give.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EmptyChart<'a> {
     /// The `<svg>` element's id; a token, as for [`render`].
@@ -106,6 +108,7 @@ pub(crate) struct EmptyChart<'a> {
     pub(crate) hours: u32,
 }
 
+#[cfg(test)]
 impl EmptyChart<'_> {
     /// Renders the empty chart as an inline `<svg>` element.
     ///

@@ -58,6 +58,8 @@ pub struct Options {
     pub repository_file: Option<String>,
     /// `[policy] require_action`: the Action an OIDC run's calling workflow must use.
     pub require_action: Option<String>,
+    /// `[ui]`: the operator console.
+    pub ui: runproof_server::UiConfig,
 }
 
 /// Wraps a store in another (fault injection).
@@ -87,6 +89,7 @@ impl Default for Options {
             trust_rules: Vec::new(),
             repository_file: None,
             require_action: None,
+            ui: runproof_server::UiConfig::default(),
         }
     }
 }
@@ -194,6 +197,7 @@ impl Harness {
                 webhook_secrets: opts.webhook_secrets.clone(),
                 limits: opts.limits.clone(),
                 metrics_listen: opts.metrics_listen,
+                ui: opts.ui.clone(),
             },
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -541,6 +541,7 @@ mod tests {
             "policy.repository_file" => ".github/runproof.yml",
             "github.api_url" | "s3.endpoint" => "https://internal.example",
             "delivery.url" | "delivery.public_url" => "https://app.example/hook",
+            "ui.public_url" | "ui.github_url" => "https://console.example",
             "webhook_mode.require_action" | "policy.require_action" => "owner/upload",
             "limits.forwarded_header" => "forwarded",
             "limits.trusted_proxies" => "10.0.0.0/8",
@@ -827,6 +828,19 @@ mod tests {
             c.events.retention_days == 7
         }),
         ("events.max_rows", "7", |c| c.events.max_rows == 7),
+        ("ui.enabled", "false", |c| !c.ui.enabled),
+        ("ui.public_url", "https://rp.example", |c| {
+            c.ui.public_url.as_deref() == Some("https://rp.example")
+        }),
+        ("ui.session_ttl_seconds", "7", |c| {
+            c.ui.session_ttl_seconds == 7
+        }),
+        ("ui.sign_in_per_minute", "7", |c| {
+            c.ui.sign_in_per_minute == 7
+        }),
+        ("ui.github_url", "https://ghe.example", |c| {
+            c.ui.github_url.as_deref() == Some("https://ghe.example")
+        }),
         ("limits.max_connections", "7", |c| {
             c.limits.max_connections == 7
         }),

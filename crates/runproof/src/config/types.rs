@@ -84,6 +84,9 @@ pub struct Config {
     /// `[events]`: how long the event log keeps events.
     #[serde(default)]
     pub events: EventsConfig,
+    /// `[ui]`: the operator console at `/ui/`.
+    #[serde(default)]
+    pub ui: UiConfig,
     /// `RUNPROOF_…` variables that set no key, by name only (a value may be a secret):
     /// [`super::resolve`] warns about each.
     #[serde(skip)]
@@ -128,6 +131,105 @@ impl EventsConfig {
             max_rows: self.max_rows,
         })
     }
+}
+
+impl Config {
+    /// The console's settings (`[ui]`), with the addresses it falls back on from
+    /// `[delivery]` and `[github]`.
+    ///
+    /// # Errors
+    /// See [`UiConfig::server`].
+    pub fn ui_settings(&self) -> anyhow::Result<runproof_server::UiConfig> {
+        self.ui.server(
+            self.delivery.as_ref().and_then(|d| d.public_url.as_deref()),
+            self.github.as_ref().map(|g| g.api_url.as_str()),
+        )
+    }
+}
+
+/// `[ui]`: the operator console at `/ui/` (on by default).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Whether `/ui/` is served.
+    pub enabled: bool,
+    /// The address people reach the console at, such as `https://runproof.example.com`:
+    /// with `https`, the session cookie is `Secure`. Absent: `[delivery] public_url`.
+    pub public_url: Option<String>,
+    /// How long a console session lasts, in seconds (at least 60).
+    pub session_ttl_seconds: u64,
+    /// Sign-in attempts one address may make per minute (at least 1).
+    pub sign_in_per_minute: u32,
+    /// GitHub's web address for links to runs and jobs. Absent: derived from
+    /// `[github] api_url` (`https://github.com` for `https://api.github.com`).
+    pub github_url: Option<String>,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        let d = runproof_server::UiConfig::default();
+        Self {
+            enabled: d.enabled,
+            public_url: None,
+            session_ttl_seconds: d.session_ttl.as_secs(),
+            sign_in_per_minute: d.sign_in_per_minute,
+            github_url: None,
+        }
+    }
+}
+
+impl UiConfig {
+    /// The HTTP layer's console settings, once checked. `delivery_public_url` stands in for
+    /// `public_url` when that is absent; `github_api_url` gives the web address when
+    /// `github_url` is absent.
+    ///
+    /// # Errors
+    /// A bound out of range, or an address that is not http(s).
+    pub fn server(
+        &self,
+        delivery_public_url: Option<&str>,
+        github_api_url: Option<&str>,
+    ) -> anyhow::Result<runproof_server::UiConfig> {
+        if self.session_ttl_seconds < 60 {
+            anyhow::bail!("`ui.session_ttl_seconds` must be at least 60");
+        }
+        if self.sign_in_per_minute == 0 {
+            anyhow::bail!("`ui.sign_in_per_minute` must be at least 1");
+        }
+        let public_url = self.public_url.as_deref().or(delivery_public_url);
+        if let Some(u) = public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            anyhow::bail!("`ui.public_url` must start with https:// or http://");
+        }
+        let github_url = match (&self.github_url, github_api_url) {
+            (Some(u), _) => {
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    anyhow::bail!("`ui.github_url` must start with https:// or http://");
+                }
+                u.trim_end_matches('/').to_owned()
+            }
+            (None, Some(api)) => github_web_url(api),
+            (None, None) => runproof_server::UiConfig::default().github_url,
+        };
+        Ok(runproof_server::UiConfig {
+            enabled: self.enabled,
+            secure_cookies: public_url.is_some_and(|u| u.starts_with("https://")),
+            session_ttl: std::time::Duration::from_secs(self.session_ttl_seconds),
+            github_url,
+            sign_in_per_minute: self.sign_in_per_minute,
+        })
+    }
+}
+
+/// GitHub's web address for an API address: `https://api.github.com` is
+/// `https://github.com`; GitHub Enterprise Server's `https://host/api/v3` is `https://host`.
+fn github_web_url(api: &str) -> String {
+    let api = api.trim_end_matches('/');
+    if let Some(rest) = api.strip_prefix("https://api.") {
+        return format!("https://{rest}");
+    }
+    api.strip_suffix("/api/v3").unwrap_or(api).to_owned()
 }
 
 /// `[policy]`: the checks of `runproof_core::policy::Policy` ([`PolicyConfig::checks`]),
@@ -492,5 +594,56 @@ mod tests {
         assert!(no_days.service().is_err());
         let no_rows = EventsConfig { max_rows: 0, ..d };
         assert!(no_rows.service().is_err());
+    }
+}
+
+#[cfg(test)]
+mod ui_tests {
+    use super::*;
+
+    #[test]
+    fn github_web_addresses_follow_the_api_address() {
+        assert_eq!(
+            github_web_url("https://api.github.com"),
+            "https://github.com"
+        );
+        assert_eq!(
+            github_web_url("https://api.github.com/"),
+            "https://github.com"
+        );
+        assert_eq!(
+            github_web_url("https://ghe.example/api/v3"),
+            "https://ghe.example"
+        );
+        assert_eq!(
+            github_web_url("http://127.0.0.1:9000"),
+            "http://127.0.0.1:9000"
+        );
+    }
+
+    #[test]
+    fn rule_console_cookies_are_secure_behind_https() {
+        let ui = UiConfig::default();
+        assert!(
+            ui.server(Some("https://rp.example"), None)
+                .unwrap()
+                .secure_cookies
+        );
+        assert!(
+            !ui.server(Some("http://127.0.0.1:8080"), None)
+                .unwrap()
+                .secure_cookies
+        );
+        assert!(!ui.server(None, None).unwrap().secure_cookies);
+        let own = UiConfig {
+            public_url: Some("https://console.example".into()),
+            ..UiConfig::default()
+        };
+        assert!(own.server(Some("http://x"), None).unwrap().secure_cookies);
+        let short = UiConfig {
+            session_ttl_seconds: 5,
+            ..UiConfig::default()
+        };
+        assert!(short.server(None, None).is_err());
     }
 }

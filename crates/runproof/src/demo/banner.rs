@@ -95,6 +95,9 @@ pub fn banner(env: &DevEnvironment, data_dir: &Path, program: &str) -> String {
     line(format!("fake GitHub issuer:   {}", env.github.issuer()));
     line(format!("audience:             {audience}"));
     line(format!("read API key:         {}", env.api_key));
+    line(format!(
+        "console:              {url}/ui/ (sign in with the read API key)"
+    ));
     line(format!("webhook secret:       {}", env.webhook_secret));
     line(format!(
         "GitHub App id:        {DEV_APP_ID} (installation {DEV_INSTALLATION} on {})",
