@@ -82,6 +82,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
 pub(crate) async fn put_rules(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -93,7 +94,13 @@ pub(crate) async fn put_rules(
             "the body must be {{\"rules\": [...]}} with the fields of a trust rule: {e}"
         ))
     })?;
-    let rules = repository_rules::put(&state.service, id, request.rules).await?;
+    let rules = repository_rules::put(
+        &state.service,
+        id,
+        request.rules,
+        crate::events_api::source_of(&extensions),
+    )
+    .await?;
     Ok(Json(RulesResponse { rules }).into_response())
 }
 
@@ -113,11 +120,17 @@ pub(crate) async fn get_rules(
 pub(crate) async fn delete_rules(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_api_key(&state, &headers)?;
     let id = repository_id(&raw_id)?;
-    repository_rules::delete(&state.service, id).await?;
+    repository_rules::delete(
+        &state.service,
+        id,
+        crate::events_api::source_of(&extensions),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

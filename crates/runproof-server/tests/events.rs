@@ -326,6 +326,19 @@ async fn rule_webhook_deliveries_and_rules_changes_are_recorded_without_the_secr
             .iter()
             .all(|e| e["outcome"] == "changed" && e["repository_id"] == 42)
     );
+    // Who changed them: the address and the route, as for every request.
+    assert!(
+        changes.iter().all(|e| e["source"] == "127.0.0.1"),
+        "{changes:?}"
+    );
+    assert_eq!(
+        changes[0]["route"],
+        "DELETE /v1/repositories/{repository_id}/rules"
+    );
+    assert_eq!(
+        changes[1]["route"],
+        "PUT /v1/repositories/{repository_id}/rules"
+    );
     h.stop().await;
 }
 

@@ -39,7 +39,8 @@ fn check_id(repository_id: RepositoryId) -> Result<(), ServiceError> {
 }
 
 /// Replaces the rules of `repository_id` with `rules`, after checking their bounds, and
-/// returns them as stored. An empty list is stored as an empty layer (no constraint).
+/// returns them as stored. An empty list is stored as an empty layer (no constraint). The
+/// event log records the change with `source`, the address the request came from.
 ///
 /// # Errors
 /// [`ServiceError::InvalidRules`] when the layer breaks a bound, `invalid_request` for the
@@ -48,6 +49,7 @@ pub async fn put(
     service: &Service,
     repository_id: RepositoryId,
     rules: Vec<TrustRule>,
+    source: Option<String>,
 ) -> Result<Vec<TrustRule>, ServiceError> {
     check_id(repository_id)?;
     validate_layer(&rules).map_err(ServiceError::InvalidRules)?;
@@ -63,6 +65,8 @@ pub async fn put(
         service,
         repository_id,
         format!("set {} rules", stored.rules.len()),
+        "PUT /v1/repositories/{repository_id}/rules",
+        source,
     );
     Ok(stored.rules)
 }
@@ -87,24 +91,40 @@ pub async fn get(
 }
 
 /// Deletes the rules set through the API for `repository_id`. Returns `true` when there
-/// were some.
+/// were some. The event log records the change with `source`, as [`put`] does.
 ///
 /// # Errors
 /// `invalid_request` for the id 0, or [`ServiceError::Storage`].
-pub async fn delete(service: &Service, repository_id: RepositoryId) -> Result<bool, ServiceError> {
+pub async fn delete(
+    service: &Service,
+    repository_id: RepositoryId,
+    source: Option<String>,
+) -> Result<bool, ServiceError> {
     check_id(repository_id)?;
     let deleted = service.store.delete_repository_rules(repository_id).await;
     service.repository_rules.invalidate(repository_id);
     metrics::counter!("runproof_repository_rules_writes_total", "op" => "delete").increment(1);
     let deleted = deleted?;
     if deleted {
-        rules_changed(service, repository_id, "deleted".to_owned());
+        rules_changed(
+            service,
+            repository_id,
+            "deleted".to_owned(),
+            "DELETE /v1/repositories/{repository_id}/rules",
+            source,
+        );
     }
     Ok(deleted)
 }
 
 /// Records in the event log that the rules of `repository_id` changed.
-fn rules_changed(service: &Service, repository_id: RepositoryId, detail: String) {
+fn rules_changed(
+    service: &Service,
+    repository_id: RepositoryId,
+    detail: String,
+    route: &str,
+    source: Option<String>,
+) {
     let mut event = runproof_store::NewEvent::new(
         service.clock.now(),
         runproof_store::EventKind::Rules,
@@ -112,6 +132,8 @@ fn rules_changed(service: &Service, repository_id: RepositoryId, detail: String)
     );
     event.repository_id = Some(repository_id);
     event.detail = Some(detail);
+    event.route = Some(route.to_owned());
+    event.source = source;
     service.record(event);
 }
 
