@@ -1033,7 +1033,8 @@ fn expected_hours(
 /// is counted whole, earlier hours are not; no mode or code reads back as `None`.
 pub async fn event_hours_count_the_events_by_hour_mode_and_code(store: &dyn Store) {
     use crate::{EventKind, EventOutcome};
-    let base = 1_800_000_000 - 1_800_000_000 % 3600;
+    // 1_800_000_000 is a multiple of 3600: the start of an hour.
+    let base: i64 = 1_800_000_000;
     let modes = [Some("oidc"), Some("session"), None];
     let codes = [None, Some("bad_signature"), Some("rule_mismatch")];
     let mut events = Vec::new();

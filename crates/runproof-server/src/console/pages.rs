@@ -712,10 +712,11 @@ pub(crate) async fn retry_push(
     } else {
         "retried"
     };
-    let back = match form.back.as_deref() {
-        Some(s @ ("failed" | "pending" | "delivered" | "all")) => s,
-        _ => "failed",
-    };
+    // Only a listing of ours: the value is echoed into the redirect.
+    let back = ["failed", "pending", "delivered", "all"]
+        .into_iter()
+        .find(|s| form.back.as_deref() == Some(*s))
+        .unwrap_or("failed");
     Ok(Redirect::to(&format!("/ui/pushes?status={back}&notice={notice}")).into_response())
 }
 
