@@ -859,14 +859,19 @@ async fn rule_outsiders_text_is_shown_as_text_and_runs_nothing() {
     let b = Browser::start(&h.url).await.unwrap();
     b.sign_in(API_KEY).await;
 
+    // On each page the browser first checks that nothing became an element or ran, then
+    // that the text reads as sent.
     b.open("/ui/uploads").await;
-    let row = row_for(&b, "table#uploads", HOSTILE_NAME)
-        .await
-        .expect("the hostile name is listed as text");
-    drop(row);
+    b.find("table#uploads").await;
     assert_eq!(b.inert().await, Ok(()), "/ui/uploads");
+    assert!(
+        row_for(&b, "table#uploads", HOSTILE_NAME).await.is_some(),
+        "the hostile name is listed as text"
+    );
 
     b.open(&format!("/ui/uploads/{id}")).await;
+    b.find("dl#identity").await;
+    assert_eq!(b.inert().await, Ok(()), "the upload page");
     assert!(b.text("h1").await.contains(HOSTILE_NAME));
     let ident = identity(&b).await;
     assert_eq!(
@@ -876,12 +881,12 @@ async fn rule_outsiders_text_is_shown_as_text_and_runs_nothing() {
     assert_eq!(ident.get("ref").map(String::as_str), Some(HOSTILE_REF));
     let actor = ident.get("actor").cloned().unwrap_or_default();
     assert!(actor.starts_with(HOSTILE_ACTOR), "{actor}");
-    assert_eq!(b.inert().await, Ok(()), "the upload page");
 
     reload_until(&b, "/ui/events", "both events", || async {
         b.find_all("table#events tbody tr").await.len() >= 2
     })
     .await;
+    assert_eq!(b.inert().await, Ok(()), "/ui/events");
     let mut texts = Vec::new();
     for td in b.find_all("table#events td.workflow").await {
         texts.push(td.text().await.unwrap());
@@ -890,16 +895,15 @@ async fn rule_outsiders_text_is_shown_as_text_and_runs_nothing() {
         texts.iter().any(|t| t == HOSTILE_WORKFLOW),
         "the workflow is shown as text: {texts:?}"
     );
-    assert_eq!(b.inert().await, Ok(()), "/ui/events");
 
     b.open("/ui/refusals").await;
     let row = b.find("table#refusals tbody tr").await;
+    assert_eq!(b.inert().await, Ok(()), "/ui/refusals");
     assert_eq!(cell(&row, "td.workflow").await, HOSTILE_WORKFLOW);
     assert_eq!(
         cell(&row, "ul.mismatches li span.actual").await,
         HOSTILE_EVENT
     );
-    assert_eq!(b.inert().await, Ok(()), "/ui/refusals");
 
     b.open("/ui/").await;
     assert_eq!(b.inert().await, Ok(()), "the overview");

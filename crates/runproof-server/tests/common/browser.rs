@@ -292,10 +292,37 @@ impl Browser {
         self.d().get_named_cookie("runproof_console").await.ok()
     }
 
-    /// Writes a PNG of the window to `path`.
+    /// Writes a PNG of the whole page (up to 2,400 pixels high) to `path`: the window is
+    /// made as tall as the page for the picture, then set back.
     pub async fn screenshot(&self, path: &Path) {
-        let png = self.d().screenshot_as_png().await.unwrap();
-        std::fs::write(path, png).unwrap();
+        let d = self.d();
+        let rect = d.get_window_rect().await.unwrap();
+        let page: i64 = d
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        let inner: i64 = d
+            .execute("return window.innerHeight", vec![])
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        let height = (page + (rect.height - inner)).clamp(rect.height, 2400);
+        let (width, height, before) = (
+            u32::try_from(rect.width).unwrap(),
+            u32::try_from(height).unwrap(),
+            u32::try_from(rect.height).unwrap(),
+        );
+        d.set_window_rect(rect.x, rect.y, width, height)
+            .await
+            .unwrap();
+        let png = d.screenshot_as_png().await;
+        d.set_window_rect(rect.x, rect.y, width, before)
+            .await
+            .unwrap();
+        std::fs::write(path, png.unwrap()).unwrap();
     }
 
     /// Checks that the page created no element from outsiders' text and ran no script:
