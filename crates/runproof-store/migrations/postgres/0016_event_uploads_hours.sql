@@ -14,7 +14,7 @@ CREATE TABLE event_hours (
     count   BIGINT NOT NULL,
     PRIMARY KEY (hour, kind, outcome, mode, code)
 );
-CREATE INDEX event_hours_chart ON event_hours (kind, outcome, hour, mode, code);
+CREATE INDEX event_hours_chart ON event_hours (kind, outcome, hour, mode, code) INCLUDE (count);
 INSERT INTO event_hours (hour, kind, outcome, mode, code, count)
     SELECT at - at % 3600, kind, outcome, COALESCE(mode, ''), COALESCE(code, ''), COUNT(*)
     FROM events WHERE at >= 0

@@ -16,8 +16,8 @@ CREATE TABLE event_hours (
     count   INTEGER NOT NULL,
     PRIMARY KEY (hour, kind, outcome, mode, code)
 );
--- A chart reads one kind and outcome from an hour on, in order.
-CREATE INDEX event_hours_chart ON event_hours (kind, outcome, hour, mode, code);
+-- A chart reads one kind and outcome from an hour on, in order, from the index alone.
+CREATE INDEX event_hours_chart ON event_hours (kind, outcome, hour, mode, code, count);
 INSERT INTO event_hours (hour, kind, outcome, mode, code, count)
     SELECT at - at % 3600, kind, outcome, COALESCE(mode, ''), COALESCE(code, ''), COUNT(*)
     FROM events WHERE at >= 0
