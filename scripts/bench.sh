@@ -17,7 +17,10 @@
 #   measures the same setups), STORAGE_ROUNDS (default 3),
 #   RUNPROOF_BENCH_DATABASE_URL (PostgreSQL for both; defaults to
 #   RUNPROOF_TEST_DATABASE_URL, then to postgres://postgres@127.0.0.1:5432/test when
-#   pg_isready answers there; without one their PostgreSQL rows say they were skipped).
+#   pg_isready answers there; without one their PostgreSQL rows say they were skipped),
+#   EVENTS_BENCH (default 1; 0 skips the event log at 1,000,000 events, whose table is
+#   printed after the Results and saved to target/bench-events.md; it uses the same
+#   PostgreSQL).
 set -euo pipefail
 
 SMALL=${1:-2000}
@@ -28,6 +31,7 @@ SERVER_LOG=${SERVER_LOG:-info}
 PEER_ROUNDS=${PEER_ROUNDS:-3}
 STORAGE_UPLOADS=${STORAGE_UPLOADS:-0}
 STORAGE_ROUNDS=${STORAGE_ROUNDS:-3}
+EVENTS_BENCH=${EVENTS_BENCH:-1}
 DATABASE_URL=${RUNPROOF_BENCH_DATABASE_URL:-${RUNPROOF_TEST_DATABASE_URL:-}}
 if [ -z "$DATABASE_URL" ] && command -v pg_isready >/dev/null 2>&1 \
    && pg_isready -h 127.0.0.1 -p 5432 -q; then
@@ -42,6 +46,7 @@ WORK="$TARGET/bench-tmp"
 RESULTS="$TARGET/bench-results.json"
 PEER_RESULTS="$TARGET/bench-peer.json"
 TABLE="$TARGET/bench-results.md"
+EVENTS_TABLE="$TARGET/bench-events.md"
 
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -62,6 +67,15 @@ cargo build --release -p runproof --examples --bins
 echo "== criterion: in-process verification (bench profile)"
 rm -rf "$TARGET/criterion/verify"
 cargo bench -p runproof-core --bench verify -- --warm-up-time 1 --measurement-time 3
+
+echo "== the event log at 1,000,000 events: charts and list pages (SQLite; PostgreSQL when named)"
+if [ "$EVENTS_BENCH" != 0 ]; then
+  RUNPROOF_BENCH_DATABASE_URL="$DATABASE_URL" \
+    cargo bench -p runproof-store --bench events | tee "$TARGET/bench-events.out"
+  sed -n '/^[0-9]* events; each time/,$p' "$TARGET/bench-events.out" >"$EVENTS_TABLE"
+else
+  echo "(skipped: EVENTS_BENCH=0)" >"$EVENTS_TABLE"
+fi
 
 echo "== small uploads under wrk: runproof (SQLite, PostgreSQL, 2 replicas) against the Node peer"
 if [ "$PEER_ROUNDS" -gt 0 ]; then
@@ -103,5 +117,9 @@ if grep -q '(not measured)' "$TABLE"; then
   echo "Not measured in this run:"
   grep '(not measured)' "$TABLE" | awk -F'|' '{gsub(/\*\*/, "", $2); gsub(/^ +| +$/, "", $2); gsub(/^ +| +$/, "", $6); print "- " $2 ": " $6}'
 fi
+echo
+echo "The event log (BENCHMARKS.md, \"The event log at 1,000,000 events\"), as recorded in $EVENTS_TABLE:"
+echo
+cat "$EVENTS_TABLE"
 echo
 echo "(all numbers: $RESULTS; the wrk phase's runs: $PEER_RESULTS)"
