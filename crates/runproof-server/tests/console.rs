@@ -171,10 +171,16 @@ async fn rule_console_pages_redirect_to_sign_in_without_a_session() {
         "/ui/repositories/1".to_owned(),
         "/ui/no-such-page".to_owned(),
     ]);
+    // A session cookie of the right shape, with this server's key tag, that the store never
+    // issued.
+    let issued = sign_in(&h).await.cookie;
+    let tag = issued.split('.').next().unwrap();
+    let forged = format!("runproof_console={tag}.{}", "ab".repeat(32));
     for cookie in [
         None,
         Some("runproof_console=00"),
         Some(&*format!("runproof_console={}", "ab".repeat(32))),
+        Some(forged.as_str()),
     ] {
         for path in &paths {
             let mut req = http.get(format!("{}{path}", h.url));
@@ -218,7 +224,11 @@ async fn rule_console_sign_in_sets_a_strict_http_only_cookie() {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/ui/");
     let (value, line) = set_cookie(resp.headers(), "runproof_console").unwrap();
-    assert_eq!(value.len(), 64, "{line}");
+    assert_eq!(
+        value.len(),
+        16 + 1 + 64,
+        "a key tag and 32 random bytes: {line}"
+    );
     assert!(line.contains("HttpOnly"), "{line}");
     assert!(line.contains("SameSite=Strict"), "{line}");
     assert!(line.contains("Path=/ui/"), "{line}");

@@ -1,7 +1,9 @@
 //! Signing in and out of the console, sessions and CSRF tokens.
 //!
-//! A session is 32 random bytes sent as the `runproof_console` cookie; the store keeps only
-//! their SHA-256, with an expiry, so every replica sees a sign-out at once. The CSRF token
+//! A session is 32 random bytes sent as the `runproof_console` cookie, after a tag of the
+//! API key that opened it; the store keeps only the cookie's SHA-256, with an expiry, so
+//! every replica sees a sign-out at once, and a session ends when its key is removed from
+//! `api_keys`. The CSRF token
 //! of a session is derived from its secret token (`SHA-256("runproof-console-csrf\0" ‖
 //! token)`): a page in another origin can neither read the cookie nor compute the token.
 //! The sign-in form itself is guarded the same way by a short-lived
@@ -83,6 +85,33 @@ fn random_token() -> Result<String, PageError> {
     Ok(hex::encode(bytes))
 }
 
+/// The tag of an API key in the session cookie: 16 hex digits of a domain-separated
+/// SHA-256, so that a session lives only while the key that opened it is configured.
+fn key_tag(key: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"runproof-console-key\0");
+    h.update(key);
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Whether a session cookie (`<key tag>.<64 hex digits>`) is well formed and was opened
+/// with one of `keys`; every key's tag is compared, in constant time.
+fn opened_with_a_current_key(keys: &[runproof_core::Secret], cookie: &str) -> bool {
+    let Some((tag, token)) = cookie.split_once('.') else {
+        return false;
+    };
+    if tag.len() != 16 || token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    keys.iter().fold(false, |acc, key| {
+        bool::from(
+            key_tag(key.expose().as_bytes())
+                .as_bytes()
+                .ct_eq(tag.as_bytes()),
+        ) | acc
+    })
+}
+
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -158,7 +187,7 @@ impl FromRequestParts<Arc<AppState>> for Session {
         let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(PageError::SignIn { next });
         };
-        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !opened_with_a_current_key(&state.config.api_keys, token) {
             return Err(PageError::SignIn { next });
         }
         let token_hash = token_hash(token);
@@ -290,7 +319,7 @@ pub(crate) async fn sign_in(
             Some("that is not one of this server's API keys (api_keys)"),
         );
     }
-    let token = random_token()?;
+    let token = format!("{}.{}", key_tag(form.key.as_bytes()), random_token()?);
     let now = state.service.clock().now();
     let ttl = i64::try_from(state.config.ui.session_ttl.as_secs()).unwrap_or(i64::MAX);
     state
@@ -360,6 +389,29 @@ mod tests {
             (None, "/ui/"),
         ] {
             assert_eq!(local_path(next), expected, "{next:?}");
+        }
+    }
+
+    #[test]
+    fn rule_a_session_ends_when_its_key_is_removed() {
+        let a = runproof_core::Secret::new("key-a-0123456789".into());
+        let b = runproof_core::Secret::new("key-b-0123456789".into());
+        let token = "ab".repeat(32);
+        let cookie = format!("{}.{token}", key_tag(b"key-a-0123456789"));
+        assert!(opened_with_a_current_key(&[a.clone()], &cookie));
+        assert!(opened_with_a_current_key(&[b.clone(), a.clone()], &cookie));
+        assert!(
+            !opened_with_a_current_key(&[b.clone()], &cookie),
+            "key a was removed"
+        );
+        assert!(!opened_with_a_current_key(&[], &cookie));
+        for bad in [
+            token.clone(),
+            format!("{}.{}", key_tag(b"key-a-0123456789"), &token[..63]),
+            format!("{}.{}", &key_tag(b"key-a-0123456789")[..15], token),
+            format!("{}.{}x", key_tag(b"key-a-0123456789"), &token[..63]),
+        ] {
+            assert!(!opened_with_a_current_key(&[a.clone()], &bad), "{bad}");
         }
     }
 
