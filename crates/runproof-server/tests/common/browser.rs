@@ -66,8 +66,9 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn binary(var: &str, default: &str, names: &[&str]) -> Option<PathBuf> {
+    // A variable that is set decides, also when it names nothing (then: missing).
     if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     if Path::new(default).is_file() {
         return Some(PathBuf::from(default));
