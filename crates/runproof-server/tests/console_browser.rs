@@ -1,8 +1,9 @@
 //! The operator console at `/ui/` in a real browser (headless Chromium through
 //! chromedriver): sign in, find and open an upload, see a refusal and explain a token,
-//! retry a failed push until the App receives it, sign out; outsiders' text (workflow
-//! names, upload names, refs, actors) is shown as text and never becomes an element or a
-//! script. Without a session every page redirects to sign-in, and a POST without its CSRF
+//! retry a failed push until the App receives it, sign out, browse installations and
+//! their repositories' rules, page through a long list; outsiders' text (workflow names,
+//! upload names, refs, actors, repository names from webhooks) is shown as text and never
+//! becomes an element or a script. Without a session every page redirects to sign-in, and a POST without its CSRF
 //! token is refused (those checks need no browser).
 //!
 //! Without Chromium a browser test says it was not run and passes (a failure with
@@ -1081,4 +1082,141 @@ async fn drop_schema(url: &str, schema: &str) {
     .await
     .unwrap();
     admin.close().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Installations and their repositories, learnt from webhooks; long lists.
+
+const APP_ID: u64 = 4242;
+const INSTALLATION: u64 = 91;
+const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
+/// A repository name as a webhook carries it: outsiders' text too.
+const HOSTILE_REPOSITORY: &str = "octo-org/<img src=x onerror=alert(6)>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installations_list_their_repositories_and_rules() {
+    if common::browser::binaries().is_none() {
+        return;
+    }
+    let gh = runproof_testkit::FakeGithub::start().await.unwrap();
+    let creds = gh.register_app(APP_ID).unwrap();
+    let run = runproof_testkit::RunSpec::default();
+    let repositories = [
+        (run.repository_id, "octo-org/octo-repo"),
+        (5_550_001, HOSTILE_REPOSITORY),
+    ];
+    gh.add_installation(
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &repositories,
+    );
+    let h = Harness::start_against(
+        gh,
+        Options {
+            app: Some((APP_ID, Secret::new(creds.private_key_pem))),
+            webhook_secrets: vec![Secret::new(WEBHOOK_SECRET.into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let created = runproof_testkit::installation_payload(
+        "created",
+        INSTALLATION,
+        &run.repository_owner,
+        run.repository_owner_id,
+        &repositories,
+    );
+    let (status, body, _) = runproof_testkit::WebhookSender::new(
+        format!("{}/v1/github/webhooks", h.url),
+        WEBHOOK_SECRET.as_bytes(),
+    )
+    .send("installation", &created)
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let resp = h
+        .http
+        .put(format!(
+            "{}/v1/repositories/{}/rules",
+            h.url, run.repository_id
+        ))
+        .bearer_auth(API_KEY)
+        .json(&json!({"rules": [{"name": "main pushes", "refs": ["refs/heads/main"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let b = Browser::start(&h.url).await.unwrap();
+    b.sign_in(API_KEY).await;
+    assert_eq!(b.text("#count-installations").await, "1");
+    b.click("nav#nav a[href=\"/ui/installations\"]").await;
+    b.wait_path("/ui/installations").await;
+    let link = b.find("table#installations tbody tr a.installation").await;
+    assert_eq!(link.text().await.unwrap(), INSTALLATION.to_string());
+    link.click().await.unwrap();
+    b.wait_path(&format!("/ui/installations/{INSTALLATION}"))
+        .await;
+    b.find("table#repositories").await;
+    assert_eq!(b.inert().await, Ok(()), "an installation's page");
+    let mut rows = BTreeMap::new();
+    for row in b.find_all("table#repositories tbody tr").await {
+        rows.insert(
+            cell(&row, "td.repository").await,
+            cell(&row, "td.rules").await,
+        );
+    }
+    assert_eq!(
+        rows.get(HOSTILE_REPOSITORY).map(String::as_str),
+        Some("none"),
+        "a webhook's repository name is shown as text: {rows:?}"
+    );
+    assert_eq!(
+        rows.get("octo-org/octo-repo").map(String::as_str),
+        Some("rules")
+    );
+    b.click("table#repositories a.rules").await;
+    b.wait_path(&format!("/ui/repositories/{}", run.repository_id))
+        .await;
+    let rules = b.text("#rules").await;
+    assert!(rules.contains("main pushes"), "{rules}");
+    assert!(rules.contains("refs/heads/main"), "{rules}");
+    b.quit().await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lists_page() {
+    if common::browser::binaries().is_none() {
+        return;
+    }
+    let h = Harness::start().await;
+    let total = 53;
+    for i in 0..total {
+        let (status, body) = h
+            .upload(Some(&bearer(&h.token())), &format!("part-{i:03}"), "1")
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let b = Browser::start(&h.url).await.unwrap();
+    b.sign_in(API_KEY).await;
+    b.open("/ui/uploads").await;
+    let mut seen = std::collections::BTreeSet::new();
+    for page in 0..10 {
+        for a in b.find_all("table#uploads tbody tr a.upload").await {
+            assert!(seen.insert(a.text().await.unwrap()), "listed twice");
+        }
+        if !b.has("a#next-page").await {
+            assert!(page > 0, "a first page of {total} uploads has a next page");
+            break;
+        }
+        let next = b.attr("a#next-page", "href").await.unwrap();
+        b.click("a#next-page").await;
+        b.wait_path(&next).await;
+        b.find("table#uploads").await;
+    }
+    assert_eq!(seen.len(), total, "every upload, once");
+    b.quit().await;
+    h.stop().await;
 }
