@@ -20,7 +20,9 @@
 #   pg_isready answers there; without one their PostgreSQL rows say they were skipped),
 #   EVENTS_BENCH (default 1; 0 skips the event log at 1,000,000 events, whose table is
 #   printed after the Results and saved to target/bench-events.md; it uses the same
-#   PostgreSQL).
+#   PostgreSQL), CONSOLE_BENCH (default 1; 0 skips the console's pages at 1,000,000
+#   events over HTTP, whose tables are printed last and saved to target/bench-console.md;
+#   it uses the same PostgreSQL).
 set -euo pipefail
 
 SMALL=${1:-2000}
@@ -32,6 +34,7 @@ PEER_ROUNDS=${PEER_ROUNDS:-3}
 STORAGE_UPLOADS=${STORAGE_UPLOADS:-0}
 STORAGE_ROUNDS=${STORAGE_ROUNDS:-3}
 EVENTS_BENCH=${EVENTS_BENCH:-1}
+CONSOLE_BENCH=${CONSOLE_BENCH:-1}
 DATABASE_URL=${RUNPROOF_BENCH_DATABASE_URL:-${RUNPROOF_TEST_DATABASE_URL:-}}
 if [ -z "$DATABASE_URL" ] && command -v pg_isready >/dev/null 2>&1 \
    && pg_isready -h 127.0.0.1 -p 5432 -q; then
@@ -47,6 +50,7 @@ RESULTS="$TARGET/bench-results.json"
 PEER_RESULTS="$TARGET/bench-peer.json"
 TABLE="$TARGET/bench-results.md"
 EVENTS_TABLE="$TARGET/bench-events.md"
+CONSOLE_TABLE="$TARGET/bench-console.md"
 
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -75,6 +79,15 @@ if [ "$EVENTS_BENCH" != 0 ]; then
   sed -n '/^[0-9]* events; each time/,$p' "$TARGET/bench-events.out" >"$EVENTS_TABLE"
 else
   echo "(skipped: EVENTS_BENCH=0)" >"$EVENTS_TABLE"
+fi
+
+echo "== the console's pages at 1,000,000 events, over HTTP (SQLite; PostgreSQL when named)"
+if [ "$CONSOLE_BENCH" != 0 ]; then
+  RUNPROOF_BENCH_DATABASE_URL="$DATABASE_URL" \
+    cargo bench -p runproof-server --bench console | tee "$TARGET/bench-console.out"
+  sed -n '/^Console pages, SQLite:/,$p' "$TARGET/bench-console.out" >"$CONSOLE_TABLE"
+else
+  echo "(skipped: CONSOLE_BENCH=0)" >"$CONSOLE_TABLE"
 fi
 
 echo "== small uploads under wrk: runproof (SQLite, PostgreSQL, 2 replicas) against the Node peer"
@@ -121,5 +134,9 @@ echo
 echo "The event log (BENCHMARKS.md, \"The event log at 1,000,000 events\"), as recorded in $EVENTS_TABLE:"
 echo
 cat "$EVENTS_TABLE"
+echo
+echo "The console (BENCHMARKS.md, \"Console pages at 1,000,000 events\"), as recorded in $CONSOLE_TABLE:"
+echo
+cat "$CONSOLE_TABLE"
 echo
 echo "(all numbers: $RESULTS; the wrk phase's runs: $PEER_RESULTS)"
