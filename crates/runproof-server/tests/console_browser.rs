@@ -609,8 +609,59 @@ async fn the_overview_draws_charts_and_counts() {
         }
         tokio::time::sleep(POLL).await;
     }
+    // A day of earlier traffic, as the event log would hold it: the charts draw every hour.
+    let now = h.service.clock().now().0;
+    let mut history = Vec::new();
+    for hours_ago in 1..24i64 {
+        let at = runproof_core::UnixTime(now - hours_ago * 3600);
+        let busy = 3 + (hours_ago * 7 % 11) as usize;
+        for (mode, share) in [
+            ("oidc", busy),
+            ("session", busy / 3),
+            ("github_token", hours_ago as usize % 3),
+        ] {
+            for _ in 0..share {
+                let mut e = runproof_store::NewEvent::new(
+                    at,
+                    runproof_store::EventKind::Upload,
+                    runproof_store::EventOutcome::Accepted,
+                );
+                e.mode = Some(mode.to_owned());
+                history.push(e);
+            }
+        }
+        for (code, n) in [
+            ("policy_denied", hours_ago % 4),
+            ("token_expired", hours_ago % 3 / 2),
+            ("not_installed", i64::from(hours_ago % 9 == 0)),
+        ] {
+            for _ in 0..n {
+                let mut e = runproof_store::NewEvent::new(
+                    at,
+                    runproof_store::EventKind::Upload,
+                    runproof_store::EventOutcome::Refused,
+                );
+                e.mode = Some("oidc".to_owned());
+                e.code = Some(code.to_owned());
+                history.push(e);
+            }
+        }
+    }
+    h.service.store().insert_events(&history).await.unwrap();
     b.open("/ui/").await;
     b.find("svg#refusals-chart").await;
+    // Bars in earlier hours too, each with its tooltip.
+    let bars = b
+        .d()
+        .execute(
+            "return document.querySelectorAll('svg#uploads-chart rect title').length",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert::<u64>()
+        .unwrap();
+    assert!(bars >= 24, "{bars} bar segments in the uploads chart");
     write_screenshot(&b, "console-overview.png").await;
 
     b.click("a#range-7d").await;
