@@ -52,9 +52,8 @@ use futures_util::StreamExt as _;
 use runproof_core::{InstallationId, OwnerId, RepositoryId, RunId, Secret, UnixTime};
 use runproof_service::PushConfig;
 use runproof_store::{
-    EventCursor, EventFilter, EventKind, EventOutcome, Installation, InstalledRepository,
-    NewEvent, PostgresOptions, RepositorySelection, Store, UploadId, WebhookDelivery,
-    WebhookEffect,
+    EventCursor, EventFilter, EventKind, EventOutcome, Installation, InstalledRepository, NewEvent,
+    PostgresOptions, RepositorySelection, Store, UploadId, WebhookDelivery, WebhookEffect,
 };
 use sqlx::Connection as _;
 
@@ -599,9 +598,47 @@ async fn measure(h: &Harness) -> Run {
     ];
     let mut rows = Vec::new();
     for (page, path) in pages {
+        let size = get(&http, url, &path, &cookie).await.len();
         let (median, p90) = time_page(&http, url, &path, &cookie).await;
-        println!("  {page}: median {} p90 {}", ms(median), ms(p90));
+        println!(
+            "  {page}: median {} p90 {} ms, {:.1} KiB",
+            ms(median),
+            ms(p90),
+            size as f64 / 1024.0
+        );
         rows.push(Row { page, median, p90 });
+    }
+    // The overview's share that is the store's: its four calls, in process.
+    for (label, hours) in [("24 h", 24), ("7 d", 168)] {
+        let since = UnixTime(now() - hours * 3600);
+        let mut times = Vec::new();
+        for i in 0..WARM_UPS + SAMPLES {
+            let t = Instant::now();
+            let mut n = 0;
+            for (kind, outcome) in [
+                (EventKind::Upload, EventOutcome::Accepted),
+                (EventKind::Upload, EventOutcome::Refused),
+                (EventKind::Session, EventOutcome::Refused),
+            ] {
+                n += store.event_hours(since, kind, outcome).await.unwrap().len();
+            }
+            black_box(store.console_counts().await.unwrap());
+            if i >= WARM_UPS {
+                times.push(t.elapsed());
+            }
+            black_box(n);
+            if i == 0 {
+                println!("  the overview's hourly rows, {label}: {n}");
+            }
+        }
+        times.sort();
+        rows.push(Row {
+            page: format!(
+                "of which the overview's store calls ({label}: `event_hours` × 3, `console_counts`), in process"
+            ),
+            median: times[times.len() / 2],
+            p90: times[times.len() * 9 / 10],
+        });
     }
     Run {
         events: newest,
