@@ -411,7 +411,10 @@ mod tests {
             format!("{}.{}", &key_tag(b"key-a-0123456789")[..15], token),
             format!("{}.{}x", key_tag(b"key-a-0123456789"), &token[..63]),
         ] {
-            assert!(!opened_with_a_current_key(std::slice::from_ref(&a), &bad), "{bad}");
+            assert!(
+                !opened_with_a_current_key(std::slice::from_ref(&a), &bad),
+                "{bad}"
+            );
         }
     }
 
