@@ -17,11 +17,12 @@ use runproof_store::{
 };
 use serde::Deserialize;
 
+use super::chart;
+use super::page::{PageError, html};
 use super::session::Session;
 use super::view::{
     self, EventView, Field, MismatchView, PushRow, RunLinks, UploadRow, query_escape,
 };
-use super::{PageError, chart, html};
 use crate::state::AppState;
 
 /// Rows per page of a list.

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{PageError, html};
+use super::page::{PageError, html};
 use crate::limits::ClientAddress;
 use crate::state::AppState;
 
