@@ -328,6 +328,16 @@ async fn rule_console_sign_in_is_rate_limited_per_address() {
         .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert!(set_cookie(resp.headers(), "runproof_console").is_none());
+    // Operators see the attempts.
+    let metrics = h.get("/metrics", Some(API_KEY)).await.text().await.unwrap();
+    for outcome in ["wrong_key", "rate_limited"] {
+        assert!(
+            metrics.contains(&format!(
+                "runproof_console_sign_ins_total{{outcome=\"{outcome}\"}}"
+            )),
+            "{outcome}"
+        );
+    }
     h.stop().await;
 }
 

@@ -271,6 +271,11 @@ fn client_ip(parts: &axum::http::Extensions) -> Option<IpAddr> {
         .or_else(|| parts.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
 }
 
+/// Counts a sign-in attempt by how it ended, in `runproof_console_sign_ins_total`.
+fn sign_in_counted(outcome: &'static str) {
+    metrics::counter!("runproof_console_sign_ins_total", "outcome" => outcome).increment(1);
+}
+
 /// `POST /ui/sign-in`: an API key, compared with every configured key in constant time.
 pub(crate) async fn sign_in(
     State(state): State<Arc<AppState>>,
@@ -285,6 +290,7 @@ pub(crate) async fn sign_in(
             .attempts
             .over_limit(AddressKey::from(ip), Instant::now())
     {
+        sign_in_counted("rate_limited");
         let mut response = sign_in_form(
             &state,
             &next,
@@ -298,6 +304,7 @@ pub(crate) async fn sign_in(
     }
     let form_token = cookie_value(&headers, SIGN_IN_COOKIE).unwrap_or("");
     if form_token.is_empty() || !bool::from(form_token.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        sign_in_counted("bad_form");
         return sign_in_form(
             &state,
             &next,
@@ -312,6 +319,7 @@ pub(crate) async fn sign_in(
         .fold(false, |acc, key| key.ct_eq(form.key.as_bytes()) | acc);
     if !matched {
         tracing::info!("console: a sign-in with a wrong key was refused");
+        sign_in_counted("wrong_key");
         return sign_in_form(
             &state,
             &next,
@@ -331,6 +339,7 @@ pub(crate) async fn sign_in(
             UnixTime(now.0.saturating_add(ttl)),
         )
         .await?;
+    sign_in_counted("signed_in");
     let mut response = Redirect::to(&next).into_response();
     set_cookie(
         &mut response,
