@@ -222,6 +222,17 @@ pub struct EventHour {
     pub count: u64,
 }
 
+/// What [`crate::Store::event_counts`] splits its counts by: one series per mode, or one
+/// per code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventSplit {
+    /// By the events' mode (`code` is `None` in each row).
+    Mode,
+    /// By the events' code (`mode` is `None` in each row).
+    Code,
+}
+
 /// The start of the hour `at` falls in (the earliest time there is, for an hour that
 /// would start before it).
 #[must_use]

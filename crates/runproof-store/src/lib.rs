@@ -59,7 +59,7 @@ pub use console::{ConsoleCounts, PushFilter};
 pub use error::{Corrupt, Invalid, StoreError, Unavailable};
 pub use event::{
     EVENT_HOUR_SECONDS, EventCursor, EventFilter, EventHour, EventKind, EventOutcome, EventRecord,
-    MAX_EVENT_MISMATCHES_BYTES, MAX_EVENT_TEXT_CHARS, NewEvent, event_hour,
+    EventSplit, MAX_EVENT_MISMATCHES_BYTES, MAX_EVENT_TEXT_CHARS, NewEvent, event_hour,
 };
 pub use github::{
     Installation, InstalledRepository, KnownInstallation, MAX_WEBHOOK_DELIVERY_ID_LEN,

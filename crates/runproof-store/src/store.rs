@@ -684,6 +684,24 @@ pub trait Store: Send + Sync + 'static {
         outcome: EventOutcome,
     ) -> Result<Vec<EventHour>, StoreError>;
 
+    /// What a chart draws: the counts of [`Store::event_hours`] summed by `split` (mode
+    /// or code) into buckets of `bucket_seconds` (a multiple of 3600, at least 3600; each
+    /// bucket starts at a multiple of it since the Unix epoch), from the hour `since`
+    /// falls in, ordered by bucket then label. Each row's `hour` is its bucket's start.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when `bucket_seconds` is not a positive multiple of 3600,
+    /// [`StoreError::Corrupt`] when a stored count is negative, or [`StoreError`] when the
+    /// database fails.
+    async fn event_counts(
+        &self,
+        since: UnixTime,
+        kind: EventKind,
+        outcome: EventOutcome,
+        split: crate::EventSplit,
+        bucket_seconds: u32,
+    ) -> Result<Vec<EventHour>, StoreError>;
+
     /// How many transactions that write can usefully run at once: the commit
     /// pipeline's writers. 1 unless a backend overlaps its writers' commits.
     fn parallel_writes(&self) -> usize {

@@ -1108,6 +1108,91 @@ pub async fn event_hours_count_the_events_by_hour_mode_and_code(store: &dyn Stor
     assert_eq!(total, u64::try_from(inserted).unwrap());
 }
 
+/// A chart's counts are the hourly counts summed by mode or by code into buckets, each
+/// bucket starting at a multiple of its length; a bucket that is not whole hours is
+/// refused.
+pub async fn event_counts_sum_the_hours_by_bucket_and_split(store: &dyn Store) {
+    use crate::{EventKind, EventOutcome, EventSplit};
+    let base: i64 = 1_800_000_000;
+    let modes = [Some("oidc"), Some("session"), None];
+    let codes = [None, Some("bad_signature"), Some("policy_denied")];
+    let mut events = Vec::new();
+    for i in 0..200i64 {
+        let outcome = if i % 2 == 0 {
+            EventOutcome::Refused
+        } else {
+            EventOutcome::Accepted
+        };
+        let at = base - 5 * 3600 + i * 157;
+        let mode = modes[usize::try_from(i).unwrap() % 3];
+        let code = codes[usize::try_from(i / 2).unwrap() % 3];
+        events.push(event_at(at, EventKind::Upload, outcome, mode, code));
+    }
+    store.insert_events(&events).await.unwrap();
+    for (outcome, split) in [
+        (EventOutcome::Accepted, EventSplit::Mode),
+        (EventOutcome::Refused, EventSplit::Code),
+        (EventOutcome::Refused, EventSplit::Mode),
+    ] {
+        for bucket in [3600u32, 4 * 3600, 24 * 3600] {
+            for since in [0, base - 4 * 3600 + 1] {
+                let hours = store
+                    .event_hours(UnixTime(since), EventKind::Upload, outcome)
+                    .await
+                    .unwrap();
+                let mut expected: std::collections::BTreeMap<(i64, Option<String>), u64> =
+                    std::collections::BTreeMap::new();
+                for h in hours {
+                    let start = h.hour.0 - h.hour.0.rem_euclid(i64::from(bucket));
+                    let label = match split {
+                        EventSplit::Mode => h.mode,
+                        _ => h.code,
+                    };
+                    *expected.entry((start, label)).or_default() += h.count;
+                }
+                let got = store
+                    .event_counts(UnixTime(since), EventKind::Upload, outcome, split, bucket)
+                    .await
+                    .unwrap();
+                let got_map: std::collections::BTreeMap<(i64, Option<String>), u64> = got
+                    .iter()
+                    .map(|h| {
+                        let label = match split {
+                            EventSplit::Mode => {
+                                assert_eq!(h.code, None);
+                                h.mode.clone()
+                            }
+                            _ => {
+                                assert_eq!(h.mode, None);
+                                h.code.clone()
+                            }
+                        };
+                        ((h.hour.0, label), h.count)
+                    })
+                    .collect();
+                assert_eq!(got.len(), got_map.len(), "one row per bucket and label");
+                assert_eq!(got_map, expected, "{outcome:?} {split:?} {bucket} {since}");
+                assert!(got.windows(2).all(|w| w[0].hour <= w[1].hour), "by bucket");
+            }
+        }
+    }
+    for bad in [0u32, 1800, 5400] {
+        assert!(
+            store
+                .event_counts(
+                    UnixTime(0),
+                    EventKind::Upload,
+                    EventOutcome::Accepted,
+                    EventSplit::Mode,
+                    bad
+                )
+                .await
+                .is_err(),
+            "{bad}"
+        );
+    }
+}
+
 /// Purging drops the hourly counts of the hours that ended before the age bound, and
 /// only by age: the hour the bound falls in stays whole, and the row bound removes no
 /// count.
@@ -1394,6 +1479,8 @@ macro_rules! store_conformance {
             async fn event_hours_count_the_events_by_hour_mode_and_code();
             #[tokio::test]
             async fn event_hours_are_purged_by_age_only();
+            #[tokio::test]
+            async fn event_counts_sum_the_hours_by_bucket_and_split();
             #[tokio::test]
             async fn events_are_listed_by_upload();
             #[tokio::test]
@@ -4639,6 +4726,19 @@ impl Store for LostCommitAnswers {
         outcome: crate::EventOutcome,
     ) -> Result<Vec<crate::EventHour>, StoreError> {
         self.inner.event_hours(since, kind, outcome).await
+    }
+
+    async fn event_counts(
+        &self,
+        since: UnixTime,
+        kind: crate::EventKind,
+        outcome: crate::EventOutcome,
+        split: crate::EventSplit,
+        bucket_seconds: u32,
+    ) -> Result<Vec<crate::EventHour>, StoreError> {
+        self.inner
+            .event_counts(since, kind, outcome, split, bucket_seconds)
+            .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

@@ -92,6 +92,17 @@ pub(crate) fn render(
     build(id, title, &window, &series).render()
 }
 
+/// The length of each bar of a window of `hours` (clamped as in [`render`]), in seconds: the
+/// bucket a store sums its counts into for this chart.
+pub(crate) fn bar_seconds(hours: u32) -> u32 {
+    u32::try_from(Window::new(0, hours).bar).unwrap_or(u32::MAX)
+}
+
+/// The first instant of a window of `hours` ending with the bar that holds `now`.
+pub(crate) fn window_start(now: i64, hours: u32) -> i64 {
+    Window::new(now, hours).start
+}
+
 /// A chart with no data: the axes and time labels of its window and the text "no data in this
 /// window". [`render`] draws one when no row counts in the window; a page draws one directly
 /// when it has no rows to give.

@@ -1075,6 +1075,17 @@ impl Store for SqlStore {
         super::events::hours(&self.pool, since, kind, outcome).await
     }
 
+    async fn event_counts(
+        &self,
+        since: UnixTime,
+        kind: crate::EventKind,
+        outcome: crate::EventOutcome,
+        split: crate::EventSplit,
+        bucket_seconds: u32,
+    ) -> Result<Vec<crate::EventHour>, StoreError> {
+        super::events::counts(&self.pool, since, kind, outcome, split, bucket_seconds).await
+    }
+
     fn parallel_writes(&self) -> usize {
         self.pool.dialect().parallel_writes
     }
