@@ -726,6 +726,7 @@ async fn a_refusal_shows_its_mismatches_and_a_pasted_token_is_explained() {
             .contains("refs/heads/main")
     );
     assert_eq!(cell(&mismatch, "span.actual").await, "refs/heads/feature");
+    write_screenshot(&b, "console-refusals.png").await;
 
     // The same refusal, explained from a pasted token.
     b.click("a#explain-link").await;
@@ -759,6 +760,7 @@ async fn a_refusal_shows_its_mismatches_and_a_pasted_token_is_explained() {
         "{seen:?}"
     );
     assert!(!b.find_all("table#checks tbody tr").await.is_empty());
+    write_screenshot(&b, "console-explain.png").await;
 
     // A token the rule admits is explained as allowed.
     b.open("/ui/explain").await;
