@@ -3,11 +3,10 @@
 //! (API key required), newest first, `{"events": [...], "next_cursor": ...}`; and how the
 //! server records the events of the requests it answers.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{Extensions, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use runproof_core::{RepositoryId, UnixTime};
@@ -17,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::limits::ClientAddress;
 use crate::read_api::require_api_key;
 use crate::state::AppState;
 
@@ -32,15 +30,7 @@ const MAX_CODE_LEN: usize = 64;
 
 /// The client's address of a request, as the limits resolved it, else the peer's.
 pub(crate) fn source_of(extensions: &Extensions) -> Option<String> {
-    extensions
-        .get::<ClientAddress>()
-        .map(|c| c.0)
-        .or_else(|| {
-            extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        })
-        .map(|ip| ip.to_string())
+    crate::limits::client_ip(extensions).map(|ip| ip.to_string())
 }
 
 /// Records the event of a request answered with `answer`: `accepted`; `refused` with its

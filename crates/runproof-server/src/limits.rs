@@ -288,20 +288,20 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
 /// Middleware: the GitHub lookups a request causes are counted against its client's
 /// address (as the limits resolved it, else the peer's).
 pub(crate) async fn remember_client(request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ClientAddress>()
-        .map(|c| c.0)
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        });
-    match ip {
+    match client_ip(request.extensions()) {
         Some(ip) => runproof_service::binding::for_client(ip, next.run(request)).await,
         None => next.run(request).await,
     }
+}
+
+/// A request's client address, as the limits resolved it (see [`client_address`]), else
+/// the peer's.
+pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions.get::<ClientAddress>().map(|c| c.0).or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+    })
 }
 
 /// The client's address, as the limits saw it, in the request's extensions.

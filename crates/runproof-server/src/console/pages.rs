@@ -759,6 +759,19 @@ pub(crate) struct InstallationRow {
     pub(crate) unsettled: bool,
 }
 
+impl From<&runproof_store::KnownInstallation> for InstallationRow {
+    fn from(k: &runproof_store::KnownInstallation) -> Self {
+        Self {
+            id: k.installation.id.0,
+            account: k.installation.account_login.clone(),
+            account_id: k.installation.account_id.0,
+            selection: k.installation.repository_selection.as_str(),
+            suspended: k.installation.suspended,
+            unsettled: k.unsettled,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/installations.html")]
 struct InstallationsPage {
@@ -796,17 +809,7 @@ pub(crate) async fn installations(
         .flatten();
     html(&InstallationsPage {
         frame: Frame::new(&session, "installations"),
-        installations: list
-            .iter()
-            .map(|k| InstallationRow {
-                id: k.installation.id.0,
-                account: k.installation.account_login.clone(),
-                account_id: k.installation.account_id.0,
-                selection: k.installation.repository_selection.as_str(),
-                suspended: k.installation.suspended,
-                unsettled: k.unsettled,
-            })
-            .collect(),
+        installations: list.iter().map(InstallationRow::from).collect(),
         next,
     })
 }
@@ -860,14 +863,7 @@ pub(crate) async fn installation(
         .flatten();
     html(&InstallationPage {
         frame: Frame::new(&session, "installations"),
-        installation: InstallationRow {
-            id: known.installation.id.0,
-            account: known.installation.account_login.clone(),
-            account_id: known.installation.account_id.0,
-            selection: known.installation.repository_selection.as_str(),
-            suspended: known.installation.suspended,
-            unsettled: known.unsettled,
-        },
+        installation: InstallationRow::from(&known),
         repositories: repositories
             .iter()
             .map(|r| RepositoryRow {

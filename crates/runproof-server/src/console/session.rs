@@ -10,12 +10,11 @@
 //! `runproof_console_signin` cookie, so another site cannot sign a browser in with its own
 //! key.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,7 +27,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::page::{PageError, html};
-use crate::limits::ClientAddress;
+use crate::limits::client_ip;
 use crate::state::AppState;
 
 /// The session cookie.
@@ -262,13 +261,6 @@ pub(crate) struct SignInForm {
     csrf: String,
     #[serde(default)]
     next: Option<String>,
-}
-
-fn client_ip(parts: &axum::http::Extensions) -> Option<IpAddr> {
-    parts
-        .get::<ClientAddress>()
-        .map(|c| c.0)
-        .or_else(|| parts.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
 }
 
 /// Counts a sign-in attempt by how it ended, in `runproof_console_sign_ins_total`.
